@@ -1,0 +1,287 @@
+/**
+ * @module The local stack: everything `npm start` runs, as a library the integration tests use too.
+ *
+ * Order: Postgres (embedded PGlite unless a URL is given) -> WebSocket proxy -> migrations -> Redis
+ * bridge -> SMTP sink -> executor -> `wrangler dev`. Every piece that starts is stopped by `close()`,
+ * also when a later piece fails to start.
+ */
+import { randomBytes } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { startRedisBridge } from "../redis-bridge";
+import { startSmtpSink } from "../smtp-sink";
+import { startWsProxy } from "../ws-proxy";
+import { ManagedChild } from "./child";
+import { createDatabase, dropDatabase, runMigrations } from "./migrate";
+import { findPort } from "./ports";
+import { waitForHttp, waitForPort } from "./wait";
+import { loadDevSecrets, PASS_THROUGH_VARS, writeEnvFile } from "./worker-vars";
+
+export const ROOT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+/** Lines that say nothing useful in a dev console: pglite's per-connection chatter, wrangler's offline cf warning. */
+const NOISE =
+  /Client (connected|disconnected) from|Unable to fetch the `Request\.cf` object|getaddrinfo ENOTFOUND workers\.cloudflare\.com|at GetAddrInfoReqWrap\./;
+
+export interface StackPorts {
+  api: number;
+  executor: number;
+  redisBridge: number;
+  dbProxy: number;
+  pglite: number;
+  smtp: number;
+  mailHttp: number;
+  inspector: number;
+}
+
+export const DEFAULT_PORTS: StackPorts = {
+  api: 8787,
+  executor: 8788,
+  redisBridge: 8079,
+  dbProxy: 5480,
+  pglite: 5481,
+  smtp: 2525,
+  mailHttp: 8025,
+  inspector: 9229,
+};
+
+export interface ExternalSmtp {
+  host: string;
+  port: number;
+  user?: string;
+  password?: string;
+  domain: string;
+}
+
+export interface StackOptions {
+  /** Folder for PGlite data, Durable Object storage and dev secrets (`.sinas/` for `npm start`). */
+  dataDir: string;
+  ports?: Partial<StackPorts>;
+  /** External Postgres; when unset, embedded PGlite is started. */
+  databaseUrl?: string;
+  /** PGlite on disk under dataDir (kept across starts) or in memory (fresh, for tests). */
+  pglite?: "disk" | "memory";
+  /** Create this database on `databaseUrl`'s server, use it, and drop it on close (tests). */
+  freshDatabase?: string;
+  /** External Redis (`redis://...`); when unset, the bridge keeps data in memory. */
+  redisUrl?: string;
+  /** External SMTP; when unset, the local sink receives and prints every mail. */
+  smtp?: ExternalSmtp;
+  /** Extra Worker vars (they win over pass-through ones from the environment). */
+  workerVars?: Record<string, string>;
+  /** Launcher messages (default console.log). */
+  log?: (line: string) => void;
+  /** Every output line of a child process and of the SMTP sink. */
+  onChildLine?: (name: string, line: string) => void;
+  /** A child died after the stack was up. */
+  onFailure?: (message: string) => void;
+  /** How long to wait for the API's first healthy answer. */
+  readyTimeoutMs?: number;
+}
+
+export interface StackInfo {
+  apiUrl: string;
+  docsUrl: string;
+  executorUrl: string;
+  redisBridgeUrl: string;
+  redisToken: string;
+  redisMode: "redis" | "memory";
+  /** URL of the sink's mail API, null with external SMTP. */
+  mailUrl: string | null;
+  smtp: { host: string; port: number };
+  database: { kind: "pglite" | "postgres"; url: string; wsProxy: string; location: string };
+  dataDir: string;
+  ports: StackPorts;
+}
+
+export interface Stack extends StackInfo {
+  close(): Promise<void>;
+}
+
+/** Describes a child's death with its last lines, for the user rather than for a stack trace. */
+export function describeExit(child: ManagedChild, code: number | null, signal: string | null): string {
+  const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
+  const tail = child.tail().map((line) => `    ${line}`);
+  return [`${child.name} ${how}. Last lines:`, ...(tail.length ? tail : ["    (no output)"])].join("\n");
+}
+
+async function resolvePorts(preferred: Partial<StackPorts>): Promise<StackPorts> {
+  const ports = { ...DEFAULT_PORTS, ...preferred };
+  const resolved = {} as StackPorts;
+  for (const key of Object.keys(ports) as (keyof StackPorts)[]) resolved[key] = await findPort(ports[key]);
+  return resolved;
+}
+
+export async function startStack(options: StackOptions): Promise<Stack> {
+  const log = options.log ?? ((line: string) => console.log(line));
+  const dataDir = resolve(options.dataDir);
+  mkdirSync(dataDir, { recursive: true });
+  const ports = await resolvePorts(options.ports ?? {});
+  for (const [name, port] of Object.entries(ports)) {
+    const wanted = options.ports?.[name as keyof StackPorts] ?? DEFAULT_PORTS[name as keyof StackPorts];
+    if (wanted !== 0 && wanted !== port) log(`port ${wanted} (${name}) is busy, using ${port}`);
+  }
+
+  const cleanups: (() => Promise<void>)[] = [];
+  let started = false;
+  let startupFailure: string | null = null;
+  const abort = () => startupFailure;
+  const spawnChild = (name: string, command: string, args: string[], env: NodeJS.ProcessEnv = {}) => {
+    const child = new ManagedChild({
+      name,
+      command,
+      args,
+      cwd: ROOT_DIR,
+      env: { ...process.env, ...env },
+      onLine: (childName, line) => {
+        if (!NOISE.test(line)) options.onChildLine?.(childName, line);
+      },
+      onUnexpectedExit: (dead, code, signal) => {
+        const message = describeExit(dead, code, signal);
+        if (started) options.onFailure?.(message);
+        else startupFailure = message;
+      },
+    });
+    cleanups.push(() => child.stop());
+    return child;
+  };
+  const close = async () => {
+    for (const cleanup of cleanups.reverse())
+      await cleanup().catch((error) => log(`cleanup failed: ${error}`));
+    cleanups.length = 0;
+  };
+
+  try {
+    // Postgres: external server, or PGlite behind pglite-server's Postgres protocol.
+    let databaseUrl = options.databaseUrl;
+    let databaseKind: "pglite" | "postgres" = "postgres";
+    let databaseLocation = databaseUrl ? new URL(databaseUrl).host : "";
+    if (!databaseUrl) {
+      databaseKind = "pglite";
+      const pgliteDir = options.pglite === "memory" ? "memory://" : join(dataDir, "pgdata");
+      databaseLocation = options.pglite === "memory" ? "in memory" : pgliteDir;
+      const server = join(ROOT_DIR, "node_modules/@electric-sql/pglite-socket/dist/scripts/server.js");
+      spawnChild("pglite", process.execPath, [
+        server,
+        "--db",
+        pgliteDir,
+        "--port",
+        String(ports.pglite),
+        "-m",
+        "256",
+      ]);
+      await waitForPort(ports.pglite, { timeoutMs: 60_000, abort });
+      databaseUrl = `postgresql://postgres:postgres@127.0.0.1:${ports.pglite}/postgres?sslmode=disable`;
+    }
+
+    const proxy = await startWsProxy({ port: ports.dbProxy });
+    cleanups.push(() => proxy.close());
+
+    if (options.freshDatabase) {
+      const admin = { databaseUrl, wsProxy: proxy.address };
+      const name = options.freshDatabase;
+      databaseUrl = await createDatabase(admin, name);
+      cleanups.push(() => dropDatabase(admin, name));
+    }
+    await runMigrations({ databaseUrl, wsProxy: proxy.address });
+
+    const redisToken = randomBytes(24).toString("base64url");
+    const bridge = await startRedisBridge({
+      port: ports.redisBridge,
+      token: redisToken,
+      redisUrl: options.redisUrl,
+    });
+    cleanups.push(() => bridge.close());
+
+    let mailUrl: string | null = null;
+    let smtp = options.smtp;
+    if (!smtp) {
+      const sink = await startSmtpSink({
+        smtpPort: ports.smtp,
+        httpPort: ports.mailHttp,
+        print: (line) => options.onChildLine?.("mail", line),
+      });
+      cleanups.push(() => sink.close());
+      mailUrl = sink.httpUrl;
+      smtp = {
+        host: "127.0.0.1",
+        port: sink.smtpPort,
+        user: "sinas",
+        password: "sinas",
+        domain: "sinas.local",
+      };
+    }
+
+    const executorUrl = `http://127.0.0.1:${ports.executor}`;
+    spawnChild("executor", process.execPath, ["--import", "tsx", "executor-node/src/server.ts"], {
+      EXECUTOR_PORT: String(ports.executor),
+    });
+    await waitForHttp(`${executorUrl}/health`, { timeoutMs: 30_000, abort });
+
+    const passThrough = Object.fromEntries(
+      PASS_THROUGH_VARS.flatMap((name) => (process.env[name] ? [[name, process.env[name] as string]] : [])),
+    );
+    const workerVars: Record<string, string> = {
+      ENVIRONMENT: "development",
+      ...loadDevSecrets(dataDir),
+      ...passThrough,
+      DATABASE_URL: databaseUrl,
+      DB_WS_PROXY: proxy.address,
+      UPSTASH_REDIS_REST_URL: bridge.url,
+      UPSTASH_REDIS_REST_TOKEN: redisToken,
+      EXECUTOR_URL: executorUrl,
+      SMTP_HOST: smtp.host,
+      SMTP_PORT: String(smtp.port),
+      SMTP_USER: smtp.user ?? "",
+      SMTP_PASSWORD: smtp.password ?? "",
+      SMTP_DOMAIN: smtp.domain,
+      ...options.workerVars,
+    };
+    const envFile = writeEnvFile(join(dataDir, "run", `worker-${ports.api}.env`), workerVars);
+    const wrangler = join(ROOT_DIR, "node_modules/wrangler/bin/wrangler.js");
+    spawnChild(
+      "api",
+      process.execPath,
+      [
+        wrangler,
+        "dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        String(ports.api),
+        "--inspector-port",
+        String(ports.inspector),
+        "--test-scheduled",
+        "--persist-to",
+        join(dataDir, "wrangler"),
+        "--env-file",
+        envFile,
+        "--show-interactive-dev-session=false",
+      ],
+      { WRANGLER_SEND_METRICS: "false", NO_COLOR: "1", FORCE_COLOR: "0" },
+    );
+    const apiUrl = `http://127.0.0.1:${ports.api}`;
+    await waitForHttp(`${apiUrl}/health`, { timeoutMs: options.readyTimeoutMs ?? 90_000, abort });
+
+    started = true;
+    return {
+      apiUrl,
+      docsUrl: `${apiUrl}/docs`,
+      executorUrl,
+      redisBridgeUrl: bridge.url,
+      redisToken,
+      redisMode: bridge.mode,
+      mailUrl,
+      smtp: { host: smtp.host, port: smtp.port },
+      database: { kind: databaseKind, url: databaseUrl, wsProxy: proxy.address, location: databaseLocation },
+      dataDir,
+      ports,
+      close,
+    };
+  } catch (error) {
+    await close();
+    const reason = startupFailure ?? (error instanceof Error ? error.message : String(error));
+    throw new Error(`The stack failed to start: ${reason}`, { cause: error });
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * @module WebSocket-to-TCP proxy for the local stack.
+ *
+ * The Neon serverless driver speaks the Postgres wire protocol over a WebSocket, because Workers cannot
+ * open raw TCP to arbitrary hosts in every deployment. Neon runs such a proxy in production; locally this
+ * one forwards each WebSocket to the Postgres (or pglite-server) named in `?address=host:port`.
+ * Only loopback targets are allowed: this is a development tool, never an open relay.
+ */
+import { createServer, type Server } from "node:http";
+import { connect } from "node:net";
+import { type WebSocket, WebSocketServer } from "ws";
+
+export interface WsProxyOptions {
+  port: number;
+  host?: string;
+}
+
+export interface WsProxy {
+  port: number;
+  /** Value for the Worker's DB_WS_PROXY: `host:port` without scheme. */
+  address: string;
+  close(): Promise<void>;
+}
+
+const LOOPBACK = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
+
+/** Parses `?address=host:port`; null when missing or not a loopback target. */
+export function parseProxyTarget(requestUrl: string): { host: string; port: number } | null {
+  const address = new URL(requestUrl, "http://proxy").searchParams.get("address");
+  if (!address) return null;
+  const colon = address.lastIndexOf(":");
+  const host = address.slice(0, colon);
+  const port = Number(address.slice(colon + 1));
+  if (!LOOPBACK.has(host) || !Number.isInteger(port) || port <= 0 || port > 65535) return null;
+  return { host: host.replace(/^\[|\]$/g, ""), port };
+}
+
+function pipeSocket(ws: WebSocket, target: { host: string; port: number }): void {
+  const tcp = connect(target.port, target.host);
+  tcp.setNoDelay(true);
+  const pending: Buffer[] = [];
+  let connected = false;
+  tcp.on("connect", () => {
+    connected = true;
+    for (const chunk of pending) tcp.write(chunk);
+    pending.length = 0;
+  });
+  tcp.on("data", (data) => {
+    if (ws.readyState === ws.OPEN) ws.send(data);
+  });
+  tcp.on("close", () => ws.close());
+  tcp.on("error", () => ws.close(1011, "upstream error"));
+  ws.on("message", (data: Buffer) => {
+    if (connected) tcp.write(data);
+    else pending.push(data);
+  });
+  ws.on("close", () => tcp.destroy());
+  ws.on("error", () => tcp.destroy());
+}
+
+export async function startWsProxy(options: WsProxyOptions): Promise<WsProxy> {
+  const host = options.host ?? "127.0.0.1";
+  const server: Server = createServer((_req, res) => {
+    res.writeHead(426, { "content-type": "text/plain" }).end("WebSocket upgrade required\n");
+  });
+  const wss = new WebSocketServer({ server, perMessageDeflate: false });
+  wss.on("connection", (ws, req) => {
+    const target = parseProxyTarget(req.url ?? "/");
+    if (!target) {
+      ws.close(1008, "address must be a loopback host:port");
+      return;
+    }
+    pipeSocket(ws, target);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, host, () => resolve());
+  });
+  const addressInfo = server.address();
+  const port = typeof addressInfo === "object" && addressInfo ? addressInfo.port : options.port;
+  return {
+    port,
+    address: `${host}:${port}`,
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const client of wss.clients) client.terminate();
+        wss.close();
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
+  };
+}

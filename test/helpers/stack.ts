@@ -1,0 +1,150 @@
+/**
+ * @module Start and stop the real stack for a test file: the same launcher as `npm start`, on free ports,
+ * with a clean database (in-memory PGlite, or a fresh database on TEST_DATABASE_URL's server) and its own
+ * Redis database (in-memory bridge, or a private DB index on TEST_REDIS_URL's server).
+ *
+ * ```ts
+ * let stack: TestStack;
+ * beforeAll(async () => { stack = await startTestStack(); });
+ * afterAll(() => stack?.stop());
+ * ```
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { Redis as IORedis } from "ioredis";
+import type { StackInfo } from "../../scripts/lib/stack";
+import { ROOT_DIR } from "../../scripts/lib/stack";
+
+export interface TestStackOptions {
+  /** Extra Worker vars, e.g. `{ AUTO_PROVISION_USERS: "true" }`. */
+  workerVars?: Record<string, string>;
+  /** Extra launcher environment. */
+  env?: Record<string, string>;
+  /** Keep data in this folder (on-disk PGlite) instead of a temporary one removed at stop. */
+  dataDir?: string;
+}
+
+export interface TestStack extends StackInfo {
+  /** `fetch` relative to the API URL. */
+  fetch(path: string, init?: RequestInit): Promise<Response>;
+  /** Last lines printed by the launcher and its children (for failure messages). */
+  logs(): string[];
+  /** The launcher's process id. */
+  pid: number;
+  /** Resolves with the launcher's exit code once it has exited. */
+  exited: Promise<number | null>;
+  stop(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+const READY_PREFIX = "SINAS_STACK_READY ";
+const LOG_LINES = 400;
+
+/** Picks a Redis DB index for this stack; consecutive stacks get different ones (1..15). */
+async function allocateRedisDb(redisUrl: string): Promise<string> {
+  const admin = new IORedis(redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await admin.connect();
+    const counter = await admin.incr("sinas:test:redis-db-counter");
+    const index = 1 + (counter % 15);
+    await admin.select(index);
+    await admin.flushdb();
+    const url = new URL(redisUrl);
+    url.pathname = `/${index}`;
+    return url.toString();
+  } finally {
+    admin.disconnect();
+  }
+}
+
+function waitForReady(child: ChildProcess, logs: string[]): Promise<StackInfo> {
+  return new Promise((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+    const errors = createInterface({ input: child.stderr as NodeJS.ReadableStream });
+    const remember = (line: string) => {
+      logs.push(line);
+      if (logs.length > LOG_LINES) logs.shift();
+    };
+    lines.on("line", (line) => {
+      if (line.startsWith(READY_PREFIX)) resolve(JSON.parse(line.slice(READY_PREFIX.length)) as StackInfo);
+      else remember(line);
+    });
+    errors.on("line", remember);
+    child.once("exit", (code) =>
+      reject(
+        new Error(
+          `launcher exited with code ${code} before the stack was ready:\n${logs.slice(-60).join("\n")}`,
+        ),
+      ),
+    );
+  });
+}
+
+export async function startTestStack(options: TestStackOptions = {}): Promise<TestStack> {
+  const keepData = options.dataDir !== undefined;
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "sinas-test-"));
+  const args = ["--import", "tsx", "scripts/start.ts", "--json", "--exit-on-stdin-close"];
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    SINAS_DATA_DIR: dataDir,
+    PORT: "0",
+    EXECUTOR_PORT: "0",
+    REDIS_BRIDGE_PORT: "0",
+    DB_PROXY_PORT: "0",
+    PGLITE_PORT: "0",
+    SMTP_PORT: "0",
+    MAIL_PORT: "0",
+    INSPECTOR_PORT: "0",
+    DATABASE_URL: "",
+    REDIS_URL: "",
+    SMTP_HOST: "",
+    SINAS_EXTRA_WORKER_VARS: JSON.stringify(options.workerVars ?? {}),
+    ...options.env,
+  };
+  if (keepData) {
+    // On-disk PGlite in dataDir: the launcher's default, as `npm start` uses it.
+  } else if (process.env.TEST_DATABASE_URL) {
+    env.DATABASE_URL = process.env.TEST_DATABASE_URL;
+    args.push("--fresh-database", `sinas_test_${randomBytes(6).toString("hex")}`);
+  } else {
+    args.push("--pglite-memory");
+  }
+  if (process.env.TEST_REDIS_URL) env.REDIS_URL = await allocateRedisDb(process.env.TEST_REDIS_URL);
+
+  const child = spawn(process.execPath, args, { cwd: ROOT_DIR, env, stdio: ["pipe", "pipe", "pipe"] });
+  const logs: string[] = [];
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  let info: StackInfo;
+  try {
+    info = await waitForReady(child, logs);
+  } catch (error) {
+    child.kill("SIGKILL");
+    if (!keepData) rmSync(dataDir, { recursive: true, force: true });
+    throw error;
+  }
+
+  let stopped: Promise<void> | undefined;
+  const stop = () => {
+    stopped ??= (async () => {
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+      await exited;
+      clearTimeout(timer);
+      if (!keepData) rmSync(dataDir, { recursive: true, force: true });
+    })();
+    return stopped;
+  };
+  return {
+    ...info,
+    fetch: (path, init) => fetch(new URL(path, info.apiUrl), init),
+    logs: () => [...logs],
+    pid: child.pid as number,
+    exited,
+    stop,
+    [Symbol.asyncDispose]: stop,
+  };
+}

@@ -1,0 +1,81 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer, type Server } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { sql } from "drizzle-orm";
+import { afterAll, describe, expect, it } from "vitest";
+import { openStackDb } from "../helpers/db";
+import { descendants, isAlive } from "../helpers/processes";
+import { startTestStack } from "../helpers/stack";
+
+const waitUntil = async (condition: () => boolean, timeoutMs: number) => {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+  return condition();
+};
+
+describe("npm start (the launcher)", () => {
+  const dataDir = mkdtempSync(join(tmpdir(), "sinas-launcher-"));
+  afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
+
+  it("keeps PGlite data on disk across restarts, and leaves no process behind on SIGTERM", async () => {
+    const first = await startTestStack({ dataDir });
+    expect(first.database.kind).toBe("pglite");
+    expect(first.database.location).toBe(join(dataDir, "pgdata"));
+    let handle = openStackDb(first);
+    await handle.db.execute(
+      sql`insert into groups (name, description) values ('Persisted', 'survives a restart')`,
+    );
+    await handle.close();
+
+    const children = descendants(first.pid);
+    expect(children.some((child) => child.command.includes("wrangler"))).toBe(true);
+    expect(children.some((child) => child.command.includes("workerd"))).toBe(true);
+    expect(children.some((child) => child.command.includes("pglite"))).toBe(true);
+    await first.stop();
+    expect(await first.exited).toBe(0);
+    expect(await waitUntil(() => children.every((child) => !isAlive(child.pid)), 10_000)).toBe(true);
+    expect((await fetch(`${first.apiUrl}/health`).catch(() => null))?.status).toBeUndefined();
+
+    const second = await startTestStack({ dataDir });
+    try {
+      handle = openStackDb(second);
+      const rows = await handle.db.execute(sql`select description from groups where name = 'Persisted'`);
+      await handle.close();
+      expect(rows.rows).toEqual([{ description: "survives a restart" }]);
+      expect((await second.fetch("/health")).status).toBe(200);
+    } finally {
+      await second.stop();
+    }
+  });
+
+  it("moves to a free port when the configured one is busy", async () => {
+    const blocker: Server = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve));
+    const busyPort = (blocker.address() as { port: number }).port;
+    const stack = await startTestStack({ env: { PORT: String(busyPort) } });
+    try {
+      expect(stack.ports.api).not.toBe(busyPort);
+      expect(stack.logs().join("\n")).toContain(`port ${busyPort} (api) is busy, using ${stack.ports.api}`);
+      expect((await stack.fetch("/health")).status).toBe(200);
+    } finally {
+      await stack.stop();
+      blocker.close();
+    }
+  });
+
+  it("reports a child that dies with its last lines, then stops everything", async () => {
+    const stack = await startTestStack();
+    const children = descendants(stack.pid);
+    const executor = children.find((child) => child.command.includes("executor-node/src/server.ts"));
+    expect(executor).toBeDefined();
+    process.kill(executor?.pid as number, "SIGKILL");
+
+    expect(await stack.exited).toBe(1);
+    const logs = stack.logs().join("\n");
+    expect(logs).toContain("executor was killed by SIGKILL. Last lines:");
+    expect(logs).toContain("executor listening on");
+    expect(await waitUntil(() => children.every((child) => !isAlive(child.pid)), 10_000)).toBe(true);
+    await stack.stop();
+  });
+});

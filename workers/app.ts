@@ -1,0 +1,60 @@
+/**
+ * @module The Hono app: middleware, routers, OpenAPI documents and docs pages.
+ *
+ * Runtime API at `/` (docs at /docs, /openapi.json), management API at `/api/v1` (its own docs), as in
+ * SINAS (sinas-spec §0.1).
+ */
+import { cors } from "hono/cors";
+import { requestId } from "hono/request-id";
+import { renderDocsPage } from "./http/docs";
+import { installFallbacks } from "./http/fallbacks";
+import { healthRouter } from "./http/health";
+import { createRouter } from "./http/router";
+import { createServices } from "./services/services";
+
+export const API_VERSION = "0.1.0";
+
+function createManagementApp() {
+  const management = createRouter();
+  management.doc31("/openapi.json", {
+    openapi: "3.1.0",
+    info: { title: "SINAS Edge management API", version: API_VERSION },
+  });
+  management.get("/docs", (c) =>
+    c.html(renderDocsPage({ title: "SINAS Edge management API", specUrl: "/api/v1/openapi.json" })),
+  );
+  return management;
+}
+
+export function createApp() {
+  const app = createRouter();
+  app.use(requestId());
+  app.use(cors({ origin: (origin) => origin || "*", credentials: true }));
+  app.use(async (c, next) => {
+    const services = createServices(c.env);
+    c.set("services", services);
+    try {
+      await next();
+    } finally {
+      c.executionCtx.waitUntil(services.dispose());
+    }
+  });
+
+  app.route("/", healthRouter);
+  app.route("/api/v1", createManagementApp());
+
+  app.doc31("/openapi.json", {
+    openapi: "3.1.0",
+    info: {
+      title: "SINAS Edge API",
+      version: API_VERSION,
+      description: "Runtime API of SINAS Edge. The management API is documented at /api/v1/docs.",
+    },
+  });
+  app.get("/docs", (c) => c.html(renderDocsPage({ title: "SINAS Edge API", specUrl: "/openapi.json" })));
+
+  installFallbacks(app);
+  return app;
+}
+
+export type App = ReturnType<typeof createApp>;

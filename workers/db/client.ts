@@ -1,0 +1,51 @@
+/**
+ * @module The one database client: `@neondatabase/serverless` + `drizzle-orm/neon-serverless`, used the
+ * same way by the Worker, the Durable Objects and Node (launcher, migrations, tests).
+ *
+ * Locally the driver's WebSocket goes through our proxy (scripts/ws-proxy.ts) to PGlite or a plain
+ * Postgres, so TLS and pipelining are off there; in production Neon's own endpoint is used as is.
+ */
+import { neonConfig, Pool } from "@neondatabase/serverless";
+import { drizzle, type NeonDatabase } from "drizzle-orm/neon-serverless";
+import * as schema from "./schema";
+
+export type Database = NeonDatabase<typeof schema>;
+
+export interface DbOptions {
+  databaseUrl: string;
+  /** `host:port` of a local WebSocket-to-TCP proxy; unset in production (Neon). */
+  wsProxy?: string | undefined;
+  /** Node 20 has no global WebSocket: pass `ws`. Workers and Node 22 need nothing. */
+  webSocketConstructor?: unknown;
+  /** Pool size; keep it below pglite-server's `-m`. */
+  maxConnections?: number;
+}
+
+export interface DbHandle {
+  db: Database;
+  pool: Pool;
+  close(): Promise<void>;
+}
+
+function configureDriver(options: DbOptions): void {
+  if (options.webSocketConstructor) {
+    neonConfig.webSocketConstructor = options.webSocketConstructor as typeof neonConfig.webSocketConstructor;
+  }
+  if (options.wsProxy) {
+    const proxy = options.wsProxy;
+    neonConfig.wsProxy = (host, port) => `${proxy}/v2?address=${host}:${port}`;
+    neonConfig.useSecureWebSocket = false;
+    neonConfig.pipelineTLS = false;
+    neonConfig.pipelineConnect = false;
+  }
+}
+
+/** Opens a pool. In a Worker, open one per request and close it in `waitUntil`: I/O cannot cross requests. */
+export function createDb(options: DbOptions): DbHandle {
+  configureDriver(options);
+  const pool = new Pool({ connectionString: options.databaseUrl, max: options.maxConnections ?? 5 });
+  // An idle client's socket error must not crash the isolate; the next query reports it instead.
+  pool.on("error", () => {});
+  const db = drizzle({ client: pool, schema });
+  return { db, pool, close: () => pool.end() };
+}
