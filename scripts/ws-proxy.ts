@@ -24,6 +24,9 @@ export interface WsProxy {
 
 const LOOPBACK = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
 
+/** The Postgres Terminate message ('X', length 4). The driver sends it alone in one frame on `end()`. */
+const TERMINATE = Buffer.from([0x58, 0, 0, 0, 4]);
+
 /** Parses `?address=host:port`; null when missing or not a loopback target. */
 export function parseProxyTarget(requestUrl: string): { host: string; port: number } | null {
   const address = new URL(requestUrl, "http://proxy").searchParams.get("address");
@@ -38,21 +41,17 @@ export function parseProxyTarget(requestUrl: string): { host: string; port: numb
 function pipeSocket(ws: WebSocket, target: { host: string; port: number }): void {
   const tcp = connect(target.port, target.host);
   tcp.setNoDelay(true);
-  const pending: Buffer[] = [];
-  let connected = false;
-  tcp.on("connect", () => {
-    connected = true;
-    for (const chunk of pending) tcp.write(chunk);
-    pending.length = 0;
-  });
   tcp.on("data", (data) => {
     if (ws.readyState === ws.OPEN) ws.send(data);
   });
   tcp.on("close", () => ws.close());
   tcp.on("error", () => ws.close(1011, "upstream error"));
   ws.on("message", (data: Buffer) => {
-    if (connected) tcp.write(data);
-    else pending.push(data);
+    // net.Socket buffers writes made before it has connected.
+    tcp.write(data);
+    // Postgres closes the connection after Terminate, and the driver waits for that. pglite-server does
+    // not, so without this every closed client would hold one of its connection slots forever.
+    if (data.equals(TERMINATE)) tcp.end();
   });
   ws.on("close", () => tcp.destroy());
   ws.on("error", () => tcp.destroy());

@@ -13,7 +13,8 @@ export const MIGRATIONS_FOLDER = join(dirname(fileURLToPath(import.meta.url)), "
 
 export interface NodeDbTarget {
   databaseUrl: string;
-  wsProxy: string;
+  /** Local WebSocket proxy `host:port`; unset for Neon. */
+  wsProxy?: string | undefined;
 }
 
 export function openNodeDb(target: NodeDbTarget, maxConnections = 2): DbHandle {
