@@ -218,7 +218,7 @@ CREATE TABLE "messages" (
 CREATE TABLE "otp_sessions" (
 	"id" uuid PRIMARY KEY DEFAULT gen_random_uuid() NOT NULL,
 	"email" varchar(255) NOT NULL,
-	"otp_code" varchar(10) NOT NULL,
+	"code_hash" varchar(64) NOT NULL,
 	"expires_at" timestamp with time zone NOT NULL,
 	"verified" boolean DEFAULT false NOT NULL,
 	"attempts" integer DEFAULT 0 NOT NULL,
@@ -309,6 +309,8 @@ CREATE TABLE "states" (
 	"namespace" varchar(100) NOT NULL,
 	"key" varchar(255) NOT NULL,
 	"value" json NOT NULL,
+	"encrypted" boolean DEFAULT false NOT NULL,
+	"value_ciphertext" text,
 	"visibility" varchar(20) DEFAULT 'private' NOT NULL,
 	"description" text,
 	"tags" json DEFAULT '[]'::json NOT NULL,

@@ -9,6 +9,7 @@
  * tsx scripts/redis-bridge.ts --port 8079 --token dev [--redis-url redis://127.0.0.1:6379]
  * ```
  */
+import { createHash } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { pathToFileURL } from "node:url";
@@ -171,6 +172,31 @@ function createMemoryStore(): RedisBackend {
   };
 }
 
+/**
+ * Upstash accepts Redis 7 script shebangs with flags that Redis 7.0 (`allow-key-locking`) and ioredis-mock's
+ * Lua VM (any shebang) reject; @upstash/ratelimit's scripts carry one. Scripts are stripped of that first
+ * line, and an EVALSHA of the original script's SHA1 runs the stripped script by EVAL (Redis caches it).
+ */
+function withScriptTranslation(backend: RedisBackend): RedisBackend {
+  const scriptsBySha = new Map<string, string>();
+  const translate = (command: string[]): string[] => {
+    const [name = "", first = "", ...rest] = command;
+    const lower = name.toLowerCase();
+    if (lower === "eval" && first.startsWith("#!")) {
+      const stripped = first.slice(first.indexOf("\n") + 1);
+      scriptsBySha.set(createHash("sha1").update(first).digest("hex"), stripped);
+      return [name, stripped, ...rest];
+    }
+    const stored = lower === "evalsha" ? scriptsBySha.get(first.toLowerCase()) : undefined;
+    return stored === undefined ? command : ["EVAL", stored, ...rest];
+  };
+  return {
+    ...backend,
+    run: (command) => backend.run(translate(command)),
+    transaction: (commands) => backend.transaction(commands.map(translate)),
+  };
+}
+
 /** Converts a raw reply to JSON, base64-encoding every string when the client asked for it. */
 function encodeReply(reply: unknown, base64: boolean): unknown {
   if (Buffer.isBuffer(reply)) return reply.toString(base64 ? "base64" : "utf8");
@@ -248,7 +274,7 @@ async function handle(backend: RedisBackend, token: string, request: IncomingMes
 /** Starts the bridge; resolves once it listens. */
 export async function startRedisBridge(options: RedisBridgeOptions): Promise<RedisBridge> {
   const { port, host = "127.0.0.1", token, redisUrl } = options;
-  const backend = redisUrl ? connectRedis(redisUrl) : createMemoryStore();
+  const backend = withScriptTranslation(redisUrl ? connectRedis(redisUrl) : createMemoryStore());
   const server = createServer((request, response) => {
     handle(backend, token, request).then(
       ([status, body]) => sendJson(response, status, body),

@@ -6,20 +6,41 @@
  */
 import { cors } from "hono/cors";
 import { requestId } from "hono/request-id";
+import { apiKeysRouter } from "./http/api-keys";
+import { authRouter } from "./http/auth-routes";
 import { renderDocsPage } from "./http/docs";
 import { installFallbacks } from "./http/fallbacks";
+import { groupsRouter } from "./http/groups";
 import { healthRouter } from "./http/health";
+import { requestLog } from "./http/request-log";
+import { requestLogsRouter } from "./http/request-logs";
 import { createRouter } from "./http/router";
+import { statesRouter } from "./http/states";
+import { usersRouter } from "./http/users";
 import { createServices } from "./services/services";
 
 export const API_VERSION = "0.1.0";
+
+function registerSecurity(app: ReturnType<typeof createRouter>) {
+  app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
+    type: "http",
+    scheme: "bearer",
+    description: "An access token from /auth/verify-otp, or an API key (also accepted as X-API-Key).",
+  });
+}
 
 function createManagementApp() {
   const management = createRouter();
   management.doc31("/openapi.json", {
     openapi: "3.1.0",
     info: { title: "SINAS Edge management API", version: API_VERSION },
+    servers: [{ url: "/api/v1" }],
   });
+  management.route("/", usersRouter);
+  management.route("/", groupsRouter);
+  management.route("/", apiKeysRouter);
+  management.route("/", requestLogsRouter);
+  registerSecurity(management);
   management.get("/docs", (c) =>
     c.html(renderDocsPage({ title: "SINAS Edge management API", specUrl: "/api/v1/openapi.json" })),
   );
@@ -39,8 +60,11 @@ export function createApp() {
       c.executionCtx.waitUntil(services.dispose());
     }
   });
+  app.use(requestLog());
 
   app.route("/", healthRouter);
+  app.route("/", authRouter);
+  app.route("/", statesRouter);
   app.route("/api/v1", createManagementApp());
 
   app.doc31("/openapi.json", {
@@ -51,6 +75,7 @@ export function createApp() {
       description: "Runtime API of SINAS Edge. The management API is documented at /api/v1/docs.",
     },
   });
+  registerSecurity(app);
   app.get("/docs", (c) => c.html(renderDocsPage({ title: "SINAS Edge API", specUrl: "/openapi.json" })));
 
   installFallbacks(app);

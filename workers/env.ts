@@ -28,7 +28,49 @@ export interface Env {
   SMTP_USER?: string;
   SMTP_PASSWORD?: string;
   SMTP_DOMAIN?: string;
+  SUPERADMIN_EMAIL?: string;
+  AUTO_PROVISION_USERS?: string;
+  ACCESS_TOKEN_EXPIRE_MINUTES?: string;
+  REFRESH_TOKEN_EXPIRE_DAYS?: string;
+  OTP_EXPIRE_MINUTES?: string;
+  DEV_PRINT_OTP?: string;
+  RATE_LIMIT_LOGIN_PER_EMAIL?: string;
+  RATE_LIMIT_LOGIN_PER_IP?: string;
+  RATE_LIMIT_VERIFY_PER_EMAIL?: string;
+  RATE_LIMIT_VERIFY_PER_IP?: string;
 }
+
+const booleanVar = z
+  .enum(["true", "false", "1", "0", ""])
+  .default("false")
+  .transform((value) => value === "true" || value === "1");
+
+const positiveInt = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+/** Minutes may be fractional (tests use seconds-long lifetimes). */
+const positiveMinutes = (fallback: number) => z.coerce.number().positive().default(fallback);
+
+/** `N/WINDOW`, e.g. `5/10m`: at most N requests per sliding window (s, m or h). */
+const rateLimitVar = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((value, context) => {
+      const match = /^(\d+)\/(\d+)(s|m|h)$/.exec(value.trim());
+      if (!match) {
+        context.addIssue({
+          code: "custom",
+          message: "must look like 5/10m (requests per window in s, m or h)",
+        });
+        return z.NEVER;
+      }
+      const unitSeconds = { s: 1, m: 60, h: 3600 }[match[3] as "s" | "m" | "h"];
+      return { limit: Number(match[1]), windowSeconds: Number(match[2]) * unitSeconds };
+    });
+
+const optionalString = z
+  .string()
+  .optional()
+  .transform((value) => (value ? value : undefined));
 
 const configSchema = z.object({
   ENVIRONMENT: z.enum(["development", "test", "staging", "production"]).default("development"),
@@ -40,12 +82,42 @@ const configSchema = z.object({
   UPSTASH_REDIS_REST_URL: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }),
   UPSTASH_REDIS_REST_TOKEN: z.string().min(1, "must not be empty"),
   EXECUTOR_URL: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
+  /** Required by everything that signs or verifies tokens; checked where used (see `requireSecret`). */
+  SECRET_KEY: optionalString,
+  ENCRYPTION_KEY: optionalString,
+  SMTP_HOST: optionalString,
+  SMTP_PORT: positiveInt(587),
+  SMTP_USER: optionalString,
+  SMTP_PASSWORD: optionalString,
+  SMTP_DOMAIN: optionalString,
+  SUPERADMIN_EMAIL: optionalString,
+  AUTO_PROVISION_USERS: booleanVar,
+  ACCESS_TOKEN_EXPIRE_MINUTES: positiveMinutes(15),
+  REFRESH_TOKEN_EXPIRE_DAYS: positiveInt(30),
+  OTP_EXPIRE_MINUTES: positiveMinutes(10),
+  DEV_PRINT_OTP: booleanVar,
+  RATE_LIMIT_LOGIN_PER_EMAIL: rateLimitVar("5/10m"),
+  RATE_LIMIT_LOGIN_PER_IP: rateLimitVar("30/10m"),
+  RATE_LIMIT_VERIFY_PER_EMAIL: rateLimitVar("10/10m"),
+  RATE_LIMIT_VERIFY_PER_IP: rateLimitVar("60/10m"),
 });
 
 export type AppConfig = z.infer<typeof configSchema>;
 
 export class ConfigError extends Error {
   override readonly name = "ConfigError";
+}
+
+export interface RateLimitSetting {
+  limit: number;
+  windowSeconds: number;
+}
+
+/** A secret that only some features need: fails with a message naming the variable when it is unset. */
+export function requireSecret(config: AppConfig, name: "SECRET_KEY" | "ENCRYPTION_KEY"): string {
+  const value = config[name];
+  if (!value) throw new ConfigError(`${name} is not configured`);
+  return value;
 }
 
 const cache = new WeakMap<object, AppConfig>();

@@ -19,6 +19,10 @@ export const PASS_THROUGH_VARS = [
   "CONFIG_FILE",
   "AUTO_APPLY_CONFIG",
   "DEV_PRINT_OTP",
+  "RATE_LIMIT_LOGIN_PER_EMAIL",
+  "RATE_LIMIT_LOGIN_PER_IP",
+  "RATE_LIMIT_VERIFY_PER_EMAIL",
+  "RATE_LIMIT_VERIFY_PER_IP",
 ] as const;
 
 export interface DevSecrets {

@@ -1,5 +1,6 @@
 import { createHash, randomUUID } from "node:crypto";
 import { createServer } from "node:net";
+import { Ratelimit } from "@upstash/ratelimit";
 import { Redis } from "@upstash/redis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RedisBridge, startRedisBridge } from "../../scripts/redis-bridge";
@@ -136,6 +137,19 @@ describe.each(backends)("redis bridge ($mode)", ({ mode, redisUrl }) => {
     const script = redis.createScript<number>("return redis.call('INCR', KEYS[1])");
     expect(await script.exec([key("lua-counter")], [])).toBe(1);
     expect(await script.exec([key("lua-counter")], [])).toBe(2);
+  });
+
+  it("runs @upstash/ratelimit, whose scripts start with a `#!lua flags=` line", async () => {
+    const limiter = new Ratelimit({
+      redis,
+      prefix: key("ratelimit"),
+      limiter: Ratelimit.slidingWindow(2, "60 s"),
+      ephemeralCache: false,
+    });
+    const results = [];
+    for (let attempt = 0; attempt < 3; attempt++) results.push((await limiter.limit("alice")).success);
+    expect(results).toEqual([true, true, false]);
+    expect((await limiter.limit("bob")).success).toBe(true);
   });
 
   it("frees its port when closed", async () => {

@@ -168,7 +168,7 @@ describe("defaults", () => {
 
     const [otp] = await db
       .insert(otpSessions)
-      .values({ email: user.email, otpCode: "123456", expiresAt: new Date(Date.now() + 600_000) })
+      .values({ email: user.email, codeHash: "0".repeat(64), expiresAt: new Date(Date.now() + 600_000) })
       .returning();
     expect(otp?.attempts).toBe(0);
     expect(otp?.verified).toBe(false);

@@ -10,6 +10,10 @@ import { drizzle, type NeonDatabase } from "drizzle-orm/neon-serverless";
 import * as schema from "./schema";
 
 export type Database = NeonDatabase<typeof schema>;
+/** A transaction handle; it has the query API of `Database`. */
+export type DbTransaction = Parameters<Parameters<Database["transaction"]>[0]>[0];
+/** Services that may run inside a caller's transaction take this. */
+export type DbOrTx = Database | DbTransaction;
 
 export interface DbOptions {
   databaseUrl: string;

@@ -211,7 +211,9 @@ export const otpSessions = pgTable(
   {
     id: id(),
     email: varchar("email", { length: 255 }).notNull(),
-    otpCode: varchar("otp_code", { length: 10 }).notNull(),
+    // The code itself is never stored: the LoginSession Durable Object keeps its HMAC and the attempt
+    // count; this row marks the newest session per e-mail (older ones are deleted on a new login).
+    codeHash: varchar("code_hash", { length: 64 }).notNull(),
     expiresAt: timestamptz("expires_at").notNull(),
     verified: boolean("verified").notNull().default(false),
     /** Wrong codes so far; the session ends at 5 (D-22). */
@@ -634,7 +636,11 @@ export const states = pgTable(
     groupId: uuid("group_id").references(() => groups.id, { onDelete: "cascade" }),
     namespace: varchar("namespace", { length: 100 }).notNull(),
     key: varchar("key", { length: 255 }).notNull(),
+    /** The value; `{}` when `encrypted`, whose value lives only in `value_ciphertext`. */
     value: json("value").$type<JsonObject>().notNull(),
+    /** SINAS Edge addition: the value is stored as AES-256-GCM ciphertext from ENCRYPTION_KEY. */
+    encrypted: boolean("encrypted").notNull().default(false),
+    valueCiphertext: text("value_ciphertext"),
     /** `public` is accepted but behaves like `private`. */
     visibility: varchar("visibility", { length: 20, enum: STATE_VISIBILITIES }).notNull().default("private"),
     description: text("description"),

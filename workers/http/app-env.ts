@@ -1,6 +1,7 @@
 /**
  * @module The one Hono environment type: bindings from the Worker, per-request variables.
  */
+import type { Principal } from "../auth/principal";
 import type { Env } from "../env";
 import type { Services } from "../services/services";
 
@@ -9,5 +10,9 @@ export interface AppEnv {
   Variables: {
     requestId: string;
     services: Services;
+    /** Set by the `authenticate` middleware on routes that need a caller. */
+    principal: Principal | undefined;
+    /** The permission string the handler checked, for the request log (sinas-spec §10.5). */
+    permissionUsed: { permission: string; granted: boolean } | undefined;
   };
 }

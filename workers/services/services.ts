@@ -15,6 +15,13 @@ export interface Services {
   /** Opens the request's pool on first use. */
   db(): Database;
   redis(): Redis;
+  /**
+   * Tracks work that runs after the response (the request log, `last_used_at` bookkeeping) so that
+   * `dispose()` waits for it before closing the pool it uses. Resolves when `task` settles; never rejects,
+   * so the caller handles `task`'s own failure. Pass the result to `waitUntil` as well.
+   */
+  runAfterResponse(task: Promise<unknown>): Promise<void>;
+  /** Waits for the tracked after-response work, then closes the pool. */
   dispose(): Promise<void>;
 }
 
@@ -22,6 +29,7 @@ export interface Services {
 export function createServices(env: Env): Services {
   let dbHandle: DbHandle | undefined;
   let redis: Redis | undefined;
+  const pending = new Set<Promise<void>>();
   return {
     env,
     get config() {
@@ -40,7 +48,18 @@ export function createServices(env: Env): Services {
       });
       return redis;
     },
+    runAfterResponse(task) {
+      const settled = task.then(
+        () => undefined,
+        () => undefined,
+      );
+      pending.add(settled);
+      void settled.then(() => pending.delete(settled));
+      return settled;
+    },
     async dispose() {
+      // A task may register another while we wait (an insert after an auth bookkeeping write), hence the loop.
+      while (pending.size > 0) await Promise.all(pending);
       const handle = dbHandle;
       dbHandle = undefined;
       await handle?.close().catch(() => {});

@@ -1,0 +1,28 @@
+/**
+ * @module The catalogue of checked permission strings (sinas-spec §3.7), as typed builders.
+ *
+ * Routers build a permission here and hand it to the access checks; nobody concatenates permission
+ * strings by hand, so a typo is a compile error rather than a silently denied request.
+ */
+import type { Scope } from "./permissions";
+
+type Crud = "get" | "post" | "put" | "delete";
+
+export const permissions = {
+  users: (action: Crud, scope: Scope) => `sinas.users.${action}:${scope}`,
+  groups: (action: Crud | "manage_members" | "manage_permissions", scope: Scope) =>
+    `sinas.groups.${action}:${scope}`,
+  /** Logged only: API keys are always the caller's own. */
+  apiKeys: (action: "create" | "read" | "delete") => `sinas.api_keys.${action}:own`,
+  states: (action: Crud | "search", scope: Scope) => `sinas.states.${action}:${scope}`,
+  logs: (scope: Scope) => `sinas.logs.get:${scope}`,
+  functionsNamespace: (namespace: string, action: Crud, scope: Scope) =>
+    `sinas.functions.${namespace}.${action}:${scope}`,
+  functionExecute: (namespace: string, name: string, scope: Scope) =>
+    `sinas.functions.${namespace}.${name}.execute:${scope}`,
+  agentRead: (namespace: string, name: string, scope: Scope) =>
+    `sinas.agents.${namespace}.${name}.read:${scope}`,
+} as const;
+
+/** A builder fixed on everything but the scope, for checks that try `all`, then `group`, then `own`. */
+export type ScopedPermission = (scope: Scope) => string;

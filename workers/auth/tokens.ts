@@ -1,0 +1,53 @@
+/**
+ * @module Access tokens (HS256 JWTs, sinas-spec §4.2) and opaque refresh tokens / API keys (§4.3-4.4).
+ *
+ * Access tokens carry `sub`, `email`, `iat`, `exp` and nothing else: permissions are loaded from the
+ * database on every request, so a grant or a revocation applies at once.
+ */
+import { errors, jwtVerify, SignJWT } from "jose";
+import { randomToken, sha256Hex } from "../lib/crypto";
+
+const encoder = new TextEncoder();
+
+export interface AccessClaims {
+  sub: string;
+  email: string;
+}
+
+export async function signAccessToken(
+  claims: AccessClaims,
+  secret: string,
+  ttlSeconds: number,
+  now = Math.floor(Date.now() / 1000),
+): Promise<string> {
+  return new SignJWT({ email: claims.email })
+    .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+    .setSubject(claims.sub)
+    .setIssuedAt(now)
+    .setExpirationTime(now + ttlSeconds)
+    .sign(encoder.encode(secret));
+}
+
+export type AccessTokenCheck =
+  | { kind: "valid"; claims: AccessClaims }
+  /** Signed by us and unexpired, but without `sub` or `email`. */
+  | { kind: "bad_payload" }
+  /** Not a JWT, wrong signature, expired, wrong algorithm: may still be an API key. */
+  | { kind: "not_a_valid_jwt" };
+
+export async function verifyAccessToken(token: string, secret: string): Promise<AccessTokenCheck> {
+  try {
+    const { payload } = await jwtVerify(token, encoder.encode(secret), { algorithms: ["HS256"] });
+    if (typeof payload.sub !== "string" || typeof payload.email !== "string") return { kind: "bad_payload" };
+    return { kind: "valid", claims: { sub: payload.sub, email: payload.email } };
+  } catch (error) {
+    if (error instanceof errors.JOSEError || error instanceof TypeError) return { kind: "not_a_valid_jwt" };
+    throw error;
+  }
+}
+
+/** A new opaque secret (refresh token or API key): 43 URL-safe characters, with its stored hash and prefix. */
+export async function newOpaqueSecret(): Promise<{ plain: string; hash: string; prefix: string }> {
+  const plain = randomToken(32);
+  return { plain, hash: await sha256Hex(plain), prefix: plain.slice(0, 8) };
+}

@@ -1,0 +1,24 @@
+/**
+ * @module Reads Postgres error codes through drizzle's wrapper, so services need not know driver details.
+ */
+
+function postgresCode(error: unknown): string | undefined {
+  let current: unknown = error;
+  // drizzle wraps the driver error in DrizzleQueryError (`cause`); walk a few levels.
+  for (let depth = 0; depth < 4 && current; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === "string" && /^[0-9A-Z]{5}$/.test(code)) return code;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/** 23505: a unique index refused the row. */
+export function isUniqueViolation(error: unknown): boolean {
+  return postgresCode(error) === "23505";
+}
+
+/** 23503: a foreign key refused the change. */
+export function isForeignKeyViolation(error: unknown): boolean {
+  return postgresCode(error) === "23503";
+}

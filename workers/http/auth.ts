@@ -1,0 +1,63 @@
+/**
+ * @module Authentication middleware and the helpers handlers use to read the caller and record the
+ * permission they checked (for the request log).
+ */
+import type { Context } from "hono";
+import { createMiddleware } from "hono/factory";
+import { authorize } from "../auth/access";
+import type { Principal } from "../auth/principal";
+import { AppError } from "../lib/errors";
+import { authenticate as authenticateToken } from "../services/authentication";
+import type { AppEnv } from "./app-env";
+
+/** `X-API-Key` wins over `Authorization: Bearer` (sinas-spec §4.5). */
+export function credentialOf(headers: { get(name: string): string | null | undefined }): string | null {
+  const apiKey = headers.get("x-api-key");
+  if (apiKey) return apiKey;
+  const authorization = headers.get("authorization");
+  const match = authorization ? /^Bearer\s+(.+)$/i.exec(authorization.trim()) : null;
+  return match?.[1] ?? null;
+}
+
+/** Requires a valid JWT or API key; sets `principal`. */
+export const authenticate = createMiddleware<AppEnv>(async function authenticate(c, next) {
+  const token = credentialOf({ get: (name) => c.req.header(name) });
+  if (!token) {
+    throw new AppError("UNAUTHORIZED", "Missing authorization header", {
+      headers: { "WWW-Authenticate": "Bearer" },
+    });
+  }
+  const services = c.get("services");
+  const { principal, afterResponse } = await authenticateToken(services, token);
+  c.set("principal", principal);
+  try {
+    await next();
+  } finally {
+    c.executionCtx.waitUntil(services.runAfterResponse(afterResponse()));
+  }
+});
+
+/** The authenticated caller; only valid behind `authenticate`. */
+export function principalOf(c: Context<AppEnv>): Principal {
+  const principal = c.get("principal");
+  if (!principal) throw new AppError("UNAUTHORIZED", "Missing authorization header");
+  return principal;
+}
+
+/** Records the permission a handler checked, for the request log. */
+export function recordPermission(c: Context<AppEnv>, permission: string, granted = true): void {
+  c.set("permissionUsed", { permission, granted });
+}
+
+/** Checks and records `permission`; throws 403 with `message` when it is not held. */
+export function requirePermission(c: Context<AppEnv>, permission: string, message: string): Principal {
+  const principal = principalOf(c);
+  try {
+    authorize(principal, permission, message);
+    recordPermission(c, permission, true);
+  } catch (error) {
+    recordPermission(c, permission, false);
+    throw error;
+  }
+  return principal;
+}

@@ -1,0 +1,221 @@
+/**
+ * @module The request-log middleware (sinas-spec §10.5): one `request_logs` row per request, written after
+ * the response so it never delays or breaks it.
+ *
+ * Install it right after the services middleware: it reads `services`, and what inner middleware and
+ * handlers set (`principal`, `permissionUsed`, `c.error`).
+ */
+import type { Context } from "hono";
+import { createMiddleware } from "hono/factory";
+import type { NewRequestLog } from "../db/schema";
+import {
+  isAuthPath,
+  parseQueryParams,
+  redactSecrets,
+  redactUrlQuery,
+  stripNulCharacters,
+} from "../lib/redaction";
+import { insertRequestLog } from "../services/request-logs";
+import type { AppEnv } from "./app-env";
+import { toAppError } from "./fallbacks";
+
+/** Larger bodies are not logged (and not read twice). */
+export const MAX_LOGGED_BODY_BYTES = 64 * 1024;
+/** Headers are client-chosen; a few kilobytes are plenty to identify a client. */
+const MAX_HEADER_CHARS = 2048;
+const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const BODY_METHODS = new Set(["POST", "PUT", "PATCH"]);
+/** Bodies of these types are complete strings in memory; others (event streams, downloads) are not measured. */
+const MEASURED_CONTENT_TYPE =
+  /^(?:application\/(?:[\w.+-]+\+)?json|application\/x-yaml|text\/(?:plain|html))/i;
+
+/** Why a request body is absent from its row, kept in `metadata` so an empty column is not a mystery. */
+type BodySkipReason = "too_large" | "unparseable";
+type LoggedBody = { body: unknown } | { skipped: BodySkipReason } | null;
+
+/**
+ * Not logged: `GET /health` (as SINAS; load balancers poll it), CORS preflights (no caller, no body, and
+ * one per browser call would double the table), and the Swagger UI files (static assets, normally served
+ * before the Worker runs at all).
+ */
+function isLogged(method: string, path: string): boolean {
+  if (method === "OPTIONS") return false;
+  if ((method === "GET" || method === "HEAD") && path === "/health") return false;
+  return !path.startsWith("/docs-assets/");
+}
+
+/** Reads at most `maxBytes` of a stream; null when it is longer (the rest is cancelled, not buffered). */
+async function readBounded(stream: ReadableStream<Uint8Array>, maxBytes: number): Promise<Uint8Array | null> {
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel();
+      return null;
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return bytes;
+}
+
+/**
+ * Starts reading a redacted copy of a JSON body from a clone of the request, before the handler consumes the
+ * original. Null when the body is not logged at all (method, content type, auth path).
+ */
+function readLoggedBody(request: Request, path: string): Promise<LoggedBody> | null {
+  if (!BODY_METHODS.has(request.method) || isAuthPath(path) || !request.body) return null;
+  if (!request.headers.get("content-type")?.toLowerCase().includes("application/json")) return null;
+  const declaredLength = Number(request.headers.get("content-length") ?? "0");
+  if (declaredLength > MAX_LOGGED_BODY_BYTES) return Promise.resolve({ skipped: "too_large" });
+  const clone = request.clone();
+  return (async (): Promise<LoggedBody> => {
+    const bytes = clone.body ? await readBounded(clone.body, MAX_LOGGED_BODY_BYTES) : new Uint8Array();
+    if (!bytes) return { skipped: "too_large" };
+    try {
+      const parsed: unknown = JSON.parse(new TextDecoder().decode(bytes));
+      return { body: stripNulCharacters(redactSecrets(parsed)) };
+    } catch {
+      return { skipped: "unparseable" };
+    }
+  })().catch((): LoggedBody => ({ skipped: "unparseable" }));
+}
+
+/**
+ * Bytes in the response body: `Content-Length` when set; otherwise a clone of a textual body is counted
+ * after the response (Hono's `c.json` sets no length). Streams are not counted: that would buffer them.
+ */
+function measureResponse(response: Response): Promise<number> {
+  const declared = response.headers.get("content-length");
+  if (declared !== null && /^\d+$/.test(declared)) return Promise.resolve(Number(declared));
+  if (!response.body || !MEASURED_CONTENT_TYPE.test(response.headers.get("content-type") ?? "")) {
+    return Promise.resolve(0);
+  }
+  const clone = response.clone();
+  return (async () => {
+    const reader = (clone.body as ReadableStream<Uint8Array>).getReader();
+    let size = 0;
+    for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read())
+      size += chunk.value.byteLength;
+    return size;
+  })().catch(() => 0);
+}
+
+function clientIp(c: Context<AppEnv>): string | null {
+  const connecting = c.req.header("cf-connecting-ip");
+  if (connecting) return connecting;
+  const forwarded = c.req.header("x-forwarded-for")?.split(",")[0]?.trim();
+  return forwarded || null;
+}
+
+function headerValue(c: Context<AppEnv>, name: string): string | null {
+  const value = c.req.header(name);
+  return value ? value.slice(0, MAX_HEADER_CHARS) : null;
+}
+
+/**
+ * The row's id: the request id the API returned (`X-Request-Id`, `request_id` in error bodies) when it is
+ * a UUID we generated. A client-supplied id is kept in `metadata` instead: reusing one would otherwise hit
+ * the primary key and let a client suppress its own log rows.
+ */
+function rowIdentity(c: Context<AppEnv>): { requestId: string; clientRequestId: string | null } {
+  const requestId = c.get("requestId");
+  const clientSupplied = requestId !== undefined && c.req.header("x-request-id") === requestId;
+  if (requestId && !clientSupplied && UUID_PATTERN.test(requestId))
+    return { requestId, clientRequestId: null };
+  return { requestId: crypto.randomUUID(), clientRequestId: clientSupplied ? requestId : null };
+}
+
+/** Everything known once the handler has returned; the body and response size are awaited later. */
+function describeRequest(c: Context<AppEnv>, startedAt: number): Omit<NewRequestLog, "requestBody"> {
+  const principal = c.get("principal");
+  const permissionUsed = c.get("permissionUsed");
+  const error = c.error ? toAppError(c.error) : null;
+  const url = new URL(c.req.url);
+  const referer = headerValue(c, "referer");
+  const { requestId, clientRequestId } = rowIdentity(c);
+  return {
+    requestId,
+    userId: principal?.user.id ?? null,
+    userEmail: principal?.user.email ?? null,
+    permissionUsed: permissionUsed?.permission ?? null,
+    hasPermission: permissionUsed?.granted ?? true,
+    method: c.req.method,
+    path: c.req.path,
+    queryParams: parseQueryParams(url.search),
+    userAgent: headerValue(c, "user-agent"),
+    referer: referer === null ? null : redactUrlQuery(referer),
+    ipAddress: clientIp(c),
+    statusCode: c.res.status,
+    responseTimeMs: Math.max(0, Math.round(Date.now() - startedAt)),
+    errorType: error?.code ?? null,
+    errorMessage: error?.message ?? null,
+    metadata: clientRequestId === null ? null : { client_request_id: clientRequestId },
+  };
+}
+
+let reportedInsertFailure = false;
+
+/** The driver's own message: drizzle's wrapper would print the row (user e-mail, IP) into the console. */
+function rootCauseMessage(error: unknown): string {
+  let current = error;
+  for (let depth = 0; depth < 5 && current instanceof Error && current.cause !== undefined; depth++) {
+    current = current.cause;
+  }
+  // The Neon driver's cause can be an `ErrorEvent`, which has a message but is no Error.
+  const message = (current as { message?: unknown } | null)?.message;
+  return typeof message === "string" ? message : String(current);
+}
+
+/** One console line per isolate: when the table is unreachable every request fails the same way. */
+function reportInsertFailure(error: unknown): void {
+  if (reportedInsertFailure) return;
+  reportedInsertFailure = true;
+  console.error(
+    `request log insert failed (further failures in this isolate are not reported): ${rootCauseMessage(error)}`,
+  );
+}
+
+/**
+ * Logs every request (except health checks, preflights and docs assets) to `request_logs` after the
+ * response: caller, permission used, status, duration, sizes and a redacted JSON body. Failures are
+ * swallowed; the response never waits for or depends on the insert.
+ *
+ * @example
+ * app.use(servicesMiddleware);
+ * app.use(requestLog());
+ * @see sinas-spec §10.5
+ */
+export function requestLog() {
+  return createMiddleware<AppEnv>(async function requestLog(c, next) {
+    if (!isLogged(c.req.method, c.req.path)) return next();
+    const startedAt = Date.now();
+    const loggedBody = readLoggedBody(c.req.raw, c.req.path);
+    await next();
+
+    const row = describeRequest(c, startedAt);
+    const responseSize = measureResponse(c.res);
+    const services = c.get("services");
+    const insert = (async () => {
+      const [body, size] = await Promise.all([loggedBody, responseSize]);
+      const skipped = body !== null && "skipped" in body ? { request_body_skipped: body.skipped } : null;
+      await insertRequestLog(services.db(), {
+        ...row,
+        requestBody: body !== null && "body" in body ? body.body : null,
+        responseSizeBytes: size,
+        metadata: row.metadata || skipped ? { ...row.metadata, ...skipped } : null,
+      });
+    })().catch(reportInsertFailure);
+    // `dispose()` (also in waitUntil) waits for tracked work, so the pool is still open for the insert.
+    c.executionCtx.waitUntil(services.runAfterResponse(insert));
+  });
+}

@@ -1,0 +1,107 @@
+/**
+ * @module API keys (sinas-spec §1.15, §4.4, D-12, D-14): random, shown once, stored hashed, holding a
+ * subset of the creator's own group permissions (and, when created with an API key, of that key's).
+ */
+import { and, desc, eq, sql } from "drizzle-orm";
+import { validatePermissionSubset } from "../auth/permissions";
+import type { Principal } from "../auth/principal";
+import { newOpaqueSecret } from "../auth/tokens";
+import type { Database } from "../db/client";
+import { type ApiKey, apiKeys, type PermissionMap } from "../db/schema";
+import { AppError } from "../lib/errors";
+import { loadUserGrants } from "./grants";
+
+export function toApiKeyResponse(key: ApiKey) {
+  return {
+    id: key.id,
+    user_id: key.userId,
+    name: key.name,
+    key_prefix: key.keyPrefix,
+    permissions: key.permissions,
+    is_active: key.isActive,
+    last_used_at: key.lastUsedAt?.toISOString() ?? null,
+    expires_at: key.expiresAt?.toISOString() ?? null,
+    created_at: key.createdAt.toISOString(),
+    revoked_at: key.revokedAt?.toISOString() ?? null,
+  };
+}
+
+/** Creates a key for the caller; a key can never hold more than the caller does (D-12). */
+export async function createApiKey(
+  db: Database,
+  principal: Principal,
+  input: { name: string; permissions: PermissionMap; expires_at?: Date | null },
+) {
+  if (input.expires_at && input.expires_at.getTime() <= Date.now()) {
+    throw new AppError("BAD_REQUEST", "expires_at must be in the future");
+  }
+  const { permissions: grants } = await loadUserGrants(db, principal.user.id);
+  const violations = new Set(validatePermissionSubset(input.permissions, grants).violations);
+  if (principal.method === "api_key") {
+    for (const key of validatePermissionSubset(input.permissions, principal.permissions).violations)
+      violations.add(key);
+  }
+  if (violations.size > 0) {
+    throw new AppError(
+      "BAD_REQUEST",
+      `API key permissions exceed user's group permissions. Violations: ${[...violations].join(", ")}`,
+    );
+  }
+  const secret = await newOpaqueSecret();
+  const [key] = await db
+    .insert(apiKeys)
+    .values({
+      userId: principal.user.id,
+      name: input.name,
+      keyHash: secret.hash,
+      keyPrefix: secret.prefix,
+      permissions: input.permissions,
+      expiresAt: input.expires_at ?? null,
+      createdBy: principal.user.id,
+    })
+    .returning();
+  if (!key) throw new Error("insert returned no row");
+  return {
+    id: key.id,
+    name: key.name,
+    key: secret.plain,
+    api_key: secret.plain,
+    key_prefix: key.keyPrefix,
+    permissions: key.permissions,
+    expires_at: key.expiresAt?.toISOString() ?? null,
+    created_at: key.createdAt.toISOString(),
+  };
+}
+
+export async function listApiKeys(db: Database, principal: Principal) {
+  const rows = await db
+    .select()
+    .from(apiKeys)
+    .where(eq(apiKeys.userId, principal.user.id))
+    .orderBy(desc(apiKeys.createdAt));
+  return rows.map(toApiKeyResponse);
+}
+
+/** The caller's own key; another user's key is "not found", never "forbidden". */
+export async function getApiKey(db: Database, principal: Principal, keyId: string) {
+  const [key] = await db
+    .select()
+    .from(apiKeys)
+    .where(and(eq(apiKeys.id, keyId), eq(apiKeys.userId, principal.user.id)))
+    .limit(1);
+  if (!key) throw new AppError("NOT_FOUND", "API key not found");
+  return toApiKeyResponse(key);
+}
+
+export async function revokeApiKey(db: Database, principal: Principal, keyId: string): Promise<void> {
+  const revoked = await db
+    .update(apiKeys)
+    .set({
+      isActive: false,
+      revokedAt: sql`coalesce(${apiKeys.revokedAt}, now())`,
+      revokedBy: sql`coalesce(${apiKeys.revokedBy}, ${principal.user.id}::uuid)`,
+    })
+    .where(and(eq(apiKeys.id, keyId), eq(apiKeys.userId, principal.user.id)))
+    .returning({ id: apiKeys.id });
+  if (revoked.length === 0) throw new AppError("NOT_FOUND", "API key not found");
+}

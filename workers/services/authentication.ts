@@ -1,0 +1,96 @@
+/**
+ * @module Request authentication (sinas-spec §4.5): a bearer JWT or an API key becomes a Principal.
+ */
+import { and, eq, gt, isNull, lt, or, sql } from "drizzle-orm";
+import type { Principal } from "../auth/principal";
+import { verifyAccessToken } from "../auth/tokens";
+import { apiKeys, type User, users } from "../db/schema";
+import { requireSecret } from "../env";
+import { sha256Hex } from "../lib/crypto";
+import { AppError } from "../lib/errors";
+import { ensureBootstrapped } from "./bootstrap";
+import { loadUserGrants } from "./grants";
+import type { Services } from "./services";
+
+const INVALID_CREDENTIALS = "Invalid or expired credentials";
+
+export interface Authentication {
+  principal: Principal;
+  /** Bookkeeping to run after the response (`last_login_at`, `last_used_at`). */
+  afterResponse(): Promise<void>;
+}
+
+function ensureActive(user: User): void {
+  if (!user.isActive) throw new AppError("UNAUTHORIZED", "User is inactive");
+}
+
+/** `last_login_at` is refreshed at most once a minute, so reads do not each cost a write. */
+function touchUser(services: Services, userId: string): Promise<void> {
+  return services
+    .db()
+    .update(users)
+    .set({ lastLoginAt: sql`now()` })
+    .where(
+      and(
+        eq(users.id, userId),
+        or(isNull(users.lastLoginAt), lt(users.lastLoginAt, sql`now() - interval '1 minute'`)),
+      ),
+    )
+    .then(() => undefined);
+}
+
+async function authenticateApiKey(services: Services, token: string): Promise<Authentication> {
+  const db = services.db();
+  const hash = await sha256Hex(token);
+  const [row] = await db
+    .select({ key: apiKeys, user: users })
+    .from(apiKeys)
+    .innerJoin(users, eq(users.id, apiKeys.userId))
+    .where(
+      and(
+        eq(apiKeys.keyHash, hash),
+        eq(apiKeys.isActive, true),
+        or(isNull(apiKeys.expiresAt), gt(apiKeys.expiresAt, sql`now()`)),
+      ),
+    )
+    .limit(1);
+  if (!row) throw new AppError("UNAUTHORIZED", INVALID_CREDENTIALS);
+  ensureActive(row.user);
+  const { groupIds } = await loadUserGrants(db, row.user.id);
+  return {
+    principal: {
+      user: row.user,
+      permissions: row.key.permissions,
+      groupIds,
+      method: "api_key",
+      apiKeyId: row.key.id,
+    },
+    afterResponse: async () => {
+      await db.update(apiKeys).set({ lastUsedAt: sql`now()` }).where(eq(apiKeys.id, row.key.id));
+      await touchUser(services, row.user.id);
+    },
+  };
+}
+
+export async function authenticate(services: Services, token: string): Promise<Authentication> {
+  // Default groups and the superadmin must exist before any grant is read.
+  await ensureBootstrapped(services);
+  const check = await verifyAccessToken(token, requireSecret(services.config, "SECRET_KEY"));
+  if (check.kind === "not_a_valid_jwt") return authenticateApiKey(services, token);
+  if (check.kind === "bad_payload") throw new AppError("UNAUTHORIZED", "Invalid token payload");
+  const db = services.db();
+  const [user] = await db.select().from(users).where(eq(users.id, check.claims.sub)).limit(1);
+  if (!user) throw new AppError("UNAUTHORIZED", "User not found");
+  ensureActive(user);
+  const grants = await loadUserGrants(db, user.id);
+  return {
+    principal: {
+      user,
+      permissions: grants.permissions,
+      groupIds: grants.groupIds,
+      method: "jwt",
+      apiKeyId: null,
+    },
+    afterResponse: () => touchUser(services, user.id),
+  };
+}
