@@ -41,6 +41,15 @@ async function createThrowawayUser(f: Fixtures): Promise<string> {
   return (created.body as { id: string }).id;
 }
 
+async function createAliceState(f: Fixtures): Promise<string> {
+  const created = await api(f.stack, f.alice, "POST", "/states", {
+    namespace: "matrix",
+    key: f.unique(),
+    value: { a: 1 },
+  });
+  return (created.body as { id: string }).id;
+}
+
 async function createAliceKey(f: Fixtures): Promise<string> {
   const created = await api(f.stack, f.alice, "POST", "/api/v1/api-keys", {
     name: f.unique(),
@@ -205,6 +214,60 @@ const CASES: Case[] = [
     method: "DELETE",
     request: async (_actor, f) => ({ path: `/api/v1/api-keys/${await createAliceKey(f)}` }),
     expected: { anonymous: 401, other: 404, limited: 204, owner: 204, admin: 404 },
+  },
+  {
+    name: "POST /states",
+    method: "POST",
+    request: async (_actor, f) => ({
+      path: "/states",
+      body: { namespace: "matrix", key: f.unique(), value: {} },
+    }),
+    expected: { anonymous: 401, other: 200, limited: 403, owner: 200, admin: 200 },
+  },
+  {
+    name: "GET /states",
+    method: "GET",
+    request: async () => ({ path: "/states" }),
+    expected: { ...all(200), anonymous: 401 },
+  },
+  {
+    name: "GET /states/{alice's state}",
+    method: "GET",
+    request: async (_actor, f) => ({ path: `/states/${await createAliceState(f)}` }),
+    expected: { anonymous: 401, other: 403, limited: 200, owner: 200, admin: 200 },
+  },
+  {
+    name: "PUT /states/{alice's state}",
+    method: "PUT",
+    request: async (_actor, f) => ({
+      path: `/states/${await createAliceState(f)}`,
+      body: { value: { b: 2 } },
+    }),
+    expected: { anonymous: 401, other: 403, limited: 403, owner: 200, admin: 200 },
+  },
+  {
+    name: "DELETE /states/{alice's state}",
+    method: "DELETE",
+    request: async (_actor, f) => ({ path: `/states/${await createAliceState(f)}` }),
+    expected: { anonymous: 401, other: 403, limited: 403, owner: 200, admin: 200 },
+  },
+  {
+    name: "GET /api/v1/request-logs",
+    method: "GET",
+    request: async () => ({ path: "/api/v1/request-logs" }),
+    expected: { ...all(200), anonymous: 401 },
+  },
+  {
+    name: "GET /api/v1/request-logs?user_id={alice}",
+    method: "GET",
+    request: async (_actor, f) => ({ path: `/api/v1/request-logs?user_id=${f.alice.user.id}` }),
+    expected: { anonymous: 401, other: 403, limited: 200, owner: 200, admin: 200 },
+  },
+  {
+    name: "GET /api/v1/request-logs/stats?user_id={alice}",
+    method: "GET",
+    request: async (_actor, f) => ({ path: `/api/v1/request-logs/stats?user_id=${f.alice.user.id}` }),
+    expected: { anonymous: 401, other: 403, limited: 200, owner: 200, admin: 200 },
   },
 ];
 

@@ -289,6 +289,21 @@ describe("users (S9, D-18)", () => {
       (await api(stack, bob, "PATCH", `/api/v1/users/${bob.user.id}`, { is_active: false })).status,
     ).toBe(403);
 
+    // D-18: a user who still owns a function is refused until it is gone.
+    const handle = openStackDb(stack);
+    try {
+      await handle.db.execute(
+        sql`insert into functions (user_id, name, code, input_schema, output_schema)
+            values (${guest.user.id}, 'owned', 'def owned(input, context): pass', '{}', '{}')`,
+      );
+      const refused = await api(stack, admin, "DELETE", `/api/v1/users/${guest.user.id}`);
+      expect(refused.status).toBe(409);
+      expect(String((refused.body as Row).detail)).toContain("1 functions");
+      await handle.db.execute(sql`delete from functions where user_id = ${guest.user.id}`);
+    } finally {
+      await handle.close();
+    }
+
     const deleted = await api(stack, admin, "DELETE", `/api/v1/users/${guest.user.id}`);
     expect(deleted.body).toEqual({ message: "User 'guest@acme.io' deleted successfully" });
     expect((await api(stack, guest, "GET", "/auth/me")).status).toBe(401);
