@@ -1,0 +1,130 @@
+/**
+ * @module Messages between the API and the executor (executor-node/PROTOCOL.md), as zod schemas shared by
+ * both sides: the Worker builds jobs and parses callbacks, the executor parses jobs and builds callbacks.
+ */
+import { z } from "zod";
+
+export const JOB_ISSUER = "sinas-api";
+export const EXECUTOR_AUDIENCE = "sinas-executor";
+export const CALLBACK_ISSUER = "sinas-executor";
+export const API_AUDIENCE = "sinas-api";
+/** Signed requests live this long; receivers remember their `jti` for as long. */
+export const SIGNED_REQUEST_TTL_SECONDS = 60;
+
+export const ERROR_TYPES = [
+  "timeout",
+  "memory",
+  "killed",
+  "exception",
+  "not_found",
+  "invalid_result",
+  "cancelled",
+  "internal",
+] as const;
+export type ErrorType = (typeof ERROR_TYPES)[number];
+
+const JsonValue = z.unknown();
+
+export const CallableFunctionSchema = z.object({ code: z.string(), code_hash: z.string() });
+/** namespace -> name -> code: everything the function may call as `namespace.name(...)`. */
+export const CallableScopeSchema = z.record(z.string(), z.record(z.string(), CallableFunctionSchema));
+
+export const ExecutionContextSchema = z.object({
+  user_id: z.string(),
+  user_email: z.string(),
+  access_token: z.string(),
+  execution_id: z.string(),
+  trigger_type: z.string(),
+  chat_id: z.string().nullable(),
+});
+
+export const JobSchema = z.object({
+  execution_id: z.string().uuid(),
+  kind: z.enum(["run", "resume"]),
+  user: z.object({ id: z.string(), email: z.string() }),
+  function: z.object({
+    namespace: z.string(),
+    name: z.string(),
+    code: z.string(),
+    code_hash: z.string(),
+    timeout_seconds: z.number().positive(),
+    shared_pool: z.boolean(),
+  }),
+  callable: CallableScopeSchema,
+  input: JsonValue,
+  context: ExecutionContextSchema,
+  callback_url: z.string().url(),
+});
+export type Job = z.infer<typeof JobSchema>;
+
+export const StepSchema = z.object({
+  id: z.string(),
+  parent_id: z.string().nullable(),
+  namespace: z.string(),
+  name: z.string(),
+  status: z.enum(["RUNNING", "COMPLETED", "FAILED"]),
+  input: JsonValue,
+  output: JsonValue.optional(),
+  error: z.string().nullish(),
+  traceback: z.string().nullish(),
+  started_at: z.string(),
+  completed_at: z.string().nullish(),
+  duration_ms: z.number().nullish(),
+});
+export type Step = z.infer<typeof StepSchema>;
+
+export const ResultEventSchema = z.object({
+  type: z.literal("result"),
+  status: z.enum(["completed", "failed", "awaiting_input"]),
+  result: JsonValue.optional(),
+  error: z.string().nullish(),
+  error_type: z.enum(ERROR_TYPES).nullish(),
+  traceback: z.string().nullish(),
+  prompt: z.string().nullish(),
+  schema: JsonValue.optional(),
+  duration_ms: z.number().nullish(),
+});
+export type ResultEvent = z.infer<typeof ResultEventSchema>;
+
+export const ExecutorEventSchema = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("started"), at: z.string(), sandbox: z.string() }),
+  z.object({
+    type: z.literal("log"),
+    stream: z.enum(["stdout", "stderr"]),
+    text: z.string(),
+    at: z.string(),
+  }),
+  z.object({ type: z.literal("step"), step: StepSchema }),
+  ResultEventSchema,
+]);
+export type ExecutorEvent = z.infer<typeof ExecutorEventSchema>;
+
+export const CallbackBodySchema = z.object({
+  execution_id: z.string().uuid(),
+  seq: z.number().int().positive(),
+  events: z.array(ExecutorEventSchema).max(1000),
+});
+export type CallbackBody = z.infer<typeof CallbackBodySchema>;
+
+export const PoolsReportSchema = z.object({
+  driver: z.enum(["docker", "bwrap", "process"]),
+  user_pools: z.array(
+    z.object({
+      user_id: z.string(),
+      sandbox_id: z.string(),
+      status: z.enum(["idle", "busy", "starting"]),
+      last_used: z.string(),
+      idle_seconds: z.number(),
+    }),
+  ),
+  shared_pool: z.array(
+    z.object({
+      id: z.string(),
+      container_name: z.string(),
+      status: z.enum(["idle", "busy", "starting"]),
+      created_at: z.string(),
+      executions: z.number().int(),
+    }),
+  ),
+});
+export type PoolsReport = z.infer<typeof PoolsReportSchema>;
