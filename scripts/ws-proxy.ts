@@ -9,10 +9,13 @@
 import { createServer, type Server } from "node:http";
 import { connect } from "node:net";
 import { type WebSocket, WebSocketServer } from "ws";
+import { expectedReadies, MessageFramer, TurnQueue } from "./lib/pg-turns";
 
 export interface WsProxyOptions {
   port: number;
   host?: string;
+  /** Give the backend to one connection at a time (pglite-server; see scripts/lib/pg-turns.ts). */
+  serializeConnections?: boolean;
 }
 
 export interface WsProxy {
@@ -38,23 +41,67 @@ export function parseProxyTarget(requestUrl: string): { host: string; port: numb
   return { host: host.replace(/^\[|\]$/g, ""), port };
 }
 
-function pipeSocket(ws: WebSocket, target: { host: string; port: number }): void {
+function pipeSocket(ws: WebSocket, target: { host: string; port: number }, turns: TurnQueue | null): void {
   const tcp = connect(target.port, target.host);
   tcp.setNoDelay(true);
+  const clientFrames = new MessageFramer(true);
+  const serverFrames = new MessageFramer(false);
+  let pendingReadies = 0;
+  /** After an SSLRequest the server answers one unframed byte ('N' or 'S'). */
+  let unframedServerBytes = 0;
+  let inTransaction = false;
+  let release: (() => void) | null = null;
+  let sending: Promise<void> = Promise.resolve();
+  const handBack = () => {
+    if (release && pendingReadies === 0 && !inTransaction) {
+      release();
+      release = null;
+    }
+  };
+
   tcp.on("data", (data) => {
+    if (turns) {
+      const skip = Math.min(unframedServerBytes, data.length);
+      unframedServerBytes -= skip;
+      for (const type of serverFrames.push(data.subarray(skip))) {
+        if (!type.startsWith("Z")) continue;
+        pendingReadies = Math.max(0, pendingReadies - 1);
+        inTransaction = type !== "ZI";
+      }
+    }
     if (ws.readyState === ws.OPEN) ws.send(data);
+    if (turns) handBack();
   });
   tcp.on("close", () => ws.close());
   tcp.on("error", () => ws.close(1011, "upstream error"));
-  ws.on("message", (data: Buffer) => {
+  const forward = (data: Buffer) => {
     // net.Socket buffers writes made before it has connected.
     tcp.write(data);
     // Postgres closes the connection after Terminate, and the driver waits for that. pglite-server does
     // not, so without this every closed client would hold one of its connection slots forever.
     if (data.equals(TERMINATE)) tcp.end();
+  };
+  ws.on("message", (data: Buffer) => {
+    if (!turns) return forward(data);
+    // Messages of one connection keep their order: each waits for the previous one's turn.
+    sending = sending.then(async () => {
+      if (!release) release = await turns.acquire();
+      const types = clientFrames.push(data);
+      unframedServerBytes += types.filter((type) => type === "ssl").length;
+      pendingReadies += expectedReadies(types);
+      forward(data);
+      handBack();
+    });
   });
-  ws.on("close", () => tcp.destroy());
-  ws.on("error", () => tcp.destroy());
+  const closeAll = () => {
+    tcp.destroy();
+    void sending.then(() => {
+      release?.();
+      release = null;
+    });
+  };
+  ws.on("close", closeAll);
+  ws.on("error", closeAll);
 }
 
 export async function startWsProxy(options: WsProxyOptions): Promise<WsProxy> {
@@ -63,13 +110,14 @@ export async function startWsProxy(options: WsProxyOptions): Promise<WsProxy> {
     res.writeHead(426, { "content-type": "text/plain" }).end("WebSocket upgrade required\n");
   });
   const wss = new WebSocketServer({ server, perMessageDeflate: false });
+  const turns = options.serializeConnections ? new TurnQueue() : null;
   wss.on("connection", (ws, req) => {
     const target = parseProxyTarget(req.url ?? "/");
     if (!target) {
       ws.close(1008, "address must be a loopback host:port");
       return;
     }
-    pipeSocket(ws, target);
+    pipeSocket(ws, target, turns);
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);

@@ -9,9 +9,14 @@ import { requestId } from "hono/request-id";
 import { apiKeysRouter } from "./http/api-keys";
 import { authRouter } from "./http/auth-routes";
 import { renderDocsPage } from "./http/docs";
+import { executionsRouter } from "./http/executions";
 import { installFallbacks } from "./http/fallbacks";
+import { functionsRouter } from "./http/functions";
 import { groupsRouter } from "./http/groups";
 import { healthRouter } from "./http/health";
+import { internalRouter } from "./http/internal";
+import { packagesRouter } from "./http/packages";
+import { poolsRouter } from "./http/pools";
 import { requestLog } from "./http/request-log";
 import { requestLogsRouter } from "./http/request-logs";
 import { createRouter } from "./http/router";
@@ -39,6 +44,9 @@ function createManagementApp() {
   management.route("/", usersRouter);
   management.route("/", groupsRouter);
   management.route("/", apiKeysRouter);
+  management.route("/", functionsRouter);
+  management.route("/", packagesRouter);
+  management.route("/", poolsRouter);
   management.route("/", requestLogsRouter);
   registerSecurity(management);
   management.get("/docs", (c) =>
@@ -65,6 +73,8 @@ export function createApp() {
   app.route("/", healthRouter);
   app.route("/", authRouter);
   app.route("/", statesRouter);
+  app.route("/", executionsRouter);
+  app.route("/", internalRouter);
   app.route("/api/v1", createManagementApp());
 
   app.doc31("/openapi.json", {

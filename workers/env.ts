@@ -38,6 +38,13 @@ export interface Env {
   RATE_LIMIT_LOGIN_PER_IP?: string;
   RATE_LIMIT_VERIFY_PER_EMAIL?: string;
   RATE_LIMIT_VERIFY_PER_IP?: string;
+  EXECUTOR_JOB_PRIVATE_KEY?: string;
+  EXECUTOR_CALLBACK_PUBLIC_KEY?: string;
+  API_PUBLIC_URL?: string;
+  FUNCTION_TIMEOUT?: string;
+  EXECUTION_WATCHDOG_GRACE_SECONDS?: string;
+  ALLOW_PACKAGE_INSTALLATION?: string;
+  ALLOWED_PACKAGES?: string;
 }
 
 const booleanVar = z
@@ -100,6 +107,35 @@ const configSchema = z.object({
   RATE_LIMIT_LOGIN_PER_IP: rateLimitVar("30/10m"),
   RATE_LIMIT_VERIFY_PER_EMAIL: rateLimitVar("10/10m"),
   RATE_LIMIT_VERIFY_PER_IP: rateLimitVar("60/10m"),
+  /** Ed25519 JWK (JSON) signing jobs for the executor. */
+  EXECUTOR_JOB_PRIVATE_KEY: optionalString,
+  /** Ed25519 JWK (JSON) verifying the executor's callbacks. */
+  EXECUTOR_CALLBACK_PUBLIC_KEY: optionalString,
+  /** Base URL the executor posts callbacks to (this API as the executor reaches it). */
+  API_PUBLIC_URL: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
+  /** Default seconds a function may run (sinas-spec §0.3). */
+  FUNCTION_TIMEOUT: positiveInt(300),
+  /**
+   * How long past a function's timeout the ExecutionRun watchdog waits for the executor's result; more than
+   * the executor's 30 s of callback retries, so a slow network never loses a result the executor has.
+   */
+  EXECUTION_WATCHDOG_GRACE_SECONDS: positiveInt(35),
+  ALLOW_PACKAGE_INSTALLATION: z
+    .enum(["true", "false", "1", "0", ""])
+    .default("true")
+    .transform((value) => value !== "false" && value !== "0"),
+  /** Comma-separated whitelist for package approval; unset allows any name. */
+  ALLOWED_PACKAGES: z
+    .string()
+    .optional()
+    .transform((value) =>
+      value
+        ? value
+            .split(",")
+            .map((name) => name.trim())
+            .filter(Boolean)
+        : null,
+    ),
 });
 
 export type AppConfig = z.infer<typeof configSchema>;
@@ -114,7 +150,15 @@ export interface RateLimitSetting {
 }
 
 /** A secret that only some features need: fails with a message naming the variable when it is unset. */
-export function requireSecret(config: AppConfig, name: "SECRET_KEY" | "ENCRYPTION_KEY"): string {
+export function requireSecret(
+  config: AppConfig,
+  name:
+    | "SECRET_KEY"
+    | "ENCRYPTION_KEY"
+    | "EXECUTOR_JOB_PRIVATE_KEY"
+    | "EXECUTOR_CALLBACK_PUBLIC_KEY"
+    | "API_PUBLIC_URL",
+): string {
   const value = config[name];
   if (!value) throw new ConfigError(`${name} is not configured`);
   return value;

@@ -1,21 +1,44 @@
 /**
- * @module The executor service (Node). Placeholder until the function-platform issue: it answers
- * `GET /health` so the launcher and the API's health check can see it.
+ * @module The executor service's entry point (`node --import tsx executor-node/src/server.ts`): reads the
+ * configuration, starts the executor, prints `executor listening on http://HOST:PORT (driver: X)`, and on
+ * SIGINT/SIGTERM shuts down gracefully (running jobs fail with a clear result, every sandbox is killed).
  */
-import { serve } from "@hono/node-server";
-import { Hono } from "hono";
+import { ConfigError, loadConfig } from "./config";
+import { type RunningExecutor, startExecutor } from "./executor";
 
-const port = Number(process.env.EXECUTOR_PORT ?? 8788);
-const host = process.env.EXECUTOR_HOST ?? "127.0.0.1";
+let executor: RunningExecutor | null = null;
+let stopping = false;
 
-const app = new Hono();
-app.get("/health", (c) => c.json({ status: "ok", driver: "none", version: "0.1.0" }));
-app.notFound((c) => c.json({ code: "NOT_FOUND", message: "Not Found", detail: "Not Found" }, 404));
-
-const server = serve({ fetch: app.fetch, port, hostname: host }, (info) => {
-  console.log(`executor listening on http://${host}:${info.port}`);
-});
-
-for (const signal of ["SIGINT", "SIGTERM"] as const) {
-  process.on(signal, () => server.close(() => process.exit(0)));
+function shutdown(signal: NodeJS.Signals): void {
+  if (stopping) return;
+  stopping = true;
+  console.log(`executor: ${signal}, shutting down`);
+  const force = setTimeout(() => process.exit(1), 10_000);
+  force.unref();
+  void (executor?.close() ?? Promise.resolve()).then(
+    () => process.exit(0),
+    (error: unknown) => {
+      console.error("executor: shutdown failed:", error);
+      process.exit(1);
+    },
+  );
 }
+
+async function main(): Promise<void> {
+  // Before anything is printed: whoever reads the listening line may signal at once.
+  for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => shutdown(signal));
+  const config = loadConfig();
+  const started = await startExecutor(config);
+  executor = started;
+  if (stopping) {
+    await started.close();
+    return;
+  }
+  console.log(`executor listening on ${started.url} (driver: ${started.driver})`);
+}
+
+main().catch((error: unknown) => {
+  if (error instanceof ConfigError) console.error(`executor: ${error.message}`);
+  else console.error("executor: failed to start:", error);
+  process.exit(1);
+});

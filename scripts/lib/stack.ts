@@ -127,24 +127,49 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   let started = false;
   let startupFailure: string | null = null;
   const abort = () => startupFailure;
-  const spawnChild = (name: string, command: string, args: string[], env: NodeJS.ProcessEnv = {}) => {
-    const child = new ManagedChild({
-      name,
-      command,
-      args,
-      cwd: ROOT_DIR,
-      env: { ...process.env, ...env },
-      onLine: (childName, line) => {
-        if (!NOISE.test(line)) options.onChildLine?.(childName, line);
-      },
-      onUnexpectedExit: (dead, code, signal) => {
-        const message = describeExit(dead, code, signal);
-        if (started) options.onFailure?.(message);
-        else startupFailure = message;
-      },
-    });
-    cleanups.push(() => child.stop());
-    return child;
+  /**
+   * Spawns a child. One that dies after start-up is reported with its last lines; a `restart` child (the
+   * executor, which is stateless) is then started again, up to 5 times a minute, the others stop the stack.
+   */
+  const spawnChild = (
+    name: string,
+    command: string,
+    args: string[],
+    env: NodeJS.ProcessEnv = {},
+    restart = false,
+  ) => {
+    let current: ManagedChild;
+    const restarts: number[] = [];
+    const launch = () => {
+      current = new ManagedChild({
+        name,
+        command,
+        args,
+        cwd: ROOT_DIR,
+        env: { ...process.env, ...env },
+        onLine: (childName, line) => {
+          if (!NOISE.test(line)) options.onChildLine?.(childName, line);
+        },
+        onUnexpectedExit: (dead, code, signal) => {
+          const message = describeExit(dead, code, signal);
+          if (!started) {
+            startupFailure = message;
+            return;
+          }
+          const now = Date.now();
+          while (restarts.length > 0 && (restarts[0] as number) < now - 60_000) restarts.shift();
+          if (restart && restarts.length < 5) {
+            restarts.push(now);
+            log(`${message}\nrestarting ${name}.`);
+            launch();
+          } else {
+            options.onFailure?.(message);
+          }
+        },
+      });
+    };
+    launch();
+    cleanups.push(() => current.stop());
   };
   const close = async () => {
     for (const cleanup of cleanups.reverse())
@@ -175,7 +200,10 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       databaseUrl = `postgresql://postgres:postgres@127.0.0.1:${ports.pglite}/postgres?sslmode=disable`;
     }
 
-    const proxy = await startWsProxy({ port: ports.dbProxy });
+    const proxy = await startWsProxy({
+      port: ports.dbProxy,
+      serializeConnections: databaseKind === "pglite",
+    });
     cleanups.push(() => proxy.close());
 
     if (options.freshDatabase) {
@@ -213,10 +241,19 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       };
     }
 
+    const secrets = await loadDevSecrets(dataDir);
     const executorUrl = `http://127.0.0.1:${ports.executor}`;
-    spawnChild("executor", process.execPath, ["--import", "tsx", "executor-node/src/server.ts"], {
-      EXECUTOR_PORT: String(ports.executor),
-    });
+    spawnChild(
+      "executor",
+      process.execPath,
+      ["--import", "tsx", "executor-node/src/server.ts"],
+      {
+        EXECUTOR_PORT: String(ports.executor),
+        EXECUTOR_JOB_PUBLIC_KEY: secrets.EXECUTOR_JOB_PUBLIC_KEY,
+        EXECUTOR_CALLBACK_PRIVATE_KEY: secrets.EXECUTOR_CALLBACK_PRIVATE_KEY,
+      },
+      true,
+    );
     await waitForHttp(`${executorUrl}/health`, { timeoutMs: 30_000, abort });
 
     const passThrough = Object.fromEntries(
@@ -224,7 +261,11 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     );
     const workerVars: Record<string, string> = {
       ENVIRONMENT: "development",
-      ...loadDevSecrets(dataDir),
+      SECRET_KEY: secrets.SECRET_KEY,
+      ENCRYPTION_KEY: secrets.ENCRYPTION_KEY,
+      EXECUTOR_JOB_PRIVATE_KEY: secrets.EXECUTOR_JOB_PRIVATE_KEY,
+      EXECUTOR_CALLBACK_PUBLIC_KEY: secrets.EXECUTOR_CALLBACK_PUBLIC_KEY,
+      API_PUBLIC_URL: `http://127.0.0.1:${ports.api}`,
       ...passThrough,
       DATABASE_URL: databaseUrl,
       DB_WS_PROXY: proxy.address,

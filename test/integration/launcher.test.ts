@@ -67,15 +67,46 @@ describe("npm start (the launcher)", () => {
   it("reports a child that dies with its last lines, then stops everything", async () => {
     const stack = await startTestStack();
     const children = descendants(stack.pid);
-    const executor = children.find((child) => child.command.includes("executor-node/src/server.ts"));
-    expect(executor).toBeDefined();
-    process.kill(executor?.pid as number, "SIGKILL");
+    const pglite = children.find((child) => child.command.includes("pglite-socket"));
+    expect(pglite).toBeDefined();
+    process.kill(pglite?.pid as number, "SIGKILL");
 
     expect(await stack.exited).toBe(1);
     const logs = stack.logs().join("\n");
-    expect(logs).toContain("executor was killed by SIGKILL. Last lines:");
-    expect(logs).toContain("executor listening on");
+    expect(logs).toContain("pglite was killed by SIGKILL. Last lines:");
     expect(await waitUntil(() => children.every((child) => !isAlive(child.pid)), 10_000)).toBe(true);
     await stack.stop();
+  });
+
+  it("restarts the executor when it dies, reporting its last lines", async () => {
+    const stack = await startTestStack();
+    try {
+      const executor = descendants(stack.pid).find((child) =>
+        child.command.includes("executor-node/src/server.ts"),
+      );
+      expect(executor).toBeDefined();
+      process.kill(executor?.pid as number, "SIGKILL");
+      const restarted = await waitUntil(
+        () => stack.logs().join("\n").includes("restarting executor."),
+        10_000,
+      );
+      expect(restarted).toBe(true);
+      expect(stack.logs().join("\n")).toContain("executor was killed by SIGKILL. Last lines:");
+      let executorStatus = "";
+      for (let attempt = 0; attempt < 100 && executorStatus !== "ok"; attempt++) {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        const health = (await (await stack.fetch("/health")).json()) as {
+          checks: { executor: { status: string } };
+        };
+        executorStatus = health.checks.executor.status;
+      }
+      expect(executorStatus).toBe("ok");
+      const replacement = descendants(stack.pid).find((child) =>
+        child.command.includes("executor-node/src/server.ts"),
+      );
+      expect(replacement?.pid).not.toBe(executor?.pid);
+    } finally {
+      await stack.stop();
+    }
   });
 });

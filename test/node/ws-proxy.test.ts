@@ -9,6 +9,8 @@ import { ROOT_DIR } from "../../scripts/lib/stack";
 import { waitForPort } from "../../scripts/lib/wait";
 import { parseProxyTarget, startWsProxy, type WsProxy } from "../../scripts/ws-proxy";
 
+const PGLITE_SERVER = join(ROOT_DIR, "node_modules/@electric-sql/pglite-socket/dist/scripts/server.js");
+
 describe("parseProxyTarget", () => {
   it.each([
     ["/v2?address=127.0.0.1:5432", { host: "127.0.0.1", port: 5432 }],
@@ -33,15 +35,7 @@ describe("proxy in front of pglite-server", () => {
     pglitePort = await findPort(0);
     server = spawn(
       process.execPath,
-      [
-        join(ROOT_DIR, "node_modules/@electric-sql/pglite-socket/dist/scripts/server.js"),
-        "--db",
-        "memory://",
-        "--port",
-        String(pglitePort),
-        "-m",
-        "2",
-      ],
+      [PGLITE_SERVER, "--db", "memory://", "--port", String(pglitePort), "-m", "2"],
       { stdio: "ignore" },
     );
     await waitForPort(pglitePort, { timeoutMs: 30_000 });
@@ -61,6 +55,47 @@ describe("proxy in front of pglite-server", () => {
       await handle.close();
       // The server releases the slot on its next tick after the socket closes.
       await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  });
+
+  it("serializes concurrent conversations so pglite-server never mixes their messages", async () => {
+    // A server with room for every client: what is tested is the interleaving, not the slot limit.
+    const widePort = await findPort(0);
+    const wideServer = spawn(
+      process.execPath,
+      [PGLITE_SERVER, "--db", "memory://", "--port", String(widePort), "-m", "64"],
+      {
+        stdio: "ignore",
+      },
+    );
+    await waitForPort(widePort, { timeoutMs: 30_000 });
+    const serialized = await startWsProxy({ port: 0, serializeConnections: true });
+    const databaseUrl = `postgresql://postgres:postgres@127.0.0.1:${widePort}/postgres?sslmode=disable`;
+    try {
+      const clients = Array.from({ length: 12 }, (_, client) => async () => {
+        // One connection each (-m 2 on the server, so connect lazily and close when done).
+        const handle = openNodeDb({ databaseUrl, wsProxy: serialized.address }, 1);
+        try {
+          for (let query = 0; query < 5; query++) {
+            const result = await handle.db.execute(
+              sql`select ${client}::int as client, ${query}::int as query`,
+            );
+            expect(result.rows).toEqual([{ client, query }]);
+          }
+          await handle.db
+            .transaction(async (tx) => {
+              await tx.execute(sql`select ${client}::int`);
+              tx.rollback();
+            })
+            .catch(() => undefined);
+        } finally {
+          await handle.close();
+        }
+      });
+      await Promise.all(clients.map((run) => run()));
+    } finally {
+      await serialized.close();
+      wideServer.kill();
     }
   });
 

@@ -454,6 +454,8 @@ export const functions = pgTable(
     sharedPool: boolean("shared_pool").notNull().default(false),
     /** LLM tool calls of this function need the user's approval. */
     requiresApproval: boolean("requires_approval").notNull().default(false),
+    /** Seconds a run may take; null means FUNCTION_TIMEOUT. */
+    timeoutSeconds: integer("timeout_seconds"),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
     ...configTracking(),
@@ -504,6 +506,8 @@ export const executions = pgTable(
     /** Any JSON value. */
     outputData: json("output_data"),
     error: text("error"),
+    /** Why it failed, from a closed set (`timeout`, `memory`, `killed`, `exception`, ...; executor-protocol.ts). */
+    errorType: varchar("error_type", { length: 32 }),
     traceback: text("traceback"),
     startedAt: timestamptz("started_at").notNull().defaultNow(),
     completedAt: timestamptz("completed_at"),

@@ -19,6 +19,8 @@ export const ERROR_STATUS = {
   VALIDATION_FAILED: 422,
   RATE_LIMITED: 429,
   INTERNAL: 500,
+  /** The user's function failed (its error is the message); the execution id is in the body. */
+  FUNCTION_FAILED: 500,
   BAD_GATEWAY: 502,
   UNAVAILABLE: 503,
   TIMEOUT: 504,
@@ -45,16 +47,24 @@ export class AppError extends Error {
   readonly code: ErrorCode;
   readonly issues: FieldIssue[] | undefined;
   readonly headers: Record<string, string> | undefined;
+  /** Extra fields of the body, e.g. the `execution_id` of a failed run. */
+  readonly extra: Record<string, unknown> | undefined;
 
   constructor(
     code: ErrorCode,
     message: string,
-    options: { issues?: FieldIssue[]; headers?: Record<string, string>; cause?: unknown } = {},
+    options: {
+      issues?: FieldIssue[];
+      headers?: Record<string, string>;
+      extra?: Record<string, unknown>;
+      cause?: unknown;
+    } = {},
   ) {
     super(message, { cause: options.cause });
     this.code = code;
     this.issues = options.issues;
     this.headers = options.headers;
+    this.extra = options.extra;
   }
 
   get status(): ContentfulStatusCode {

@@ -28,6 +28,7 @@ const JsonValue = z.unknown();
 export const CallableFunctionSchema = z.object({ code: z.string(), code_hash: z.string() });
 /** namespace -> name -> code: everything the function may call as `namespace.name(...)`. */
 export const CallableScopeSchema = z.record(z.string(), z.record(z.string(), CallableFunctionSchema));
+export type CallableScope = z.infer<typeof CallableScopeSchema>;
 
 export const ExecutionContextSchema = z.object({
   user_id: z.string(),

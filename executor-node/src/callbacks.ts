@@ -1,0 +1,133 @@
+/**
+ * @module The per-job callback poster (PROTOCOL.md §3): batches events for at most 50 ms (a `result` goes
+ * at once), numbers posts with `seq` from 1, posts them one at a time in order, retries failures with
+ * backoff for up to 30 s, and stops for good on 409 (the execution finished elsewhere).
+ */
+import type { CallbackBody, ExecutorEvent } from "../../workers/lib/executor-protocol";
+import type { Signer } from "./auth";
+
+export interface CallbackPosterOptions {
+  url: string;
+  executionId: string;
+  signer: Signer;
+  /** The API answered 409: the job must stop. */
+  onConflict(): void;
+  log(line: string): void;
+  batchMs?: number;
+  retryForMs?: number;
+  fetch?: typeof fetch;
+}
+
+const MAX_EVENTS_PER_POST = 1000;
+const MAX_BYTES_PER_POST = 1024 * 1024;
+const REQUEST_TIMEOUT_MS = 10_000;
+const MAX_BACKOFF_MS = 5_000;
+/** Client errors that may pass on retry; any other 4xx is final. */
+const RETRYABLE_4XX = new Set([408, 425, 429]);
+
+export class CallbackPoster {
+  private queue: ExecutorEvent[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private chain: Promise<void> = Promise.resolve();
+  private seq = 0;
+  private stoppedFlag = false;
+  private readonly batchMs: number;
+  private readonly retryForMs: number;
+  private readonly fetcher: typeof fetch;
+
+  constructor(private readonly options: CallbackPosterOptions) {
+    this.batchMs = options.batchMs ?? 50;
+    this.retryForMs = options.retryForMs ?? 30_000;
+    this.fetcher = options.fetch ?? fetch;
+  }
+
+  /** True after a 409 or stop(): nothing more is posted. */
+  get stopped(): boolean {
+    return this.stoppedFlag;
+  }
+
+  push(event: ExecutorEvent): void {
+    if (this.stoppedFlag) return;
+    this.queue.push(event);
+    if (event.type === "result") this.flush();
+    else if (!this.timer) {
+      this.timer = setTimeout(() => this.flush(), this.batchMs);
+    }
+  }
+
+  /** Resolves once every event pushed so far was posted or given up. */
+  async drain(): Promise<void> {
+    this.flush();
+    await this.chain;
+  }
+
+  stop(): void {
+    this.stoppedFlag = true;
+    this.queue = [];
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  private flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    while (this.queue.length > 0) {
+      const batch = this.takeBatch();
+      this.chain = this.chain.then(() => this.post(batch));
+    }
+  }
+
+  private takeBatch(): ExecutorEvent[] {
+    const batch: ExecutorEvent[] = [];
+    let bytes = 0;
+    while (this.queue.length > 0 && batch.length < MAX_EVENTS_PER_POST) {
+      const size = JSON.stringify(this.queue[0]).length;
+      if (batch.length > 0 && bytes + size > MAX_BYTES_PER_POST) break;
+      batch.push(this.queue.shift() as ExecutorEvent);
+      bytes += size;
+    }
+    return batch;
+  }
+
+  private async post(events: ExecutorEvent[]): Promise<void> {
+    if (this.stoppedFlag) return;
+    this.seq += 1;
+    const body: CallbackBody = { execution_id: this.options.executionId, seq: this.seq, events };
+    const text = JSON.stringify(body);
+    const deadline = Date.now() + this.retryForMs;
+    let lastProblem = "";
+    for (let attempt = 0; ; attempt++) {
+      if (this.stoppedFlag) return;
+      try {
+        const token = await this.options.signer.signCallback(
+          this.options.url,
+          text,
+          this.options.executionId,
+        );
+        const response = await this.fetcher(this.options.url, {
+          method: "POST",
+          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+          body: text,
+          signal: AbortSignal.timeout(Math.max(1000, Math.min(REQUEST_TIMEOUT_MS, deadline - Date.now()))),
+        });
+        await response.arrayBuffer().catch(() => undefined);
+        if (response.ok) return;
+        if (response.status === 409) {
+          this.stop();
+          this.options.onConflict();
+          return;
+        }
+        lastProblem = `HTTP ${response.status}`;
+        if (response.status < 500 && !RETRYABLE_4XX.has(response.status)) break;
+      } catch (error) {
+        lastProblem = error instanceof Error ? error.message : String(error);
+      }
+      const wait = Math.min(MAX_BACKOFF_MS, 100 * 2 ** attempt);
+      if (Date.now() + wait >= deadline) break;
+      await new Promise((resolve) => setTimeout(resolve, wait));
+    }
+    this.options.log(
+      `callback seq ${this.seq} for execution ${this.options.executionId} dropped (${events.length} events): ${lastProblem}`,
+    );
+  }
+}

@@ -1,0 +1,336 @@
+/**
+ * @module Running jobs (PROTOCOL.md §2-§3): take a sandbox from the pool (a `resume` goes to the sandbox
+ * holding the paused generator), send `execute`/`resume`, forward logs and steps as callbacks, and post
+ * exactly one `result`. The job's `timeout_seconds` counts from acceptance (queueing and cold start
+ * included), so the API always hears back within the timeout; on expiry the sandbox is killed (the pool
+ * replaces it). A sandbox that dies mid-job gives `memory` (OOM kill) or `killed`. Cancel and a 409 from
+ * the API stop the job the same way.
+ */
+import { randomUUID } from "node:crypto";
+import type { ErrorType, ExecutorEvent, Job, ResultEvent } from "../../workers/lib/executor-protocol";
+import type { Signer } from "./auth";
+import { CallbackPoster } from "./callbacks";
+import { type Pool, PoolClosedError } from "./pool";
+import type { JobMessage } from "./runtime-protocol";
+import { type JobEvent, SandboxDiedError, type SandboxSession } from "./sandbox-session";
+import { NoWorkersError } from "./shared-pool";
+import { PausedExecutionLostError, PoolStoppedError } from "./user-pool";
+
+/** Jobs accepted at once (queued or running); beyond that POST /v1/jobs answers 503. */
+const MAX_ACTIVE_JOBS = 2000;
+/** Log text forwarded per job; the rest is dropped with one notice. */
+const MAX_LOG_BYTES_PER_JOB = 4 * 1024 * 1024;
+/** Step events forwarded per job (two per tracked call). */
+const MAX_STEP_EVENTS_PER_JOB = 20_000;
+const LOG_CHUNK_BYTES = 8 * 1024;
+/** setTimeout's ceiling (about 24.8 days); longer delays would fire at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+export class NoCapacityError extends Error {
+  override readonly name = "NoCapacityError";
+}
+
+type StopReason = "timeout" | "cancelled" | "conflict" | "shutdown";
+
+interface ActiveJob {
+  job: Job;
+  poster: CallbackPoster;
+  abort: AbortController;
+  session: SandboxSession | null;
+  stopReason: StopReason | null;
+  /** The result was handed to the poster (it may still be posting). */
+  finished: boolean;
+  startedAt: number;
+  logBytes: number;
+  stepEvents: number;
+  logNoticeSent: boolean;
+  stepNoticeSent: boolean;
+  timer: NodeJS.Timeout | null;
+}
+
+export interface JobRunnerOptions {
+  pool: Pool;
+  signer: Signer;
+  memoryLimitMb: number;
+  log?: (line: string) => void;
+  fetch?: typeof fetch;
+}
+
+export class JobRunner {
+  private readonly active = new Map<string, ActiveJob>();
+  private closing = false;
+  private readonly log: (line: string) => void;
+
+  constructor(private readonly options: JobRunnerOptions) {
+    this.log = options.log ?? ((line) => console.log(line));
+  }
+
+  get activeCount(): number {
+    return this.active.size;
+  }
+
+  /** Accepts a verified job and runs it in the background; a duplicate of an active job is a no-op. */
+  submit(job: Job): void {
+    if (this.active.has(job.execution_id)) return;
+    if (this.closing) throw new NoCapacityError("The executor is shutting down");
+    if (this.active.size >= MAX_ACTIVE_JOBS) throw new NoCapacityError("The executor has too many jobs");
+    const active: ActiveJob = {
+      job,
+      poster: new CallbackPoster({
+        url: job.callback_url,
+        executionId: job.execution_id,
+        signer: this.options.signer,
+        onConflict: () => this.stop(active, "conflict"),
+        log: this.log,
+        fetch: this.options.fetch,
+      }),
+      abort: new AbortController(),
+      session: null,
+      stopReason: null,
+      finished: false,
+      startedAt: performance.now(),
+      logBytes: 0,
+      stepEvents: 0,
+      logNoticeSent: false,
+      stepNoticeSent: false,
+      timer: null,
+    };
+    this.active.set(job.execution_id, active);
+    const timeoutMs = Math.min(job.function.timeout_seconds * 1000, MAX_TIMER_MS);
+    active.timer = setTimeout(() => this.stop(active, "timeout"), timeoutMs);
+    void this.run(active)
+      .catch((error: unknown) => {
+        this.log(`job ${job.execution_id} failed inside the executor: ${describe(error)}`);
+        this.finish(active, failed("internal", `Executor error: ${describe(error)}`, this.elapsed(active)));
+      })
+      .finally(async () => {
+        if (active.timer) clearTimeout(active.timer);
+        await active.poster.drain();
+        if (this.active.get(job.execution_id) === active) this.active.delete(job.execution_id);
+      });
+  }
+
+  /** Cancels a queued or running job, or forgets a paused one; false when nothing here matched. */
+  cancel(executionId: string): boolean {
+    const active = this.active.get(executionId);
+    if (active) {
+      if (active.finished) return false;
+      if (active.stopReason) return active.stopReason === "cancelled";
+      this.stop(active, "cancelled");
+      return true;
+    }
+    return this.options.pool.forgetPaused(executionId);
+  }
+
+  /** Stops every job (their results say the executor shut down) and waits for their callbacks. */
+  async close(): Promise<void> {
+    this.closing = true;
+    const jobs = [...this.active.values()];
+    for (const active of jobs) this.stop(active, "shutdown");
+    await Promise.race([
+      Promise.all(jobs.map((active) => active.poster.drain())),
+      new Promise((resolve) => setTimeout(resolve, 3000).unref()),
+    ]);
+  }
+
+  private async run(active: ActiveJob): Promise<void> {
+    const { job } = active;
+    let session: SandboxSession;
+    try {
+      session =
+        job.kind === "resume"
+          ? await this.options.pool.acquireForResume(job.execution_id, active.abort.signal)
+          : await this.options.pool.acquire(
+              { userId: job.user.id, shared: job.function.shared_pool },
+              active.abort.signal,
+            );
+    } catch (error) {
+      this.finish(active, this.stoppedResult(active) ?? acquireFailure(error, this.elapsed(active)));
+      return;
+    }
+    if (active.stopReason) {
+      this.options.pool.release(session);
+      this.finish(active, this.stoppedResult(active));
+      return;
+    }
+    active.session = session;
+    active.poster.push({ type: "started", at: new Date().toISOString(), sandbox: session.id });
+    const jobId = randomUUID();
+    const message: JobMessage =
+      job.kind === "resume"
+        ? { type: "resume", job_id: jobId, execution_id: job.execution_id, input: job.input }
+        : {
+            type: "execute",
+            job_id: jobId,
+            execution_id: job.execution_id,
+            function: {
+              namespace: job.function.namespace,
+              name: job.function.name,
+              code: job.function.code,
+              code_hash: job.function.code_hash,
+            },
+            callable: job.callable,
+            input: job.input,
+            context: job.context,
+          };
+    let result: ResultEvent;
+    try {
+      result = await session.run(message, (event) => this.forward(active, event));
+    } catch (error) {
+      active.session = null;
+      this.options.pool.release(session);
+      this.finish(active, this.stoppedResult(active) ?? deathResult(error, this.elapsed(active)));
+      return;
+    }
+    active.session = null;
+    if (result.status === "failed" && result.error_type === "memory") {
+      session.retire = true; // an interpreter that hit MemoryError is not trusted with the next job
+      result = {
+        ...result,
+        error: `Function exceeded the memory limit (${this.options.memoryLimitMb} MB): ${result.error ?? "MemoryError"}`,
+      };
+    }
+    if (result.status === "completed") session.executions++;
+    this.options.pool.release(session, result.status === "awaiting_input" ? job.execution_id : undefined);
+    this.finish(active, this.stoppedResult(active) ?? normalize(result, this.elapsed(active)));
+  }
+
+  /** Ends the job for `reason`: the waiter leaves the queue, or the sandbox is killed. */
+  private stop(active: ActiveJob, reason: StopReason): void {
+    if (reason === "conflict") active.poster.stop();
+    if (active.stopReason || active.finished) return;
+    active.stopReason = reason;
+    active.abort.abort(new Error(reason));
+    void active.session?.kill(reason === "timeout" ? "the job timed out" : `the job was ${reason}`);
+  }
+
+  private stoppedResult(active: ActiveJob): ResultEvent | null {
+    const elapsed = this.elapsed(active);
+    switch (active.stopReason) {
+      case null:
+        return null;
+      case "timeout":
+        return failed("timeout", `Function timed out after ${active.job.function.timeout_seconds}s`, elapsed);
+      case "cancelled":
+        return failed("cancelled", "Execution cancelled", elapsed);
+      case "shutdown":
+        return failed("internal", "The executor shut down during the execution", elapsed);
+      case "conflict":
+        return failed("cancelled", "The execution already finished elsewhere", elapsed);
+    }
+  }
+
+  private finish(active: ActiveJob, result: ResultEvent | null): void {
+    if (active.finished) return;
+    active.finished = true;
+    if (active.timer) clearTimeout(active.timer);
+    active.timer = null;
+    if (result) active.poster.push(result);
+  }
+
+  private forward(active: ActiveJob, event: JobEvent): void {
+    if (active.stopReason) return;
+    if (event.type === "step") {
+      if (active.stepEvents >= MAX_STEP_EVENTS_PER_JOB) {
+        if (!active.stepNoticeSent) {
+          active.stepNoticeSent = true;
+          this.push(
+            active,
+            notice(`[sinas] more than ${MAX_STEP_EVENTS_PER_JOB} step events; further steps not recorded`),
+          );
+        }
+        return;
+      }
+      active.stepEvents++;
+      this.push(active, event);
+      return;
+    }
+    const bytes = Buffer.byteLength(event.text);
+    if (active.logBytes + bytes > MAX_LOG_BYTES_PER_JOB) {
+      if (!active.logNoticeSent) {
+        active.logNoticeSent = true;
+        this.push(
+          active,
+          notice(`[sinas] output exceeded ${MAX_LOG_BYTES_PER_JOB} bytes; the rest was dropped`),
+        );
+      }
+      return;
+    }
+    active.logBytes += bytes;
+    for (const text of chunkUtf8(event.text, LOG_CHUNK_BYTES)) this.push(active, { ...event, text });
+  }
+
+  private push(active: ActiveJob, event: ExecutorEvent): void {
+    active.poster.push(event);
+  }
+
+  private elapsed(active: ActiveJob): number {
+    return Math.round(performance.now() - active.startedAt);
+  }
+}
+
+function failed(errorType: ErrorType, error: string, durationMs: number): ResultEvent {
+  return { type: "result", status: "failed", error, error_type: errorType, duration_ms: durationMs };
+}
+
+function notice(text: string): ExecutorEvent {
+  return { type: "log", stream: "stderr", text: `${text}\n`, at: new Date().toISOString() };
+}
+
+function normalize(result: ResultEvent, elapsed: number): ResultEvent {
+  const duration_ms = typeof result.duration_ms === "number" ? result.duration_ms : elapsed;
+  if (result.status !== "failed") return { ...result, duration_ms };
+  return {
+    ...result,
+    error: result.error || "Function failed",
+    error_type: result.error_type ?? "exception",
+    duration_ms,
+  };
+}
+
+function acquireFailure(error: unknown, elapsed: number): ResultEvent {
+  if (error instanceof PausedExecutionLostError) return failed("not_found", error.message, elapsed);
+  if (
+    error instanceof NoWorkersError ||
+    error instanceof PoolClosedError ||
+    error instanceof PoolStoppedError
+  ) {
+    return failed("internal", error.message, elapsed);
+  }
+  if (error instanceof SandboxDiedError)
+    return failed("internal", `Could not start a sandbox: ${error.exit.reason}`, elapsed);
+  return failed("internal", `Could not get a sandbox: ${describe(error)}`, elapsed);
+}
+
+function deathResult(error: unknown, elapsed: number): ResultEvent {
+  if (error instanceof SandboxDiedError) {
+    if (error.exit.oomKilled)
+      return failed("memory", "Function ran out of memory (the sandbox was killed)", elapsed);
+    return failed("killed", `The sandbox died during the execution: ${error.exit.reason}`, elapsed);
+  }
+  return failed("internal", describe(error), elapsed);
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Splits text into pieces of at most `limit` UTF-8 bytes, never inside a character. */
+export function chunkUtf8(text: string, limit: number): string[] {
+  if (Buffer.byteLength(text) <= limit) return [text];
+  const chunks: string[] = [];
+  let current = "";
+  let size = 0;
+  for (const char of text) {
+    const length = Buffer.byteLength(char);
+    if (size + length > limit) {
+      chunks.push(current);
+      current = "";
+      size = 0;
+    }
+    current += char;
+    size += length;
+  }
+  if (current) chunks.push(current);
+  return chunks;
+}

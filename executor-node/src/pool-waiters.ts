@@ -1,0 +1,89 @@
+/**
+ * @module The queue of jobs waiting for a sandbox, shared by the user pools and the shared pool. A waiter
+ * wants any idle sandbox of its pool, or one given sandbox (the resume of a paused generator); it leaves
+ * the queue when served, failed, or when its AbortSignal fires (timeout, cancel).
+ */
+import type { SandboxSession } from "./sandbox-session";
+
+export interface Waiter {
+  /** Only this sandbox will do (it holds the paused generator to resume). */
+  sandboxId: string | undefined;
+  resolve(session: SandboxSession): void;
+  reject(error: Error): void;
+}
+
+export class WaiterQueue {
+  private waiters: Waiter[] = [];
+
+  get length(): number {
+    return this.waiters.length;
+  }
+
+  get generic(): number {
+    return this.waiters.filter((waiter) => waiter.sandboxId === undefined).length;
+  }
+
+  /** Queues a waiter; the promise settles when served or failed, or rejects with the signal's reason. */
+  wait(sandboxId: string | undefined, signal: AbortSignal | undefined): Promise<SandboxSession> {
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(abortReason(signal));
+        return;
+      }
+      const onAbort = () => {
+        this.remove(waiter);
+        reject(abortReason(signal as AbortSignal));
+      };
+      const waiter: Waiter = {
+        sandboxId,
+        resolve: (session) => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve(session);
+        },
+        reject: (error) => {
+          signal?.removeEventListener("abort", onAbort);
+          reject(error);
+        },
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.waiters.push(waiter);
+    });
+  }
+
+  /** Takes the first waiter this idle session can serve: its own resume first, else the oldest generic one. */
+  takeFor(session: SandboxSession): Waiter | undefined {
+    let index = this.waiters.findIndex((waiter) => waiter.sandboxId === session.id);
+    if (index === -1) index = this.waiters.findIndex((waiter) => waiter.sandboxId === undefined);
+    if (index === -1) return undefined;
+    return this.waiters.splice(index, 1)[0];
+  }
+
+  /** Takes the oldest waiter that accepts any sandbox. */
+  takeGeneric(): Waiter | undefined {
+    const index = this.waiters.findIndex((waiter) => waiter.sandboxId === undefined);
+    return index === -1 ? undefined : this.waiters.splice(index, 1)[0];
+  }
+
+  /** Fails the waiters that wanted exactly this sandbox. */
+  failFor(sandboxId: string, error: Error): void {
+    for (const waiter of this.waiters.filter((candidate) => candidate.sandboxId === sandboxId)) {
+      this.remove(waiter);
+      waiter.reject(error);
+    }
+  }
+
+  failAll(error: Error): void {
+    const all = this.waiters;
+    this.waiters = [];
+    for (const waiter of all) waiter.reject(error);
+  }
+
+  private remove(waiter: Waiter): void {
+    const index = this.waiters.indexOf(waiter);
+    if (index !== -1) this.waiters.splice(index, 1);
+  }
+}
+
+function abortReason(signal: AbortSignal): Error {
+  return signal.reason instanceof Error ? signal.reason : new Error("aborted");
+}

@@ -1,0 +1,188 @@
+/**
+ * @module The shared worker pool (spec §6.6, §1.21): SHARED_POOL_SIZE sandboxes (`worker-1`..`worker-N`)
+ * serving `shared_pool` functions of every user, picked round robin, scaled within 0..10. A dead worker is
+ * restarted in its slot (with backoff when starts fail); scaling down removes the last workers, a busy
+ * one after its job.
+ */
+
+import { WaiterQueue } from "./pool-waiters";
+import type { SandboxSession } from "./sandbox-session";
+import type { PoolContext } from "./user-pool";
+import { PausedExecutionLostError } from "./user-pool";
+
+export const MAX_SHARED_WORKERS = 10;
+
+export class NoWorkersError extends Error {
+  override readonly name = "NoWorkersError";
+  constructor() {
+    super("No workers available. Please scale workers up first.");
+  }
+}
+
+/** A refused scale target; the HTTP layer answers 400 with its message. */
+export class ScaleError extends Error {
+  override readonly name = "ScaleError";
+}
+
+export interface ScaleResult {
+  action: "scale_up" | "scale_down" | "no_change";
+  previous_count: number;
+  current_count: number;
+  added: number;
+  removed: number;
+}
+
+interface Slot {
+  index: number;
+  session: SandboxSession | null;
+  failures: number;
+  restartTimer: NodeJS.Timeout | null;
+}
+
+const MAX_BACKOFF_MS = 30_000;
+
+export class SharedPool {
+  private slots: Slot[] = [];
+  private readonly waiters = new WaiterQueue();
+  private next = 0;
+  private closed = false;
+
+  constructor(private readonly ctx: PoolContext) {}
+
+  get size(): number {
+    return this.slots.length;
+  }
+
+  get workers(): Array<{ index: number; session: SandboxSession | null }> {
+    return this.slots.map((slot) => ({ index: slot.index, session: slot.session }));
+  }
+
+  acquire(signal: AbortSignal | undefined, sandboxId?: string): Promise<SandboxSession> {
+    if (this.slots.length === 0) return Promise.reject(new NoWorkersError());
+    const promise = this.waiters.wait(sandboxId, signal);
+    this.dispatch();
+    return promise;
+  }
+
+  release(session: SandboxSession): void {
+    if (!session.alive) return;
+    const slot = this.slots.find((candidate) => candidate.session === session);
+    if (!slot || session.retire || this.closed) {
+      void session.kill("removed from the shared pool");
+      return;
+    }
+    session.status = "idle";
+    session.lastUsed = Date.now();
+    this.dispatch();
+  }
+
+  async scale(target: number): Promise<ScaleResult> {
+    if (!Number.isInteger(target) || target < 0) throw new ScaleError("Target count must be >= 0");
+    if (target > MAX_SHARED_WORKERS) throw new ScaleError(`Maximum ${MAX_SHARED_WORKERS} workers allowed`);
+    const previous = this.slots.length;
+    if (target === previous) {
+      return { action: "no_change", previous_count: previous, current_count: previous, added: 0, removed: 0 };
+    }
+    if (target > previous) {
+      const added: Slot[] = [];
+      for (let index = previous; index < target; index++) {
+        const slot: Slot = { index, session: null, failures: 0, restartTimer: null };
+        this.slots.push(slot);
+        added.push(slot);
+      }
+      await Promise.allSettled(added.map((slot) => this.startSlot(slot)));
+      return {
+        action: "scale_up",
+        previous_count: previous,
+        current_count: target,
+        added: target - previous,
+        removed: 0,
+      };
+    }
+    const removed = this.slots.splice(target);
+    for (const slot of removed) {
+      if (slot.restartTimer) clearTimeout(slot.restartTimer);
+      const session = slot.session;
+      slot.session = null;
+      if (!session) continue;
+      if (session.status === "busy") session.retire = true;
+      else void session.kill("removed from the shared pool");
+    }
+    if (this.slots.length === 0) this.waiters.failAll(new NoWorkersError());
+    this.next = this.slots.length === 0 ? 0 : this.next % this.slots.length;
+    return {
+      action: "scale_down",
+      previous_count: previous,
+      current_count: target,
+      added: 0,
+      removed: previous - target,
+    };
+  }
+
+  async close(reason: string): Promise<void> {
+    this.closed = true;
+    const slots = this.slots;
+    this.slots = [];
+    this.waiters.failAll(new NoWorkersError());
+    await Promise.all(
+      slots.map(async (slot) => {
+        if (slot.restartTimer) clearTimeout(slot.restartTimer);
+        await slot.session?.kill(reason);
+      }),
+    );
+  }
+
+  /** Hands idle workers to waiters, round robin from the worker after the last one used. */
+  private dispatch(): void {
+    let served = true;
+    while (served && this.waiters.length > 0 && this.slots.length > 0) {
+      served = false;
+      for (let step = 0; step < this.slots.length; step++) {
+        const position = (this.next + step) % this.slots.length;
+        const session = this.slots[position]?.session;
+        if (session?.status !== "idle" || session.retire) continue;
+        const waiter = this.waiters.takeFor(session);
+        if (!waiter) continue;
+        session.status = "busy";
+        session.lastUsed = Date.now();
+        this.next = (position + 1) % this.slots.length;
+        waiter.resolve(session);
+        served = true;
+        break;
+      }
+    }
+  }
+
+  private async startSlot(slot: Slot): Promise<void> {
+    const session = this.ctx.create({ kind: "shared", workerIndex: slot.index });
+    slot.session = session;
+    try {
+      await session.start();
+      slot.failures = 0;
+      this.dispatch();
+    } catch (error) {
+      slot.failures++;
+      const reason = error instanceof Error ? error.message : String(error);
+      this.ctx.log(`shared worker-${slot.index + 1} failed to start: ${reason}`);
+    }
+    // Watched only once start() settled, so the restart backoff sees this start's failure count.
+    void session.ended.then(() => this.onDeath(slot, session));
+  }
+
+  private onDeath(slot: Slot, session: SandboxSession): void {
+    this.ctx.onSessionDeath(session);
+    this.waiters.failFor(
+      session.id,
+      new PausedExecutionLostError("The paused execution was lost (its sandbox restarted)"),
+    );
+    if (slot.session !== session) return; // removed by a scale down, or already replaced
+    slot.session = null;
+    if (this.closed || !this.slots.includes(slot)) return;
+    const delay = slot.failures === 0 ? 0 : Math.min(MAX_BACKOFF_MS, 500 * 2 ** (slot.failures - 1));
+    slot.restartTimer = setTimeout(() => {
+      slot.restartTimer = null;
+      if (!this.closed && this.slots.includes(slot) && !slot.session) void this.startSlot(slot);
+    }, delay);
+    slot.restartTimer.unref();
+  }
+}

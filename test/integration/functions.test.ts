@@ -1,0 +1,394 @@
+import { sql } from "drizzle-orm";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { api, IDENTITY_VARS, login, type Session, SUPERADMIN_EMAIL } from "../helpers/auth";
+import { openStackDb } from "../helpers/db";
+import { createFunction, execute, GREET, pythonFunction, waitForFinalStatus } from "../helpers/functions";
+import { startTestStack, type TestStack } from "../helpers/stack";
+
+let stack: TestStack;
+let admin: Session;
+let alice: Session;
+let bob: Session;
+
+beforeAll(async () => {
+  stack = await startTestStack({ workerVars: IDENTITY_VARS });
+  [admin, alice, bob] = await Promise.all([
+    login(stack, SUPERADMIN_EMAIL),
+    login(stack, "alice@acme.io"),
+    login(stack, "bob@acme.io"),
+  ]);
+});
+afterAll(() => stack?.stop());
+
+type Row = Record<string, unknown>;
+
+describe("function management (S10, S11)", () => {
+  it("creates, refuses duplicates and bad definitions, and records versions", async () => {
+    const created = await api(stack, alice, "POST", "/api/v1/functions", GREET);
+    expect(created.status).toBe(200);
+    expect(created.body).toMatchObject({
+      namespace: "default",
+      is_active: true,
+      shared_pool: false,
+      requires_approval: false,
+      requirements: [],
+    });
+    const again = await api(stack, alice, "POST", "/api/v1/functions", GREET);
+    expect(again.body).toMatchObject({
+      code: "BAD_REQUEST",
+      detail: "Function 'default/greet' already exists",
+    });
+
+    const broken = await api(
+      stack,
+      alice,
+      "POST",
+      "/api/v1/functions",
+      pythonFunction("broken", "    return (("),
+    );
+    expect(broken.status).toBe(422);
+    expect((broken.body as Row).message).toContain("Invalid Python syntax");
+    const noType = await api(stack, alice, "POST", "/api/v1/functions", {
+      ...pythonFunction("typeless", "    return {}"),
+      input_schema: { properties: {} },
+    });
+    expect(noType.status).toBe(422);
+    expect((noType.body as Row).message).toContain("Schema must have a 'type' field");
+    expect(
+      (await api(stack, alice, "POST", "/api/v1/functions", { ...GREET, name: "bad-name" })).status,
+    ).toBe(422);
+    const shared = await api(stack, alice, "POST", "/api/v1/functions", {
+      ...GREET,
+      name: "shared",
+      shared_pool: true,
+    });
+    expect(shared.body).toMatchObject({
+      detail: "Not authorized to create shared pool functions (admin only)",
+    });
+    const numpy = await api(stack, alice, "POST", "/api/v1/functions", {
+      ...GREET,
+      name: "np",
+      requirements: ["numpy"],
+    });
+    expect(numpy.body).toMatchObject({
+      detail: "Unapproved packages in requirements: numpy. Contact admin to approve these packages first.",
+    });
+
+    const updated = await api(stack, alice, "PUT", "/api/v1/functions/default/greet", {
+      description: "v2",
+      code: GREET.code,
+    });
+    expect(updated.body).toMatchObject({ description: "v2" });
+    const versions = (await api(stack, alice, "GET", "/api/v1/functions/default/greet/versions"))
+      .body as Row[];
+    expect(versions.map((version) => version.version)).toEqual([2, 1]);
+    expect(versions.every((version) => version.created_by === alice.user.id)).toBe(true);
+
+    expect((await api(stack, bob, "GET", "/api/v1/functions/default/greet")).body).toMatchObject({
+      detail: "Function 'default/greet' not found",
+    });
+    const mine = (await api(stack, alice, "GET", "/api/v1/functions")).body as Row[];
+    expect(mine.map((fn) => fn.name)).toContain("greet");
+    expect(
+      ((await api(stack, bob, "GET", "/api/v1/functions")).body as Row[]).map((fn) => fn.name),
+    ).not.toContain("greet");
+    expect(
+      (await api(stack, alice, "POST", "/api/v1/functions", { ...GREET, namespace: "analytics" })).status,
+    ).toBe(200);
+    // D-50: an admin manages anyone's function.
+    expect((await api(stack, admin, "GET", "/api/v1/functions/default/greet")).status).toBe(200);
+  });
+
+  it("approves packages that requirements may then name (S11)", async () => {
+    const approved = await api(stack, admin, "POST", "/api/v1/packages", {
+      package_name: "requests",
+      version: "2.31.0",
+    });
+    expect(approved.status).toBe(200);
+    expect(approved.body).toMatchObject({ installed_by: admin.user.id });
+    expect((approved.body as Row).installed_at).toBeTruthy();
+    expect(
+      (await api(stack, admin, "POST", "/api/v1/packages", { package_name: "requests" })).body,
+    ).toMatchObject({
+      detail: "Package 'requests' already approved",
+    });
+    expect((await api(stack, alice, "POST", "/api/v1/packages", { package_name: "x" })).status).toBe(403);
+    const withPackage = await api(stack, alice, "POST", "/api/v1/functions", {
+      ...pythonFunction("req_user", "    return input"),
+      requirements: ["requests>=2.0"],
+    });
+    expect(withPackage.status).toBe(200);
+    const id = (approved.body as Row).id as string;
+    expect((await api(stack, admin, "DELETE", `/api/v1/packages/${id}`)).body).toEqual({
+      message: "Package 'requests' approval removed. Existing containers will keep it until recreated.",
+    });
+    expect((await api(stack, admin, "DELETE", `/api/v1/packages/${id}`)).status).toBe(404);
+  });
+});
+
+describe("running functions", () => {
+  it("runs a function and records the execution with its step", async () => {
+    const run = await execute(stack, alice, { name: "greet" }, { body: { name: "Ada" } });
+    expect(run.status, JSON.stringify(run.body)).toBe(200);
+    const { execution_id: executionId, result } = run.body as { execution_id: string; result: Row };
+    expect(result).toEqual({ greeting: "Hello Ada", user: "alice@acme.io", trigger: "API" });
+    const execution = (await api(stack, alice, "GET", `/executions/${executionId}`)).body as Row;
+    expect(execution).toMatchObject({
+      status: "COMPLETED",
+      trigger_type: "API",
+      function_name: "greet",
+      output_data: result,
+    });
+    expect(execution.completed_at).toBeTruthy();
+    expect(execution.duration_ms).toBeGreaterThanOrEqual(0);
+    const steps = (await api(stack, alice, "GET", `/executions/${executionId}/steps`)).body as Row[];
+    expect(steps).toEqual([
+      expect.objectContaining({ function_name: "greet", status: "COMPLETED", parent_step_id: null }),
+    ]);
+    const listed = (await api(stack, alice, "GET", "/executions?function_name=greet")).body as Row[];
+    expect(listed.map((row) => row.execution_id)).toContain(executionId);
+  });
+
+  it("refuses input that breaks the input schema with 422 naming the field, running nothing", async () => {
+    const handle = openStackDb(stack);
+    const count = async () =>
+      ((await handle.db.execute(sql`select count(*)::int as n from executions`)).rows[0] as { n: number }).n;
+    try {
+      const before = await count();
+      const refused = await execute(stack, alice, { name: "greet" }, { body: {} });
+      expect(refused.status).toBe(422);
+      expect((refused.body as Row).message).toContain("body.input.body");
+      expect((await execute(stack, alice, { name: "nope" })).status).toBe(404);
+      expect(await count()).toBe(before);
+    } finally {
+      await handle.close();
+    }
+  });
+
+  it("records failures with the error and traceback (S15)", async () => {
+    await createFunction(stack, alice, pythonFunction("boom", '    raise ValueError("kaput")'));
+    const failed = await execute(stack, alice, { name: "boom" });
+    expect(failed.status).toBe(500);
+    expect(failed.body).toMatchObject({ code: "FUNCTION_FAILED", error_type: "exception" });
+    expect(String((failed.body as Row).detail)).toMatch(/^Function execution failed: .*kaput/);
+    const execution = (await api(stack, alice, "GET", `/executions/${(failed.body as Row).execution_id}`))
+      .body as Row;
+    expect(execution).toMatchObject({ status: "FAILED", error_type: "exception" });
+    expect(String(execution.error)).toContain("kaput");
+    expect(String(execution.traceback)).toContain("line 2");
+
+    await createFunction(stack, alice, {
+      ...pythonFunction("badout", '    return {"x": 1}'),
+      output_schema: { type: "object", required: ["greeting"] },
+    });
+    const badOut = await execute(stack, alice, { name: "badout" });
+    expect(badOut.status).toBe(500);
+    expect(String((badOut.body as Row).detail)).toContain("Schema validation failed");
+  });
+
+  it("always runs the current code (D-33)", async () => {
+    await api(stack, alice, "PUT", "/api/v1/functions/default/greet", {
+      code: 'def greet(input, context):\n    return {"greeting": "v3"}\n',
+    });
+    const run = await execute(stack, alice, { name: "greet" }, { body: { name: "a" } });
+    expect((run.body as { result: Row }).result).toEqual({ greeting: "v3" });
+  });
+
+  it("answers 202 for async runs, which then complete", async () => {
+    await createFunction(
+      stack,
+      alice,
+      pythonFunction("slow_echo", "    import time\n    time.sleep(0.3)\n    return input"),
+    );
+    const started = await execute(stack, alice, { name: "slow_echo" }, { n: 7 }, "?async=true");
+    expect(started.status).toBe(202);
+    const final = await waitForFinalStatus(
+      stack,
+      alice,
+      (started.body as { execution_id: string }).execution_id,
+    );
+    expect(final).toMatchObject({ status: "COMPLETED", output_data: { n: 7 } });
+  });
+
+  it("keeps executions private; admins see all; filters validate (S16)", async () => {
+    const run = await execute(stack, alice, { name: "greet" }, { body: { name: "x" } });
+    const executionId = (run.body as { execution_id: string }).execution_id;
+    expect(
+      ((await api(stack, bob, "GET", "/executions")).body as Row[]).map((row) => row.execution_id),
+    ).not.toContain(executionId);
+    expect((await api(stack, bob, "GET", `/executions/${executionId}`)).body).toMatchObject({
+      detail: "Not authorized to view this execution",
+    });
+    expect(
+      ((await api(stack, admin, "GET", "/executions")).body as Row[]).map((row) => row.execution_id),
+    ).toContain(executionId);
+    const failedOnly = (await api(stack, admin, "GET", "/executions?status=FAILED")).body as Row[];
+    expect(failedOnly.every((row) => row.status === "FAILED")).toBe(true);
+    expect((await api(stack, admin, "GET", "/executions?status=BOGUS")).status).toBe(422);
+    expect(
+      (await api(stack, alice, "POST", `/executions/${executionId}/continue`, { input: {} })).body,
+    ).toMatchObject({
+      detail: "Execution is not awaiting input",
+    });
+    expect((await api(stack, alice, "GET", "/executions/nope")).body).toMatchObject({
+      detail: "Execution not found",
+    });
+    expect((await execute(stack, bob, { name: "greet" }, { body: { name: "x" } })).status).toBe(403);
+  });
+
+  it("tracks nested calls as a step tree; a failing callee fails its callers (S17, D-34)", async () => {
+    await createFunction(stack, alice, pythonFunction("double", '    return {"v": input["v"] * 2}'));
+    await createFunction(
+      stack,
+      alice,
+      pythonFunction(
+        "quad",
+        '    r = double({"v": input["v"]}, context)\n    return {"v": double(r, context)["v"]}',
+      ),
+    );
+    const run = await execute(stack, alice, { name: "quad" }, { v: 3 });
+    expect((run.body as { result: Row }).result).toEqual({ v: 12 });
+    const executionId = (run.body as { execution_id: string }).execution_id;
+    const steps = (await api(stack, alice, "GET", `/executions/${executionId}/steps`)).body as Row[];
+    const doubles = steps.filter((step) => step.function_name === "double");
+    expect(doubles.map((step) => [step.input_data, step.output_data, step.status])).toEqual([
+      [{ v: 3 }, { v: 6 }, "COMPLETED"],
+      [{ v: 6 }, { v: 12 }, "COMPLETED"],
+    ]);
+
+    await createFunction(stack, alice, {
+      ...pythonFunction("c_fn", '    raise RuntimeError("deep failure")'),
+      namespace: "lvl",
+    });
+    await createFunction(stack, alice, {
+      ...pythonFunction("b_fn", "    return lvl.c_fn(input, context)"),
+      namespace: "lvl",
+    });
+    await createFunction(stack, alice, {
+      ...pythonFunction("a_fn", "    return lvl.b_fn(input, context)"),
+      enabled_namespaces: ["lvl"],
+    });
+    const failed = await execute(stack, alice, { name: "a_fn" }, { depth: 1 });
+    expect(failed.status).toBe(500);
+    const failedId = (failed.body as { execution_id: string }).execution_id;
+    const tree = (await api(stack, alice, "GET", `/executions/${failedId}/steps?format=tree`)).body as Row[];
+    expect(tree).toHaveLength(1);
+    const [a] = tree as { function_name: string; status: string; children: Row[] }[];
+    expect(a?.function_name).toBe("a_fn");
+    const b = a?.children[0] as { function_name: string; status: string; children: Row[] };
+    const c = b.children[0] as Row;
+    expect([a?.status, b.status, c.status]).toEqual(["FAILED", "FAILED", "FAILED"]);
+    expect([b.function_name, c.function_name]).toEqual(["b_fn", "c_fn"]);
+    expect(String(c.traceback)).toContain("deep failure");
+    expect(typeof c.duration_ms).toBe("number");
+  });
+
+  it("gives the function a context token with exactly the run-as user's permissions", async () => {
+    await createFunction(
+      stack,
+      alice,
+      pythonFunction("whoami", '    return {"token": context["access_token"], "user": context["user_id"]}'),
+    );
+    const run = await execute(stack, alice, { name: "whoami" });
+    const { token, user } = (run.body as { result: { token: string; user: string } }).result;
+    expect(user).toBe(alice.user.id);
+    const headers = { headers: { authorization: `Bearer ${token}` } };
+    expect((await api(stack, headers, "GET", "/auth/me")).body).toMatchObject({ email: "alice@acme.io" });
+    expect((await api(stack, headers, "GET", "/api/v1/users")).status).toBe(403);
+  });
+
+  it("pauses a generator for input and resumes it through continue (D-35)", async () => {
+    await createFunction(
+      stack,
+      alice,
+      pythonFunction(
+        "interview",
+        '    name = yield {"prompt": "Your name?", "schema": {"type": "object", "required": ["name"]}}\n    return {"hello": name["name"]}',
+      ),
+    );
+    const run = await execute(stack, alice, { name: "interview" });
+    expect(run.status).toBe(200);
+    expect(run.body).toMatchObject({ status: "awaiting_input", prompt: "Your name?" });
+    const executionId = (run.body as { execution_id: string }).execution_id;
+    expect((await api(stack, alice, "GET", `/executions/${executionId}`)).body).toMatchObject({
+      status: "AWAITING_INPUT",
+      input_prompt: "Your name?",
+    });
+    expect(
+      (await api(stack, alice, "POST", `/executions/${executionId}/continue`, { input: {} })).status,
+    ).toBe(422);
+    const resumed = await api(stack, alice, "POST", `/executions/${executionId}/continue`, {
+      input: { name: "Ada" },
+    });
+    expect(resumed.body).toMatchObject({ status: "COMPLETED", output_data: { hello: "Ada" } });
+  });
+
+  it("streams the function's output as SSE with resumable ids", async () => {
+    await createFunction(
+      stack,
+      alice,
+      pythonFunction("chatty", '    for i in range(3):\n        print("line", i)\n    return {}'),
+    );
+    const run = await execute(stack, alice, { name: "chatty" });
+    const executionId = (run.body as { execution_id: string }).execution_id;
+    const full = await (
+      await stack.fetch(`/executions/${executionId}/logs`, { headers: alice.headers })
+    ).text();
+    expect(full).toContain("line 0");
+    expect(full).toContain("line 2");
+    expect(full).toContain("event: end");
+    const ids = [...full.matchAll(/^id: (\d+)$/gm)].map((match) => Number(match[1]));
+    expect(ids.length).toBeGreaterThan(0);
+    const rest = await (
+      await stack.fetch(`/executions/${executionId}/logs`, {
+        headers: { ...alice.headers, "last-event-id": String(ids[0]) },
+      })
+    ).text();
+    expect([...rest.matchAll(/^id: (\d+)$/gm)].map((match) => Number(match[1]))).toEqual(ids.slice(1));
+  });
+
+  it("fails a run past its timeout, and the next run succeeds", async () => {
+    await createFunction(stack, alice, {
+      ...pythonFunction("sleepy", "    import time\n    time.sleep(30)\n    return {}"),
+      timeout: 2,
+    });
+    const slow = await execute(stack, alice, { name: "sleepy" });
+    expect(slow.status).toBe(500);
+    expect(slow.body).toMatchObject({ error_type: "timeout" });
+    const next = await execute(stack, alice, { name: "greet" }, { body: { name: "again" } });
+    expect(next.status).toBe(200);
+  });
+
+  it("runs 50 concurrent executions for two users without cross-talk", async () => {
+    await createFunction(
+      stack,
+      alice,
+      pythonFunction(
+        "square",
+        '    return {"n": input["n"], "sq": input["n"] ** 2, "user": context["user_email"]}',
+      ),
+    );
+    await createFunction(stack, bob, {
+      ...pythonFunction(
+        "square",
+        '    return {"n": input["n"], "sq": input["n"] ** 2, "user": context["user_email"]}',
+      ),
+      namespace: "bobs",
+    });
+    const runs = await Promise.all(
+      Array.from({ length: 50 }, (_, n) =>
+        n % 2 === 0
+          ? execute(stack, alice, { name: "square" }, { n })
+          : execute(stack, bob, { namespace: "bobs", name: "square" }, { n }),
+      ),
+    );
+    runs.forEach((run, n) => {
+      expect(run.status, JSON.stringify(run.body)).toBe(200);
+      expect((run.body as { result: Row }).result).toEqual({
+        n,
+        sq: n * n,
+        user: n % 2 === 0 ? "alice@acme.io" : "bob@acme.io",
+      });
+    });
+  });
+});

@@ -1,0 +1,39 @@
+/**
+ * @module /internal: endpoints only the executor calls, authenticated by its signature, not by a user.
+ * Kept out of the OpenAPI documents.
+ */
+import { AppError } from "../lib/errors";
+import { SignatureError } from "../lib/signed-request";
+import { callbackPath, verifyCallback } from "../services/execution-dispatch";
+import { createRouter } from "./router";
+
+const MAX_CALLBACK_BYTES = 4 * 1024 * 1024;
+
+export const internalRouter = createRouter();
+
+internalRouter.post("/internal/executions/:execution_id/events", async (c) => {
+  const executionId = c.req.param("execution_id");
+  const body = await c.req.text();
+  if (body.length > MAX_CALLBACK_BYTES) throw new AppError("PAYLOAD_TOO_LARGE", "Callback body too large");
+  const services = c.get("services");
+  const authorization = c.req.header("authorization");
+  let callback: Awaited<ReturnType<typeof verifyCallback>>;
+  try {
+    callback = await verifyCallback(services.config, {
+      token: authorization?.replace(/^Bearer\s+/i, "") ?? null,
+      executionId,
+      path: callbackPath(executionId),
+      body,
+    });
+  } catch (error) {
+    if (error instanceof SignatureError || error instanceof SyntaxError) {
+      throw new AppError("UNAUTHORIZED", `Callback rejected: ${error.message}`);
+    }
+    throw error;
+  }
+  const stub = services.env.EXECUTION_RUN.get(services.env.EXECUTION_RUN.idFromName(executionId));
+  const { status } = await stub.applyCallback(callback);
+  return status === 200
+    ? c.json({ ok: true }, 200)
+    : c.json({ ok: false, reason: "execution already finished" }, 409);
+});

@@ -1,0 +1,150 @@
+/**
+ * @module Postgres records of executions and their steps (sinas-spec §2.3, §6.8), written by the
+ * ExecutionRun Durable Object as the executor reports progress.
+ */
+import { and, eq, inArray, sql } from "drizzle-orm";
+import type { DbOrTx } from "../db/client";
+import {
+  type Execution,
+  executions,
+  type JsonObject,
+  type StepExecution,
+  stepExecutions,
+  type TriggerType,
+} from "../db/schema";
+import type { ErrorType, Step } from "../lib/executor-protocol";
+
+export interface NewExecutionRecord {
+  executionId: string;
+  userId: string;
+  functionNamespace: string;
+  functionName: string;
+  triggerType: TriggerType;
+  triggerId: string;
+  chatId: string | null;
+  input: JsonObject;
+}
+
+export async function insertExecution(db: DbOrTx, record: NewExecutionRecord): Promise<void> {
+  await db
+    .insert(executions)
+    .values({
+      executionId: record.executionId,
+      userId: record.userId,
+      functionNamespace: record.functionNamespace,
+      functionName: record.functionName,
+      triggerType: record.triggerType,
+      triggerId: record.triggerId,
+      chatId: record.chatId,
+      inputData: record.input,
+      status: "RUNNING",
+    })
+    .onConflictDoNothing({ target: executions.executionId });
+}
+
+/** Writes a step as reported; a later report of the same step id (its end) overwrites the earlier one. */
+export async function upsertStep(db: DbOrTx, executionId: string, step: Step): Promise<void> {
+  const values = {
+    id: step.id,
+    executionId,
+    parentStepId: step.parent_id,
+    functionNamespace: step.namespace,
+    functionName: step.name,
+    status: step.status,
+    inputData: step.input ?? null,
+    outputData: step.output ?? null,
+    error: step.error ?? null,
+    traceback: step.traceback ?? null,
+    durationMs: step.duration_ms == null ? null : Math.round(step.duration_ms),
+    startedAt: new Date(step.started_at),
+    completedAt: step.completed_at ? new Date(step.completed_at) : null,
+  };
+  await db
+    .insert(stepExecutions)
+    .values(values)
+    .onConflictDoUpdate({
+      target: stepExecutions.id,
+      set: {
+        status: values.status,
+        outputData: values.outputData,
+        error: values.error,
+        traceback: values.traceback,
+        durationMs: values.durationMs,
+        completedAt: values.completedAt,
+      },
+      // A late RUNNING report must not overwrite a finished step.
+      setWhere: sql`${stepExecutions.status} = 'RUNNING'`,
+    });
+}
+
+export type ExecutionOutcome =
+  | { status: "COMPLETED"; output: unknown; durationMs: number | null }
+  | {
+      status: "FAILED";
+      error: string;
+      errorType: ErrorType;
+      traceback: string | null;
+      durationMs: number | null;
+    }
+  | { status: "AWAITING_INPUT"; prompt: string | null; schema: JsonObject | null };
+
+/** Records the outcome; only a RUNNING execution changes, so a stale or repeated report changes nothing. */
+export async function recordOutcome(
+  db: DbOrTx,
+  executionId: string,
+  outcome: ExecutionOutcome,
+): Promise<boolean> {
+  const running = and(eq(executions.executionId, executionId), eq(executions.status, "RUNNING"));
+  const changes =
+    outcome.status === "AWAITING_INPUT"
+      ? { status: outcome.status, inputPrompt: outcome.prompt, inputSchema: outcome.schema }
+      : outcome.status === "COMPLETED"
+        ? {
+            status: outcome.status,
+            outputData: outcome.output ?? null,
+            completedAt: sql`now()`,
+            durationMs: outcome.durationMs == null ? null : Math.round(outcome.durationMs),
+            inputPrompt: null,
+            inputSchema: null,
+          }
+        : {
+            status: outcome.status,
+            error: outcome.error,
+            errorType: outcome.errorType,
+            traceback: outcome.traceback,
+            completedAt: sql`now()`,
+            durationMs: outcome.durationMs == null ? null : Math.round(outcome.durationMs),
+          };
+  const updated = await db.update(executions).set(changes).where(running).returning({ id: executions.id });
+  if (outcome.status === "FAILED") {
+    // Steps still marked running belonged to the failed run: close them so the tree tells the truth.
+    await db
+      .update(stepExecutions)
+      .set({ status: "FAILED", error: outcome.error, completedAt: sql`now()` })
+      .where(and(eq(stepExecutions.executionId, executionId), inArray(stepExecutions.status, ["RUNNING"])));
+  }
+  return updated.length > 0;
+}
+
+/** AWAITING_INPUT -> RUNNING for a resume; false when the execution is not awaiting input. */
+export async function resumeRecord(db: DbOrTx, executionId: string): Promise<boolean> {
+  const updated = await db
+    .update(executions)
+    .set({ status: "RUNNING" })
+    .where(and(eq(executions.executionId, executionId), eq(executions.status, "AWAITING_INPUT")))
+    .returning({ id: executions.id });
+  return updated.length > 0;
+}
+
+export async function findExecution(db: DbOrTx, executionId: string): Promise<Execution | undefined> {
+  const [row] = await db.select().from(executions).where(eq(executions.executionId, executionId)).limit(1);
+  return row;
+}
+
+export async function listSteps(db: DbOrTx, executionId: string): Promise<StepExecution[]> {
+  return db
+    .select()
+    .from(stepExecutions)
+    .where(eq(stepExecutions.executionId, executionId))
+    .orderBy(stepExecutions.startedAt, stepExecutions.id);
+}

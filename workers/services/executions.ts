@@ -1,0 +1,227 @@
+/**
+ * @module Running functions (sinas-spec §6.2, D-27, D-33): builds the run plan (current code of the
+ * function and of everything it may call), hands it to the execution's ExecutionRun Durable Object, and
+ * reads executions back for the API (§1.4).
+ */
+import { and, desc, eq, inArray, or, type SQL } from "drizzle-orm";
+import type { RunPlan, RunState } from "../../durable-objects/execution-run";
+import { can } from "../auth/access";
+import type { Principal } from "../auth/principal";
+import { signAccessToken } from "../auth/tokens";
+import type { Database } from "../db/client";
+import {
+  type Execution,
+  type ExecutionStatus,
+  executions,
+  functions,
+  type JsonObject,
+  type StoredFunction,
+  type TriggerType,
+  type User,
+  users,
+} from "../db/schema";
+import { requireSecret } from "../env";
+import { sha256Hex } from "../lib/crypto";
+import { AppError, validationError } from "../lib/errors";
+import type { CallableScope } from "../lib/executor-protocol";
+import { validateAgainstSchema } from "../lib/json-schema";
+import { callbackUrl } from "./execution-dispatch";
+import { findExecution, listSteps } from "./execution-records";
+import { loadUserGrants } from "./grants";
+import type { Services } from "./services";
+
+/** The context token is always short-lived, whatever ACCESS_TOKEN_EXPIRE_MINUTES says (sinas-spec §6.5). */
+const CONTEXT_TOKEN_SECONDS = 15 * 60;
+
+export interface ExecutionRequest {
+  fn: StoredFunction;
+  runAs: Pick<User, "id" | "email">;
+  input: JsonObject;
+  triggerType: TriggerType;
+  triggerId: string;
+  chatId: string | null;
+}
+
+export async function findActiveFunction(
+  db: Database,
+  namespace: string,
+  name: string,
+): Promise<StoredFunction> {
+  const [fn] = await db
+    .select()
+    .from(functions)
+    .where(and(eq(functions.namespace, namespace), eq(functions.name, name), eq(functions.isActive, true)))
+    .limit(1);
+  if (!fn) throw new AppError("NOT_FOUND", `Function '${namespace}/${name}' not found`);
+  return fn;
+}
+
+/** What the function may call (§6.4): its namespace and enabled namespaces, owned by the user or their groups. */
+async function callableScope(db: Database, fn: StoredFunction, userId: string): Promise<CallableScope> {
+  const { groupIds } = await loadUserGrants(db, userId);
+  const visible: SQL[] = [eq(functions.userId, userId)];
+  if (groupIds.length > 0) visible.push(inArray(functions.groupId, groupIds));
+  const rows = await db
+    .select({ namespace: functions.namespace, name: functions.name, code: functions.code })
+    .from(functions)
+    .where(
+      and(
+        inArray(functions.namespace, [fn.namespace, ...fn.enabledNamespaces]),
+        eq(functions.isActive, true),
+        or(...visible),
+      ),
+    );
+  const scope: CallableScope = {};
+  for (const row of [...rows, { namespace: fn.namespace, name: fn.name, code: fn.code }]) {
+    scope[row.namespace] ??= {};
+    (scope[row.namespace] as CallableScope[string])[row.name] = {
+      code: row.code,
+      code_hash: await sha256Hex(row.code),
+    };
+  }
+  return scope;
+}
+
+function executionRun(services: Services, executionId: string) {
+  return services.env.EXECUTION_RUN.get(services.env.EXECUTION_RUN.idFromName(executionId));
+}
+
+export function timeoutOf(services: Services, fn: Pick<StoredFunction, "timeoutSeconds">): number {
+  return fn.timeoutSeconds ?? services.config.FUNCTION_TIMEOUT;
+}
+
+export async function contextToken(services: Services, user: Pick<User, "id" | "email">): Promise<string> {
+  return signAccessToken(
+    { sub: user.id, email: user.email },
+    requireSecret(services.config, "SECRET_KEY"),
+    CONTEXT_TOKEN_SECONDS,
+  );
+}
+
+/**
+ * Validates the input and starts the run. A schema violation is a 422 naming the input field and
+ * nothing is recorded or run.
+ */
+export async function startExecution(services: Services, request: ExecutionRequest): Promise<string> {
+  const problems = validateAgainstSchema(request.fn.inputSchema, request.input);
+  if (problems.length > 0) {
+    throw validationError(
+      problems.map((problem) => ({
+        loc: ["body", "input", ...problem.location.replace(/^#\/?/, "").split("/").filter(Boolean)],
+        msg: problem.message,
+        type: "json_schema",
+      })),
+    );
+  }
+  const db = services.db();
+  const executionId = crypto.randomUUID();
+  const { fn, runAs } = request;
+  const plan: RunPlan = {
+    record: {
+      executionId,
+      userId: runAs.id,
+      functionNamespace: fn.namespace,
+      functionName: fn.name,
+      triggerType: request.triggerType,
+      triggerId: request.triggerId,
+      chatId: request.chatId,
+      input: request.input,
+    },
+    outputSchema: fn.outputSchema,
+    job: {
+      execution_id: executionId,
+      kind: "run",
+      user: { id: runAs.id, email: runAs.email },
+      function: {
+        namespace: fn.namespace,
+        name: fn.name,
+        code: fn.code,
+        code_hash: await sha256Hex(fn.code),
+        timeout_seconds: timeoutOf(services, fn),
+        shared_pool: fn.sharedPool,
+      },
+      callable: await callableScope(db, fn, runAs.id),
+      input: request.input,
+      context: {
+        user_id: runAs.id,
+        user_email: runAs.email,
+        access_token: await contextToken(services, runAs),
+        execution_id: executionId,
+        trigger_type: request.triggerType,
+        chat_id: request.chatId,
+      },
+      callback_url: callbackUrl(services.config, executionId),
+    },
+  };
+  await executionRun(services, executionId).start(plan);
+  return executionId;
+}
+
+/** Waits until the run stops running; never longer than its timeout plus the watchdog's grace. */
+export async function waitForExecution(
+  services: Services,
+  executionId: string,
+  timeoutSeconds: number,
+): Promise<RunState | null> {
+  const graceSeconds = services.config.EXECUTION_WATCHDOG_GRACE_SECONDS;
+  return executionRun(services, executionId).waitForResult((timeoutSeconds + graceSeconds + 5) * 1000);
+}
+
+/** The execution if the principal may see it (owner, or `sinas.executions.get:all`). */
+export async function findVisibleExecution(
+  db: Database,
+  principal: Principal,
+  executionId: string,
+  action: "get" | "put" = "get",
+): Promise<Execution> {
+  const execution = await findExecution(db, executionId);
+  if (!execution) throw new AppError("NOT_FOUND", "Execution not found");
+  if (execution.userId !== principal.user.id && !can(principal, `sinas.executions.${action}:all`)) {
+    const verb = action === "get" ? "view" : "continue";
+    throw new AppError("FORBIDDEN", `Not authorized to ${verb} this execution`);
+  }
+  return execution;
+}
+
+export async function listExecutions(
+  db: Database,
+  principal: Principal,
+  query: { skip: number; limit: number; function_name?: string; status?: ExecutionStatus },
+) {
+  const filters: SQL[] = [];
+  if (!can(principal, "sinas.executions.get:all")) filters.push(eq(executions.userId, principal.user.id));
+  if (query.function_name) filters.push(eq(executions.functionName, query.function_name));
+  if (query.status) filters.push(eq(executions.status, query.status));
+  return db
+    .select()
+    .from(executions)
+    .where(and(...filters))
+    .orderBy(desc(executions.startedAt))
+    .offset(query.skip)
+    .limit(query.limit);
+}
+
+export async function resumeExecution(
+  services: Services,
+  execution: Execution,
+  input: unknown,
+): Promise<RunState> {
+  if (execution.status !== "AWAITING_INPUT")
+    throw new AppError("BAD_REQUEST", "Execution is not awaiting input");
+  const problems = validateAgainstSchema(execution.inputSchema, input);
+  if (problems.length > 0) {
+    throw validationError(
+      problems.map((problem) => ({ loc: ["body", "input"], msg: problem.message, type: "json_schema" })),
+    );
+  }
+  const [user] = await services.db().select().from(users).where(eq(users.id, execution.userId)).limit(1);
+  if (!user) throw new AppError("NOT_FOUND", "The execution's user no longer exists");
+  const token = await contextToken(services, user);
+  try {
+    return await executionRun(services, execution.executionId).resume(input, token);
+  } catch (error) {
+    throw new AppError("BAD_REQUEST", error instanceof Error ? error.message : String(error));
+  }
+}
+
+export { listSteps };
