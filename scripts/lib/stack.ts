@@ -5,6 +5,7 @@
  * bridge -> SMTP sink -> executor -> `wrangler dev`. Every piece that starts is stopped by `close()`,
  * also when a later piece fails to start.
  */
+import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -104,6 +105,25 @@ export function describeExit(child: ManagedChild, code: number | null, signal: s
   const how = signal ? `was killed by ${signal}` : `exited with code ${code}`;
   const tail = child.tail().map((line) => `    ${line}`);
   return [`${child.name} ${how}. Last lines:`, ...(tail.length ? tail : ["    (no output)"])].join("\n");
+}
+
+/**
+ * Rebuilds the sandbox image when a container engine is here and the runtime changed (a no-op check takes
+ * ~70 ms), so the docker driver never runs stale runtime code. Without podman/docker nothing happens and
+ * the executor picks bwrap or the process driver.
+ */
+function ensureRuntimeImage(log: (line: string) => void): void {
+  const engine = ["podman", "docker"].find(
+    (name) => spawnSync(name, ["--version"], { stdio: "ignore" }).status === 0,
+  );
+  if (!engine) return;
+  const build = spawnSync("bash", [join(ROOT_DIR, "scripts/build-runtime-image.sh")], { encoding: "utf8" });
+  if (build.status !== 0) {
+    const tail = `${build.stdout ?? ""}${build.stderr ?? ""}`.trim().split("\n").slice(-5).join("\n    ");
+    log(
+      `could not build the sandbox runtime image with ${engine}; the executor will fall back:\n    ${tail}`,
+    );
+  }
 }
 
 async function resolvePorts(preferred: Partial<StackPorts>): Promise<StackPorts> {
@@ -241,6 +261,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       };
     }
 
+    ensureRuntimeImage(log);
     const secrets = await loadDevSecrets(dataDir);
     const executorUrl = `http://127.0.0.1:${ports.executor}`;
     spawnChild(

@@ -73,6 +73,7 @@ export class AppError extends Error {
 
   toBody(requestId: string | null): ErrorBody {
     return {
+      ...this.extra,
       code: this.code,
       message: this.message,
       detail: this.issues ?? this.message,

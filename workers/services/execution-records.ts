@@ -56,8 +56,10 @@ export async function upsertStep(db: DbOrTx, executionId: string, step: Step): P
     error: step.error ?? null,
     traceback: step.traceback ?? null,
     durationMs: step.duration_ms == null ? null : Math.round(step.duration_ms),
-    startedAt: new Date(step.started_at),
-    completedAt: step.completed_at ? new Date(step.completed_at) : null,
+    // Kept as text so Postgres stores the runtime's microseconds (a JS Date would cut them to
+    // milliseconds, and nested calls in the same millisecond would lose their order).
+    startedAt: sql`${step.started_at}::timestamptz`,
+    completedAt: step.completed_at ? sql`${step.completed_at}::timestamptz` : null,
   };
   await db
     .insert(stepExecutions)
