@@ -33,6 +33,11 @@ export type RunStatus = "running" | "awaiting_input" | "completed" | "failed";
 export interface RunState {
   executionId: string;
   status: RunStatus;
+  /** When the job was sent (epoch ms) and how long until its result was applied: the API-observed run. */
+  dispatchedAt: number | null;
+  roundTripMs: number | null;
+  /** The runtime's own measurement of the function call. */
+  durationMs: number | null;
   result: unknown;
   error: string | null;
   errorType: string | null;
@@ -77,14 +82,16 @@ export class ExecutionRun extends DurableObject<Env> {
     );
   }
 
-  /** Runs `work` with a fresh set of services (a DB pool per operation, closed afterwards). */
+  #services: Services | undefined;
+
+  /**
+   * Runs `work` with this object's services. Unlike a Worker request, a Durable Object may keep I/O
+   * objects across calls, so its DB pool is opened once and reused: a new WebSocket connection per
+   * callback was the largest part of the dispatch overhead.
+   */
   async #withServices<T>(work: (services: Services) => Promise<T>): Promise<T> {
-    const services = createServices(this.env);
-    try {
-      return await work(services);
-    } finally {
-      await services.dispose();
-    }
+    this.#services ??= createServices(this.env);
+    return work(this.#services);
   }
 
   /** Starts the run once; a repeated call returns the current state. */
@@ -94,6 +101,9 @@ export class ExecutionRun extends DurableObject<Env> {
     const state: RunState = {
       executionId: plan.record.executionId,
       status: "running",
+      dispatchedAt: null,
+      roundTripMs: null,
+      durationMs: null,
       result: null,
       error: null,
       errorType: null,
@@ -120,6 +130,8 @@ export class ExecutionRun extends DurableObject<Env> {
     await this.ctx.storage.setAlarm(
       Date.now() + (job.function.timeout_seconds + this.#graceSeconds()) * 1000,
     );
+    const state = this.#state();
+    if (state) this.#saveState({ ...state, dispatchedAt: Date.now(), roundTripMs: null });
     const refused = await this.#withServices((services) => postJob(services.config, job));
     if (refused)
       await this.#finish({
@@ -171,12 +183,16 @@ export class ExecutionRun extends DurableObject<Env> {
     const state = this.#state();
     if (!state || (state.status !== "running" && outcome.status !== "AWAITING_INPUT")) return;
     await this.#withServices((services) => recordOutcome(services.db(), state.executionId, outcome));
+    const timing = {
+      roundTripMs: state.dispatchedAt ? Date.now() - state.dispatchedAt : null,
+      durationMs: outcome.status === "AWAITING_INPUT" ? null : outcome.durationMs,
+    };
     const next: RunState =
       outcome.status === "COMPLETED"
-        ? { ...state, status: "completed", result }
+        ? { ...state, ...timing, status: "completed", result }
         : outcome.status === "AWAITING_INPUT"
-          ? { ...state, status: "awaiting_input", prompt: outcome.prompt, schema: outcome.schema }
-          : { ...state, status: "failed", error: outcome.error, errorType: outcome.errorType };
+          ? { ...state, ...timing, status: "awaiting_input", prompt: outcome.prompt, schema: outcome.schema }
+          : { ...state, ...timing, status: "failed", error: outcome.error, errorType: outcome.errorType };
     this.#saveState(next);
     await this.ctx.storage.deleteAlarm();
     for (const wake of this.#waiters) wake(next);

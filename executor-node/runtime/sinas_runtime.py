@@ -16,6 +16,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # sibling modules, whatever the cwd
 sys.dont_write_bytecode = True  # the runtime folder is read-only in sandboxes and part of the repository
+if os.environ.get("SINAS_PACKAGES_DIR"):
+    import site  # noqa: E402
+
+    # This sandbox's pip packages (read-only): after the standard library, like site-packages; .pth files apply.
+    site.addsitedir(os.environ["SINAS_PACKAGES_DIR"])
 
 import inspect  # noqa: E402
 import platform  # noqa: E402
@@ -201,6 +206,9 @@ def main():
     try:
         for message in channel.messages():
             runtime.handle(message)
+            if os.getpid() != channel.owner_pid:
+                # A child forked by user code came back into the runtime: it must not serve the socket.
+                os._exit(0)
             if channel.closed:
                 break
     except BaseException:

@@ -6,6 +6,7 @@ that writes output (user threads that print, the fd-capture reader).
 
 import datetime as _dt
 import json
+import os
 import socket
 import threading
 import time
@@ -75,6 +76,8 @@ class Channel:
         self._reader = self._sock.makefile("rb")
         self._lock = threading.Lock()
         self.closed = False
+        # A process forked by user code shares this socket; only the runtime itself may speak on it.
+        self.owner_pid = os.getpid()
 
     def send(self, message):
         """Writes one message as one line. ASCII-escaped JSON keeps lone surrogates from user text valid."""
@@ -83,6 +86,8 @@ class Channel:
         except (TypeError, ValueError, RecursionError):
             text = json.dumps(to_jsonable(message), allow_nan=False)
         line = (text + "\n").encode("ascii")
+        if os.getpid() != self.owner_pid:
+            return
         with self._lock:
             if self.closed:
                 return

@@ -75,6 +75,8 @@ const EnvSchema = z.object({
   RUNTIME_IMAGE: z.string().min(1).default("localhost/sinas-runtime:latest"),
   PIP_INDEX_URL: optionalText,
   PIP_FIND_LINKS: optionalText,
+  PIP_PYTHON: optionalText,
+  PIP_ALLOW_SOURCE_BUILDS: z.enum(["true", "false"], { error: "must be true or false" }).default("false"),
 });
 
 export type DriverChoice = z.infer<typeof EnvSchema>["SANDBOX_DRIVER"];
@@ -103,7 +105,17 @@ export interface ExecutorConfig {
   redisUrl: string | undefined;
   pythonBin: string;
   runtimeImage: string;
-  pip: { indexUrl: string | undefined; findLinks: string | undefined };
+  /**
+   * Package installs (executor-node/src/packages.ts): pip index, find-links folder or URL, the interpreter
+   * running pip (unset: PYTHON_BIN, else `python3` on PATH, whichever has pip), and whether sdists may be
+   * built on this host.
+   */
+  pip: {
+    indexUrl: string | undefined;
+    findLinks: string | undefined;
+    python: string | undefined;
+    allowSourceBuilds: boolean;
+  };
 }
 
 /** Parses the environment; throws ConfigError listing every bad variable. */
@@ -145,6 +157,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ExecutorConfig
     redisUrl: e.EXECUTOR_REDIS_URL,
     pythonBin: e.PYTHON_BIN,
     runtimeImage: e.RUNTIME_IMAGE,
-    pip: { indexUrl: e.PIP_INDEX_URL, findLinks: e.PIP_FIND_LINKS },
+    pip: {
+      indexUrl: e.PIP_INDEX_URL,
+      findLinks: e.PIP_FIND_LINKS,
+      python: e.PIP_PYTHON,
+      allowSourceBuilds: e.PIP_ALLOW_SOURCE_BUILDS === "true",
+    },
   };
 }

@@ -4,11 +4,13 @@
  * fails running jobs with a clear result, kills every sandbox and removes their socket folders.
  */
 import type { AddressInfo } from "node:net";
+import { join } from "node:path";
 import { serve } from "@hono/node-server";
 import { createSigner } from "./auth";
 import type { ExecutorConfig } from "./config";
 import { createHttpApp } from "./http-app";
 import { JobRunner } from "./jobs";
+import { PackageInstaller } from "./packages";
 import { Pool } from "./pool";
 import { createMemoryReplayCache, createRedisReplayCache } from "./replay-cache";
 import { selectDriver } from "./sandbox/select-driver";
@@ -53,7 +55,16 @@ export async function startExecutor(
     log,
   });
   await pool.init();
-  const runner = new JobRunner({ pool, signer, memoryLimitMb: config.sandbox.memoryMb, log });
+  const packages = new PackageInstaller({
+    root: join(workDir, "packages"),
+    pipPython: config.pip.python,
+    candidates: [config.pythonBin, "python3"],
+    indexUrl: config.pip.indexUrl,
+    findLinks: config.pip.findLinks,
+    allowSourceBuilds: config.pip.allowSourceBuilds,
+    log,
+  });
+  const runner = new JobRunner({ pool, signer, packages, memoryLimitMb: config.sandbox.memoryMb, log });
   const app = createHttpApp({ signer, pool, runner, pythonBin: config.pythonBin });
 
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {

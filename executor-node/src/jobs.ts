@@ -1,15 +1,17 @@
 /**
- * @module Running jobs (PROTOCOL.md §2-§3): take a sandbox from the pool (a `resume` goes to the sandbox
- * holding the paused generator), send `execute`/`resume`, forward logs and steps as callbacks, and post
- * exactly one `result`. The job's `timeout_seconds` counts from acceptance (queueing and cold start
- * included), so the API always hears back within the timeout; on expiry the sandbox is killed (the pool
- * replaces it). A sandbox that dies mid-job gives `memory` (OOM kill) or `killed`. Cancel and a 409 from
- * the API stop the job the same way.
+ * @module Running jobs (PROTOCOL.md §2-§3): install the run's `requirements` (once per distinct set), take a
+ * sandbox with those packages from the pool (a `resume` goes to the sandbox holding the paused generator),
+ * send `execute`/`resume`, forward logs and steps as callbacks, and post exactly one `result`. The job's
+ * `timeout_seconds` counts from acceptance (package install, queueing and cold start included), so the API
+ * always hears back within the timeout; on expiry the sandbox is killed (the pool replaces it). A sandbox
+ * that dies mid-job gives `memory` (OOM kill) or `killed`. Cancel and a 409 from the API stop the job the
+ * same way. A failed install fails the job as `internal` with pip's message.
  */
 import { randomUUID } from "node:crypto";
 import type { ErrorType, ExecutorEvent, Job, ResultEvent } from "../../workers/lib/executor-protocol";
 import type { Signer } from "./auth";
 import { CallbackPoster } from "./callbacks";
+import { NO_PACKAGES, PackageInstallError, type PackageInstaller, type PackageSet } from "./packages";
 import { type Pool, PoolClosedError } from "./pool";
 import type { JobMessage } from "./runtime-protocol";
 import { type JobEvent, SandboxDiedError, type SandboxSession } from "./sandbox-session";
@@ -51,6 +53,7 @@ interface ActiveJob {
 export interface JobRunnerOptions {
   pool: Pool;
   signer: Signer;
+  packages: PackageInstaller;
   memoryLimitMb: number;
   log?: (line: string) => void;
   fetch?: typeof fetch;
@@ -135,13 +138,23 @@ export class JobRunner {
 
   private async run(active: ActiveJob): Promise<void> {
     const { job } = active;
+    let packages: PackageSet = NO_PACKAGES;
+    if (job.kind === "run" && job.requirements.length > 0) {
+      try {
+        // The install goes on when this job stops waiting (timeout, cancel): the next job with the set gains.
+        packages = await untilAborted(this.options.packages.ensure(job.requirements), active.abort.signal);
+      } catch (error) {
+        this.finish(active, this.stoppedResult(active) ?? installFailure(error, this.elapsed(active)));
+        return;
+      }
+    }
     let session: SandboxSession;
     try {
       session =
         job.kind === "resume"
           ? await this.options.pool.acquireForResume(job.execution_id, active.abort.signal)
           : await this.options.pool.acquire(
-              { userId: job.user.id, shared: job.function.shared_pool },
+              { userId: job.user.id, shared: job.function.shared_pool, packages },
               active.abort.signal,
             );
     } catch (error) {
@@ -300,6 +313,30 @@ function acquireFailure(error: unknown, elapsed: number): ResultEvent {
   if (error instanceof SandboxDiedError)
     return failed("internal", `Could not start a sandbox: ${error.exit.reason}`, elapsed);
   return failed("internal", `Could not get a sandbox: ${describe(error)}`, elapsed);
+}
+
+function installFailure(error: unknown, elapsed: number): ResultEvent {
+  if (error instanceof PackageInstallError) return failed("internal", error.message, elapsed);
+  return failed("internal", `Package installation failed: ${describe(error)}`, elapsed);
+}
+
+/** The promise's outcome, or the signal's reason once it fires first. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(error);
+      },
+    );
+  });
 }
 
 function deathResult(error: unknown, elapsed: number): ResultEvent {

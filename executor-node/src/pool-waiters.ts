@@ -1,13 +1,16 @@
 /**
  * @module The queue of jobs waiting for a sandbox, shared by the user pools and the shared pool. A waiter
- * wants any idle sandbox of its pool, or one given sandbox (the resume of a paused generator); it leaves
- * the queue when served, failed, or when its AbortSignal fires (timeout, cancel).
+ * wants any idle sandbox of its pool with its package set, or one given sandbox (the resume of a paused
+ * generator); it leaves the queue when served, failed, or when its AbortSignal fires (timeout, cancel).
  */
+import { NO_PACKAGES, type PackageSet } from "./packages";
 import type { SandboxSession } from "./sandbox-session";
 
 export interface Waiter {
   /** Only this sandbox will do (it holds the paused generator to resume). */
   sandboxId: string | undefined;
+  /** The package set a sandbox must have to serve this waiter (ignored with `sandboxId`). */
+  packages: PackageSet;
   resolve(session: SandboxSession): void;
   reject(error: Error): void;
 }
@@ -19,12 +22,24 @@ export class WaiterQueue {
     return this.waiters.length;
   }
 
-  get generic(): number {
-    return this.waiters.filter((waiter) => waiter.sandboxId === undefined).length;
+  /** Waiters that accept any sandbox with the right packages, per package set, oldest waiter's set first. */
+  demand(): Array<{ packages: PackageSet; count: number }> {
+    const byKey = new Map<string, { packages: PackageSet; count: number }>();
+    for (const waiter of this.waiters) {
+      if (waiter.sandboxId !== undefined) continue;
+      const entry = byKey.get(waiter.packages.key);
+      if (entry) entry.count++;
+      else byKey.set(waiter.packages.key, { packages: waiter.packages, count: 1 });
+    }
+    return [...byKey.values()];
   }
 
   /** Queues a waiter; the promise settles when served or failed, or rejects with the signal's reason. */
-  wait(sandboxId: string | undefined, signal: AbortSignal | undefined): Promise<SandboxSession> {
+  wait(
+    sandboxId: string | undefined,
+    signal: AbortSignal | undefined,
+    packages: PackageSet = NO_PACKAGES,
+  ): Promise<SandboxSession> {
     return new Promise((resolve, reject) => {
       if (signal?.aborted) {
         reject(abortReason(signal));
@@ -36,6 +51,7 @@ export class WaiterQueue {
       };
       const waiter: Waiter = {
         sandboxId,
+        packages,
         resolve: (session) => {
           signal?.removeEventListener("abort", onAbort);
           resolve(session);
@@ -50,18 +66,27 @@ export class WaiterQueue {
     });
   }
 
-  /** Takes the first waiter this idle session can serve: its own resume first, else the oldest generic one. */
+  /**
+   * Takes the first waiter this idle session can serve: its own resume first, else the oldest generic one
+   * wanting the session's package set.
+   */
   takeFor(session: SandboxSession): Waiter | undefined {
     let index = this.waiters.findIndex((waiter) => waiter.sandboxId === session.id);
-    if (index === -1) index = this.waiters.findIndex((waiter) => waiter.sandboxId === undefined);
+    if (index === -1) index = this.genericIndex(session.packages.key);
     if (index === -1) return undefined;
     return this.waiters.splice(index, 1)[0];
   }
 
-  /** Takes the oldest waiter that accepts any sandbox. */
-  takeGeneric(): Waiter | undefined {
-    const index = this.waiters.findIndex((waiter) => waiter.sandboxId === undefined);
+  /** Takes the oldest waiter that accepts any sandbox with this package set. */
+  takeGeneric(packagesKey: string): Waiter | undefined {
+    const index = this.genericIndex(packagesKey);
     return index === -1 ? undefined : this.waiters.splice(index, 1)[0];
+  }
+
+  private genericIndex(packagesKey: string): number {
+    return this.waiters.findIndex(
+      (waiter) => waiter.sandboxId === undefined && waiter.packages.key === packagesKey,
+    );
   }
 
   /** Fails the waiters that wanted exactly this sandbox. */

@@ -5,6 +5,7 @@
  */
 import { tmpdir } from "node:os";
 import type { PoolsReport } from "../../workers/lib/executor-protocol";
+import { NO_PACKAGES, type PackageSet } from "./packages";
 import type { SandboxDriver, SandboxLimits } from "./sandbox/types";
 import { SandboxSession } from "./sandbox-session";
 import { type ScaleResult, SharedPool } from "./shared-pool";
@@ -49,13 +50,14 @@ export class Pool {
       warm: options.warmPerUser,
       max: options.maxPerUser,
       idleMs,
-      create: (pool) =>
+      create: (pool, packages) =>
         new SandboxSession({
           driver: options.driver,
           pool,
           limits: options.limits,
           readyTimeoutMs: options.readyTimeoutMs ?? 10_000,
           parentDir: options.workDir ?? tmpdir(),
+          packages,
         }),
       hasYoungPause: (session) => this.hasYoungPause(session, Date.now()),
       onSessionDeath: (session) => {
@@ -79,11 +81,18 @@ export class Pool {
     if (this.options.sharedSize > 0) await this.shared.scale(this.options.sharedSize);
   }
 
-  /** An idle sandbox for a new run: the user's pool, or the shared pool for `shared_pool` functions. */
-  acquire(target: { userId: string; shared: boolean }, signal?: AbortSignal): Promise<SandboxSession> {
+  /**
+   * An idle sandbox for a new run, seeing `packages` (default none): the user's pool, or the shared pool
+   * for `shared_pool` functions.
+   */
+  acquire(
+    target: { userId: string; shared: boolean; packages?: PackageSet },
+    signal?: AbortSignal,
+  ): Promise<SandboxSession> {
     if (this.closed) return Promise.reject(new PoolClosedError());
-    if (target.shared) return this.shared.acquire(signal);
-    return this.userPool(target.userId).acquire(signal);
+    const packages = target.packages ?? NO_PACKAGES;
+    if (target.shared) return this.shared.acquire(signal, undefined, packages);
+    return this.userPool(target.userId).acquire(signal, undefined, packages);
   }
 
   /** The sandbox holding the paused execution, once idle; PausedExecutionLostError when it is gone. */

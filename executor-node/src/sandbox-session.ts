@@ -9,6 +9,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { createServer, type Server, type Socket } from "node:net";
 import { join } from "node:path";
 import type { ExecutorEvent, ResultEvent } from "../../workers/lib/executor-protocol";
+import { NO_PACKAGES, type PackageSet } from "./packages";
 import { RuntimeConnection } from "./runtime-connection";
 import type { JobMessage, RuntimeMessage, RuntimeReady } from "./runtime-protocol";
 import type { SandboxDriver, SandboxExit, SandboxHandle, SandboxLimits, SandboxSpec } from "./sandbox/types";
@@ -31,6 +32,8 @@ export interface SessionLaunch {
   readyTimeoutMs: number;
   /** Where the socket folder is made (the executor's work folder). */
   parentDir: string;
+  /** The Python packages this sandbox sees, for its whole life (default: none). */
+  packages?: PackageSet;
 }
 
 interface RunningJob {
@@ -70,6 +73,11 @@ export class SandboxSession {
     return this.launch.pool;
   }
 
+  /** Jobs needing other packages go to another sandbox. */
+  get packages(): PackageSet {
+    return this.launch.packages ?? NO_PACKAGES;
+  }
+
   get alive(): boolean {
     return this.status !== "dead";
   }
@@ -85,6 +93,7 @@ export class SandboxSession {
         id: this.id,
         pool: this.launch.pool,
         socketDir: this.socketDir,
+        packagesDir: this.packages.dir,
         env: { SINAS_SANDBOX_ID: this.id, PYTHONDONTWRITEBYTECODE: "1" },
         limits: this.launch.limits,
       });

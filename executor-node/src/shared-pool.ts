@@ -2,9 +2,11 @@
  * @module The shared worker pool (spec §6.6, §1.21): SHARED_POOL_SIZE sandboxes (`worker-1`..`worker-N`)
  * serving `shared_pool` functions of every user, picked round robin, scaled within 0..10. A dead worker is
  * restarted in its slot (with backoff when starts fail); scaling down removes the last workers, a busy
- * one after its job.
+ * one after its job. A worker has one package set (executor-node/src/packages.ts) for life; when jobs wait
+ * for a set no worker has, an idle worker whose set nobody waits for is restarted in its slot with theirs.
  */
 
+import { NO_PACKAGES, type PackageSet } from "./packages";
 import { WaiterQueue } from "./pool-waiters";
 import type { SandboxSession } from "./sandbox-session";
 import type { PoolContext } from "./user-pool";
@@ -34,6 +36,8 @@ export interface ScaleResult {
 
 interface Slot {
   index: number;
+  /** The packages of the slot's next sandbox (and of its current one, unless being restarted for others). */
+  packages: PackageSet;
   session: SandboxSession | null;
   failures: number;
   restartTimer: NodeJS.Timeout | null;
@@ -57,9 +61,13 @@ export class SharedPool {
     return this.slots.map((slot) => ({ index: slot.index, session: slot.session }));
   }
 
-  acquire(signal: AbortSignal | undefined, sandboxId?: string): Promise<SandboxSession> {
+  acquire(
+    signal: AbortSignal | undefined,
+    sandboxId?: string,
+    packages: PackageSet = NO_PACKAGES,
+  ): Promise<SandboxSession> {
     if (this.slots.length === 0) return Promise.reject(new NoWorkersError());
-    const promise = this.waiters.wait(sandboxId, signal);
+    const promise = this.waiters.wait(sandboxId, signal, packages);
     this.dispatch();
     return promise;
   }
@@ -86,7 +94,7 @@ export class SharedPool {
     if (target > previous) {
       const added: Slot[] = [];
       for (let index = previous; index < target; index++) {
-        const slot: Slot = { index, session: null, failures: 0, restartTimer: null };
+        const slot: Slot = { index, packages: NO_PACKAGES, session: null, failures: 0, restartTimer: null };
         this.slots.push(slot);
         added.push(slot);
       }
@@ -151,10 +159,29 @@ export class SharedPool {
         break;
       }
     }
+    this.repurpose();
+  }
+
+  /** Restarts an idle worker whose package set nobody waits for with the set of waiters no worker has. */
+  private repurpose(): void {
+    const demand = this.waiters.demand();
+    const wanted = new Set(demand.map(({ packages }) => packages.key));
+    for (const { packages } of demand) {
+      if (this.slots.some((slot) => slot.packages.key === packages.key)) continue;
+      const slot = this.slots.find(
+        (candidate) =>
+          candidate.session?.status === "idle" &&
+          !wanted.has(candidate.packages.key) &&
+          !this.ctx.hasYoungPause(candidate.session),
+      );
+      if (!slot) return; // a busy worker is considered again once released
+      slot.packages = packages;
+      void slot.session?.kill("restarted with other packages"); // onDeath starts the slot's next sandbox
+    }
   }
 
   private async startSlot(slot: Slot): Promise<void> {
-    const session = this.ctx.create({ kind: "shared", workerIndex: slot.index });
+    const session = this.ctx.create({ kind: "shared", workerIndex: slot.index }, slot.packages);
     slot.session = session;
     try {
       await session.start();

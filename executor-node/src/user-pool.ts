@@ -3,7 +3,12 @@
  * running one job at a time; jobs beyond that queue. POOL_WARM_PER_USER stay started while the user was
  * seen within POOL_IDLE_SECONDS; idle extras are reaped after POOL_IDLE_SECONDS. A dead sandbox is
  * dropped and, when jobs wait or the warm count requires it, replaced (with backoff when starts fail).
+ *
+ * Package sets: a sandbox has one for life (the job's `requirements`, executor-node/src/packages.ts), and a
+ * job runs only in a sandbox with its set. Sandboxes for another set are started within the same per-user
+ * maximum; at the maximum an idle sandbox of another set is replaced. Warm sandboxes have no packages.
  */
+import { NO_PACKAGES, type PackageSet } from "./packages";
 import { WaiterQueue } from "./pool-waiters";
 import type { SandboxSpec } from "./sandbox/types";
 import type { SandboxSession } from "./sandbox-session";
@@ -12,8 +17,8 @@ export interface PoolContext {
   warm: number;
   max: number;
   idleMs: number;
-  /** A new, not yet started session for this pool. */
-  create(pool: SandboxSpec["pool"]): SandboxSession;
+  /** A new, not yet started session for this pool, seeing these packages. */
+  create(pool: SandboxSpec["pool"], packages: PackageSet): SandboxSession;
   /** Whether the session holds a paused generator younger than the idle timeout. */
   hasYoungPause(session: SandboxSession): boolean;
   /** Called once per dead session (the pool facade forgets its paused executions). */
@@ -49,11 +54,18 @@ export class UserPool {
     return this.waiters.length;
   }
 
-  /** An idle sandbox of this user (or exactly `sandboxId`), started if needed; queues when at max. */
-  acquire(signal: AbortSignal | undefined, sandboxId?: string): Promise<SandboxSession> {
+  /**
+   * An idle sandbox of this user with `packages` (or exactly `sandboxId`), started if needed; queues when
+   * at max.
+   */
+  acquire(
+    signal: AbortSignal | undefined,
+    sandboxId?: string,
+    packages: PackageSet = NO_PACKAGES,
+  ): Promise<SandboxSession> {
     if (this.stopped) return Promise.reject(new PoolStoppedError("the user's pool was stopped"));
     this.lastSeen = Date.now();
-    const promise = this.waiters.wait(sandboxId, signal);
+    const promise = this.waiters.wait(sandboxId, signal, packages);
     this.dispatch();
     this.ensureCapacity();
     this.maintainWarm();
@@ -69,6 +81,7 @@ export class UserPool {
     session.status = "idle";
     session.lastUsed = Date.now();
     this.dispatch();
+    this.ensureCapacity(); // waiters for other packages may replace it
     this.maintainWarm();
   }
 
@@ -112,8 +125,12 @@ export class UserPool {
   }
 
   private aliveCount(): number {
+    return this.count((session) => session.alive);
+  }
+
+  private count(predicate: (session: SandboxSession) => boolean): number {
     let count = 0;
-    for (const session of this.sessions) if (session.alive) count++;
+    for (const session of this.sessions) if (predicate(session)) count++;
     return count;
   }
 
@@ -131,14 +148,36 @@ export class UserPool {
     }
   }
 
+  /**
+   * Starts sandboxes for the waiters, per package set (oldest waiter's set first), up to the maximum. At the
+   * maximum, idle sandboxes of other sets (none holding a recent pause) are killed to make room; sandboxes
+   * already dying count as room on its way, so repeated calls do not kill more.
+   */
   private ensureCapacity(): void {
     if (this.stopped) return;
-    let starting = [...this.sessions].filter((session) => session.status === "starting").length;
-    let generic = this.waiters.generic;
-    while (generic > starting && this.sessions.size < this.ctx.max) {
-      this.startOne();
-      starting++;
-      generic = this.waiters.generic;
+    let freeing = this.count((session) => !session.alive);
+    for (const { packages, count } of this.waiters.demand()) {
+      let missing =
+        count -
+        this.count((session) => session.status === "starting" && session.packages.key === packages.key);
+      while (missing > 0 && this.sessions.size < this.ctx.max) {
+        this.startOne(packages);
+        missing--;
+      }
+      const coming = Math.min(missing, freeing);
+      freeing -= coming;
+      missing -= coming;
+      if (missing <= 0) continue;
+      const replaceable = [...this.sessions]
+        .filter(
+          (session) =>
+            session.status === "idle" &&
+            session.packages.key !== packages.key &&
+            !this.ctx.hasYoungPause(session),
+        )
+        .sort((a, b) => a.lastUsed - b.lastUsed)
+        .slice(0, missing);
+      for (const session of replaceable) void session.kill("replaced by a sandbox with other packages");
     }
   }
 
@@ -148,7 +187,7 @@ export class UserPool {
     if (this.sessions.size >= this.ctx.warm) return;
     const delay = this.failures === 0 ? 0 : Math.min(MAX_BACKOFF_MS, 500 * 2 ** (this.failures - 1));
     if (delay === 0) {
-      while (this.sessions.size < this.ctx.warm) this.startOne();
+      while (this.sessions.size < this.ctx.warm) this.startOne(NO_PACKAGES);
       return;
     }
     this.warmTimer = setTimeout(() => {
@@ -158,8 +197,8 @@ export class UserPool {
     this.warmTimer.unref();
   }
 
-  private startOne(): void {
-    const session = this.ctx.create({ kind: "user", userId: this.userId });
+  private startOne(packages: PackageSet): void {
+    const session = this.ctx.create({ kind: "user", userId: this.userId }, packages);
     this.sessions.add(session);
     // Death is watched only once start() settled, so a failed start is handled exactly once, here.
     session.start().then(
@@ -173,7 +212,7 @@ export class UserPool {
         const reason = error instanceof Error ? error.message : String(error);
         this.ctx.log(`sandbox ${session.id} for user ${this.userId} failed to start: ${reason}`);
         // The job that asked for it fails rather than waiting forever on a driver that cannot start.
-        this.waiters.takeGeneric()?.reject(error instanceof Error ? error : new Error(reason));
+        this.waiters.takeGeneric(packages.key)?.reject(error instanceof Error ? error : new Error(reason));
         this.onDeath(session);
       },
     );

@@ -392,3 +392,41 @@ describe("running functions", () => {
     });
   });
 });
+
+describe("containers and workers (S37, D-44)", () => {
+  it("reports and scales the executor's pools for admins only", async () => {
+    expect((await api(stack, alice, "GET", "/api/v1/workers")).body).toMatchObject({
+      detail: "Not authorized to view workers",
+    });
+    expect((await api(stack, admin, "GET", "/api/v1/workers/count")).body).toEqual({ count: 0 });
+    expect(
+      (await api(stack, admin, "POST", "/api/v1/workers/scale", { target_count: 11 })).body,
+    ).toMatchObject({
+      detail: "Maximum 10 workers allowed",
+    });
+    expect(
+      (await api(stack, admin, "POST", "/api/v1/workers/scale", { target_count: -1 })).body,
+    ).toMatchObject({
+      detail: "Target count must be >= 0",
+    });
+    expect((await api(stack, admin, "POST", "/api/v1/workers/scale", { target_count: 0 })).body).toEqual({
+      action: "no_change",
+      previous_count: 0,
+      current_count: 0,
+      added: 0,
+      removed: 0,
+    });
+    const stats = (await api(stack, admin, "GET", "/api/v1/containers/stats")).body as Row[];
+    expect(stats.map((row) => row.user_id)).toContain(alice.user.id);
+    expect(String(stats[0]?.container_id)).toHaveLength(12);
+    expect((await api(stack, alice, "GET", "/api/v1/containers/stats")).status).toBe(403);
+    expect((await api(stack, admin, "DELETE", `/api/v1/containers/${alice.user.id}`)).body).toEqual({
+      status: "stopped",
+      user_id: alice.user.id,
+    });
+    // The next run starts a fresh sandbox.
+    expect((await execute(stack, alice, { name: "greet" }, { body: { name: "after stop" } })).status).toBe(
+      200,
+    );
+  });
+});

@@ -18,7 +18,8 @@ import {
 // executor drives it: PROTOCOL.md section 4.
 const RUNTIME = fileURLToPath(new URL("../../executor-node/runtime/sinas_runtime.py", import.meta.url));
 const PYTHON = "/usr/bin/python3";
-const ISO_MS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/;
+/** ISO UTC with microseconds: nested calls within one millisecond must keep their order. */
+const ISO_US = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
 const CONTEXT = {
   user_id: "user-1",
   user_email: "u@example.com",
@@ -144,7 +145,7 @@ async function collect(rt: Runtime, jobId: string): Promise<Outcome> {
     expect(ExecutorEventSchema.safeParse(message).success).toBe(true);
     outcome.events.push(message);
     if (message.type === "log") {
-      expect(message.at).toMatch(ISO_MS);
+      expect(message.at).toMatch(ISO_US);
       outcome.logs.push(message);
     } else if (message.type === "step") {
       outcome.steps.push(StepSchema.parse(message.step));
@@ -219,8 +220,8 @@ describe("python runtime", () => {
     const [running, done] = [nth(steps, 0), nth(steps, 1)];
     expect(done).toMatchObject({ id: running.id, parent_id: null, namespace: "default", name: "add" });
     expect(done).toMatchObject({ input: { a: 2, b: 3 }, output: 5 });
-    expect(done.started_at).toMatch(ISO_MS);
-    expect(done.completed_at).toMatch(ISO_MS);
+    expect(done.started_at).toMatch(ISO_US);
+    expect(done.completed_at).toMatch(ISO_US);
     expect(done.duration_ms).toBeGreaterThanOrEqual(0);
   });
 

@@ -81,6 +81,15 @@ function stepTree(steps: StepExecution[]): StepNode[] {
   return roots;
 }
 
+/**
+ * `Server-Timing` of a sync run: `run` is the function call as the runtime measured it, `dispatch` what
+ * the platform added around it, as the ExecutionRun object observed (job sent -> result applied).
+ */
+function serverTiming(roundTripMs: number, durationMs: number | null): string {
+  const run = durationMs ?? 0;
+  return `dispatch;dur=${Math.max(0, roundTripMs - run).toFixed(1)}, run;dur=${run.toFixed(1)}`;
+}
+
 const JsonRecord = z.record(z.string(), z.unknown());
 const ExecutionSchema = z
   .object({
@@ -316,6 +325,8 @@ executionsRouter
     });
     if (c.req.valid("query").async === "true") return c.json({ execution_id: executionId }, 202);
     const state = await waitForExecution(services, executionId, timeoutOf(services, fn));
+    if (state?.roundTripMs != null)
+      c.header("Server-Timing", serverTiming(state.roundTripMs, state.durationMs));
     if (state?.status === "completed")
       return c.json({ success: true as const, execution_id: executionId, result: state.result }, 200);
     if (state?.status === "awaiting_input") {

@@ -52,6 +52,11 @@ export const JobSchema = z.object({
     shared_pool: z.boolean(),
   }),
   callable: CallableScopeSchema,
+  /**
+   * pip specs the sandbox must provide (approved packages of the function and its callable scope, admin-locked
+   * versions as `name==version`), sorted and deduplicated; the executor installs each distinct set once.
+   */
+  requirements: z.array(z.string().min(1).max(500)).max(500).default([]),
   input: JsonValue,
   context: ExecutionContextSchema,
   callback_url: z.string().url(),

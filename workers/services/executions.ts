@@ -3,7 +3,7 @@
  * function and of everything it may call), hands it to the execution's ExecutionRun Durable Object, and
  * reads executions back for the API (§1.4).
  */
-import { and, desc, eq, inArray, or, type SQL } from "drizzle-orm";
+import { and, desc, eq, inArray, or, type SQL, sql } from "drizzle-orm";
 import type { RunPlan, RunState } from "../../durable-objects/execution-run";
 import { can } from "../auth/access";
 import type { Principal } from "../auth/principal";
@@ -14,6 +14,7 @@ import {
   type ExecutionStatus,
   executions,
   functions,
+  installedPackages,
   type JsonObject,
   type StoredFunction,
   type TriggerType,
@@ -27,6 +28,7 @@ import type { CallableScope } from "../lib/executor-protocol";
 import { validateAgainstSchema } from "../lib/json-schema";
 import { callbackUrl } from "./execution-dispatch";
 import { findExecution, listSteps } from "./execution-records";
+import { packageNameOf } from "./functions";
 import { loadUserGrants } from "./grants";
 import type { Services } from "./services";
 
@@ -56,13 +58,25 @@ export async function findActiveFunction(
   return fn;
 }
 
-/** What the function may call (§6.4): its namespace and enabled namespaces, owned by the user or their groups. */
-async function callableScope(db: Database, fn: StoredFunction, userId: string): Promise<CallableScope> {
+/**
+ * What the function may call (§6.4): its namespace and enabled namespaces, owned by the user or their groups;
+ * with the pip specs of all of them (§6.3).
+ */
+async function callableScope(
+  db: Database,
+  fn: StoredFunction,
+  userId: string,
+): Promise<{ scope: CallableScope; requirements: string[] }> {
   const { groupIds } = await loadUserGrants(db, userId);
   const visible: SQL[] = [eq(functions.userId, userId)];
   if (groupIds.length > 0) visible.push(inArray(functions.groupId, groupIds));
   const rows = await db
-    .select({ namespace: functions.namespace, name: functions.name, code: functions.code })
+    .select({
+      namespace: functions.namespace,
+      name: functions.name,
+      code: functions.code,
+      requirements: functions.requirements,
+    })
     .from(functions)
     .where(
       and(
@@ -72,14 +86,37 @@ async function callableScope(db: Database, fn: StoredFunction, userId: string): 
       ),
     );
   const scope: CallableScope = {};
-  for (const row of [...rows, { namespace: fn.namespace, name: fn.name, code: fn.code }]) {
+  const requirements: string[] = [];
+  for (const row of [...rows, fn]) {
     scope[row.namespace] ??= {};
     (scope[row.namespace] as CallableScope[string])[row.name] = {
       code: row.code,
       code_hash: await sha256Hex(row.code),
     };
+    requirements.push(...row.requirements);
   }
-  return scope;
+  return { scope, requirements };
+}
+
+/**
+ * The pip specs the sandbox installs (§6.3, §10.2): approved packages only (an approval may have been
+ * removed since), an admin-locked version replacing the spec (`name==version`); sorted and deduplicated so
+ * the same set always reads the same.
+ */
+async function approvedRequirements(db: Database, specs: string[]): Promise<string[]> {
+  const names = [...new Set(specs.map(packageNameOf).filter(Boolean))];
+  if (names.length === 0) return [];
+  const approved = await db
+    .select({ name: installedPackages.packageName, version: installedPackages.version })
+    .from(installedPackages)
+    .where(inArray(sql`lower(${installedPackages.packageName})`, names));
+  const byName = new Map(approved.map((row) => [row.name.toLowerCase(), row]));
+  const result = new Set<string>();
+  for (const spec of specs) {
+    const row = byName.get(packageNameOf(spec));
+    if (row) result.add(row.version ? `${row.name}==${row.version}` : spec.trim());
+  }
+  return [...result].sort();
 }
 
 function executionRun(services: Services, executionId: string) {
@@ -116,6 +153,7 @@ export async function startExecution(services: Services, request: ExecutionReque
   const db = services.db();
   const executionId = crypto.randomUUID();
   const { fn, runAs } = request;
+  const callable = await callableScope(db, fn, runAs.id);
   const plan: RunPlan = {
     record: {
       executionId,
@@ -140,7 +178,8 @@ export async function startExecution(services: Services, request: ExecutionReque
         timeout_seconds: timeoutOf(services, fn),
         shared_pool: fn.sharedPool,
       },
-      callable: await callableScope(db, fn, runAs.id),
+      callable: callable.scope,
+      requirements: await approvedRequirements(db, callable.requirements),
       input: request.input,
       context: {
         user_id: runAs.id,

@@ -4,9 +4,10 @@
  * What the sandbox sees: a read-only root (bwrap's own tmpfs, remounted read-only) holding read-only
  * /usr (and the /lib*, /bin symlinks or dirs), /etc/ssl and a few /etc files (resolver files only with
  * network `bridge`; no passwd, no shadow), a staged read-only copy of the runtime at /opt/sinas/runtime
- * (copied into the executor's work folder, so no executor folder is mounted), its socket folder
- * read-only at /run/sinas (connecting to a socket needs no write access to the mount), a private tmpfs
- * /tmp (size-capped where bwrap supports `--size`), a minimal /dev and its own /proc. Not the host's `/`,
+ * (copied into the executor's work folder, so no executor folder is mounted), its package folder (if
+ * any) read-only at /opt/sinas/packages, its socket folder read-only at /run/sinas (connecting to a socket
+ * needs no write access to the mount), a private tmpfs /tmp (size-capped where bwrap supports `--size`), a
+ * minimal /dev and its own /proc. Not the host's `/`,
  * not the executor's cwd, not the executor's environment (`--clearenv`, then only the spec's variables).
  * Namespaces: user, pid, ipc, uts, cgroup, and net when the network policy is `none` (a loopback of its
  * own: nothing on the host is reachable). No capabilities, no nested user namespaces (`--disable-userns`
@@ -49,7 +50,7 @@ import { dirname, join } from "node:path";
 import { RUNTIME_DIR, RUNTIME_SCRIPT } from "../runtime-files";
 import { spawnChildSandbox } from "./child-handle";
 import { findPrlimit, limitEnv, prlimitPrefix } from "./limits";
-import type { SandboxDriver, SandboxHandle, SandboxSpec } from "./types";
+import { PACKAGES_MOUNT, type SandboxDriver, type SandboxHandle, type SandboxSpec } from "./types";
 
 export interface BwrapDriverOptions {
   pythonBin: string;
@@ -156,6 +157,7 @@ export function createBwrapDriver(options: BwrapDriverOptions): SandboxDriver {
       LANG: "C.UTF-8",
       ...spec.env,
       ...limitEnv(spec.limits, true),
+      ...(spec.packagesDir ? { SINAS_PACKAGES_DIR: PACKAGES_MOUNT } : {}),
       SINAS_RUNTIME_SOCKET: `${SANDBOX_SOCKET_DIR}/runtime.sock`,
     };
     for (const [name, value] of Object.entries(env)) args.push("--setenv", name, value);
@@ -169,6 +171,7 @@ export function createBwrapDriver(options: BwrapDriverOptions): SandboxDriver {
     if (found.size) args.push("--size", String(spec.limits.tmpfsMb * 1024 * 1024));
     args.push("--tmpfs", "/tmp");
     args.push("--ro-bind", runtimeDir, SANDBOX_RUNTIME_DIR);
+    if (spec.packagesDir) args.push("--ro-bind", spec.packagesDir, PACKAGES_MOUNT);
     args.push("--ro-bind", spec.socketDir, SANDBOX_SOCKET_DIR);
     // The root itself is a tmpfs bwrap made; read-only, or user code could fill the host's memory through it.
     args.push("--remount-ro", "/");

@@ -11,7 +11,8 @@
  * - read-only root file system, a size-limited tmpfs at /tmp (`nosuid,nodev,noexec`: Python code runs,
  *   dropped native binaries do not), all capabilities dropped, no-new-privileges, network `none` or
  *   `bridge` per spec;
- * - the only host folder visible is `spec.socketDir`, bind-mounted read-write at /run/sinas;
+ * - the only host folders visible are `spec.socketDir`, bind-mounted read-write at /run/sinas, and the
+ *   sandbox's package folder `spec.packagesDir` (if any), read-only at /opt/sinas/packages;
  * - labels `sinas.sandbox=<id>`, `sinas.pool=user|shared`, `sinas.user_id` or `sinas.worker_index`,
  *   and `sinas.executor=<executorId>` (whose sandboxes `removeOrphans` may delete).
  *
@@ -37,7 +38,14 @@ import { chmod, chown, stat } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import Docker from "dockerode";
-import type { DriverName, SandboxDriver, SandboxExit, SandboxHandle, SandboxSpec } from "./types";
+import {
+  type DriverName,
+  PACKAGES_MOUNT,
+  type SandboxDriver,
+  type SandboxExit,
+  type SandboxHandle,
+  type SandboxSpec,
+} from "./types";
 
 export const DEFAULT_RUNTIME_IMAGE = "localhost/sinas-runtime:latest";
 /** Container-side folder holding `runtime.sock` (PROTOCOL.md §4). */
@@ -257,8 +265,11 @@ export class DockerDriver implements SandboxDriver {
       // (EFBIG) for the user's code instead of a dead sandbox.
       SINAS_LIMIT_FILE_MB: String(limits.fileSizeMb),
       ...spec.env,
+      ...(spec.packagesDir ? { SINAS_PACKAGES_DIR: PACKAGES_MOUNT } : {}),
       SINAS_RUNTIME_SOCKET: `${SANDBOX_SOCKET_DIR}/runtime.sock`,
     };
+    const binds = [`${spec.socketDir}:${SANDBOX_SOCKET_DIR}:rw`];
+    if (spec.packagesDir) binds.push(`${spec.packagesDir}:${PACKAGES_MOUNT}:ro`);
     return {
       name: `${CONTAINER_PREFIX}${spec.id}`,
       Image: this.image,
@@ -274,7 +285,7 @@ export class DockerDriver implements SandboxDriver {
       StopSignal: "SIGKILL",
       HostConfig: {
         AutoRemove: false,
-        Binds: [`${spec.socketDir}:${SANDBOX_SOCKET_DIR}:rw`],
+        Binds: binds,
         Memory: limits.memoryMb * MIB,
         MemorySwap: limits.memoryMb * MIB,
         NanoCpus: Math.round(limits.cpus * 1e9),

@@ -41,6 +41,7 @@ export function createProcessDriver(options: ProcessDriverOptions): SandboxDrive
           PATH: "/usr/local/bin:/usr/bin:/bin",
           ...spec.env,
           ...limitEnv(spec.limits, false),
+          ...(spec.packagesDir ? { SINAS_PACKAGES_DIR: spec.packagesDir } : {}),
           SINAS_RUNTIME_SOCKET: join(spec.socketDir, "runtime.sock"),
         },
       });

@@ -31,10 +31,19 @@ export interface SandboxSpec {
   pool: { kind: "user"; userId: string } | { kind: "shared"; workerIndex: number };
   /** Host folder holding `runtime.sock`; mounted read-write at /run/sinas. Nothing else of the host is writable. */
   socketDir: string;
+  /**
+   * Host folder of the sandbox's Python packages (`pip install --target` layout; executor-node/src/packages.ts),
+   * or none. Drivers make it visible read-only at PACKAGES_MOUNT (process: the host path) and set
+   * SINAS_PACKAGES_DIR to where the sandbox sees it; the runtime adds it to sys.path after the standard library.
+   */
+  packagesDir?: string | null;
   /** Extra environment for the runtime (never the executor's own environment). */
   env: Record<string, string>;
   limits: SandboxLimits;
 }
+
+/** Where docker and bwrap sandboxes see `SandboxSpec.packagesDir`. */
+export const PACKAGES_MOUNT = "/opt/sinas/packages";
 
 export interface SandboxExit {
   /** Exit code when known. */
