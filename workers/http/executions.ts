@@ -3,6 +3,7 @@
  * SINAS), continue a paused generator. Also /functions/{ns}/{name}/execute, the direct trigger.
  */
 import { createRoute, z } from "@hono/zod-openapi";
+import { bodyLimit } from "hono/body-limit";
 import { accessScope } from "../auth/access";
 import { permissions } from "../auth/catalogue";
 import type { Execution, StepExecution } from "../db/schema";
@@ -23,6 +24,8 @@ import { IdentifierSchema } from "./functions";
 import { createRouter, errorResponse } from "./router";
 import { jsonBody, jsonResponse, PageQuerySchema } from "./schemas";
 
+/** Largest request body of a run (its input); larger ones are refused with 413 before anything runs. */
+export const MAX_INPUT_BYTES = 1024 * 1024;
 const security = [{ bearerAuth: [] }];
 const tags = ["Executions"];
 
@@ -249,6 +252,15 @@ export const executionsRouter = createRouter();
 executionsRouter.use("/executions", authenticate);
 executionsRouter.use("/executions/*", authenticate);
 executionsRouter.use("/functions/*", authenticate);
+executionsRouter.use(
+  "/functions/*",
+  bodyLimit({
+    maxSize: MAX_INPUT_BYTES,
+    onError: () => {
+      throw new AppError("PAYLOAD_TOO_LARGE", `The request body exceeds ${MAX_INPUT_BYTES / 1024 / 1024} MiB`);
+    },
+  }),
+);
 
 executionsRouter
   .openapi(listRoute, async (c) => {

@@ -1,0 +1,122 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { signRequest } from "../../workers/lib/signed-request";
+import { api, IDENTITY_VARS, login, type Session } from "../helpers/auth";
+import { createFunction, execute, pythonFunction } from "../helpers/functions";
+import { stackSecrets } from "../helpers/secrets";
+import { startTestStack, type TestStack } from "../helpers/stack";
+
+let stack: TestStack;
+let alice: Session;
+let driver: string;
+
+beforeAll(async () => {
+  stack = await startTestStack({ workerVars: IDENTITY_VARS });
+  alice = await login(stack, "alice@acme.io");
+  driver = ((await (await fetch(`${stack.executorUrl}/health`)).json()) as { driver: string }).driver;
+});
+afterAll(() => stack?.stop());
+
+type Row = Record<string, unknown>;
+const isolated = () => driver === "docker" || driver === "bwrap";
+
+describe("bad input runs nothing", () => {
+  it("refuses oversized code and oversized input", async () => {
+    const huge = `def big(input, context):\n    return {}\n# ${"x".repeat(300 * 1024)}\n`;
+    const code = await api(stack, alice, "POST", "/api/v1/functions", {
+      ...pythonFunction("big", "    return {}"),
+      code: huge,
+    });
+    expect(code.status).toBe(422);
+    expect((code.body as Row).message).toContain("body.code");
+    await createFunction(stack, alice, pythonFunction("sink", "    return {}"));
+    const input = await execute(stack, alice, { name: "sink" }, { blob: "y".repeat(2 * 1024 * 1024) });
+    expect(input.status).toBe(413);
+    expect(input.body).toMatchObject({ code: "PAYLOAD_TOO_LARGE" });
+  });
+});
+
+describe("containment (docker and bwrap drivers)", () => {
+  it("fails a memory bomb with a clear reason; the next run works", async (context) => {
+    if (!isolated()) context.skip(`the ${driver} driver does not contain memory`);
+    await createFunction(
+      stack,
+      alice,
+      pythonFunction(
+        "hog",
+        "    blocks = []\n    while True:\n        blocks.append(bytearray(64 * 1024 * 1024))",
+      ),
+    );
+    const bomb = await execute(stack, alice, { name: "hog" });
+    expect(bomb.status).toBe(500);
+    expect(["memory", "killed"]).toContain((bomb.body as Row).error_type);
+    expect(String((bomb.body as Row).detail)).toMatch(/memory|killed|died/i);
+    expect((await execute(stack, alice, { name: "sink" })).status).toBe(200);
+  });
+
+  it("contains a fork bomb; the executor stays alive", async (context) => {
+    // Never on the process driver: there a fork bomb would hit this machine itself.
+    if (!isolated()) context.skip(`the ${driver} driver does not contain processes`);
+    await createFunction(stack, alice, {
+      ...pythonFunction("forker", "    import os\n    while True:\n        os.fork()"),
+      timeout: 10,
+    });
+    const bomb = await execute(stack, alice, { name: "forker" });
+    expect(bomb.status).toBe(500);
+    expect(String((bomb.body as Row).detail)).toMatch(
+      /BlockingIOError|Resource temporarily unavailable|killed|timed out/,
+    );
+    expect((await fetch(`${stack.executorUrl}/health`)).status).toBe(200);
+    expect((await execute(stack, alice, { name: "sink" })).status).toBe(200);
+  });
+});
+
+describe("callbacks to the API are authenticated", () => {
+  it("rejects forged, tampered, misaddressed and malformed callbacks; a replay changes nothing", async () => {
+    await createFunction(stack, alice, pythonFunction("plain", '    return {"ok": True}'));
+    const run = await execute(stack, alice, { name: "plain" });
+    const executionId = (run.body as { execution_id: string }).execution_id;
+    const before = (await api(stack, alice, "GET", `/executions/${executionId}`)).body as Row;
+    const path = `/internal/executions/${executionId}/events`;
+    const body = JSON.stringify({
+      execution_id: executionId,
+      seq: 99,
+      events: [{ type: "result", status: "completed", result: { ok: "forged" }, duration_ms: 1 }],
+    });
+    const post = async (token: string, payload = body) =>
+      (
+        await stack.fetch(path, {
+          method: "POST",
+          headers: { authorization: `Bearer ${token}` },
+          body: payload,
+        })
+      ).status;
+    const claims = {
+      issuer: "sinas-executor",
+      audience: "sinas-api",
+      method: "POST",
+      path,
+      body,
+      subject: executionId,
+    };
+
+    const { privateKey } = await import("jose").then((jose) =>
+      jose.generateKeyPair("EdDSA", { extractable: true }),
+    );
+    const strangerKey = JSON.stringify(await import("jose").then((jose) => jose.exportJWK(privateKey)));
+    expect(await post(await signRequest(strangerKey, claims))).toBe(401);
+
+    const realKey = stackSecrets(stack).EXECUTOR_CALLBACK_PRIVATE_KEY;
+    const valid = await signRequest(realKey, claims);
+    expect(await post(valid, body.replace("forged", "tampered"))).toBe(401);
+    expect(
+      await post(
+        await signRequest(realKey, { ...claims, path: `/internal/executions/${crypto.randomUUID()}/events` }),
+      ),
+    ).toBe(401);
+    expect(await post("not-a-token")).toBe(401);
+    // A correctly signed callback for a finished run is refused with 409 and changes nothing.
+    expect(await post(valid)).toBe(409);
+    expect(await post(valid)).toBe(409);
+    expect((await api(stack, alice, "GET", `/executions/${executionId}`)).body).toEqual(before);
+  });
+});
