@@ -73,6 +73,11 @@ const EnvSchema = z.object({
   ),
   PYTHON_BIN: z.string().min(1).default("/usr/bin/python3"),
   RUNTIME_IMAGE: z.string().min(1).default("localhost/sinas-runtime:latest"),
+  /**
+   * Names this executor's containers (label sinas.executor); at start-up it removes only its own orphans.
+   * Default: the host name. Executors sharing one engine must differ (the launcher sets one per data folder).
+   */
+  EXECUTOR_ID: optionalText,
   PIP_INDEX_URL: optionalText,
   PIP_FIND_LINKS: optionalText,
   PIP_PYTHON: optionalText,
@@ -105,6 +110,8 @@ export interface ExecutorConfig {
   redisUrl: string | undefined;
   pythonBin: string;
   runtimeImage: string;
+  /** Label of this executor's containers; undefined means the host name. */
+  executorId: string | undefined;
   /**
    * Package installs (executor-node/src/packages.ts): pip index, find-links folder or URL, the interpreter
    * running pip (unset: PYTHON_BIN, else `python3` on PATH, whichever has pip), and whether sdists may be
@@ -157,6 +164,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ExecutorConfig
     redisUrl: e.EXECUTOR_REDIS_URL,
     pythonBin: e.PYTHON_BIN,
     runtimeImage: e.RUNTIME_IMAGE,
+    executorId: e.EXECUTOR_ID,
     pip: {
       indexUrl: e.PIP_INDEX_URL,
       findLinks: e.PIP_FIND_LINKS,

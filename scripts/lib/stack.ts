@@ -6,7 +6,7 @@
  * also when a later piece fails to start.
  */
 import { spawnSync } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -272,6 +272,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         EXECUTOR_PORT: String(ports.executor),
         EXECUTOR_JOB_PUBLIC_KEY: secrets.EXECUTOR_JOB_PUBLIC_KEY,
         EXECUTOR_CALLBACK_PRIVATE_KEY: secrets.EXECUTOR_CALLBACK_PRIVATE_KEY,
+        // One id per data folder: stacks running side by side (tests) never remove each other's
+        // containers as orphans, and a restarted `npm start` cleans up what its crashed run left.
+        EXECUTOR_ID: `sinas-${createHash("sha256").update(dataDir).digest("hex").slice(0, 12)}`,
       },
       true,
     );

@@ -67,13 +67,14 @@ describe("npm start (the launcher)", () => {
   it("reports a child that dies with its last lines, then stops everything", async () => {
     const stack = await startTestStack();
     const children = descendants(stack.pid);
-    const pglite = children.find((child) => child.command.includes("pglite-socket"));
-    expect(pglite).toBeDefined();
-    process.kill(pglite?.pid as number, "SIGKILL");
+    // wrangler (the API) runs on every database kind; pglite only without TEST_DATABASE_URL.
+    const api = children.find((child) => child.command.includes("wrangler.js dev"));
+    expect(api).toBeDefined();
+    process.kill(api?.pid as number, "SIGKILL");
 
     expect(await stack.exited).toBe(1);
     const logs = stack.logs().join("\n");
-    expect(logs).toContain("pglite was killed by SIGKILL. Last lines:");
+    expect(logs).toContain("api was killed by SIGKILL. Last lines:");
     expect(await waitUntil(() => children.every((child) => !isAlive(child.pid)), 10_000)).toBe(true);
     await stack.stop();
   });

@@ -20,6 +20,8 @@ export const ERROR_TYPES = [
   "invalid_result",
   "cancelled",
   "internal",
+  /** Set by the API, not the executor: the input broke the function's input_schema, nothing ran. */
+  "invalid_input",
 ] as const;
 export type ErrorType = (typeof ERROR_TYPES)[number];
 

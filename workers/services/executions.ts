@@ -25,9 +25,9 @@ import { requireSecret } from "../env";
 import { sha256Hex } from "../lib/crypto";
 import { AppError, validationError } from "../lib/errors";
 import type { CallableScope } from "../lib/executor-protocol";
-import { validateAgainstSchema } from "../lib/json-schema";
+import { describeSchemaProblems, validateAgainstSchema } from "../lib/json-schema";
 import { callbackUrl } from "./execution-dispatch";
-import { findExecution, listSteps } from "./execution-records";
+import { findExecution, insertExecution, listSteps, recordOutcome } from "./execution-records";
 import { packageNameOf } from "./functions";
 import { loadUserGrants } from "./grants";
 import type { Services } from "./services";
@@ -36,6 +36,14 @@ import type { Services } from "./services";
 const CONTEXT_TOKEN_SECONDS = 15 * 60;
 
 export interface ExecutionRequest {
+  /**
+   * What a schema violation of the input does: `reject` (default) answers 422 and records nothing;
+   * `record` (webhooks, schedules: SINAS keeps a FAILED execution of every attempt, sinas-spec §6.2)
+   * stores a FAILED execution and throws FUNCTION_FAILED with its id.
+   */
+  invalidInput?: "reject" | "record";
+  /** Chosen by the caller when it must be known before the run starts (an idempotency claim); else random. */
+  executionId?: string;
   fn: StoredFunction;
   runAs: Pick<User, "id" | "email">;
   input: JsonObject;
@@ -141,6 +149,9 @@ export async function contextToken(services: Services, user: Pick<User, "id" | "
  */
 export async function startExecution(services: Services, request: ExecutionRequest): Promise<string> {
   const problems = validateAgainstSchema(request.fn.inputSchema, request.input);
+  if (problems.length > 0 && request.invalidInput === "record") {
+    throw await recordRejectedInput(services, request, describeSchemaProblems(problems));
+  }
   if (problems.length > 0) {
     throw validationError(
       problems.map((problem) => ({
@@ -151,7 +162,7 @@ export async function startExecution(services: Services, request: ExecutionReque
     );
   }
   const db = services.db();
-  const executionId = crypto.randomUUID();
+  const executionId = request.executionId ?? crypto.randomUUID();
   const { fn, runAs } = request;
   const callable = await callableScope(db, fn, runAs.id);
   const plan: RunPlan = {
@@ -194,6 +205,32 @@ export async function startExecution(services: Services, request: ExecutionReque
   };
   await executionRun(services, executionId).start(plan);
   return executionId;
+}
+
+/** Stores the attempt as a FAILED execution without running it; returns the error to throw. */
+async function recordRejectedInput(services: Services, request: ExecutionRequest, message: string): Promise<AppError> {
+  const executionId = request.executionId ?? crypto.randomUUID();
+  const db = services.db();
+  await insertExecution(db, {
+    executionId,
+    userId: request.runAs.id,
+    functionNamespace: request.fn.namespace,
+    functionName: request.fn.name,
+    triggerType: request.triggerType,
+    triggerId: request.triggerId,
+    chatId: request.chatId,
+    input: request.input,
+  });
+  await recordOutcome(db, executionId, {
+    status: "FAILED",
+    error: message,
+    errorType: "invalid_input",
+    traceback: null,
+    durationMs: 0,
+  });
+  return new AppError("FUNCTION_FAILED", `Function execution failed: ${message}`, {
+    extra: { execution_id: executionId, error_type: "invalid_input" },
+  });
 }
 
 /** Waits until the run stops running; never longer than its timeout plus the watchdog's grace. */

@@ -22,7 +22,7 @@ export async function selectDriver(
 ): Promise<SandboxDriver> {
   const choice = config.driver;
   if (choice === "docker" || choice === "auto") {
-    const docker = new DockerDriver({ image: config.runtimeImage });
+    const docker = new DockerDriver({ image: config.runtimeImage, executorId: config.executorId });
     if (await docker.available()) {
       const removed = await docker.removeOrphans().catch(() => []);
       if (removed.length > 0) log(`removed ${removed.length} orphaned sandbox containers`);
