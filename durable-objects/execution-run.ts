@@ -45,6 +45,19 @@ export interface RunState {
   schema: JsonObject | null;
 }
 
+/**
+ * The plan as stored: the job's input is the record's input, kept once. SQLite rows of a Durable Object hold
+ * at most 2 MB, and an input near the 1 MiB request limit stored twice would not fit.
+ */
+function serializePlan(plan: RunPlan): string {
+  return JSON.stringify({ ...plan, job: { ...plan.job, input: undefined } });
+}
+
+function parsePlan(text: string): RunPlan {
+  const plan = JSON.parse(text) as RunPlan;
+  return { ...plan, job: { ...plan.job, input: plan.record.input } };
+}
+
 interface RunRow extends Record<string, SqlStorageValue> {
   plan: string;
   status: string;
@@ -94,6 +107,18 @@ export class ExecutionRun extends DurableObject<Env> {
     return work(this.#services);
   }
 
+  /**
+   * Closes the pool once the run stopped running (finished or waiting for input): the object may stay in
+   * memory long after, and thousands of idle objects each holding a database connection exhaust the
+   * server's connections (and, in `wrangler dev`, cost CPU on every later request). A resume reopens it.
+   */
+  async #releaseServicesUnlessRunning(): Promise<void> {
+    if (this.#state()?.status === "running") return;
+    const services = this.#services;
+    this.#services = undefined;
+    await services?.dispose();
+  }
+
   /** Starts the run once; a repeated call returns the current state. */
   async start(plan: RunPlan): Promise<RunState> {
     const existing = this.#state();
@@ -112,12 +137,13 @@ export class ExecutionRun extends DurableObject<Env> {
     };
     this.ctx.storage.sql.exec(
       "insert into run (id, plan, status, state) values (1, ?, ?, ?)",
-      JSON.stringify(plan),
+      serializePlan(plan),
       state.status,
       JSON.stringify(state),
     );
     await this.#withServices((services) => insertExecution(services.db(), plan.record));
     await this.#dispatch(plan.job);
+    await this.#releaseServicesUnlessRunning();
     return this.#state() ?? state;
   }
 
@@ -150,10 +176,11 @@ export class ExecutionRun extends DurableObject<Env> {
     const seen = this.ctx.storage.sql.exec("select seq from callbacks where seq = ?", body.seq).toArray();
     if (seen.length > 0) return { status: 200 };
     this.ctx.storage.sql.exec("insert into callbacks (seq) values (?)", body.seq);
-    const plan = JSON.parse((this.#row() as RunRow).plan) as RunPlan;
+    const plan = parsePlan((this.#row() as RunRow).plan);
     await this.#withServices(async (services) => {
       for (const event of body.events) await this.#applyEvent(services, plan, event);
     });
+    await this.#releaseServicesUnlessRunning();
     return { status: 200 };
   }
 
@@ -227,7 +254,7 @@ export class ExecutionRun extends DurableObject<Env> {
     const row = this.#row();
     if (!state || !row || state.status !== "awaiting_input")
       throw new Error("Execution is not awaiting input");
-    const plan = JSON.parse(row.plan) as RunPlan;
+    const plan = parsePlan(row.plan);
     const resumed = await this.#withServices((services) => resumeRecord(services.db(), state.executionId));
     if (!resumed) throw new Error("Execution is not awaiting input");
     this.#saveState({ ...state, status: "running", prompt: null, schema: null });
@@ -248,7 +275,7 @@ export class ExecutionRun extends DurableObject<Env> {
     const state = this.#state();
     const row = this.#row();
     if (!state || !row || state.status !== "running") return;
-    const plan = JSON.parse(row.plan) as RunPlan;
+    const plan = parsePlan(row.plan);
     const grace = this.#graceSeconds();
     const limit = plan.job.function.timeout_seconds + grace;
     await this.#finish({
@@ -259,6 +286,7 @@ export class ExecutionRun extends DurableObject<Env> {
       durationMs: null,
     });
     await this.#withServices((services) => cancelJob(services.config, state.executionId));
+    await this.#releaseServicesUnlessRunning();
   }
 
   /** `GET` streams the log as SSE: every line after `Last-Event-ID` / `?after=`, then live until the end. */

@@ -297,6 +297,9 @@ CREATE TABLE "scheduled_jobs" (
 	"is_active" boolean DEFAULT true NOT NULL,
 	"last_run" timestamp with time zone,
 	"next_run" timestamp with time zone,
+	"last_status" varchar(20),
+	"last_execution_id" varchar(255),
+	"last_error" text,
 	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
 	"updated_at" timestamp with time zone DEFAULT now() NOT NULL,
 	"managed_by" text,
@@ -388,6 +391,10 @@ CREATE TABLE "webhooks" (
 	"default_values" json,
 	"is_active" boolean DEFAULT true NOT NULL,
 	"requires_auth" boolean DEFAULT true NOT NULL,
+	"async" boolean DEFAULT false NOT NULL,
+	"rate_limit" varchar(32),
+	"verification" varchar(16) DEFAULT 'none' NOT NULL,
+	"secret_ciphertext" text,
 	"created_at" timestamp with time zone DEFAULT now() NOT NULL,
 	"updated_at" timestamp with time zone DEFAULT now() NOT NULL,
 	"managed_by" text,
@@ -463,6 +470,7 @@ CREATE INDEX "request_logs_status_code_idx" ON "request_logs" USING btree ("stat
 CREATE INDEX "request_logs_path_idx" ON "request_logs" USING btree ("path" text_pattern_ops);--> statement-breakpoint
 CREATE UNIQUE INDEX "scheduled_jobs_name_key" ON "scheduled_jobs" USING btree ("name");--> statement-breakpoint
 CREATE UNIQUE INDEX "scheduled_jobs_user_id_name_key" ON "scheduled_jobs" USING btree ("user_id","name");--> statement-breakpoint
+CREATE INDEX "scheduled_jobs_due_idx" ON "scheduled_jobs" USING btree ("next_run") WHERE "scheduled_jobs"."is_active";--> statement-breakpoint
 CREATE UNIQUE INDEX "states_user_id_namespace_key_key" ON "states" USING btree ("user_id","namespace","key");--> statement-breakpoint
 CREATE INDEX "states_namespace_visibility_idx" ON "states" USING btree ("namespace","visibility");--> statement-breakpoint
 CREATE INDEX "states_expires_at_idx" ON "states" USING btree ("expires_at");--> statement-breakpoint

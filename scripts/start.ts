@@ -130,11 +130,17 @@ async function main(): Promise<void> {
   const releaseLock = acquireLock();
   let stack: Stack | undefined;
   let stopping = false;
+  const startup = new AbortController();
   const stop = async (code: number) => {
     if (stopping) return;
     stopping = true;
     if (!flags.quiet) console.log("Stopping SINAS Edge...");
-    await stack?.close();
+    if (!stack) {
+      // Still starting: startStack stops what it started and rejects; the catch below exits.
+      startup.abort();
+      return;
+    }
+    await stack.close();
     releaseLock();
     process.exit(code);
   };
@@ -163,6 +169,8 @@ async function main(): Promise<void> {
       redisUrl: env.REDIS_URL || undefined,
       smtp: smtpFromEnv(),
       workerVars: extraWorkerVars(),
+      localCron: env.SINAS_LOCAL_CRON !== "false",
+      signal: startup.signal,
       log: (line) => console.log(`[launcher] ${line}`),
       onChildLine: flags.quiet ? undefined : (name, line) => console.log(`[${name}] ${line}`),
       onFailure: (message) => {
@@ -173,7 +181,7 @@ async function main(): Promise<void> {
   } catch (error) {
     console.error(error instanceof Error ? error.message : error);
     releaseLock();
-    process.exit(1);
+    process.exit(startup.signal.aborted ? 0 : 1);
   }
   if (flags.json) {
     const { close: _close, ...info } = stack;

@@ -20,8 +20,11 @@ import { poolsRouter } from "./http/pools";
 import { requestLog } from "./http/request-log";
 import { requestLogsRouter } from "./http/request-logs";
 import { createRouter } from "./http/router";
+import { schedulerStatusRouter, schedulesRouter } from "./http/schedules";
 import { statesRouter } from "./http/states";
 import { usersRouter } from "./http/users";
+import { webhookTriggerRouter } from "./http/webhook-trigger";
+import { webhooksRouter } from "./http/webhooks";
 import { createServices } from "./services/services";
 
 export const API_VERSION = "0.1.0";
@@ -48,6 +51,8 @@ function createManagementApp() {
   management.route("/", packagesRouter);
   management.route("/", poolsRouter);
   management.route("/", requestLogsRouter);
+  management.route("/", webhooksRouter);
+  management.route("/", schedulesRouter);
   registerSecurity(management);
   management.get("/docs", (c) =>
     c.html(renderDocsPage({ title: "SINAS Edge management API", specUrl: "/api/v1/openapi.json" })),
@@ -75,6 +80,8 @@ export function createApp() {
   app.route("/", statesRouter);
   app.route("/", executionsRouter);
   app.route("/", internalRouter);
+  app.route("/", webhookTriggerRouter);
+  app.route("/", schedulerStatusRouter);
   app.route("/api/v1", createManagementApp());
 
   app.doc31("/openapi.json", {

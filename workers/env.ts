@@ -45,6 +45,8 @@ export interface Env {
   EXECUTION_WATCHDOG_GRACE_SECONDS?: string;
   ALLOW_PACKAGE_INSTALLATION?: string;
   ALLOWED_PACKAGES?: string;
+  WEBHOOK_MAX_BODY_BYTES?: string;
+  WEBHOOK_RATE_LIMIT?: string;
 }
 
 const booleanVar = z
@@ -56,22 +58,27 @@ const positiveInt = (fallback: number) => z.coerce.number().int().positive().def
 /** Minutes may be fractional (tests use seconds-long lifetimes). */
 const positiveMinutes = (fallback: number) => z.coerce.number().positive().default(fallback);
 
-/** `N/WINDOW`, e.g. `5/10m`: at most N requests per sliding window (s, m or h). */
+/** Reads `N/WINDOW`, e.g. `5/10m`: at most N requests per sliding window (s, m or h); null when malformed. */
+export function parseRateLimit(value: string): RateLimitSetting | null {
+  const match = /^(\d+)\/(\d+)(s|m|h)$/.exec(value.trim());
+  if (!match || Number(match[2]) < 1) return null;
+  const unitSeconds = { s: 1, m: 60, h: 3600 }[match[3] as "s" | "m" | "h"];
+  return { limit: Number(match[1]), windowSeconds: Number(match[2]) * unitSeconds };
+}
+
+export const RATE_LIMIT_FORMAT_MESSAGE = "must look like 5/10m (requests per window in s, m or h)";
+
 const rateLimitVar = (fallback: string) =>
   z
     .string()
     .default(fallback)
     .transform((value, context) => {
-      const match = /^(\d+)\/(\d+)(s|m|h)$/.exec(value.trim());
-      if (!match) {
-        context.addIssue({
-          code: "custom",
-          message: "must look like 5/10m (requests per window in s, m or h)",
-        });
+      const setting = parseRateLimit(value);
+      if (!setting) {
+        context.addIssue({ code: "custom", message: RATE_LIMIT_FORMAT_MESSAGE });
         return z.NEVER;
       }
-      const unitSeconds = { s: 1, m: 60, h: 3600 }[match[3] as "s" | "m" | "h"];
-      return { limit: Number(match[1]), windowSeconds: Number(match[2]) * unitSeconds };
+      return setting;
     });
 
 const optionalString = z
@@ -136,6 +143,10 @@ const configSchema = z.object({
             .filter(Boolean)
         : null,
     ),
+  /** Largest webhook request body; larger ones get 413 before anything runs. */
+  WEBHOOK_MAX_BODY_BYTES: positiveInt(1024 * 1024),
+  /** Calls per webhook (all callers together) unless the webhook sets its own `rate_limit`. */
+  WEBHOOK_RATE_LIMIT: rateLimitVar("600/1m"),
 });
 
 export type AppConfig = z.infer<typeof configSchema>;

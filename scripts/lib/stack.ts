@@ -79,6 +79,13 @@ export interface StackOptions {
   onFailure?: (message: string) => void;
   /** How long to wait for the API's first healthy answer. */
   readyTimeoutMs?: number;
+  /**
+   * `wrangler dev` never fires Cron Triggers by itself; the launcher calls `/__scheduled` at every full
+   * minute instead (default). Tests turn it off and fire ticks themselves.
+   */
+  localCron?: boolean;
+  /** Aborting stops a start in progress: everything started so far is stopped and startStack rejects. */
+  signal?: AbortSignal;
 }
 
 export interface StackInfo {
@@ -126,6 +133,23 @@ function ensureRuntimeImage(log: (line: string) => void): void {
   }
 }
 
+/** Fires the Worker's `scheduled()` at each full minute, as Cloudflare's Cron Trigger `* * * * *` would. */
+function startLocalCron(apiUrl: string): () => Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const schedule = () => {
+    timer = setTimeout(
+      () => {
+        void fetch(`${apiUrl}/__scheduled?cron=*+*+*+*+*`).catch(() => undefined);
+        schedule();
+      },
+      60_000 - (Date.now() % 60_000) + 50,
+    );
+    timer.unref();
+  };
+  schedule();
+  return async () => clearTimeout(timer);
+}
+
 async function resolvePorts(preferred: Partial<StackPorts>): Promise<StackPorts> {
   const ports = { ...DEFAULT_PORTS, ...preferred };
   const resolved = {} as StackPorts;
@@ -146,7 +170,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   const cleanups: (() => Promise<void>)[] = [];
   let started = false;
   let startupFailure: string | null = null;
-  const abort = () => startupFailure;
+  const abort = () => startupFailure ?? (options.signal?.aborted ? "start-up cancelled" : null);
   /**
    * Spawns a child. One that dies after start-up is reported with its last lines; a `restart` child (the
    * executor, which is stateless) is then started again, up to 5 times a minute, the others stop the stack.
@@ -330,6 +354,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     await waitForHttp(`${apiUrl}/health`, { timeoutMs: options.readyTimeoutMs ?? 90_000, abort });
 
     started = true;
+    if (options.localCron !== false) cleanups.push(startLocalCron(apiUrl));
     return {
       apiUrl,
       docsUrl: `${apiUrl}/docs`,

@@ -27,6 +27,8 @@ export const PASS_THROUGH_VARS = [
   "RATE_LIMIT_LOGIN_PER_IP",
   "RATE_LIMIT_VERIFY_PER_EMAIL",
   "RATE_LIMIT_VERIFY_PER_IP",
+  "WEBHOOK_MAX_BODY_BYTES",
+  "WEBHOOK_RATE_LIMIT",
 ] as const;
 
 export interface DevSecrets {

@@ -3,12 +3,13 @@
  *
  * Boots stacks like the integration tests (embedded defaults, or TEST_DATABASE_URL / TEST_REDIS_URL) and
  * prints Markdown tables. Loads are bounded in count and time and stay on this machine.
- * `npm run bench -- http` or `-- functions` runs one part.
+ * `npm run bench -- http`, `-- functions` or `-- webhooks` runs one part.
  */
 import { performance } from "node:perf_hooks";
 import { startTestStack } from "../helpers/stack";
 import { runFunctionBenchmarks } from "./functions";
 import { runHttpBenchmarks } from "./http";
+import { runWebhookBenchmarks } from "./webhooks";
 
 const parts = process.argv.slice(2);
 const wants = (part: string) => parts.length === 0 || parts.includes(part);
@@ -29,4 +30,8 @@ if (wants("http")) {
 if (wants("functions")) {
   console.log("\nFunction execution per sandbox driver\n");
   console.log((await runFunctionBenchmarks(["docker", "bwrap", "process"])).join("\n"));
+}
+if (wants("webhooks")) {
+  console.log("\nWebhooks: async calls accepted and completed, and the executor called directly\n");
+  console.log((await runWebhookBenchmarks()).join("\n"));
 }

@@ -103,6 +103,8 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
     REDIS_URL: "",
     SMTP_HOST: "",
     SINAS_EXTRA_WORKER_VARS: JSON.stringify(options.workerVars ?? {}),
+    // Tests fire Cron Triggers themselves (GET /__scheduled), so runs are counted exactly.
+    SINAS_LOCAL_CRON: "false",
     ...options.env,
   };
   if (keepData) {

@@ -20,6 +20,9 @@ export const permissions = {
     `sinas.functions.${namespace}.${action}:${scope}`,
   functionExecute: (namespace: string, name: string, scope: Scope) =>
     `sinas.functions.${namespace}.${name}.execute:${scope}`,
+  webhooks: (action: Crud, scope: Scope) => `sinas.webhooks.${action}:${scope}`,
+  /** Logged only: the label of a call to a webhook without auth (sinas-spec §7.1, D-1). */
+  webhookPublic: (path: string) => `webhook.public:${path}`,
   agentRead: (namespace: string, name: string, scope: Scope) =>
     `sinas.agents.${namespace}.${name}.read:${scope}`,
 } as const;

@@ -55,12 +55,15 @@ export const STATE_VISIBILITIES = ["private", "group", "public"] as const;
 export const LLM_PROVIDER_TYPES = ["openai", "anthropic", "mistral", "ollama"] as const;
 export const MCP_PROTOCOLS = ["http", "sse", "stdio", "websocket"] as const;
 export const MCP_CONNECTION_STATUSES = ["connected", "disconnected", "error"] as const;
+/** How an anonymous webhook caller proves it holds the webhook's secret (SINAS Edge; README "Webhooks"). */
+export const WEBHOOK_VERIFICATIONS = ["none", "secret", "hmac_sha256"] as const;
 
 export type MessageRole = (typeof MESSAGE_ROLES)[number];
 export type StateVisibility = (typeof STATE_VISIBILITIES)[number];
 export type LlmProviderType = (typeof LLM_PROVIDER_TYPES)[number];
 export type McpProtocol = (typeof MCP_PROTOCOLS)[number];
 export type McpConnectionStatus = (typeof MCP_CONNECTION_STATUSES)[number];
+export type WebhookVerification = (typeof WEBHOOK_VERIFICATIONS)[number];
 
 // ---------------------------------------------------------------------------------------------------------------
 // JSON shapes stored in json columns
@@ -573,6 +576,17 @@ export const webhooks = pgTable(
     defaultValues: json("default_values").$type<JsonObject>(),
     isActive: boolean("is_active").notNull().default(true),
     requiresAuth: boolean("requires_auth").notNull().default(true),
+    /** SINAS Edge: answer 202 with the execution id at once (as `?async=true` does per call). */
+    async: boolean("async").notNull().default(false),
+    /** SINAS Edge: `N/window` (e.g. `60/1m`) replacing WEBHOOK_RATE_LIMIT for this webhook; null uses it. */
+    rateLimit: varchar("rate_limit", { length: 32 }),
+    /** SINAS Edge: `secret` (X-Webhook-Secret header) or `hmac_sha256` (signed body); `none` checks nothing. */
+    verification: varchar("verification", { length: 16 })
+      .$type<WebhookVerification>()
+      .notNull()
+      .default("none"),
+    /** The secret of `verification`, AES-256-GCM under ENCRYPTION_KEY (HMAC needs it in clear); null for `none`. */
+    secretCiphertext: text("secret_ciphertext"),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
     ...configTracking(),
@@ -584,6 +598,9 @@ export const webhooks = pgTable(
     index("webhooks_user_id_idx").on(t.userId),
   ],
 );
+
+export const SCHEDULE_RUN_STATUSES = ["STARTED", "FAILED"] as const;
+export type ScheduleRunStatus = (typeof SCHEDULE_RUN_STATUSES)[number];
 
 export const scheduledJobs = pgTable(
   "scheduled_jobs",
@@ -603,8 +620,15 @@ export const scheduledJobs = pgTable(
     /** Passed verbatim as the function input. */
     inputData: json("input_data").$type<JsonObject>().notNull(),
     isActive: boolean("is_active").notNull().default(true),
+    /** When the Cron Trigger last claimed a run of this schedule. */
     lastRun: timestamptz("last_run"),
+    /** The next due minute (UTC), computed in `timezone`; null while inactive. */
     nextRun: timestamptz("next_run"),
+    /** SINAS Edge: outcome of the last dispatch, `STARTED` (the execution holds its result) or `FAILED`. */
+    lastStatus: varchar("last_status", { length: 20, enum: SCHEDULE_RUN_STATUSES }),
+    lastExecutionId: varchar("last_execution_id", { length: 255 }),
+    /** Why the last dispatch failed (function gone, invalid input, executor down). */
+    lastError: text("last_error"),
     createdAt: createdAt(),
     // SINAS has no updated_at here; config apply updates these rows like the other kinds, so track it too.
     updatedAt: updatedAt(),
@@ -614,6 +638,8 @@ export const scheduledJobs = pgTable(
     // Both as in SINAS: names are globally unique; (user_id, name) gives the per-user 400 its index.
     uniqueIndex("scheduled_jobs_name_key").on(t.name),
     uniqueIndex("scheduled_jobs_user_id_name_key").on(t.userId, t.name),
+    // The Cron Trigger's due scan.
+    index("scheduled_jobs_due_idx").on(t.nextRun).where(sql`${t.isActive}`),
   ],
 );
 

@@ -19,14 +19,16 @@ export function credentialOf(headers: { get(name: string): string | null | undef
   return match?.[1] ?? null;
 }
 
+function missingCredentials(): AppError {
+  return new AppError("UNAUTHORIZED", "Missing authorization header", {
+    headers: { "WWW-Authenticate": "Bearer" },
+  });
+}
+
 /** Requires a valid JWT or API key; sets `principal`. */
 export const authenticate = createMiddleware<AppEnv>(async function authenticate(c, next) {
   const token = credentialOf({ get: (name) => c.req.header(name) });
-  if (!token) {
-    throw new AppError("UNAUTHORIZED", "Missing authorization header", {
-      headers: { "WWW-Authenticate": "Bearer" },
-    });
-  }
+  if (!token) throw missingCredentials();
   const services = c.get("services");
   const { principal, afterResponse } = await authenticateToken(services, token);
   c.set("principal", principal);
@@ -36,6 +38,20 @@ export const authenticate = createMiddleware<AppEnv>(async function authenticate
     c.executionCtx.waitUntil(services.runAfterResponse(afterResponse()));
   }
 });
+
+/**
+ * `authenticate` for a route that decides per resource whether it needs a caller (a webhook with
+ * `requires_auth`): call it from the handler once the resource is known. Sets `principal`.
+ */
+export async function authenticateCaller(c: Context<AppEnv>): Promise<Principal> {
+  const token = credentialOf({ get: (name) => c.req.header(name) });
+  if (!token) throw missingCredentials();
+  const services = c.get("services");
+  const { principal, afterResponse } = await authenticateToken(services, token);
+  c.set("principal", principal);
+  c.executionCtx.waitUntil(services.runAfterResponse(afterResponse()));
+  return principal;
+}
 
 /** The authenticated caller; only valid behind `authenticate`. */
 export function principalOf(c: Context<AppEnv>): Principal {

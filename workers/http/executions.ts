@@ -22,6 +22,7 @@ import {
 import { authenticate, principalOf, recordPermission } from "./auth";
 import { IdentifierSchema } from "./functions";
 import { createRouter, errorResponse } from "./router";
+import { runReply } from "./run-reply";
 import { jsonBody, jsonResponse, PageQuerySchema } from "./schemas";
 
 /** Largest request body of a run (its input); larger ones are refused with 413 before anything runs. */
@@ -82,15 +83,6 @@ function stepTree(steps: StepExecution[]): StepNode[] {
     (parent ? parent.children : roots).push(node);
   }
   return roots;
-}
-
-/**
- * `Server-Timing` of a sync run: `run` is the function call as the runtime measured it, `dispatch` what
- * the platform added around it, as the ExecutionRun object observed (job sent -> result applied).
- */
-function serverTiming(roundTripMs: number, durationMs: number | null): string {
-  const run = durationMs ?? 0;
-  return `dispatch;dur=${Math.max(0, roundTripMs - run).toFixed(1)}, run;dur=${run.toFixed(1)}`;
 }
 
 const JsonRecord = z.record(z.string(), z.unknown());
@@ -257,7 +249,10 @@ executionsRouter.use(
   bodyLimit({
     maxSize: MAX_INPUT_BYTES,
     onError: () => {
-      throw new AppError("PAYLOAD_TOO_LARGE", `The request body exceeds ${MAX_INPUT_BYTES / 1024 / 1024} MiB`);
+      throw new AppError(
+        "PAYLOAD_TOO_LARGE",
+        `The request body exceeds ${MAX_INPUT_BYTES / 1024 / 1024} MiB`,
+      );
     },
   }),
 );
@@ -337,24 +332,5 @@ executionsRouter
     });
     if (c.req.valid("query").async === "true") return c.json({ execution_id: executionId }, 202);
     const state = await waitForExecution(services, executionId, timeoutOf(services, fn));
-    if (state?.roundTripMs != null)
-      c.header("Server-Timing", serverTiming(state.roundTripMs, state.durationMs));
-    if (state?.status === "completed")
-      return c.json({ success: true as const, execution_id: executionId, result: state.result }, 200);
-    if (state?.status === "awaiting_input") {
-      return c.json(
-        {
-          success: true as const,
-          execution_id: executionId,
-          result: null,
-          status: "awaiting_input",
-          prompt: state.prompt,
-          schema: state.schema,
-        },
-        200,
-      );
-    }
-    throw new AppError("FUNCTION_FAILED", `Function execution failed: ${state?.error ?? "no result"}`, {
-      extra: { execution_id: executionId, error_type: state?.errorType ?? "timeout" },
-    });
+    return c.json(runReply(c, executionId, state), 200);
   });

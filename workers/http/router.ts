@@ -4,7 +4,7 @@
  * Every router is created here so that request parsing behaves the same everywhere and every route's zod
  * schemas feed the OpenAPI document.
  */
-import { OpenAPIHono, z } from "@hono/zod-openapi";
+import { OpenAPIHono, type RouteConfig, z } from "@hono/zod-openapi";
 import { requestPartOf, zodValidationError } from "../lib/validation";
 import type { AppEnv } from "./app-env";
 
@@ -38,4 +38,16 @@ export const ErrorResponseSchema = z
 /** Response entry for `createRoute({ responses })`. */
 export function errorResponse(description: string) {
   return { description, content: { "application/json": { schema: ErrorResponseSchema } } };
+}
+
+/**
+ * For a route whose `{param}` may contain `/` (webhook paths): documents `route` as written and returns the
+ * copy to register, whose parameter uses Hono's `{.+}` pattern (which zod-openapi would document verbatim).
+ *
+ * @example
+ * router.openapi(slashParamRoute(router, getRoute, "path"), handler);
+ */
+export function slashParamRoute<R extends RouteConfig>(app: OpenAPIHono<AppEnv>, route: R, param: string): R {
+  app.openAPIRegistry.registerPath(route);
+  return { ...route, path: route.path.replace(`{${param}}`, `{${param}{.+}}`), hide: true };
 }

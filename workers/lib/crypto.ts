@@ -14,7 +14,7 @@ export function toBase64Url(bytes: Uint8Array): string {
   return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
-function fromBase64(text: string): Uint8Array {
+function fromBase64(text: string): Uint8Array<ArrayBuffer> {
   const normalized = text.replace(/-/g, "+").replace(/_/g, "/");
   const binary = atob(normalized + "=".repeat((4 - (normalized.length % 4)) % 4));
   return Uint8Array.from(binary, (char) => char.charCodeAt(0));
@@ -24,7 +24,8 @@ export async function sha256Hex(text: string): Promise<string> {
   return toHex(await crypto.subtle.digest("SHA-256", encoder.encode(text)));
 }
 
-export async function hmacSha256Hex(key: string, text: string): Promise<string> {
+/** HMAC-SHA256 of `message` (text as UTF-8, or raw bytes such as a request body) as lower-case hex. */
+export async function hmacSha256Hex(key: string, message: string | Uint8Array): Promise<string> {
   const cryptoKey = await crypto.subtle.importKey(
     "raw",
     encoder.encode(key),
@@ -32,7 +33,9 @@ export async function hmacSha256Hex(key: string, text: string): Promise<string> 
     false,
     ["sign"],
   );
-  return toHex(await crypto.subtle.sign("HMAC", cryptoKey, encoder.encode(text)));
+  // A copy into a plain ArrayBuffer: WebCrypto's types refuse views of a SharedArrayBuffer.
+  const bytes = typeof message === "string" ? encoder.encode(message) : new Uint8Array(message);
+  return toHex(await crypto.subtle.sign("HMAC", cryptoKey, bytes));
 }
 
 /** `byteLength` random bytes as URL-safe base64 without padding (32 bytes give 43 characters). */

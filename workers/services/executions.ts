@@ -14,6 +14,7 @@ import {
   type ExecutionStatus,
   executions,
   functions,
+  groupMembers,
   installedPackages,
   type JsonObject,
   type StoredFunction,
@@ -29,7 +30,6 @@ import { describeSchemaProblems, validateAgainstSchema } from "../lib/json-schem
 import { callbackUrl } from "./execution-dispatch";
 import { findExecution, insertExecution, listSteps, recordOutcome } from "./execution-records";
 import { packageNameOf } from "./functions";
-import { loadUserGrants } from "./grants";
 import type { Services } from "./services";
 
 /** The context token is always short-lived, whatever ACCESS_TOKEN_EXPIRE_MINUTES says (sinas-spec §6.5). */
@@ -75,9 +75,11 @@ async function callableScope(
   fn: StoredFunction,
   userId: string,
 ): Promise<{ scope: CallableScope; requirements: string[] }> {
-  const { groupIds } = await loadUserGrants(db, userId);
-  const visible: SQL[] = [eq(functions.userId, userId)];
-  if (groupIds.length > 0) visible.push(inArray(functions.groupId, groupIds));
+  // One round trip: the user's active groups are a subquery (this runs on every trigger's accept path).
+  const userGroups = db
+    .select({ groupId: groupMembers.groupId })
+    .from(groupMembers)
+    .where(and(eq(groupMembers.userId, userId), eq(groupMembers.active, true)));
   const rows = await db
     .select({
       namespace: functions.namespace,
@@ -90,7 +92,7 @@ async function callableScope(
       and(
         inArray(functions.namespace, [fn.namespace, ...fn.enabledNamespaces]),
         eq(functions.isActive, true),
-        or(...visible),
+        or(eq(functions.userId, userId), inArray(functions.groupId, userGroups)),
       ),
     );
   const scope: CallableScope = {};
@@ -208,7 +210,11 @@ export async function startExecution(services: Services, request: ExecutionReque
 }
 
 /** Stores the attempt as a FAILED execution without running it; returns the error to throw. */
-async function recordRejectedInput(services: Services, request: ExecutionRequest, message: string): Promise<AppError> {
+async function recordRejectedInput(
+  services: Services,
+  request: ExecutionRequest,
+  message: string,
+): Promise<AppError> {
   const executionId = request.executionId ?? crypto.randomUUID();
   const db = services.db();
   await insertExecution(db, {

@@ -1,0 +1,172 @@
+/**
+ * @module `GET|POST|PUT|PATCH|DELETE /webhooks/{path}` (sinas-spec §1.3, §7.1): runs the webhook's function
+ * with the request as its input. The path may hold `/`, so the route is Hono's `{.+}` pattern, documented in
+ * OpenAPI as the plain `{path}`.
+ *
+ * Order of checks: body size (413), the webhook (404), the caller (401/403; the secret or signature of a
+ * webhook without auth), the rate limit (429), then the run. Sync answers as the direct trigger does;
+ * `?async=true` or an async webhook answers 202 `{execution_id}`. An `Idempotency-Key` repeat runs nothing.
+ */
+import { z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import { permissions } from "../auth/catalogue";
+import type { User } from "../db/schema";
+import { httpMethod } from "../db/schema";
+import { AppError } from "../lib/errors";
+import { startExecution, timeoutOf, waitForExecution } from "../services/executions";
+import { webhookInput } from "../services/webhook-envelope";
+import {
+  awaitStartedExecution,
+  chatOfHeader,
+  enforceWebhookRateLimit,
+  findWebhookTarget,
+  startExecutionOnce,
+  verifyWebhookSecret,
+  type WebhookTarget,
+  webhookCallScope,
+} from "../services/webhook-trigger";
+import type { AppEnv } from "./app-env";
+import { authenticateCaller, recordPermission } from "./auth";
+import { createRouter, errorResponse } from "./router";
+import { runReply } from "./run-reply";
+import { jsonResponse } from "./schemas";
+
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
+
+/** The raw body, refused with 413 beyond `maxBytes` (by its declared length, or while reading). */
+async function readBody(request: Request, maxBytes: number): Promise<Uint8Array> {
+  const tooLarge = () =>
+    new AppError("PAYLOAD_TOO_LARGE", `The request body exceeds the limit of ${maxBytes} bytes`);
+  if (Number(request.headers.get("content-length") ?? 0) > maxBytes) throw tooLarge();
+  if (!request.body) return new Uint8Array();
+  const reader = request.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
+    size += chunk.value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel();
+      throw tooLarge();
+    }
+    chunks.push(chunk.value);
+  }
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return bytes;
+}
+
+/** Who the function runs as (§6.5): the authorized caller, or the owner of a webhook without auth (D-1). */
+async function runAsUser(
+  c: Context<AppEnv>,
+  target: WebhookTarget,
+  body: Uint8Array,
+): Promise<Pick<User, "id" | "email">> {
+  const { webhook, owner } = target;
+  const forbidden = () => new AppError("FORBIDDEN", `Not authorized to execute webhook '${webhook.path}'`);
+  const services = c.get("services");
+  if (webhook.requiresAuth) {
+    const principal = await authenticateCaller(c);
+    const scope = webhookCallScope(principal, webhook);
+    recordPermission(
+      c,
+      permissions.functionExecute(webhook.functionNamespace, webhook.functionName, scope ?? "own"),
+      scope !== null,
+    );
+    if (!scope) throw forbidden();
+    await verifyWebhookSecret(services, webhook, { header: (name) => c.req.header(name), body });
+    return principal.user;
+  }
+  recordPermission(c, permissions.webhookPublic(webhook.path));
+  await verifyWebhookSecret(services, webhook, { header: (name) => c.req.header(name), body });
+  if (!owner.isActive) throw forbidden();
+  return owner;
+}
+
+function idempotencyKeyOf(c: Context<AppEnv>): string | null {
+  const key = c.req.header("idempotency-key");
+  if (key === undefined) return null;
+  if (!IDEMPOTENCY_KEY.test(key)) {
+    const msg = "must be 1 to 255 printable ASCII characters without spaces";
+    throw new AppError("VALIDATION_FAILED", `header.idempotency-key: ${msg}`, {
+      issues: [{ loc: ["header", "idempotency-key"], msg, type: "idempotency_key" }],
+    });
+  }
+  return key;
+}
+
+async function invokeWebhook(c: Context<AppEnv>): Promise<Response> {
+  const services = c.get("services");
+  const path = c.req.param("path") ?? "";
+  const method = c.req.method.toUpperCase();
+  const body = await readBody(c.req.raw, services.config.WEBHOOK_MAX_BODY_BYTES);
+  const target = await findWebhookTarget(services.db(), path, method);
+  const { webhook, fn } = target;
+  const runAs = await runAsUser(c, target, body);
+  await enforceWebhookRateLimit(services, webhook);
+  if (!fn) {
+    const missing = `${webhook.functionNamespace}/${webhook.functionName}`;
+    throw new AppError("FUNCTION_FAILED", `Function execution failed: Function '${missing}' not found`);
+  }
+  const request = {
+    fn,
+    runAs,
+    input: webhookInput(
+      { method, url: c.req.url, path, headers: c.req.raw.headers, body },
+      webhook.defaultValues,
+    ),
+    triggerType: "WEBHOOK" as const,
+    triggerId: webhook.id,
+    chatId: await chatOfHeader(services.db(), c.req.header("x-chat-id"), runAs.id),
+    invalidInput: "record" as const,
+  };
+  const runAsync = c.req.query("async") === "true" || webhook.async;
+  const key = idempotencyKeyOf(c);
+  const { executionId, repeat } = key
+    ? await startExecutionOnce(services, `webhook:${webhook.id}:${runAs.id}:${key}`, request)
+    : { executionId: await startExecution(services, request), repeat: false };
+  if (repeat) c.header("Idempotent-Replayed", "true");
+  if (runAsync) return c.json({ execution_id: executionId }, 202);
+  const timeout = timeoutOf(services, fn);
+  const state = repeat
+    ? await awaitStartedExecution(services, executionId, timeout)
+    : await waitForExecution(services, executionId, timeout);
+  return c.json(runReply(c, executionId, state), 200);
+}
+
+const METHODS = httpMethod.enumValues;
+
+export const webhookTriggerRouter = createRouter();
+webhookTriggerRouter.on([...METHODS], "/webhooks/:path{.+}", invokeWebhook);
+
+for (const method of METHODS) {
+  webhookTriggerRouter.openAPIRegistry.registerPath({
+    method: method.toLowerCase() as Lowercase<typeof method>,
+    path: "/webhooks/{path}",
+    tags: ["Webhooks"],
+    summary: `Call the webhook at {path} whose method is ${method} (the path may contain /)`,
+    description:
+      "Runs the webhook's function with the request as input (`body`, `headers` without credentials, `query`, `path_params`, `method`, `url`, `path`, over the webhook's `default_values`). Needs a bearer token or API key with `sinas.functions.{ns}.{name}.execute` unless the webhook has `requires_auth: false` (then it runs as its owner; a webhook with a secret wants `X-Webhook-Secret` or `X-Signature-256` + `X-Signature-Timestamp`). `Idempotency-Key`: a repeat within 24 h answers with the first execution and runs nothing. `X-Chat-Id`: one of your chats, stored on the execution.",
+    security: [{ bearerAuth: [] }, {}],
+    request: {
+      params: z.object({ path: z.string().openapi({ example: "tools/echo" }) }),
+      query: z.object({ async: z.enum(["true", "false"]).optional() }),
+    },
+    responses: {
+      200: jsonResponse(
+        z.object({ success: z.literal(true), execution_id: z.string(), result: z.unknown() }),
+        "The function's result",
+      ),
+      202: jsonResponse(z.object({ execution_id: z.string() }), "Started (async)"),
+      401: errorResponse("No or bad credentials, secret or signature"),
+      403: errorResponse("Not allowed to execute the function"),
+      404: errorResponse("No active webhook with this path and method"),
+      413: errorResponse("Body larger than WEBHOOK_MAX_BODY_BYTES"),
+      429: errorResponse("The webhook's rate limit was reached (see Retry-After)"),
+      500: errorResponse("Function execution failed: <error> (with execution_id)"),
+    },
+  });
+}

@@ -1,0 +1,227 @@
+/**
+ * @module The Cron Trigger's schedule work (sinas-spec §7.2, D-9): claim due schedules in Postgres, run each
+ * claimed occurrence exactly once, record the outcome on the schedule.
+ *
+ * Claiming: the tick reads the due rows (`is_active AND next_run <= now`), computes each one's next run
+ * with croner in its time zone, and claims the row with a conditional update
+ * `UPDATE ... SET next_run = <next>, last_run = now WHERE id = $1 AND is_active AND next_run = <the value
+ * read> AND next_run <= now RETURNING *`. Of two concurrent ticks only one update matches (the second
+ * waits on the row lock and then no longer sees the old next_run), so only one of them dispatches. A PATCH
+ * racing with the tick wins the same way: it moves next_run to the future, and the claim misses.
+ *
+ * Catch-up: the next run is computed from now, not from the missed occurrence, so a schedule that missed
+ * many ticks runs once and continues at its next regular time.
+ *
+ * Idempotency: each claimed occurrence also takes the Redis key
+ * `sinas:idempotency:schedule:{id}:{scheduled minute ISO}` (`SET NX EX 86400`) before it starts; a
+ * retried or duplicated tick that somehow claimed the same occurrence skips it. The database claim is the
+ * guard that matters, so a Redis outage does not stop schedules (the run goes ahead and a warning is logged).
+ *
+ * Delivery is at most once: an occurrence whose dispatch fails (function gone, invalid input, executor
+ * down) is recorded as `last_status: FAILED` with `last_error`, and is not retried.
+ */
+import { and, asc, eq, gte, isNull, lt, lte, or } from "drizzle-orm";
+import type { Database } from "../db/client";
+import { type ScheduledJob, type ScheduleRunStatus, scheduledJobs, users } from "../db/schema";
+import { minuteOf, nextRunAfter } from "../lib/cron";
+import { AppError } from "../lib/errors";
+import { findActiveFunction, startExecution } from "./executions";
+import { type ScheduleTarget, targetOf } from "./schedules";
+import type { Services } from "./services";
+
+/** Due schedules handled per tick; the rest stay due and are taken by the next tick. */
+const MAX_CLAIMS_PER_TICK = 200;
+/** Dispatches in flight at once (each uses the database and an ExecutionRun Durable Object). */
+const DISPATCH_CONCURRENCY = 4;
+const IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60;
+
+export interface ScheduleTickReport {
+  /** Occurrences this tick claimed and started. */
+  started: number;
+  /** Occurrences this tick claimed whose dispatch failed. */
+  failed: number;
+  /** Due rows another tick claimed first, or whose idempotency key was taken. */
+  skipped: number;
+  /** Active rows without a next_run that were given one (rows written outside the API). */
+  rescheduled: number;
+}
+
+type DueRow = Pick<ScheduledJob, "id" | "cronExpression" | "timezone" | "nextRun">;
+
+export function idempotencyKey(scheduleId: string, scheduledFor: Date): string {
+  return `sinas:idempotency:schedule:${scheduleId}:${minuteOf(scheduledFor)}`;
+}
+
+/**
+ * Claims one due occurrence: moves next_run on (computed from `now`) and sets last_run. Returns the
+ * updated row, or null when another tick (or a PATCH) changed the row first.
+ */
+export async function claimOccurrence(
+  db: Database,
+  row: DueRow,
+  now: Date,
+  nextRun: Date,
+): Promise<ScheduledJob | null> {
+  const dueAt = row.nextRun;
+  if (!dueAt) return null;
+  const [claimed] = await db
+    .update(scheduledJobs)
+    .set({ nextRun, lastRun: now })
+    .where(
+      and(
+        eq(scheduledJobs.id, row.id),
+        eq(scheduledJobs.isActive, true),
+        lte(scheduledJobs.nextRun, now),
+        // "next_run = the value read", at the millisecond precision JavaScript read it with.
+        gte(scheduledJobs.nextRun, dueAt),
+        lt(scheduledJobs.nextRun, new Date(dueAt.getTime() + 1)),
+      ),
+    )
+    .returning();
+  return claimed ?? null;
+}
+
+/** Gives an active row without next_run its next run (nothing runs). */
+async function reschedule(db: Database, row: DueRow, nextRun: Date): Promise<boolean> {
+  const updated = await db
+    .update(scheduledJobs)
+    .set({ nextRun })
+    .where(and(eq(scheduledJobs.id, row.id), eq(scheduledJobs.isActive, true), isNull(scheduledJobs.nextRun)))
+    .returning({ id: scheduledJobs.id });
+  return updated.length > 0;
+}
+
+async function takeIdempotencyKey(services: Services, key: string, value: string): Promise<boolean> {
+  try {
+    return (await services.redis().set(key, value, { nx: true, ex: IDEMPOTENCY_TTL_SECONDS })) === "OK";
+  } catch (error) {
+    console.warn(`schedule idempotency key ${key} not taken (Redis failed), running anyway:`, error);
+    return true;
+  }
+}
+
+/** Starts the target as the schedule's owner; returns the execution id. */
+async function dispatchTarget(
+  services: Services,
+  job: ScheduledJob,
+  target: ScheduleTarget,
+): Promise<string> {
+  const db = services.db();
+  const [owner] = await db
+    .select({ id: users.id, email: users.email, isActive: users.isActive })
+    .from(users)
+    .where(eq(users.id, job.userId))
+    .limit(1);
+  if (!owner?.isActive) throw new AppError("FORBIDDEN", "The schedule's owner is inactive");
+  switch (target.kind) {
+    case "function": {
+      const fn = await findActiveFunction(db, target.namespace, target.name);
+      // The target must still be the owner's (checked at create and update; a function may have been replaced).
+      if (fn.userId !== job.userId) {
+        throw new AppError("NOT_FOUND", `Function '${target.namespace}/${target.name}' not found`);
+      }
+      return startExecution(services, {
+        fn,
+        runAs: owner,
+        input: job.inputData,
+        triggerType: "SCHEDULE",
+        triggerId: job.id,
+        chatId: null,
+        invalidInput: "record",
+      });
+    }
+  }
+}
+
+interface RunOutcome {
+  status: ScheduleRunStatus;
+  executionId: string | null;
+  error: string | null;
+}
+
+async function runOccurrence(services: Services, job: ScheduledJob): Promise<RunOutcome> {
+  try {
+    const executionId = await dispatchTarget(services, job, targetOf(job));
+    return { status: "STARTED", executionId, error: null };
+  } catch (error) {
+    const executionId = error instanceof AppError ? error.extra?.execution_id : undefined;
+    return {
+      status: "FAILED",
+      executionId: typeof executionId === "string" ? executionId : null,
+      error: error instanceof Error ? error.message : String(error),
+    };
+  }
+}
+
+async function recordOutcome(db: Database, scheduleId: string, outcome: RunOutcome): Promise<void> {
+  await db
+    .update(scheduledJobs)
+    .set({ lastStatus: outcome.status, lastExecutionId: outcome.executionId, lastError: outcome.error })
+    .where(eq(scheduledJobs.id, scheduleId));
+}
+
+type RowResult = "started" | "failed" | "skipped" | "rescheduled";
+
+async function handleDueRow(services: Services, row: DueRow, now: Date): Promise<RowResult> {
+  const db = services.db();
+  let nextRun: Date;
+  try {
+    nextRun = nextRunAfter(row.cronExpression, row.timezone, now);
+  } catch (error) {
+    // Only rows written around the API can get here; the row stays due and says why it does not run.
+    const message = error instanceof Error ? error.message : String(error);
+    await recordOutcome(db, row.id, { status: "FAILED", executionId: null, error: message });
+    console.error(`schedule ${row.id}: cannot compute its next run: ${message}`);
+    return "failed";
+  }
+  if (!row.nextRun) return (await reschedule(db, row, nextRun)) ? "rescheduled" : "skipped";
+  const job = await claimOccurrence(db, row, now, nextRun);
+  if (!job) return "skipped";
+  if (!(await takeIdempotencyKey(services, idempotencyKey(job.id, row.nextRun), now.toISOString()))) {
+    return "skipped";
+  }
+  const outcome = await runOccurrence(services, job);
+  await recordOutcome(db, job.id, outcome);
+  if (outcome.error) console.warn(`schedule '${job.name}' (${job.id}) failed to start: ${outcome.error}`);
+  return outcome.status === "STARTED" ? "started" : "failed";
+}
+
+/**
+ * Runs every schedule due at `tickTime` (or at the current time, if later). One schedule's failure
+ * (a bad stored cron, a database error) is logged and does not stop the others.
+ */
+export async function runDueSchedules(services: Services, tickTime: Date): Promise<ScheduleTickReport> {
+  const now = new Date(Math.max(Date.now(), tickTime.getTime()));
+  const db = services.db();
+  const due: DueRow[] = await db
+    .select({
+      id: scheduledJobs.id,
+      cronExpression: scheduledJobs.cronExpression,
+      timezone: scheduledJobs.timezone,
+      nextRun: scheduledJobs.nextRun,
+    })
+    .from(scheduledJobs)
+    .where(
+      and(
+        eq(scheduledJobs.isActive, true),
+        or(isNull(scheduledJobs.nextRun), lte(scheduledJobs.nextRun, now)),
+      ),
+    )
+    .orderBy(asc(scheduledJobs.nextRun))
+    .limit(MAX_CLAIMS_PER_TICK);
+
+  const report: ScheduleTickReport = { started: 0, failed: 0, skipped: 0, rescheduled: 0 };
+  const queue = [...due];
+  const worker = async () => {
+    for (let row = queue.shift(); row; row = queue.shift()) {
+      try {
+        report[await handleDueRow(services, row, now)]++;
+      } catch (error) {
+        report.failed++;
+        console.error(`schedule ${row.id}: tick failed:`, error);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(DISPATCH_CONCURRENCY, queue.length) }, worker));
+  return report;
+}

@@ -1,0 +1,210 @@
+/**
+ * @module Calling a webhook (sinas-spec §1.3, §7.1, D-1, D-4, D-27): finds the active webhook with its owner
+ * and function in one query, checks the caller (execute permission, or the webhook's secret when it needs no
+ * auth), applies the per-webhook rate limit, and starts the run at most once per Idempotency-Key.
+ */
+import { and, eq } from "drizzle-orm";
+import type { RunState } from "../../durable-objects/execution-run";
+import { accessScope } from "../auth/access";
+import { permissions } from "../auth/catalogue";
+import type { Scope } from "../auth/permissions";
+import type { Principal } from "../auth/principal";
+import type { Database } from "../db/client";
+import {
+  chats,
+  type Execution,
+  functions,
+  httpMethod,
+  type JsonObject,
+  type StoredFunction,
+  type User,
+  users,
+  type Webhook,
+  webhooks,
+} from "../db/schema";
+import { parseRateLimit, requireSecret } from "../env";
+import { decryptText } from "../lib/crypto";
+import { AppError } from "../lib/errors";
+import { claimIdempotencyKey, releaseIdempotencyKey } from "../lib/idempotency";
+import { enforceRateLimit } from "../lib/rate-limit";
+import { verifyWebhookRequest } from "../lib/webhook-signature";
+import { findExecution } from "./execution-records";
+import { type ExecutionRequest, startExecution, waitForExecution } from "./executions";
+import type { Services } from "./services";
+
+/** How long a repeat waits for the first request with its Idempotency-Key to record the execution. */
+const FIRST_REQUEST_WAIT_MS = 10_000;
+
+export interface WebhookTarget {
+  webhook: Webhook;
+  owner: Pick<User, "id" | "email" | "isActive">;
+  /** The active function the webhook names, if it still exists. */
+  fn: StoredFunction | null;
+}
+
+/** The active webhook at exactly `path` and `method`, with its owner and function: one query. */
+export async function findWebhookTarget(db: Database, path: string, method: string): Promise<WebhookTarget> {
+  const notFound = new AppError(
+    "NOT_FOUND",
+    `No active webhook found for path '${path}' and method '${method}'`,
+  );
+  const verb = httpMethod.enumValues.find((value) => value === method);
+  if (!verb) throw notFound;
+  const [row] = await db
+    .select({
+      webhook: webhooks,
+      owner: { id: users.id, email: users.email, isActive: users.isActive },
+      fn: functions,
+    })
+    .from(webhooks)
+    .innerJoin(users, eq(users.id, webhooks.userId))
+    .leftJoin(
+      functions,
+      and(
+        eq(functions.namespace, webhooks.functionNamespace),
+        eq(functions.name, webhooks.functionName),
+        eq(functions.isActive, true),
+      ),
+    )
+    .where(and(eq(webhooks.path, path), eq(webhooks.httpMethod, verb), eq(webhooks.isActive, true)))
+    .limit(1);
+  if (!row) throw notFound;
+  return row;
+}
+
+/** The scope under which `principal` may call the webhook (§3.6: against the webhook's owner and group). */
+export function webhookCallScope(principal: Principal, webhook: Webhook): Scope | null {
+  return accessScope(
+    principal,
+    (scope) => permissions.functionExecute(webhook.functionNamespace, webhook.functionName, scope),
+    { userId: webhook.userId, groupId: webhook.groupId },
+  );
+}
+
+/** Throws 401 unless the request carries the webhook's secret or a valid signature (when it has one). */
+export async function verifyWebhookSecret(
+  services: Services,
+  webhook: Webhook,
+  request: { header(name: string): string | undefined; body: Uint8Array },
+): Promise<void> {
+  if (webhook.verification === "none" || !webhook.secretCiphertext) return;
+  const secret = await decryptText(
+    webhook.secretCiphertext,
+    requireSecret(services.config, "ENCRYPTION_KEY"),
+  );
+  const problem = await verifyWebhookRequest(
+    webhook.verification,
+    secret,
+    request,
+    Math.floor(Date.now() / 1000),
+  );
+  if (problem) throw new AppError("UNAUTHORIZED", problem);
+}
+
+/** Counts the call against the webhook's own limit, or WEBHOOK_RATE_LIMIT; 429 beyond it. */
+export async function enforceWebhookRateLimit(services: Services, webhook: Webhook): Promise<void> {
+  const setting =
+    (webhook.rateLimit && parseRateLimit(webhook.rateLimit)) || services.config.WEBHOOK_RATE_LIMIT;
+  await enforceRateLimit(services.redis(), "webhook", setting, webhook.id);
+}
+
+/** `X-Chat-Id` (§7.1 step 5): a chat of the run-as user, stored as the execution's chat. */
+export async function chatOfHeader(
+  db: Database,
+  value: string | undefined,
+  userId: string,
+): Promise<string | null> {
+  if (!value) return null;
+  const invalid = new AppError(
+    "VALIDATION_FAILED",
+    "header.x-chat-id: must be the UUID of one of your chats",
+    {
+      issues: [
+        { loc: ["header", "x-chat-id"], msg: "must be the UUID of one of your chats", type: "chat_id" },
+      ],
+    },
+  );
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(value)) throw invalid;
+  const [chat] = await db
+    .select({ id: chats.id })
+    .from(chats)
+    .where(and(eq(chats.id, value), eq(chats.userId, userId)))
+    .limit(1);
+  if (!chat) throw invalid;
+  return chat.id;
+}
+
+/**
+ * Starts the run unless `key` was claimed before (within 24 h): then returns the first request's execution
+ * id with `repeat: true`, and nothing runs. A start that fails before any execution was recorded gives the
+ * key up again, so a retry runs; a rejected input is recorded (FUNCTION_FAILED), so repeats get that failure.
+ */
+export async function startExecutionOnce(
+  services: Services,
+  key: string,
+  request: ExecutionRequest,
+): Promise<{ executionId: string; repeat: boolean }> {
+  const executionId = crypto.randomUUID();
+  const redis = services.redis();
+  const claim = await claimIdempotencyKey(redis, key, executionId);
+  if (claim.kind === "repeat") return { executionId: claim.executionId, repeat: true };
+  try {
+    await startExecution(services, { ...request, executionId });
+  } catch (error) {
+    if (!(error instanceof AppError && error.code === "FUNCTION_FAILED")) {
+      await releaseIdempotencyKey(redis, key, executionId).catch(() => undefined);
+    }
+    throw error;
+  }
+  return { executionId, repeat: false };
+}
+
+/** A finished (or paused) execution row as the run state a sync answer is made of. */
+function runStateOf(execution: Execution): RunState {
+  const status =
+    execution.status === "COMPLETED"
+      ? "completed"
+      : execution.status === "AWAITING_INPUT"
+        ? "awaiting_input"
+        : "failed";
+  return {
+    executionId: execution.executionId,
+    status,
+    dispatchedAt: null,
+    roundTripMs: null,
+    durationMs: execution.durationMs,
+    result: execution.outputData ?? null,
+    error: execution.error,
+    errorType: execution.errorType,
+    prompt: execution.inputPrompt,
+    schema: (execution.inputSchema as JsonObject | null) ?? null,
+  };
+}
+
+/**
+ * The outcome of an execution another request started (an idempotent repeat): read from its row when it is
+ * over, else awaited like a first call. The first request may not have recorded it yet: wait for that a while.
+ */
+export async function awaitStartedExecution(
+  services: Services,
+  executionId: string,
+  timeoutSeconds: number,
+): Promise<RunState | null> {
+  const deadline = Date.now() + FIRST_REQUEST_WAIT_MS;
+  for (;;) {
+    const execution = await findExecution(services.db(), executionId);
+    if (execution && execution.status !== "RUNNING") return runStateOf(execution);
+    if (execution) {
+      // Null while the run object is not started yet (a rejected input is recorded without one).
+      const state = await waitForExecution(services, executionId, timeoutSeconds);
+      if (state) return state;
+    }
+    if (Date.now() > deadline) {
+      throw new AppError(
+        "CONFLICT",
+        "The first request with this Idempotency-Key has not started its execution yet; retry later",
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
