@@ -47,7 +47,13 @@ function configureDriver(options: DbOptions): void {
 /** Opens a pool. In a Worker, open one per request and close it in `waitUntil`: I/O cannot cross requests. */
 export function createDb(options: DbOptions): DbHandle {
   configureDriver(options);
-  const pool = new Pool({ connectionString: options.databaseUrl, max: options.maxConnections ?? 5 });
+  // Idle connections close after 2 s: Worker requests and Durable Objects are many, and Postgres
+  // connections few (max_connections, or Neon's pooler limits).
+  const pool = new Pool({
+    connectionString: options.databaseUrl,
+    max: options.maxConnections ?? 5,
+    idleTimeoutMillis: 2_000,
+  });
   // An idle client's socket error must not crash the isolate; the next query reports it instead.
   pool.on("error", () => {});
   const db = drizzle({ client: pool, schema });

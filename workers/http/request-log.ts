@@ -41,7 +41,9 @@ type LoggedBody = { body: unknown } | { skipped: BodySkipReason } | null;
 function isLogged(method: string, path: string): boolean {
   if (method === "OPTIONS") return false;
   if ((method === "GET" || method === "HEAD") && path === "/health") return false;
-  return !path.startsWith("/docs-assets/");
+  // The executor's signed callbacks are machine traffic (several per run), not requests of a user: logging
+  // them doubled the database writes of every execution.
+  return !path.startsWith("/docs-assets/") && !path.startsWith("/internal/");
 }
 
 /** Reads at most `maxBytes` of a stream; null when it is longer (the rest is cancelled, not buffered). */

@@ -246,6 +246,8 @@ export async function waitForExecution(
   timeoutSeconds: number,
 ): Promise<RunState | null> {
   const graceSeconds = services.config.EXECUTION_WATCHDOG_GRACE_SECONDS;
+  // The wait may be long; the request's Postgres connection is not needed during it.
+  await services.releaseDb();
   return executionRun(services, executionId).waitForResult((timeoutSeconds + graceSeconds + 5) * 1000);
 }
 

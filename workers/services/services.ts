@@ -21,6 +21,11 @@ export interface Services {
    * so the caller handles `task`'s own failure. Pass the result to `waitUntil` as well.
    */
   runAfterResponse(task: Promise<unknown>): Promise<void>;
+  /**
+   * Closes the pool now (the next `db()` opens a new one). Handlers call it before waiting a long time,
+   * e.g. for a synchronous run, so that waiting requests do not hold Postgres connections.
+   */
+  releaseDb(): Promise<void>;
   /** Waits for the tracked after-response work, then closes the pool. */
   dispose(): Promise<void>;
 }
@@ -56,6 +61,11 @@ export function createServices(env: Env): Services {
       pending.add(settled);
       void settled.then(() => pending.delete(settled));
       return settled;
+    },
+    async releaseDb() {
+      const handle = dbHandle;
+      dbHandle = undefined;
+      await handle?.close().catch(() => {});
     },
     async dispose() {
       // A task may register another while we wait (an insert after an auth bookkeeping write), hence the loop.
