@@ -5,9 +5,9 @@
  * after the user's sandboxes were stopped).
  */
 import { performance } from "node:perf_hooks";
-import { api, IDENTITY_VARS, login, SUPERADMIN_EMAIL } from "../helpers/auth";
+import { api, login, SUPERADMIN_EMAIL } from "../helpers/auth";
 import { createFunction, execute, pythonFunction } from "../helpers/functions";
-import { startTestStack } from "../helpers/stack";
+import { startDriverStack } from "./driver-stack";
 import { ms, percentile } from "./stats";
 
 const WARM_RUNS = 60;
@@ -19,26 +19,18 @@ export async function runFunctionBenchmarks(drivers: string[]): Promise<string[]
     "|---|---|---|---|---|---|",
   ];
   for (const driver of drivers) {
-    let stack: Awaited<ReturnType<typeof startTestStack>> | undefined;
-    try {
-      stack = await startTestStack({
-        workerVars: {
-          ...IDENTITY_VARS,
-          RATE_LIMIT_LOGIN_PER_IP: "1000/1m",
-          RATE_LIMIT_VERIFY_PER_IP: "1000/1m",
-        },
-        env: { SANDBOX_DRIVER: driver },
-      });
-    } catch (error) {
-      rows.push(`| ${driver} | not available here (${String(error).split("\n")[0]}) | | | | |`);
+    const started = await startDriverStack(driver);
+    if ("unavailable" in started) {
+      rows.push(`| ${driver} | ${started.unavailable} | | | | |`);
       continue;
     }
+    const { stack } = started;
     try {
       const admin = await login(stack, SUPERADMIN_EMAIL);
       await createFunction(stack, admin, pythonFunction("noop", "    return {}"));
       const run = async () => {
         const begin = performance.now();
-        const response = await execute(stack as NonNullable<typeof stack>, admin, { name: "noop" });
+        const response = await execute(stack, admin, { name: "noop" });
         const roundTrip = performance.now() - begin;
         if (response.status !== 200) throw new Error(`run failed: ${JSON.stringify(response.body)}`);
         const timing = response.headers.get("server-timing") ?? "";

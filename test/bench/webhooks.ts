@@ -11,11 +11,12 @@ import { sql } from "drizzle-orm";
 import { sha256Hex } from "../../workers/lib/crypto";
 import { EXECUTOR_AUDIENCE, JOB_ISSUER, type Job } from "../../workers/lib/executor-protocol";
 import { signRequest } from "../../workers/lib/signed-request";
-import { api, IDENTITY_VARS, login, type Session, SUPERADMIN_EMAIL } from "../helpers/auth";
+import { api, login, type Session, SUPERADMIN_EMAIL } from "../helpers/auth";
 import { openStackDb } from "../helpers/db";
 import { createFunction, pythonFunction } from "../helpers/functions";
 import { stackSecrets } from "../helpers/secrets";
-import { startTestStack, type TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
+import { startDriverStack } from "./driver-stack";
 import { ms, percentile } from "./stats";
 
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
@@ -201,20 +202,12 @@ export async function runWebhookBenchmarks(drivers = ["bwrap", "docker"]): Promi
     "|---|---|---|---|---|---|---|---|---|---|---|",
   ];
   for (const driver of drivers) {
-    let stack: TestStack;
-    try {
-      stack = await startTestStack({
-        workerVars: {
-          ...IDENTITY_VARS,
-          RATE_LIMIT_LOGIN_PER_IP: "1000/1m",
-          RATE_LIMIT_VERIFY_PER_IP: "1000/1m",
-        },
-        env: { SANDBOX_DRIVER: driver },
-      });
-    } catch (error) {
-      rows.push(`| ${driver} | not available here (${String(error).split("\n")[0]}) | | | | | | | | | |`);
+    const started = await startDriverStack(driver);
+    if ("unavailable" in started) {
+      rows.push(`| ${driver} | ${started.unavailable} | | | | | | | | | |`);
       continue;
     }
+    const { stack } = started;
     try {
       rows.push(...(await benchStack(driver, stack)));
     } finally {
