@@ -44,15 +44,18 @@ function createManagementApp() {
     info: { title: "SINAS Edge management API", version: API_VERSION },
     servers: [{ url: "/api/v1" }],
   });
-  management.route("/", usersRouter);
-  management.route("/", groupsRouter);
-  management.route("/", apiKeysRouter);
-  management.route("/", functionsRouter);
-  management.route("/", packagesRouter);
-  management.route("/", poolsRouter);
-  management.route("/", requestLogsRouter);
-  management.route("/", webhooksRouter);
-  management.route("/", schedulesRouter);
+  const routers = [
+    usersRouter,
+    groupsRouter,
+    apiKeysRouter,
+    functionsRouter,
+    packagesRouter,
+    poolsRouter,
+    requestLogsRouter,
+    webhooksRouter,
+    schedulesRouter,
+  ];
+  for (const router of routers) management.route("/", router);
   registerSecurity(management);
   management.get("/docs", (c) =>
     c.html(renderDocsPage({ title: "SINAS Edge management API", specUrl: "/api/v1/openapi.json" })),
@@ -75,13 +78,16 @@ export function createApp() {
   });
   app.use(requestLog());
 
-  app.route("/", healthRouter);
-  app.route("/", authRouter);
-  app.route("/", statesRouter);
-  app.route("/", executionsRouter);
-  app.route("/", internalRouter);
-  app.route("/", webhookTriggerRouter);
-  app.route("/", schedulerStatusRouter);
+  const runtimeRouters = [
+    healthRouter,
+    authRouter,
+    statesRouter,
+    executionsRouter,
+    internalRouter,
+    webhookTriggerRouter,
+    schedulerStatusRouter,
+  ];
+  for (const router of runtimeRouters) app.route("/", router);
   app.route("/api/v1", createManagementApp());
 
   app.doc31("/openapi.json", {

@@ -107,12 +107,11 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
     SINAS_LOCAL_CRON: "false",
     ...options.env,
   };
-  if (keepData) {
-    // On-disk PGlite in dataDir: the launcher's default, as `npm start` uses it.
-  } else if (process.env.TEST_DATABASE_URL) {
+  // With a kept dataDir the launcher's default applies: on-disk PGlite there, as `npm start` uses it.
+  if (!keepData && process.env.TEST_DATABASE_URL) {
     env.DATABASE_URL = process.env.TEST_DATABASE_URL;
     args.push("--fresh-database", `sinas_test_${randomBytes(6).toString("hex")}`);
-  } else {
+  } else if (!keepData) {
     args.push("--pglite-memory");
   }
   if (process.env.TEST_REDIS_URL) env.REDIS_URL = await allocateRedisDb(process.env.TEST_REDIS_URL);

@@ -35,6 +35,11 @@ export function createServices(env: Env): Services {
   let dbHandle: DbHandle | undefined;
   let redis: Redis | undefined;
   const pending = new Set<Promise<void>>();
+  const releaseDb = async () => {
+    const handle = dbHandle;
+    dbHandle = undefined;
+    await handle?.close().catch(() => {});
+  };
   return {
     env,
     get config() {
@@ -62,17 +67,11 @@ export function createServices(env: Env): Services {
       void settled.then(() => pending.delete(settled));
       return settled;
     },
-    async releaseDb() {
-      const handle = dbHandle;
-      dbHandle = undefined;
-      await handle?.close().catch(() => {});
-    },
+    releaseDb,
     async dispose() {
       // A task may register another while we wait (an insert after an auth bookkeeping write), hence the loop.
       while (pending.size > 0) await Promise.all(pending);
-      const handle = dbHandle;
-      dbHandle = undefined;
-      await handle?.close().catch(() => {});
+      await releaseDb();
     },
   };
 }
