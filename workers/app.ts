@@ -6,8 +6,11 @@
  */
 import { cors } from "hono/cors";
 import { requestId } from "hono/request-id";
+import { agentsRouter } from "./http/agents";
 import { apiKeysRouter } from "./http/api-keys";
 import { authRouter } from "./http/auth-routes";
+import { chatTurnsRouter } from "./http/chat-turns";
+import { chatsRouter } from "./http/chats";
 import { renderDocsPage } from "./http/docs";
 import { executionsRouter } from "./http/executions";
 import { installFallbacks } from "./http/fallbacks";
@@ -15,6 +18,7 @@ import { functionsRouter } from "./http/functions";
 import { groupsRouter } from "./http/groups";
 import { healthRouter } from "./http/health";
 import { internalRouter } from "./http/internal";
+import { llmProvidersRouter } from "./http/llm-providers";
 import { packagesRouter } from "./http/packages";
 import { poolsRouter } from "./http/pools";
 import { requestLog } from "./http/request-log";
@@ -54,6 +58,8 @@ function createManagementApp() {
     requestLogsRouter,
     webhooksRouter,
     schedulesRouter,
+    llmProvidersRouter,
+    agentsRouter,
   ];
   for (const router of routers) management.route("/", router);
   registerSecurity(management);
@@ -86,6 +92,8 @@ export function createApp() {
     internalRouter,
     webhookTriggerRouter,
     schedulerStatusRouter,
+    chatsRouter,
+    chatTurnsRouter,
   ];
   for (const router of runtimeRouters) app.route("/", router);
   app.route("/api/v1", createManagementApp());
