@@ -1,20 +1,428 @@
 /**
- * @module ChatSession Durable Object (SQLite storage), one per chat: runs agent turns, owns the live stream and its replay log, stop and tool approvals.
+ * @module ChatSession Durable Object (SQLite storage), one per chat: runs its turns one at a time, logs every
+ * event with a sequence number, serves the live stream to any number of viewers (SSE and hibernatable
+ * WebSockets) with replay from any sequence, stops a turn on command, and continues a turn paused for tool
+ * approval once every approval of it is decided (D-29).
  *
- * Declared now so the binding and its storage class exist from the first migration; a later issue fills it.
+ * The Worker authorizes every call before it reaches this object; the object trusts `userId`.
  */
 import { DurableObject } from "cloudflare:workers";
+import { and, eq, isNull } from "drizzle-orm";
+import { type ChatEvent, type LoggedEvent, sinasView } from "../workers/chat/events";
+import { type ApprovalResume, runTurn, type TurnResult } from "../workers/chat/turn";
+import { messages, pendingToolApprovals } from "../workers/db/schema";
 import type { Env } from "../workers/env";
+import { AppError, type ErrorCode } from "../workers/lib/errors";
+import { appendMessages, toMessageResponse } from "../workers/services/chats";
+import { createServices, type Services } from "../workers/services/services";
+import { ChatLog, type TurnStatus } from "./chat-log";
+import { type StreamFormat, streamHeaders, turnStream } from "./chat-stream";
+import { loadTurnSubjects, partialAnswerOf, type TurnSubjects } from "./chat-turn-data";
+
+export type MessageView = ReturnType<typeof toMessageResponse>;
+
+export interface SendRequest {
+  chatId: string;
+  userId: string;
+  /** A string, or the JSON of universal content parts (§5.9), as stored. */
+  content: string;
+  mode: "stream" | "complete";
+  depth?: number;
+}
+
+export type Failure = { ok: false; code: ErrorCode; message: string };
+export type Started = { ok: true; turnId: string; afterSeq: number };
+export type Answered = { ok: true; message: MessageView | null; status: string; outputErrors?: string };
+export type ApprovalAnswer = { ok: true; status: "approved" | "rejected"; tool_call_id: string; message: string };
+
+interface ActiveTurn {
+  id: string;
+  controller: AbortController;
+  ended: Promise<TurnOutcome>;
+}
+
+type TurnOutcome = { result: TurnResult | null; failure: Failure | null };
+
+/** While a turn runs an alarm fires this often: after a crash it finds the turn and ends it cleanly. */
+const HEARTBEAT_MS = 30_000;
+
+function failureOf(error: unknown): Failure {
+  if (error instanceof AppError) return { ok: false, code: error.code, message: error.message };
+  if (error instanceof Error && error.name === "LlmError") return { ok: false, code: "PROVIDER_ERROR", message: error.message };
+  return { ok: false, code: "INTERNAL", message: error instanceof Error ? error.message : String(error) };
+}
 
 export class ChatSession extends DurableObject<Env> {
-  override async fetch(_request: Request): Promise<Response> {
-    return Response.json(
-      {
-        code: "NOT_IMPLEMENTED",
-        message: "ChatSession is not implemented yet",
-        detail: "ChatSession is not implemented yet",
-      },
-      { status: 501 },
+  readonly #log: ChatLog;
+  #active: ActiveTurn | null = null;
+  #listeners = new Set<() => void>();
+  #approvals: Promise<unknown> = Promise.resolve();
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.#log = new ChatLog(ctx.storage.sql);
+    // A turn still marked running belongs to an object that died (restart, crash): end it before anything else.
+    void ctx.blockConcurrencyWhile(() => this.#recoverInterruptedTurns());
+  }
+
+  // ------------------------------------------------------------------------------------------ turns
+
+  /** Saves the user message and starts a turn; the caller follows it with a stream from `afterSeq`. */
+  async startTurn(request: SendRequest): Promise<Started | Failure> {
+    return (await this.#begin(request)).started;
+  }
+
+  /** §5.4: a whole turn, answered with the final assistant message. */
+  async sendMessage(request: SendRequest): Promise<Answered | Failure> {
+    const { started, ended } = await this.#begin({ ...request, mode: "complete" });
+    if (!started.ok) return started;
+    const outcome = await ended;
+    if (outcome.failure) return outcome.failure;
+    const result = outcome.result as TurnResult;
+    return {
+      ok: true,
+      status: result.status,
+      message: result.message ? toMessageResponse(result.message) : null,
+      ...(result.outputErrors ? { outputErrors: result.outputErrors } : {}),
+    };
+  }
+
+  async #begin(request: SendRequest): Promise<{ started: Started | Failure; ended: Promise<TurnOutcome> }> {
+    if (this.#active) {
+      const busy = failure("CONFLICT", "A turn is already running in this chat");
+      return { started: busy, ended: Promise.resolve({ result: null, failure: busy }) };
+    }
+    const turnId = crypto.randomUUID();
+    // Claimed before the first await: a concurrent send sees it.
+    const controller = new AbortController();
+    let settle: (outcome: TurnOutcome) => void = () => {};
+    const ended = new Promise<TurnOutcome>((resolve) => (settle = resolve));
+    this.#active = { id: turnId, controller, ended };
+    const services = createServices(this.env);
+    try {
+      const subjects = await loadTurnSubjects(services, request.chatId, request.userId);
+      const [userMessage] = await appendMessages(services.db(), request.chatId, [
+        { role: "user", content: request.content },
+      ]);
+      const first = this.#startLogged(turnId, request.chatId, request.mode, userMessage?.id ?? null);
+      void this.#run(services, subjects, request, turnId, controller, undefined).then(settle);
+      return { started: { ok: true, turnId, afterSeq: first.seq - 1 }, ended };
+    } catch (error) {
+      this.#active = null;
+      const failed = failureOf(error);
+      settle({ result: null, failure: failed });
+      await services.dispose();
+      return { started: failed, ended };
+    }
+  }
+
+  /** Ends the running turn; resolves once its end is logged (the partial answer saved). */
+  async stop(): Promise<{ stopped: boolean; turn_id: string | null }> {
+    const active = this.#active;
+    if (!active) return { stopped: false, turn_id: null };
+    active.controller.abort();
+    await active.ended;
+    return { stopped: true, turn_id: active.id };
+  }
+
+  /** §5.7 with D-29: records one decision; the calls run once every approval of their message is decided. */
+  async decideApproval(request: {
+    chatId: string;
+    userId: string;
+    toolCallId: string;
+    approved: boolean;
+  }): Promise<ApprovalAnswer | Failure> {
+    // Decisions are serialized so that exactly one of two concurrent last decisions continues the turn.
+    const next = this.#approvals.then(() => this.#decide(request));
+    this.#approvals = next.catch(() => {});
+    return next;
+  }
+
+  async #decide(request: { chatId: string; userId: string; toolCallId: string; approved: boolean }) {
+    if (this.#active) return failure("CONFLICT", "A turn is running in this chat; decide when it has ended");
+    const services = createServices(this.env);
+    try {
+      const db = services.db();
+      const [row] = await db
+        .update(pendingToolApprovals)
+        .set({ approved: request.approved })
+        .where(
+          and(
+            eq(pendingToolApprovals.chatId, request.chatId),
+            eq(pendingToolApprovals.toolCallId, request.toolCallId),
+            isNull(pendingToolApprovals.approved),
+          ),
+        )
+        .returning();
+      if (!row) return failure("NOT_FOUND", "Pending approval not found or already processed");
+      const decided = await db
+        .select({ toolCallId: pendingToolApprovals.toolCallId, approved: pendingToolApprovals.approved })
+        .from(pendingToolApprovals)
+        .where(eq(pendingToolApprovals.messageId, row.messageId));
+      const waiting = decided.filter((entry) => entry.approved === null).length;
+      const status = request.approved ? ("approved" as const) : ("rejected" as const);
+      if (waiting > 0) {
+        return {
+          ok: true as const,
+          status,
+          tool_call_id: request.toolCallId,
+          message: `Decision recorded; ${waiting} other tool call(s) of this message still await approval`,
+        };
+      }
+      const [message] = await db.select().from(messages).where(eq(messages.id, row.messageId)).limit(1);
+      if (!message) return failure("NOT_FOUND", "The tool-call message no longer exists");
+      const resume: ApprovalResume = {
+        message,
+        decisions: new Map(decided.map((entry) => [entry.toolCallId, entry.approved === true])),
+      };
+      const outcome = await this.#continueTurn(request, resume);
+      if (outcome.failure) {
+        if (!request.approved) {
+          return {
+            ok: true as const,
+            status,
+            tool_call_id: request.toolCallId,
+            message: `Tool call rejected but failed to get LLM response: ${outcome.failure.message}`,
+          };
+        }
+        return failure("INTERNAL", `Failed to execute approved tool call: ${outcome.failure.message}`);
+      }
+      const resultId = outcome.result?.message?.id ?? "none";
+      return {
+        ok: true as const,
+        status,
+        tool_call_id: request.toolCallId,
+        message: request.approved
+          ? `Tool call executed successfully. Result message ID: ${resultId}`
+          : `Tool call rejected. LLM responded with message ID: ${resultId}`,
+      };
+    } catch (error) {
+      return failureOf(error);
+    } finally {
+      await services.dispose();
+    }
+  }
+
+  async #continueTurn(request: { chatId: string; userId: string }, resume: ApprovalResume): Promise<TurnOutcome> {
+    const services = createServices(this.env);
+    const turnId = crypto.randomUUID();
+    const controller = new AbortController();
+    let settle: (outcome: TurnOutcome) => void = () => {};
+    const ended = new Promise<TurnOutcome>((resolve) => (settle = resolve));
+    this.#active = { id: turnId, controller, ended };
+    try {
+      const subjects = await loadTurnSubjects(services, request.chatId, request.userId);
+      this.#startLogged(turnId, request.chatId, "stream", null);
+      const send: SendRequest = { chatId: request.chatId, userId: request.userId, content: "", mode: "stream" };
+      void this.#run(services, subjects, send, turnId, controller, resume).then(settle);
+    } catch (error) {
+      this.#active = null;
+      await services.dispose();
+      return { result: null, failure: failureOf(error) };
+    }
+    return ended;
+  }
+
+  #startLogged(turnId: string, chatId: string, mode: string, messageId: string | null): LoggedEvent {
+    this.#log.purgeExpired();
+    const first = this.#log.startTurn(turnId, chatId, mode, { type: "turn_start", turn_id: turnId, message_id: messageId });
+    this.#broadcast(first);
+    void this.ctx.storage.setAlarm(Date.now() + HEARTBEAT_MS);
+    return first;
+  }
+
+  async #run(
+    services: Services,
+    subjects: TurnSubjects,
+    request: SendRequest,
+    turnId: string,
+    controller: AbortController,
+    resume: ApprovalResume | undefined,
+  ): Promise<TurnOutcome> {
+    const emit = (event: ChatEvent) => this.#emit(turnId, event);
+    let outcome: TurnOutcome;
+    try {
+      const result = await runTurn({
+        services,
+        ...subjects,
+        mode: request.mode,
+        depth: request.depth ?? 0,
+        resume,
+        signal: controller.signal,
+        emit,
+        runSubChatTurn: (chatId, content) => this.#runSubChatTurn(chatId, request.userId, content, request.depth ?? 0),
+      });
+      emit({
+        type: "done",
+        status: result.status,
+        message_id: result.message?.id ?? null,
+        ...(result.outputErrors ? { output_errors: result.outputErrors } : {}),
+      });
+      this.#log.endTurn(turnId, result.status);
+      outcome = { result, failure: null };
+    } catch (error) {
+      const failure = failureOf(error);
+      emit({ type: "error", error: failure.message });
+      this.#log.endTurn(turnId, "failed");
+      outcome = { result: null, failure };
+    } finally {
+      this.#active = null;
+      await services.dispose();
+    }
+    return outcome;
+  }
+
+  async #runSubChatTurn(chatId: string, userId: string, content: string, depth: number): Promise<string> {
+    const stub = this.env.CHAT_SESSION.get(this.env.CHAT_SESSION.idFromName(chatId));
+    const answer = await stub.sendMessage({ chatId, userId, content, mode: "complete", depth: depth + 1 });
+    if (!answer.ok) throw new AppError(answer.code, answer.message);
+    return answer.message?.content ?? "";
+  }
+
+  #emit(turnId: string, event: ChatEvent): void {
+    this.#broadcast(this.#log.append(turnId, event));
+  }
+
+  // ------------------------------------------------------------------------------------------ viewers
+
+  #broadcast(logged: LoggedEvent): void {
+    const listeners = [...this.#listeners];
+    this.#listeners.clear();
+    for (const listener of listeners) listener();
+    const view = sinasView(logged.event);
+    if (!view) return;
+    const frame = JSON.stringify({ id: logged.seq, event: view.event, data: view.data });
+    for (const socket of this.ctx.getWebSockets()) {
+      try {
+        socket.send(frame);
+      } catch {
+        // A closing socket; its close handler cleans up.
+      }
+    }
+  }
+
+  #nextEvent(timeoutMs: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const listener = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        this.#listeners.delete(listener);
+        resolve(false);
+      }, timeoutMs);
+      this.#listeners.add(listener);
+    });
+  }
+
+  /**
+   * `GET /stream?format=sinas|ui&after=N`: the turn after sequence N (default: the latest turn from its start),
+   * replayed then followed live; 204 when there is nothing to follow. `GET /ws?after=N`: a WebSocket viewer.
+   */
+  override async fetch(request: Request): Promise<Response> {
+    const url = new URL(request.url);
+    const afterParam = request.headers.get("last-event-id") ?? url.searchParams.get("after");
+    const after = afterParam === null ? null : Math.max(0, Number(afterParam) || 0);
+    if (url.pathname === "/ws") return this.#acceptViewer(after ?? this.#log.lastSeq());
+    const format: StreamFormat = url.searchParams.get("format") === "ui" ? "ui" : "sinas";
+    const activeOnly = url.searchParams.get("active") === "true";
+    const target = this.#streamTarget(after, activeOnly);
+    if (!target) return new Response(null, { status: 204, headers: streamHeaders(format) });
+    return turnStream(
+      { log: this.#log, nextEvent: (timeoutMs) => this.#nextEvent(timeoutMs) },
+      { format, afterSeq: target.afterSeq, turnId: target.turnId },
     );
   }
+
+  #streamTarget(after: number | null, activeOnly: boolean): { turnId: string; afterSeq: number } | null {
+    if (activeOnly) {
+      const turnId = this.#active?.id;
+      const turn = turnId ? this.#log.turn(turnId) : null;
+      return turn ? { turnId: turn.id, afterSeq: after ?? turn.firstSeq - 1 } : null;
+    }
+    if (after === null) {
+      const latest = this.#log.latestTurn();
+      return latest ? { turnId: latest.id, afterSeq: latest.firstSeq - 1 } : null;
+    }
+    const turn = this.#log.turnOfSeq(after + 1) ?? (this.#active ? this.#log.turn(this.#active.id) : null);
+    return turn ? { turnId: turn.id, afterSeq: after } : null;
+  }
+
+  #acceptViewer(after: number): Response {
+    const pair = new WebSocketPair();
+    const [client, server] = [pair[0], pair[1]];
+    this.ctx.acceptWebSocket(server);
+    for (const logged of this.#log.eventsAfter(after)) {
+      const view = sinasView(logged.event);
+      if (view) server.send(JSON.stringify({ id: logged.seq, event: view.event, data: view.data }));
+    }
+    return new Response(null, { status: 101, webSocket: client });
+  }
+
+  /** A viewer may stop the turn: `{"type":"stop"}`. Anything else is ignored. */
+  override async webSocketMessage(socket: WebSocket, message: string | ArrayBuffer): Promise<void> {
+    if (typeof message !== "string") return;
+    try {
+      if ((JSON.parse(message) as { type?: string }).type === "stop") {
+        const result = await this.stop();
+        socket.send(JSON.stringify({ event: "stop", data: result }));
+      }
+    } catch {
+      // Not JSON: ignored.
+    }
+  }
+
+  override async webSocketClose(socket: WebSocket, code: number): Promise<void> {
+    try {
+      socket.close(code === 1005 ? 1000 : code, "closed");
+    } catch {
+      // Already closed.
+    }
+  }
+
+  // ------------------------------------------------------------------------------------------ recovery
+
+  override async alarm(): Promise<void> {
+    if (this.#active) {
+      await this.ctx.storage.setAlarm(Date.now() + HEARTBEAT_MS);
+      return;
+    }
+    await this.#recoverInterruptedTurns();
+    this.#log.purgeExpired();
+  }
+
+  /** Ends turns an earlier incarnation left running: saves the partial answer and logs a clear error. */
+  async #recoverInterruptedTurns(): Promise<void> {
+    const interrupted = this.#log.runningTurns().filter((turn) => turn.id !== this.#active?.id);
+    if (interrupted.length === 0) return;
+    const services = createServices(this.env);
+    try {
+      for (const turn of interrupted) {
+        const partial = partialAnswerOf(this.#log.eventsAfter(turn.firstSeq - 1, turn.id));
+        let messageId: string | null = null;
+        if (partial) {
+          try {
+            const [saved] = await appendMessages(services.db(), turn.chatId, [
+              { role: "assistant", content: partial },
+            ]);
+            messageId = saved?.id ?? null;
+          } catch {
+            // The database is unreachable: the error event still ends the turn.
+          }
+        }
+        this.#emit(turn.id, {
+          type: "error",
+          error: "The turn was interrupted because the server restarted; send the message again",
+          message_id: messageId,
+        });
+        this.#log.endTurn(turn.id, "failed" satisfies TurnStatus);
+      }
+    } finally {
+      await services.dispose();
+    }
+  }
+}
+
+function failure(code: ErrorCode, message: string): Failure {
+  return { ok: false, code, message };
 }

@@ -9,6 +9,7 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
+import { DEFAULT_FAKE_LLM_PORT, describeFakeLlm } from "./fake-llm";
 import { type ExternalSmtp, ROOT_DIR, type Stack, type StackPorts, startStack } from "./lib/stack";
 
 const { values: flags } = parseArgs({
@@ -119,6 +120,7 @@ function printSummary(stack: Stack): void {
       `  Redis      ${redis}, Upstash REST bridge ${stack.redisBridgeUrl}`,
       `  Mail       ${mail}`,
       `  Executor   ${stack.executorUrl}`,
+      ...(stack.fakeLlmUrl ? [`  Fake LLM   ${describeFakeLlm(stack.fakeLlmUrl)}`] : []),
       `  Data       ${stack.dataDir}`,
       "Press Ctrl-C to stop.",
       "",
@@ -170,6 +172,8 @@ async function main(): Promise<void> {
       smtp: smtpFromEnv(),
       workerVars: extraWorkerVars(),
       localCron: env.SINAS_LOCAL_CRON !== "false",
+      fakeLlmPort:
+        env.SINAS_FAKE_LLM === "true" ? (portFromEnv("FAKE_LLM_PORT") ?? DEFAULT_FAKE_LLM_PORT) : undefined,
       signal: startup.signal,
       log: (line) => console.log(`[launcher] ${line}`),
       onChildLine: flags.quiet ? undefined : (name, line) => console.log(`[${name}] ${line}`),

@@ -10,6 +10,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { startLocalFakeLlm } from "../fake-llm";
 import { startRedisBridge } from "../redis-bridge";
 import { startSmtpSink } from "../smtp-sink";
 import { startWsProxy } from "../ws-proxy";
@@ -84,6 +85,8 @@ export interface StackOptions {
    * minute instead (default). Tests turn it off and fire ticks themselves.
    */
   localCron?: boolean;
+  /** Start the fake LLM server on this port (or a free one): `SINAS_FAKE_LLM=true`. Off when unset. */
+  fakeLlmPort?: number;
   /** Aborting stops a start in progress: everything started so far is stopped and startStack rejects. */
   signal?: AbortSignal;
 }
@@ -101,6 +104,8 @@ export interface StackInfo {
   database: { kind: "pglite" | "postgres"; url: string; wsProxy: string; location: string };
   dataDir: string;
   ports: StackPorts;
+  /** The fake LLM server (`fakeLlmPort`), else null. */
+  fakeLlmUrl: string | null;
 }
 
 export interface Stack extends StackInfo {
@@ -285,6 +290,13 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       };
     }
 
+    let fakeLlmUrl: string | null = null;
+    if (options.fakeLlmPort !== undefined) {
+      const fake = await startLocalFakeLlm(options.fakeLlmPort);
+      cleanups.push(() => fake.close());
+      fakeLlmUrl = fake.url;
+    }
+
     ensureRuntimeImage(log);
     const secrets = await loadDevSecrets(dataDir);
     const executorUrl = `http://127.0.0.1:${ports.executor}`;
@@ -367,6 +379,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       database: { kind: databaseKind, url: databaseUrl, wsProxy: proxy.address, location: databaseLocation },
       dataDir,
       ports,
+      fakeLlmUrl,
       close,
     };
   } catch (error) {

@@ -3,10 +3,11 @@
  *
  * Boots stacks like the integration tests (embedded defaults, or TEST_DATABASE_URL / TEST_REDIS_URL) and
  * prints Markdown tables. Loads are bounded in count and time and stay on this machine.
- * `npm run bench -- http`, `-- functions` or `-- webhooks` runs one part.
+ * `npm run bench -- http`, `-- functions`, `-- webhooks` or `-- chat` runs one part.
  */
 import { performance } from "node:perf_hooks";
 import { startTestStack } from "../helpers/stack";
+import { runChatBenchmarks } from "./chat";
 import { runFunctionBenchmarks } from "./functions";
 import { runHttpBenchmarks } from "./http";
 import { runWebhookBenchmarks } from "./webhooks";
@@ -34,4 +35,8 @@ if (wants("functions")) {
 if (wants("webhooks")) {
   console.log("\nWebhooks: async calls accepted and completed, and the executor called directly\n");
   console.log((await runWebhookBenchmarks()).join("\n"));
+}
+if (wants("chat")) {
+  console.log("\nChat: time to first token through the platform, against the fake LLM called directly\n");
+  console.log((await runChatBenchmarks()).join("\n"));
 }

@@ -23,8 +23,15 @@ export const permissions = {
   webhooks: (action: Crud, scope: Scope) => `sinas.webhooks.${action}:${scope}`,
   /** Logged only: the label of a call to a webhook without auth (sinas-spec §7.1, D-1). */
   webhookPublic: (path: string) => `webhook.public:${path}`,
+  /** LLM provider management is admin-only: always the `all` scope (sinas-spec §1.16). */
+  llmProviders: (action: Crud) => `sinas.llm_providers.${action}:all`,
   agentRead: (namespace: string, name: string, scope: Scope) =>
     `sinas.agents.${namespace}.${name}.read:${scope}`,
+  /** Agent management; `namespace` `*` for the list check (`sinas.agents.*.get:all`). */
+  agentsNamespace: (namespace: string, action: Crud, scope: Scope) =>
+    `sinas.agents.${namespace}.${action}:${scope}`,
+  /** Logged only: chats are always the caller's own (sinas-spec §3.7). */
+  chats: (action: "write" | "get" | "put" | "delete") => `sinas.chats.${action}:own`,
 } as const;
 
 /** A builder fixed on everything but the scope, for checks that try `all`, then `group`, then `own`. */

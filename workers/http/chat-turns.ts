@@ -1,4 +1,328 @@
-/** @module Placeholder: filled by the agents & chat work (issue 6). */
-import { createRouter } from "./router";
+/**
+ * @module Chat turns (sinas-spec §1.2, §5.4-5.7): send a message (whole answer, or streamed as SSE), approve or
+ * reject a paused tool call, stop the running turn, and watch or resume the chat's stream (SSE with
+ * `Last-Event-ID`, or a WebSocket). Also the Vercel AI SDK UI-message stream for `useChat` (see `/ui/chats`).
+ * Every call is authorized here; the chat's ChatSession Durable Object runs the turn.
+ */
+import { createRoute, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import type { ContentPart } from "../llm/types";
+import { AppError } from "../lib/errors";
+import { findChatForSender, findOwnedChat } from "../services/chats";
+import type { AppEnv } from "./app-env";
+import { authenticate, principalOf } from "./auth";
+import { createRouter, errorResponse } from "./router";
+import { jsonBody, jsonResponse } from "./schemas";
+import { messageContentOfUiMessages, UiChatRequestSchema } from "./ui-chat";
+
+const security = [{ bearerAuth: [] }];
+const tags = ["Chats"];
+
+/** One message, with its images or files inline, must fit; larger content is a 413 before anything is saved. */
+export const MAX_MESSAGE_BYTES = 2 * 1024 * 1024;
+
+const ContentPartSchema = z
+  .discriminatedUnion("type", [
+    z.object({ type: z.literal("text"), text: z.string().min(1, "must not be empty") }),
+    z.object({
+      type: z.literal("image"),
+      image: z
+        .string()
+        .refine((value) => /^https?:\/\//.test(value) || /^data:image\/[a-z0-9.+-]+;base64,/i.test(value), {
+          message: "must be an http(s) URL or a data:image/...;base64, URL",
+        }),
+      detail: z.enum(["low", "high", "auto"]).optional(),
+    }),
+    z.object({
+      type: z.literal("audio"),
+      data: z.string().min(1),
+      format: z.enum(["wav", "mp3", "m4a", "ogg"]),
+    }),
+    z
+      .object({
+        type: z.literal("file"),
+        file_data: z.string().optional(),
+        file_url: z.url().optional(),
+        file_id: z.string().optional(),
+        filename: z.string().optional(),
+        mime_type: z.string().optional(),
+      })
+      .refine((part) => part.file_data || part.file_url || part.file_id, {
+        message: "needs file_data, file_url or file_id",
+      }),
+  ])
+  .openapi("ContentPart");
+
+export const MessageContentSchema = z
+  .union([
+    z.string().refine((text) => text.trim().length > 0, { message: "must not be empty" }),
+    z.array(ContentPartSchema).min(1, "must hold at least one part"),
+  ])
+  .openapi({ description: "Text, or content parts (sinas-spec §5.9)" });
+
+const MessageCreateSchema = z.object({ content: MessageContentSchema }).openapi("MessageCreate");
+
+const MessageSchema = z
+  .object({
+    id: z.uuid(),
+    chat_id: z.uuid(),
+    role: z.string(),
+    content: z.string().nullable(),
+    tool_calls: z.array(z.record(z.string(), z.unknown())).nullable(),
+    tool_call_id: z.string().nullable(),
+    name: z.string().nullable(),
+    created_at: z.string(),
+  })
+  .openapi("MessageResponse");
+
+const ChatParams = z.object({ chat_id: z.uuid({ error: "must be a UUID" }) });
+const ApproveParams = ChatParams.extend({ tool_call_id: z.string().min(1).max(255) });
+const ApprovalSchema = z.object({ approved: z.boolean() }).openapi("ToolApproval");
+const ApprovalResultSchema = z
+  .object({ status: z.enum(["approved", "rejected"]), tool_call_id: z.string(), message: z.string() })
+  .openapi("ToolApprovalResult");
+const StopResultSchema = z
+  .object({ stopped: z.boolean(), turn_id: z.string().nullable() })
+  .openapi("ChatStopResult");
+const StreamQuery = z.object({
+  after: z.coerce.number().int().min(0).optional().openapi({ description: "Same as Last-Event-ID" }),
+  format: z.enum(["sinas", "ui"]).default("sinas"),
+});
+
+const sseResponse = (description: string) => ({
+  description,
+  content: { "text/event-stream": { schema: z.string() } },
+});
+
+function contentText(content: string | ContentPart[]): string {
+  return typeof content === "string" ? content : JSON.stringify(content);
+}
+
+function chatSession(c: Context<AppEnv>, chatId: string) {
+  return c.env.CHAT_SESSION.get(c.env.CHAT_SESSION.idFromName(chatId));
+}
+
+function raise(failure: { code: AppError["code"]; message: string }): never {
+  throw new AppError(failure.code, failure.message);
+}
+
+/** The DO's stream request: `after` and `format` as the client asked. */
+function streamRequest(params: Record<string, string>, lastEventId?: string | null): Request {
+  const url = new URL("https://chat-session/stream");
+  for (const [key, value] of Object.entries(params)) url.searchParams.set(key, value);
+  return new Request(url, { headers: lastEventId ? { "last-event-id": lastEventId } : {} });
+}
+
+const sendRoute = createRoute({
+  method: "post",
+  path: "/chats/{chat_id}/messages",
+  tags,
+  security,
+  summary: "Send a message and wait for the agent's final answer (tool rounds included)",
+  request: { params: ChatParams, body: jsonBody(MessageCreateSchema) },
+  responses: {
+    200: jsonResponse(MessageSchema, "The final assistant message"),
+    403: errorResponse("Not your chat"),
+    404: errorResponse("No such chat"),
+    409: errorResponse("A turn is running, or a called function requires approval (use streaming)"),
+    413: errorResponse("Message too large"),
+    422: errorResponse("Invalid content"),
+    500: errorResponse("The LLM provider failed"),
+  },
+});
+
+const streamRoute = createRoute({
+  method: "post",
+  path: "/chats/{chat_id}/messages/stream",
+  tags,
+  security,
+  summary: "Send a message and stream the turn as SSE (`message`, `tool_result`, `done`, `error`; `id:` = sequence)",
+  request: { params: ChatParams, body: jsonBody(MessageCreateSchema) },
+  responses: {
+    200: sseResponse("The turn's events"),
+    403: errorResponse("Not your chat"),
+    404: errorResponse("No such chat"),
+    409: errorResponse("A turn is already running"),
+    413: errorResponse("Message too large"),
+    422: errorResponse("Invalid content"),
+  },
+});
+
+const resumeRoute = createRoute({
+  method: "get",
+  path: "/chats/{chat_id}/stream",
+  tags,
+  security,
+  summary:
+    "Watch or resume the chat's stream: events after Last-Event-ID (or ?after=), then live until the turn ends; without either, the latest turn from its start. 204 when there is none",
+  request: { params: ChatParams, query: StreamQuery },
+  responses: {
+    200: sseResponse("The turn's events"),
+    204: { description: "No turn to follow" },
+    404: errorResponse("No such chat"),
+  },
+});
+
+const stopRoute = createRoute({
+  method: "post",
+  path: "/chats/{chat_id}/stop",
+  tags,
+  security,
+  summary: "Stop the running turn server-side; the partial answer is saved and every viewer sees the end",
+  request: { params: ChatParams },
+  responses: { 200: jsonResponse(StopResultSchema, "Whether a turn was stopped"), 404: errorResponse("No such chat") },
+});
+
+const approveRoute = createRoute({
+  method: "post",
+  path: "/chats/{chat_id}/approve-tool/{tool_call_id}",
+  tags,
+  security,
+  summary:
+    "Approve or reject a paused tool call; once every call of that message is decided, the approved ones run and the turn goes on",
+  request: { params: ApproveParams, body: jsonBody(ApprovalSchema) },
+  responses: {
+    200: jsonResponse(ApprovalResultSchema, "Decision recorded (and the turn continued)"),
+    403: errorResponse("Not your chat"),
+    404: errorResponse("No such chat or pending approval"),
+    409: errorResponse("A turn is running"),
+    500: errorResponse("The approved call could not be run"),
+  },
+});
+
+const uiChatRoute = createRoute({
+  method: "post",
+  path: "/ui/chats",
+  tags,
+  security,
+  summary:
+    "Vercel AI SDK `useChat` endpoint: body `{id: <chat id>, messages: UIMessage[]}`; the last user message is sent and the turn streams as a UI-message stream (v1)",
+  request: { body: jsonBody(UiChatRequestSchema) },
+  responses: {
+    200: sseResponse("UI-message stream (`x-vercel-ai-ui-message-stream: v1`)"),
+    404: errorResponse("No such chat"),
+    409: errorResponse("A turn is already running"),
+    422: errorResponse("No user message to send"),
+  },
+});
+
+const uiResumeRoute = createRoute({
+  method: "get",
+  path: "/ui/chats/{chat_id}/stream",
+  tags,
+  security,
+  summary: "`useChat({resume: true})`: the running turn's UI-message stream from its start; 204 when none runs",
+  request: { params: ChatParams },
+  responses: { 200: sseResponse("UI-message stream"), 204: { description: "No running turn" } },
+});
 
 export const chatTurnsRouter = createRouter();
+const tooLarge = () => {
+  throw new AppError("PAYLOAD_TOO_LARGE", `The message exceeds ${MAX_MESSAGE_BYTES / 1024 / 1024} MiB`);
+};
+for (const path of ["/chats/*", "/ui/*"]) {
+  chatTurnsRouter.use(path, authenticate);
+  chatTurnsRouter.use(path, bodyLimit({ maxSize: MAX_MESSAGE_BYTES, onError: tooLarge }));
+}
+
+/** A live viewer over WebSocket (hibernatable): frames `{id, event, data}` as in the SSE stream. */
+chatTurnsRouter.get("/chats/:chat_id/ws", async (c) => {
+  if (c.req.header("upgrade")?.toLowerCase() !== "websocket")
+    throw new AppError("BAD_REQUEST", "Expected a WebSocket upgrade");
+  const chatId = ChatParams.parse({ chat_id: c.req.param("chat_id") }).chat_id;
+  await findOwnedChat(c.var.services.db(), chatId, principalOf(c).user.id);
+  await c.var.services.releaseDb();
+  const url = new URL("https://chat-session/ws");
+  const after = c.req.query("after");
+  if (after) url.searchParams.set("after", after);
+  return chatSession(c, chatId).fetch(new Request(url, { headers: c.req.raw.headers }));
+});
+
+chatTurnsRouter
+  .openapi(sendRoute, async (c) => {
+    const { chat_id } = c.req.valid("param");
+    const { content } = c.req.valid("json");
+    const userId = principalOf(c).user.id;
+    await findChatForSender(c.var.services.db(), chat_id, userId, "send");
+    // The turn may take long; this request's Postgres connection is not needed meanwhile.
+    await c.var.services.releaseDb();
+    const answer = await chatSession(c, chat_id).sendMessage({
+      chatId: chat_id,
+      userId,
+      content: contentText(content),
+      mode: "complete",
+    });
+    if (!answer.ok) raise(answer);
+    if (!answer.message) throw new AppError("INTERNAL", "The turn ended without an answer");
+    if (answer.outputErrors) c.header("X-Output-Schema-Errors", answer.outputErrors.slice(0, 1000));
+    return c.json(answer.message, 200);
+  })
+  .openapi(streamRoute, async (c) => {
+    const { chat_id } = c.req.valid("param");
+    const { content } = c.req.valid("json");
+    const userId = principalOf(c).user.id;
+    await findChatForSender(c.var.services.db(), chat_id, userId, "send");
+    await c.var.services.releaseDb();
+    const session = chatSession(c, chat_id);
+    const started = await session.startTurn({
+      chatId: chat_id,
+      userId,
+      content: contentText(content),
+      mode: "stream",
+    });
+    if (!started.ok) raise(started);
+    return session.fetch(streamRequest({ after: String(started.afterSeq), format: "sinas" })) as never;
+  })
+  .openapi(resumeRoute, async (c) => {
+    const { chat_id } = c.req.valid("param");
+    const { after, format } = c.req.valid("query");
+    await findOwnedChat(c.var.services.db(), chat_id, principalOf(c).user.id);
+    await c.var.services.releaseDb();
+    const params: Record<string, string> = { format };
+    if (after !== undefined) params.after = String(after);
+    return chatSession(c, chat_id).fetch(streamRequest(params, c.req.header("last-event-id"))) as never;
+  })
+  .openapi(stopRoute, async (c) => {
+    const { chat_id } = c.req.valid("param");
+    await findOwnedChat(c.var.services.db(), chat_id, principalOf(c).user.id);
+    await c.var.services.releaseDb();
+    return c.json(await chatSession(c, chat_id).stop(), 200);
+  })
+  .openapi(approveRoute, async (c) => {
+    const { chat_id, tool_call_id } = c.req.valid("param");
+    const { approved } = c.req.valid("json");
+    const userId = principalOf(c).user.id;
+    await findChatForSender(c.var.services.db(), chat_id, userId, "approve");
+    await c.var.services.releaseDb();
+    const answer = await chatSession(c, chat_id).decideApproval({
+      chatId: chat_id,
+      userId,
+      toolCallId: tool_call_id,
+      approved,
+    });
+    if (!answer.ok) raise(answer);
+    const { ok: _ok, ...body } = answer;
+    return c.json(body, 200);
+  })
+  .openapi(uiChatRoute, async (c) => {
+    const body = c.req.valid("json");
+    const userId = principalOf(c).user.id;
+    await findChatForSender(c.var.services.db(), body.id, userId, "send");
+    await c.var.services.releaseDb();
+    const session = chatSession(c, body.id);
+    const started = await session.startTurn({
+      chatId: body.id,
+      userId,
+      content: messageContentOfUiMessages(body.messages),
+      mode: "stream",
+    });
+    if (!started.ok) raise(started);
+    return session.fetch(streamRequest({ after: String(started.afterSeq), format: "ui" })) as never;
+  })
+  .openapi(uiResumeRoute, async (c) => {
+    const { chat_id } = c.req.valid("param");
+    await findOwnedChat(c.var.services.db(), chat_id, principalOf(c).user.id);
+    await c.var.services.releaseDb();
+    return chatSession(c, chat_id).fetch(streamRequest({ format: "ui", active: "true" })) as never;
+  });

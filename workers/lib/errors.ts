@@ -21,6 +21,8 @@ export const ERROR_STATUS = {
   INTERNAL: 500,
   /** The user's function failed (its error is the message); the execution id is in the body. */
   FUNCTION_FAILED: 500,
+  /** The LLM provider failed (SINAS answers 500 for it, sinas-spec §1.2); the message says which and why. */
+  PROVIDER_ERROR: 500,
   BAD_GATEWAY: 502,
   UNAVAILABLE: 503,
   TIMEOUT: 504,

@@ -88,6 +88,11 @@ async function toView(services: Services, row: State): Promise<StateView> {
   return { ...view, value: JSON.parse(plaintext) as JsonObject };
 }
 
+/** The plaintext value of a state row: decrypted when the state is encrypted (the LLM state tools, context). */
+export async function stateValue(services: Services, row: State): Promise<JsonObject> {
+  return (await toView(services, row)).value;
+}
+
 /** The scope under which the caller may act on `row`; group scope only counts for group-visible rows. */
 function scopeFor(caller: StateCaller, action: StateAction, row: State): Scope | null {
   const groupId = row.visibility === "group" ? row.groupId : null;

@@ -1,0 +1,138 @@
+/**
+ * @module The ChatSession's SQLite log: turns and their events, each event numbered by one increasing
+ * sequence per chat. Viewers replay from any sequence (`Last-Event-ID`), so the log is the stream.
+ */
+import type { ChatEvent, LoggedEvent } from "../workers/chat/events";
+
+export type TurnStatus = "running" | "completed" | "awaiting_approval" | "stopped" | "failed";
+
+export interface TurnRow {
+  id: string;
+  chatId: string;
+  status: TurnStatus;
+  mode: string;
+  firstSeq: number;
+  startedAt: number;
+  endedAt: number | null;
+}
+
+/** Events are kept at least this long after their turn ended (the issue asks for 24 h). */
+const RETENTION_MS = 48 * 60 * 60 * 1000;
+
+type Row = Record<string, SqlStorageValue>;
+
+export class ChatLog {
+  constructor(private readonly sql: SqlStorage) {
+    sql.exec(`
+      create table if not exists turns (id text primary key, chat_id text not null, status text not null, mode text not null,
+        first_seq integer not null, started_at integer not null, ended_at integer);
+      create table if not exists events (seq integer primary key autoincrement, turn_id text not null,
+        type text not null, data text not null, at integer not null);
+      create index if not exists events_turn_id on events (turn_id, seq);`);
+  }
+
+  /** Appends an event and returns it with its sequence number. */
+  append(turnId: string, event: ChatEvent): LoggedEvent {
+    const [row] = this.sql
+      .exec<{ seq: number }>(
+        "insert into events (turn_id, type, data, at) values (?, ?, ?, ?) returning seq",
+        turnId,
+        event.type,
+        JSON.stringify(event),
+        Date.now(),
+      )
+      .toArray();
+    return { seq: (row as { seq: number }).seq, turnId, event };
+  }
+
+  /** Starts a turn whose first event is `first`. */
+  startTurn(turnId: string, chatId: string, mode: string, first: ChatEvent): LoggedEvent {
+    this.sql.exec(
+      "insert into turns (id, chat_id, status, mode, first_seq, started_at) values (?, ?, 'running', ?, 0, ?)",
+      turnId,
+      chatId,
+      mode,
+      Date.now(),
+    );
+    const logged = this.append(turnId, first);
+    this.sql.exec("update turns set first_seq = ? where id = ?", logged.seq, turnId);
+    return logged;
+  }
+
+  endTurn(turnId: string, status: TurnStatus): void {
+    this.sql.exec("update turns set status = ?, ended_at = ? where id = ?", status, Date.now(), turnId);
+  }
+
+  turn(turnId: string): TurnRow | null {
+    const [row] = this.sql.exec<Row>("select * from turns where id = ?", turnId).toArray();
+    return row ? toTurn(row) : null;
+  }
+
+  latestTurn(): TurnRow | null {
+    const [row] = this.sql.exec<Row>("select * from turns order by first_seq desc limit 1").toArray();
+    return row ? toTurn(row) : null;
+  }
+
+  /** The turn an event belongs to. */
+  turnOfSeq(seq: number): TurnRow | null {
+    const [row] = this.sql
+      .exec<Row>("select t.* from events e join turns t on t.id = e.turn_id where e.seq = ?", seq)
+      .toArray();
+    return row ? toTurn(row) : null;
+  }
+
+  runningTurns(): TurnRow[] {
+    return this.sql.exec<Row>("select * from turns where status = 'running'").toArray().map(toTurn);
+  }
+
+  /** Events after `afterSeq`, optionally of one turn only. */
+  eventsAfter(afterSeq: number, turnId?: string): LoggedEvent[] {
+    const rows = turnId
+      ? this.sql.exec<Row>(
+          "select seq, turn_id, data from events where seq > ? and turn_id = ? order by seq",
+          afterSeq,
+          turnId,
+        )
+      : this.sql.exec<Row>("select seq, turn_id, data from events where seq > ? order by seq", afterSeq);
+    return rows.toArray().map(toLogged);
+  }
+
+  /** Events of a turn up to and including `uptoSeq` (to rebuild a renderer's state). */
+  turnEventsUpTo(turnId: string, uptoSeq: number): LoggedEvent[] {
+    return this.sql
+      .exec<Row>("select seq, turn_id, data from events where turn_id = ? and seq <= ? order by seq", turnId, uptoSeq)
+      .toArray()
+      .map(toLogged);
+  }
+
+  lastSeq(): number {
+    const [row] = this.sql.exec<{ seq: number | null }>("select max(seq) as seq from events").toArray();
+    return row?.seq ?? 0;
+  }
+
+  /** Drops turns (and their events) that ended longer than the retention ago. */
+  purgeExpired(now = Date.now()): void {
+    const cutoff = now - RETENTION_MS;
+    this.sql.exec(
+      "delete from events where turn_id in (select id from turns where ended_at is not null and ended_at < ?)",
+      cutoff,
+    );
+    this.sql.exec("delete from turns where ended_at is not null and ended_at < ?", cutoff);
+  }
+}
+
+function toTurn(row: Row): TurnRow {
+  return {
+    id: String(row.id),
+    chatId: String(row.chat_id),
+    status: row.status as TurnStatus,
+    mode: String(row.mode),
+    firstSeq: Number(row.first_seq),
+    startedAt: Number(row.started_at),
+    endedAt: row.ended_at === null ? null : Number(row.ended_at),
+  };
+}
+
+function toLogged(row: Row): LoggedEvent {
+  return { seq: Number(row.seq), turnId: String(row.turn_id), event: JSON.parse(String(row.data)) as ChatEvent };
+}

@@ -1,0 +1,74 @@
+/**
+ * @module SSE responses over the ChatSession log: replay every event after a sequence, then follow the turn
+ * live until its end. Two renderings of the same events: SINAS's (`sinas`) and the AI SDK UI-message stream
+ * (`ui`, header `x-vercel-ai-ui-message-stream: v1`).
+ */
+import { isTurnEnd, type LoggedEvent, renderSinasEvent, UiMessageStreamRenderer } from "../workers/chat/events";
+import type { ChatLog } from "./chat-log";
+
+export type StreamFormat = "sinas" | "ui";
+
+export interface StreamSource {
+  log: ChatLog;
+  /** Resolves at the next appended event, or after `timeoutMs` (false then). */
+  nextEvent(timeoutMs: number): Promise<boolean>;
+}
+
+/** SSE comment lines keep proxies from closing an idle stream (SINAS sends them every 15 s too). */
+const PING_MS = 15_000;
+
+export function streamHeaders(format: StreamFormat): Record<string, string> {
+  return {
+    "content-type": "text/event-stream",
+    "cache-control": "no-cache",
+    connection: "keep-alive",
+    ...(format === "ui" ? { "x-vercel-ai-ui-message-stream": "v1" } : {}),
+  };
+}
+
+/**
+ * The stream of one turn, from `afterSeq` on: the turn is the one the next event belongs to (or `turnId`).
+ * Ends after the turn's `done`/`error` event.
+ */
+export function turnStream(
+  source: StreamSource,
+  options: { format: StreamFormat; afterSeq: number; turnId: string },
+): Response {
+  const { log } = source;
+  const encoder = new TextEncoder();
+  const { readable, writable } = new TransformStream<Uint8Array, Uint8Array>();
+  const writer = writable.getWriter();
+  const renderer = new UiMessageStreamRenderer();
+  let after = options.afterSeq;
+  if (options.format === "ui") {
+    for (const logged of log.turnEventsUpTo(options.turnId, after)) renderer.render(logged, false);
+  }
+  const render = (logged: LoggedEvent): string[] => {
+    if (options.format === "ui") return renderer.render(logged, true);
+    const frame = renderSinasEvent(logged);
+    return frame === null ? [] : [frame];
+  };
+  const pump = async () => {
+    try {
+      for (;;) {
+        const events = log.eventsAfter(after, options.turnId);
+        let ended = false;
+        for (const logged of events) {
+          after = logged.seq;
+          for (const frame of render(logged)) await writer.write(encoder.encode(frame));
+          if (isTurnEnd(logged.event)) ended = true;
+        }
+        if (ended || (events.length === 0 && log.turn(options.turnId)?.status !== "running")) break;
+        if (events.length === 0 && !(await source.nextEvent(PING_MS))) {
+          await writer.write(encoder.encode(`: ping - ${new Date().toISOString()}\n\n`));
+        }
+      }
+      await writer.close();
+    } catch {
+      // The client went away; the turn goes on and stays resumable.
+      await writer.abort().catch(() => {});
+    }
+  };
+  void pump();
+  return new Response(readable, { headers: streamHeaders(options.format) });
+}

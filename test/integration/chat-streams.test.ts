@@ -1,0 +1,284 @@
+/**
+ * The chat stream as a log (issue 6 §5): resume after a dropped connection, several viewers (SSE and
+ * WebSocket) seeing the same sequence, server-side stop, one turn at a time, the AI SDK UI-message stream read
+ * by the `ai` package's own transport, and a stack restart in the middle of a turn.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DefaultChatTransport, readUIMessageStream, type UIMessage } from "ai";
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import WebSocket from "ws";
+import { type FakeLlm, startFakeLlm } from "../fixtures/fake-llm";
+import { api, IDENTITY_VARS, login, type Session, SUPERADMIN_EMAIL } from "../helpers/auth";
+import {
+  chatMessages,
+  contentOf,
+  createAgent,
+  createChat,
+  createFakeProviders,
+  parseSse,
+  type SseEvent,
+  streamMessage,
+} from "../helpers/chat";
+import { createFunction, pythonFunction } from "../helpers/functions";
+import { startTestStack, type TestStack } from "../helpers/stack";
+
+let stack: TestStack;
+let fake: FakeLlm;
+let admin: Session;
+
+beforeAll(async () => {
+  fake = await startFakeLlm();
+  stack = await startTestStack({ workerVars: IDENTITY_VARS });
+  admin = await login(stack, SUPERADMIN_EMAIL);
+  const providers = await createFakeProviders(stack, admin, fake);
+  await createAgent(stack, admin, { name: "talker", llm_provider_id: providers.openai });
+  await createAgent(stack, admin, { name: "claude", llm_provider_id: providers.anthropic });
+  await createFunction(stack, admin, pythonFunction("double", '    return {"value": input["x"] * 2}'));
+  await createAgent(stack, admin, {
+    name: "doubler",
+    enabled_functions: ["default/double"],
+    llm_provider_id: providers.openai,
+  });
+});
+afterAll(async () => {
+  await stack?.stop();
+  await fake?.close();
+});
+beforeEach(() => fake.reset());
+
+/** Opens a stream and hands back a reader of its events as they arrive. */
+async function openStream(path: string, init: RequestInit = {}) {
+  const controller = new AbortController();
+  const response = await stack.fetch(path, {
+    ...init,
+    headers: { "content-type": "application/json", ...admin.headers, ...(init.headers ?? {}) },
+    signal: controller.signal,
+  });
+  const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  const events: SseEvent[] = [];
+  let finished = false;
+  const pump = (async () => {
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, { stream: true });
+        const end = buffer.lastIndexOf("\n\n");
+        if (end >= 0) {
+          events.push(...parseSse(buffer.slice(0, end + 2)));
+          buffer = buffer.slice(end + 2);
+        }
+      }
+    } catch {
+      // aborted
+    }
+    finished = true;
+  })();
+  return {
+    response,
+    events,
+    get finished() {
+      return finished;
+    },
+    ended: pump,
+    abort: () => controller.abort(),
+    async waitFor(predicate: (events: SseEvent[]) => boolean, timeoutMs = 15_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (!predicate(events)) {
+        if (Date.now() > deadline) throw new Error(`timed out; events: ${JSON.stringify(events)}`);
+        if (finished) throw new Error(`stream ended early; events: ${JSON.stringify(events)}`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    },
+  };
+}
+
+const chunkCount = (events: SseEvent[]) => events.filter((event) => event.event === "message").length;
+
+describe("resume and viewers", () => {
+  it("a client that drops mid-stream resumes from its last id and gets every remaining event once", async () => {
+    const chat = await createChat(stack, admin, "talker");
+    const words = ["one ", "two ", "three ", "four ", "five ", "six"];
+    fake.script({ content: words.join(""), chunks: words, chunkDelayMs: 150 });
+    const first = await openStream(`/chats/${chat}/messages/stream`, {
+      method: "POST",
+      body: JSON.stringify({ content: "count" }),
+    });
+    await first.waitFor((events) => chunkCount(events) >= 2);
+    first.abort();
+    const seen = [...first.events];
+    const lastId = seen[seen.length - 1]?.id as string;
+    const resumed = await stack.fetch(`/chats/${chat}/stream`, {
+      headers: { ...admin.headers, "last-event-id": lastId },
+    });
+    const rest = parseSse(await resumed.text());
+    expect(rest[0]?.id && Number(rest[0].id)).toBeGreaterThan(Number(lastId));
+    expect(rest[rest.length - 1]?.event).toBe("done");
+    expect(contentOf([...seen, ...rest])).toBe(words.join(""));
+    // A full replay of the turn is exactly what the two connections saw together.
+    const replay = parseSse(await (await stack.fetch(`/chats/${chat}/stream`, { headers: admin.headers })).text());
+    expect(replay.map((event) => event.id)).toEqual([...seen, ...rest].map((event) => event.id));
+    const history = await chatMessages(stack, admin, chat);
+    expect(history[history.length - 1]).toMatchObject({ role: "assistant", content: words.join("") });
+  });
+
+  it("two viewers (SSE and WebSocket) see identical sequences, and stop ends the turn for both", async () => {
+    const chat = await createChat(stack, admin, "claude");
+    fake.script({ content: "partial answer", chunks: ["partial ", "answer"], hold: true });
+    const sender = await openStream(`/chats/${chat}/messages/stream`, {
+      method: "POST",
+      body: JSON.stringify({ content: "talk" }),
+    });
+    await sender.waitFor((events) => contentOf(events) === "partial answer");
+    const viewer = await openStream(`/chats/${chat}/stream`, { method: "GET" });
+    const frames: { id: number; event: string; data: unknown }[] = [];
+    const socket = new WebSocket(`${stack.apiUrl.replace(/^http/, "ws")}/chats/${chat}/ws?after=0`, {
+      headers: admin.headers,
+    });
+    socket.on("message", (data) => frames.push(JSON.parse(String(data))));
+    await new Promise((resolve, reject) => {
+      socket.once("open", resolve);
+      socket.once("error", reject);
+    });
+    await viewer.waitFor((events) => contentOf(events) === "partial answer");
+
+    const busy = await api(stack, admin, "POST", `/chats/${chat}/messages/stream`, { content: "again" });
+    expect(busy.status).toBe(409);
+
+    const stop = await api(stack, admin, "POST", `/chats/${chat}/stop`);
+    expect(stop.status).toBe(200);
+    expect(stop.body).toMatchObject({ stopped: true });
+    await Promise.all([sender.ended, viewer.ended]);
+    for (const stream of [sender, viewer]) {
+      expect(stream.events[stream.events.length - 1]).toMatchObject({ event: "done", data: { status: "stopped" } });
+    }
+    expect(viewer.events.map((event) => event.id)).toEqual(sender.events.map((event) => event.id));
+    const deadline = Date.now() + 5000;
+    while (!frames.some((frame) => frame.event === "done") && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    socket.close();
+    expect(frames.map((frame) => String(frame.id))).toEqual(sender.events.map((event) => event.id));
+    const history = await chatMessages(stack, admin, chat);
+    expect(history[history.length - 1]).toMatchObject({ role: "assistant", content: "partial answer" });
+    const idle = await api(stack, admin, "POST", `/chats/${chat}/stop`);
+    expect(idle.body).toMatchObject({ stopped: false });
+  });
+
+  it("answers 204 when there is no turn to follow, and 404 for another user's chat", async () => {
+    const chat = await createChat(stack, admin, "talker");
+    expect((await stack.fetch(`/chats/${chat}/stream`, { headers: admin.headers })).status).toBe(204);
+    expect((await stack.fetch(`/ui/chats/${chat}/stream`, { headers: admin.headers })).status).toBe(204);
+    const eve = await login(stack, "eve@acme.io");
+    expect((await stack.fetch(`/chats/${chat}/stream`, { headers: eve.headers })).status).toBe(404);
+    expect((await api(stack, eve, "POST", `/chats/${chat}/stop`)).status).toBe(404);
+  });
+});
+
+describe("AI SDK UI-message stream", () => {
+  it("is consumed without error by the ai package's DefaultChatTransport and readUIMessageStream", async () => {
+    const chat = await createChat(stack, admin, "doubler");
+    fake.script(
+      { tool_calls: [{ id: "call_d", name: "default__double", arguments: '{"x":21}' }] },
+      { content: "It is 42", chunks: ["It is ", "42"] },
+    );
+    const transport = new DefaultChatTransport<UIMessage>({
+      api: `${stack.apiUrl}/ui/chats`,
+      headers: admin.headers,
+    });
+    const stream = await transport.sendMessages({
+      chatId: chat,
+      trigger: "submit-message",
+      messageId: undefined,
+      abortSignal: undefined,
+      messages: [{ id: "m1", role: "user", parts: [{ type: "text", text: "double 21" }] }],
+    });
+    let last: UIMessage | undefined;
+    for await (const message of readUIMessageStream({
+      stream,
+      onError: (error) => {
+        throw error;
+      },
+    })) {
+      last = message;
+    }
+    const parts = last?.parts ?? [];
+    const tool = parts.find((part) => part.type === "dynamic-tool" || part.type.startsWith("tool-")) as
+      | { state: string; output: unknown; input: unknown }
+      | undefined;
+    expect(tool).toMatchObject({ state: "output-available", input: { x: 21 }, output: { value: 42 } });
+    const text = parts
+      .filter((part) => part.type === "text")
+      .map((part) => (part as { text: string }).text)
+      .join("");
+    expect(text).toBe("It is 42");
+    expect(parts.filter((part) => part.type === "step-start")).toHaveLength(2);
+    const history = await chatMessages(stack, admin, chat);
+    expect(history.map((message) => message.role)).toEqual(["user", "assistant", "tool", "assistant"]);
+  });
+
+  it("sends the header and rejects a request without a user message", async () => {
+    const chat = await createChat(stack, admin, "talker");
+    fake.script({ content: "hey" });
+    const response = await stack.fetch("/ui/chats", {
+      method: "POST",
+      headers: { "content-type": "application/json", ...admin.headers },
+      body: JSON.stringify({ id: chat, messages: [{ id: "u", role: "user", parts: [{ type: "text", text: "hi" }] }] }),
+    });
+    expect(response.headers.get("x-vercel-ai-ui-message-stream")).toBe("v1");
+    const text = await response.text();
+    expect(text.trim().endsWith("data: [DONE]")).toBe(true);
+    const empty = await api(stack, admin, "POST", "/ui/chats", {
+      id: chat,
+      messages: [{ id: "a", role: "assistant", parts: [{ type: "text", text: "x" }] }],
+    });
+    expect(empty.status).toBe(422);
+  });
+});
+
+describe("restart mid-turn", () => {
+  let dataDir: string;
+  let restartable: TestStack | undefined;
+  afterAll(async () => {
+    await restartable?.stop();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it("keeps every persisted message and ends the interrupted turn with a clear error event", async () => {
+    dataDir = mkdtempSync(join(tmpdir(), "sinas-chat-restart-"));
+    restartable = await startTestStack({ workerVars: IDENTITY_VARS, dataDir });
+    let session = await login(restartable, SUPERADMIN_EMAIL);
+    const providers = await createFakeProviders(restartable, session, fake);
+    await createAgent(restartable, session, { name: "talker", llm_provider_id: providers.openai });
+    const chat = await createChat(restartable, session, "talker");
+    fake.script({ content: "half an answer", chunks: ["half ", "an answer"], hold: true });
+    const streaming = await restartable.fetch(`/chats/${chat}/messages/stream`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...session.headers },
+      body: JSON.stringify({ content: "tell me" }),
+    });
+    const reader = (streaming.body as ReadableStream<Uint8Array>).getReader();
+    let seen = "";
+    while (!seen.includes("an answer")) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      seen += new TextDecoder().decode(value);
+    }
+    await restartable.stop();
+    restartable = await startTestStack({ workerVars: IDENTITY_VARS, dataDir });
+    session = await login(restartable, SUPERADMIN_EMAIL);
+    const replay = parseSse(await (await restartable.fetch(`/chats/${chat}/stream`, { headers: session.headers })).text());
+    const end = replay[replay.length - 1];
+    expect(end?.event).toBe("error");
+    expect(String((end?.data as { error: string }).error)).toContain("interrupted");
+    const history = await chatMessages(restartable, session, chat);
+    expect(history.map((message) => [message.role, message.content])).toEqual([
+      ["user", "tell me"],
+      ["assistant", "half an answer"],
+    ]);
+  });
+});

@@ -1,0 +1,262 @@
+/**
+ * Agent tools through the real stack: tool approval (S27, D-26, D-29) on both wire formats, state tools and
+ * stored-context injection (S28, D-39), and agent-to-agent calls (S29, D-16).
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { type FakeLlm, startFakeLlm } from "../fixtures/fake-llm";
+import { api, IDENTITY_VARS, login, type Session, SUPERADMIN_EMAIL } from "../helpers/auth";
+import {
+  chatMessages,
+  createAgent,
+  createChat,
+  createFakeProviders,
+  streamMessage,
+  systemText,
+  toolNames,
+  toolParameters,
+  toolResults,
+  WIRE_FORMATS,
+  type WireFormat,
+} from "../helpers/chat";
+import { createFunction, pythonFunction } from "../helpers/functions";
+import { startTestStack, type TestStack } from "../helpers/stack";
+
+let stack: TestStack;
+let fake: FakeLlm;
+let admin: Session;
+let eve: Session;
+let providers: Record<WireFormat, string>;
+
+beforeAll(async () => {
+  fake = await startFakeLlm();
+  stack = await startTestStack({ workerVars: IDENTITY_VARS });
+  [admin, eve] = await Promise.all([login(stack, SUPERADMIN_EMAIL), login(stack, "eve@acme.io")]);
+  providers = await createFakeProviders(stack, admin, fake);
+  await createFunction(stack, admin, pythonFunction("wire", "    return input", { requires_approval: true }));
+  await createFunction(stack, admin, pythonFunction("note", '    return {"noted": True}'));
+});
+afterAll(async () => {
+  await stack?.stop();
+  await fake?.close();
+});
+beforeEach(() => fake.reset());
+
+async function executionsOf(name: string, chat: string) {
+  const response = await api(stack, admin, "GET", `/executions?function_name=${name}`);
+  return (response.body as Record<string, unknown>[]).filter((row) => row.trigger_id === chat);
+}
+
+describe.each(WIRE_FORMATS)("tool approval on the %s wire format (S27)", (format) => {
+  const bank = `bank-${format}`;
+  beforeAll(async () => {
+    await createAgent(stack, admin, {
+      name: bank,
+      enabled_functions: ["default/wire", "default/note"],
+      llm_provider_id: providers[format],
+    });
+  });
+
+  it("pauses, then runs exactly the approved call and continues", async () => {
+    const chat = await createChat(stack, admin, bank);
+    const call = `call_w${format}`;
+    fake.script({ tool_calls: [{ id: call, name: "default__wire", arguments: '{"amount":10}' }] });
+    const stream = await streamMessage(stack, admin, chat, "pay");
+    const approval = stream.events.find(
+      (event) => (event.data as { type?: string }).type === "approval_required",
+    );
+    expect(approval).toMatchObject({
+      event: "message",
+      data: {
+        type: "approval_required",
+        tool_call_id: call,
+        function_namespace: "default",
+        function_name: "wire",
+        arguments: { amount: 10 },
+      },
+    });
+    expect(stream.events[stream.events.length - 1]?.event).toBe("done");
+    expect(await executionsOf("wire", chat)).toEqual([]);
+
+    fake.script({ content: "Wired" });
+    const approved = await api(stack, admin, "POST", `/chats/${chat}/approve-tool/${call}`, { approved: true });
+    expect(approved.status, JSON.stringify(approved.body)).toBe(200);
+    expect(approved.body).toMatchObject({ status: "approved", tool_call_id: call });
+    expect((approved.body as { message: string }).message).toContain("Result message ID:");
+    expect(await executionsOf("wire", chat)).toMatchObject([{ status: "COMPLETED", input_data: { amount: 10 } }]);
+    const messages = await chatMessages(stack, admin, chat);
+    expect(messages.slice(-2)).toMatchObject([
+      { role: "tool", tool_call_id: call },
+      { role: "assistant", content: "Wired" },
+    ]);
+    const again = await api(stack, admin, "POST", `/chats/${chat}/approve-tool/${call}`, { approved: true });
+    expect(again.status).toBe(404);
+    expect((again.body as { detail: string }).detail).toBe("Pending approval not found or already processed");
+  });
+
+  it("tells the model about a rejection and answers without tools", async () => {
+    const chat = await createChat(stack, admin, bank);
+    const call = `call_x${format}`;
+    fake.script({ tool_calls: [{ id: call, name: "default__wire", arguments: '{"amount":5}' }] });
+    await streamMessage(stack, admin, chat, "pay");
+    fake.script({ content: "Cancelled" });
+    expect((await api(stack, eve, "POST", `/chats/${chat}/approve-tool/${call}`, { approved: true })).status).toBe(
+      403,
+    );
+    const rejected = await api(stack, admin, "POST", `/chats/${chat}/approve-tool/${call}`, { approved: false });
+    expect(rejected.status).toBe(200);
+    expect(rejected.body).toMatchObject({ status: "rejected" });
+    const messages = await chatMessages(stack, admin, chat);
+    const tool = messages.find((message) => message.role === "tool");
+    expect(tool).toMatchObject({ name: "default__wire" });
+    expect(JSON.parse(String(tool?.content))).toEqual({ error: "Tool call rejected by user: default/wire" });
+    expect(messages[messages.length - 1]).toMatchObject({ role: "assistant", content: "Cancelled" });
+    expect(fake.requests[fake.requests.length - 1]?.body.tools).toBeUndefined();
+    expect(await executionsOf("wire", chat)).toEqual([]);
+  });
+
+  it("runs nothing until every approval of the message is decided (D-29)", async () => {
+    const chat = await createChat(stack, admin, bank);
+    fake.script({
+      tool_calls: [
+        { id: `a1${format}`, name: "default__wire", arguments: '{"amount":1}' },
+        { id: `a2${format}`, name: "default__wire", arguments: '{"amount":2}' },
+        { id: `n1${format}`, name: "default__note", arguments: "{}" },
+      ],
+    });
+    const stream = await streamMessage(stack, admin, chat, "pay twice");
+    const approvals = stream.events.filter(
+      (event) => (event.data as { type?: string }).type === "approval_required",
+    );
+    expect(approvals).toHaveLength(2);
+    const first = await api(stack, admin, "POST", `/chats/${chat}/approve-tool/a1${format}`, { approved: true });
+    expect((first.body as { message: string }).message).toContain("still await approval");
+    expect(await executionsOf("wire", chat)).toEqual([]);
+    fake.script({ content: "Done" });
+    const second = await api(stack, admin, "POST", `/chats/${chat}/approve-tool/a2${format}`, { approved: false });
+    expect(second.status).toBe(200);
+    expect(await executionsOf("wire", chat)).toMatchObject([{ input_data: { amount: 1 } }]);
+    expect(await executionsOf("note", chat)).toHaveLength(1);
+    const results = toolResults(fake.requests[fake.requests.length - 1] as never);
+    expect(results.map((result) => result.tool_call_id)).toEqual([`a1${format}`, `a2${format}`, `n1${format}`]);
+    expect(results[1]?.content).toEqual({ error: "Tool call rejected by user: default/wire" });
+  });
+});
+
+describe("state tools (S28)", () => {
+  it("saves into read-write namespaces only and injects stored context", async () => {
+    await createAgent(stack, admin, {
+      name: "memo",
+      system_prompt: "Memo.",
+      state_namespaces_readwrite: ["prefs"],
+      state_namespaces_readonly: ["shared"],
+      llm_provider_id: providers.openai,
+    });
+    const chat = await createChat(stack, admin, "memo");
+    fake.script(
+      {
+        tool_calls: [
+          {
+            id: "s1",
+            name: "save_context",
+            arguments: '{"namespace":"prefs","key":"tz","value":{"tz":"CET"},"description":"timezone"}',
+          },
+        ],
+      },
+      { content: "saved" },
+    );
+    const saved = await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "remember CET" });
+    expect(saved.body).toMatchObject({ content: "saved" });
+    expect(toolNames(fake.requests[0] as never)).toEqual([
+      "retrieve_context",
+      "save_context",
+      "update_context",
+      "delete_context",
+    ]);
+    expect(
+      (toolParameters(fake.requests[0] as never, "save_context") as { properties: { namespace: { enum: string[] } } })
+        .properties.namespace.enum,
+    ).toEqual(["prefs"]);
+    const states = await api(stack, admin, "GET", "/states?namespace=prefs");
+    expect(states.body).toMatchObject([{ key: "tz", value: { tz: "CET" }, visibility: "private", relevance_score: 1 }]);
+
+    fake.reset();
+    fake.script({ content: "ok" });
+    await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "hi" });
+    const system = systemText(fake.requests[0] as never) ?? "";
+    expect(system.startsWith("Memo.")).toBe(true);
+    expect(system).toContain("## Stored Context");
+    expect(system).toContain("**prefs/tz** - timezone");
+    expect(system).toContain('"tz": "CET"');
+
+    fake.reset();
+    fake.script(
+      { tool_calls: [{ id: "s2", name: "save_context", arguments: '{"namespace":"shared","key":"k","value":{}}' }] },
+      { content: "no" },
+    );
+    await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "write shared" });
+    expect(toolResults(fake.requests[1] as never).at(-1)?.content).toEqual({
+      error: "Agent not authorized to write to namespace 'shared'",
+      allowed_namespaces: ["prefs"],
+    });
+
+    fake.reset();
+    fake.script(
+      { tool_calls: [{ id: "s3", name: "save_context", arguments: '{"namespace":"prefs","key":"tz","value":{}}' }] },
+      { content: "dup" },
+    );
+    await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "again" });
+    const duplicate = toolResults(fake.requests[1] as never).at(-1)?.content as { error: string };
+    expect(duplicate.error.startsWith("Context already exists for namespace 'prefs' and key 'tz'")).toBe(true);
+
+    fake.reset();
+    fake.script(
+      { tool_calls: [{ id: "s4", name: "retrieve_context", arguments: '{"namespace":"elsewhere"}' }] },
+      { content: "denied" },
+    );
+    await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "read elsewhere" });
+    expect(toolResults(fake.requests[1] as never).at(-1)?.content).toMatchObject({
+      error: expect.stringContaining("elsewhere"),
+    });
+  });
+});
+
+describe("agent-to-agent (S29)", () => {
+  it("calls another agent in a sub-chat and answers with its response", async () => {
+    const child = await createAgent(stack, admin, {
+      name: "child",
+      system_prompt: "Child.",
+      llm_provider_id: providers.anthropic,
+    });
+    await createAgent(stack, admin, {
+      name: "parent",
+      enabled_agents: ["default/child"],
+      llm_provider_id: providers.openai,
+    });
+    const chat = await createChat(stack, admin, "parent");
+    fake.script(
+      {
+        tool_calls: [
+          { id: "c1", name: "call_agent_child", arguments: JSON.stringify({ prompt: "ping", _agent_id: child.id }) },
+        ],
+      },
+      { content: "pong" },
+      { content: "child said pong" },
+    );
+    const response = await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "ask child" });
+    expect(response.status, JSON.stringify(response.body)).toBe(200);
+    expect(response.body).toMatchObject({ content: "child said pong" });
+    const parameters = toolParameters(fake.requests[0] as never, "call_agent_child") as {
+      properties: { _agent_id: { const: string } };
+      required: string[];
+    };
+    expect(parameters.properties._agent_id.const).toBe(child.id);
+    expect(parameters.required).toEqual(["prompt"]);
+    expect(fake.requests[1]?.api).toBe("anthropic");
+    expect(systemText(fake.requests[1] as never)).toBe("Child.");
+    const result = toolResults(fake.requests[2] as never)[0]?.content as Record<string, unknown>;
+    expect(result).toMatchObject({ agent_name: "child", response: "pong" });
+    const chats = await api(stack, admin, "GET", "/chats");
+    const sub = (chats.body as { id: string; title: string }[]).find((row) => row.id === result.chat_id);
+    expect(sub?.title).toBe("Sub-chat: child");
+  });
+});

@@ -1,0 +1,284 @@
+/**
+ * Chat turns through the real stack (sinas-spec §5.3-5.6, S22-S26), on both wire formats: the fake LLM speaks
+ * OpenAI Chat Completions and Anthropic Messages and the platform drives it through the official SDKs.
+ */
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { type FakeLlm, startFakeLlm } from "../fixtures/fake-llm";
+import { api, IDENTITY_VARS, login, type Session, SUPERADMIN_EMAIL } from "../helpers/auth";
+import {
+  chatMessages,
+  contentOf,
+  createAgent,
+  createChat,
+  createFakeProviders,
+  lastUserText,
+  streamMessage,
+  systemText,
+  toolNames,
+  toolParameters,
+  toolResults,
+  WIRE_FORMATS,
+  type WireFormat,
+} from "../helpers/chat";
+import { createFunction, pythonFunction } from "../helpers/functions";
+import { startTestStack, type TestStack } from "../helpers/stack";
+
+let stack: TestStack;
+let fake: FakeLlm;
+let admin: Session;
+let bob: Session;
+let providers: Record<WireFormat, string>;
+
+beforeAll(async () => {
+  fake = await startFakeLlm();
+  stack = await startTestStack({ workerVars: IDENTITY_VARS });
+  [admin, bob] = await Promise.all([login(stack, SUPERADMIN_EMAIL), login(stack, "bob@acme.io")]);
+  providers = await createFakeProviders(stack, admin, fake);
+  await createFunction(
+    stack,
+    admin,
+    pythonFunction(
+      "add",
+      '    return {"sum": input["a"] + input["b"], "chat": context["chat_id"], "trigger": context["trigger_type"]}',
+      {
+        input_schema: {
+          type: "object",
+          properties: { a: { type: "number" }, b: { type: "number" } },
+          required: ["a", "b"],
+        },
+      },
+    ),
+  );
+  await createFunction(
+    stack,
+    admin,
+    pythonFunction("forecast", "    return input", {
+      input_schema: {
+        type: "object",
+        properties: { city: { type: "string" }, units: { type: "string" }, days: { type: "integer" } },
+        required: ["city", "days"],
+      },
+    }),
+  );
+  await createFunction(stack, admin, pythonFunction("wire", "    return input", { requires_approval: true }));
+});
+afterAll(async () => {
+  await stack?.stop();
+  await fake?.close();
+});
+beforeEach(() => fake.reset());
+
+describe.each(WIRE_FORMATS)("on the %s wire format", (format) => {
+  const agentName = (base: string) => `${base}-${format}`;
+  let helperChat: string;
+
+  beforeAll(async () => {
+    const provider = providers[format];
+    await createAgent(stack, admin, {
+      name: agentName("helper"),
+      system_prompt: "You help {{ customer }}.",
+      input_schema: { type: "object", properties: { customer: { type: "string" } }, required: ["customer"] },
+      llm_provider_id: provider,
+      model: "fake-model",
+      temperature: 0.2,
+    });
+    await createAgent(stack, admin, {
+      name: agentName("calc"),
+      system_prompt: "Calc.",
+      enabled_functions: ["default/add"],
+      llm_provider_id: provider,
+      model: "fake-model",
+      temperature: 0,
+    });
+    await createAgent(stack, admin, {
+      name: agentName("weather"),
+      enabled_functions: ["default/forecast"],
+      function_parameters: { "default/forecast": { city: "{{ home_city }}", units: "metric" } },
+      input_schema: { type: "object", properties: { home_city: { type: "string" } } },
+      llm_provider_id: provider,
+    });
+    await createAgent(stack, admin, {
+      name: agentName("bank"),
+      enabled_functions: ["default/wire"],
+      llm_provider_id: provider,
+    });
+    helperChat = await createChat(stack, admin, agentName("helper"), { input: { customer: "ACME" }, title: "t1" });
+  });
+
+  it("answers a message without streaming, with the rendered system prompt and temperature (S22)", async () => {
+    fake.script({ content: "Hi there" });
+    const response = await api(stack, admin, "POST", `/chats/${helperChat}/messages`, { content: "Hello" });
+    expect(response.status, JSON.stringify(response.body)).toBe(200);
+    expect(response.body).toMatchObject({ role: "assistant", content: "Hi there", chat_id: helperChat });
+    const [request] = fake.requests;
+    expect(request?.api).toBe(format);
+    // The official SDKs carry the decrypted key (Anthropic's as x-api-key or a bearer token, by SDK version).
+    expect(`${request?.headers.authorization ?? ""} ${request?.headers["x-api-key"] ?? ""}`).toContain("sk-test");
+    expect(request?.body.model).toBe("fake-model");
+    expect(request?.body.temperature).toBe(0.2);
+    expect(systemText(request as never)).toBe("You help ACME.");
+    expect(lastUserText(request as never)).toBe("Hello");
+    expect(request?.body.tools).toBeUndefined();
+    const messages = await chatMessages(stack, admin, helperChat);
+    expect(messages.slice(-2).map((message) => message.role)).toEqual(["user", "assistant"]);
+    expect((await api(stack, bob, "POST", `/chats/${helperChat}/messages`, { content: "x" })).status).toBe(403);
+  });
+
+  it("streams a plain answer as SINAS SSE events with sequence ids (S25)", async () => {
+    fake.script({ content: "Hello", chunks: ["Hel", "lo"] });
+    const stream = await streamMessage(stack, admin, helperChat, "hi");
+    expect(stream.status).toBe(200);
+    expect(stream.headers.get("content-type")).toContain("text/event-stream");
+    const messages = stream.events.filter((event) => event.event === "message");
+    for (const event of messages) {
+      expect(Object.keys(event.data as object).sort()).toEqual(["content", "finish_reason", "tool_calls"]);
+    }
+    expect(contentOf(stream.events)).toBe("Hello");
+    const last = stream.events[stream.events.length - 1];
+    expect(last).toMatchObject({ event: "done", data: { status: "completed" } });
+    const ids = stream.events.map((event) => Number(event.id));
+    expect(ids.every((id, index) => index === 0 || id > (ids[index - 1] as number))).toBe(true);
+    const history = await chatMessages(stack, admin, helperChat);
+    expect(history.slice(-2)).toMatchObject([
+      { role: "user", content: "hi" },
+      { role: "assistant", content: "Hello" },
+    ]);
+  });
+
+  it("ends a stream with an error event when the provider fails, keeping the user message (S25)", async () => {
+    fake.script({ status: 500, error: "upstream exploded" });
+    const stream = await streamMessage(stack, admin, helperChat, "will fail");
+    expect(stream.status).toBe(200);
+    const last = stream.events[stream.events.length - 1];
+    expect(last?.event).toBe("error");
+    expect(String((last?.data as { error: string }).error)).toMatch(/500|exploded/);
+    const history = await chatMessages(stack, admin, helperChat);
+    expect(history[history.length - 1]).toMatchObject({ role: "user", content: "will fail" });
+  });
+
+  it("calls a function tool and answers with its result; the execution is AGENT-triggered (S23)", async () => {
+    const chat = await createChat(stack, admin, agentName("calc"));
+    fake.script(
+      { tool_calls: [{ id: `call_1${format}`, name: "default__add", arguments: '{"a":2,"b":3}' }] },
+      { content: "The sum is 5" },
+    );
+    const response = await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "add 2 and 3" });
+    expect(response.status, JSON.stringify(response.body)).toBe(200);
+    expect(response.body).toMatchObject({ content: "The sum is 5" });
+    const [first, second] = fake.requests;
+    expect(toolNames(first as never)).toEqual(["default__add"]);
+    expect(JSON.stringify(first?.body)).not.toContain("_metadata");
+    expect(toolParameters(first as never, "default__add")).toMatchObject({ required: ["a", "b"] });
+    expect(toolResults(second as never)).toEqual([
+      { tool_call_id: `call_1${format}`, content: { sum: 5, chat, trigger: "AGENT" } },
+    ]);
+    expect(systemText(second as never)).toBe("Calc.");
+    expect(second?.body.temperature).toBe(0);
+    const messages = await chatMessages(stack, admin, chat);
+    expect(messages.map((message) => message.role)).toEqual(["user", "assistant", "tool", "assistant"]);
+    expect((messages[1]?.tool_calls as unknown[]).length).toBe(1);
+    const executions = await api(stack, admin, "GET", "/executions?function_name=add");
+    const mine = (executions.body as Record<string, unknown>[]).filter((row) => row.trigger_id === chat);
+    expect(mine).toMatchObject([{ trigger_type: "AGENT", status: "COMPLETED" }]);
+  });
+
+  it("prefills and locks function parameters from the chat input (S24)", async () => {
+    const chat = await createChat(stack, admin, agentName("weather"), { input: { home_city: "London" } });
+    fake.script(
+      { tool_calls: [{ id: `call_f${format}`, name: "default__forecast", arguments: '{"city":"Paris","days":2}' }] },
+      { content: "ok" },
+    );
+    const response = await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "weather?" });
+    expect(response.status, JSON.stringify(response.body)).toBe(200);
+    const parameters = toolParameters(fake.requests[0] as never, "default__forecast") as {
+      properties: Record<string, { default?: unknown }>;
+      required: string[];
+    };
+    expect(parameters.properties.city?.default).toBe("London");
+    expect(parameters.properties.units?.default).toBe("metric");
+    expect(parameters.required).toEqual(["days"]);
+    expect(toolResults(fake.requests[1] as never)[0]?.content).toEqual({ city: "London", units: "metric", days: 2 });
+  });
+
+  it("streams the tool round and the follow-up answer (S26, D-28)", async () => {
+    const chat = await createChat(stack, admin, agentName("calc"));
+    fake.script(
+      {
+        tool_calls: [
+          { id: `call_9${format}`, name: "default__add", arguments: '{"a":1,"b":1}', fragments: ['{"a":1,', '"b":1}'] },
+        ],
+      },
+      { content: "2" },
+    );
+    const stream = await streamMessage(stack, admin, chat, "1+1");
+    const deltas = stream.events.filter(
+      (event) => event.event === "message" && (event.data as { tool_calls: unknown }).tool_calls,
+    );
+    expect(deltas.length).toBeGreaterThan(0);
+    expect(contentOf(stream.events)).toBe("2");
+    expect(stream.events.some((event) => event.event === "tool_result")).toBe(true);
+    expect(stream.events[stream.events.length - 1]?.event).toBe("done");
+    const messages = await chatMessages(stack, admin, chat);
+    expect(messages.map((message) => message.role)).toEqual(["user", "assistant", "tool", "assistant"]);
+    const calls = messages[1]?.tool_calls as { function: { arguments: string } }[];
+    expect(calls).toHaveLength(1);
+    expect(calls[0]?.function.arguments).toBe('{"a":1,"b":1}');
+    expect(messages[3]?.content).toBe("2");
+  });
+
+  it("refuses a call needing approval without streaming: 409 and nothing run (S27.5, D-11)", async () => {
+    const chat = await createChat(stack, admin, agentName("bank"));
+    fake.script({ tool_calls: [{ id: `call_b3${format}`, name: "default__wire", arguments: '{"amount":1}' }] });
+    const response = await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "pay" });
+    expect(response.status).toBe(409);
+    expect((response.body as { detail: string }).detail).toBe(
+      "Function default/wire requires user approval. Please use streaming mode to handle approval flow.",
+    );
+    const messages = await chatMessages(stack, admin, chat);
+    expect(messages.map((message) => message.role)).toEqual(["user"]);
+  });
+});
+
+describe("bad input", () => {
+  let chat: string;
+  beforeAll(async () => {
+    chat = await createChat(stack, admin, "helper-openai", { input: { customer: "X" } });
+  });
+
+  it("rejects empty content, bad parts and oversized messages before saving anything", async () => {
+    for (const content of ["", "   ", [], [{ type: "image", image: "ftp://x" }], [{ type: "nope" }]]) {
+      const response = await api(stack, admin, "POST", `/chats/${chat}/messages`, { content });
+      expect(response.status, JSON.stringify(content)).toBe(422);
+      expect(JSON.stringify(response.body)).toContain("content");
+    }
+    const huge = await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "x".repeat(3 * 1024 * 1024) });
+    expect(huge.status).toBe(413);
+    expect(await chatMessages(stack, admin, chat)).toEqual([]);
+    expect(fake.requests).toEqual([]);
+  });
+
+  it("answers 404 for unknown or malformed chats and 422 for a missing body", async () => {
+    const unknown = await api(stack, admin, "POST", `/chats/${crypto.randomUUID()}/messages`, { content: "x" });
+    expect(unknown.status).toBe(404);
+    expect((unknown.body as { detail: string }).detail).toBe("Chat not found");
+    expect((await api(stack, admin, "POST", "/chats/not-a-uuid/messages", { content: "x" })).status).toBe(422);
+    expect((await api(stack, admin, "POST", `/chats/${chat}/messages`, {})).status).toBe(422);
+  });
+
+  it("sends multimodal content as parts and stores them as JSON (§5.9)", async () => {
+    fake.script({ content: "nice picture" });
+    const parts = [
+      { type: "text", text: "what is this?" },
+      { type: "image", image: "data:image/png;base64,iVBORw0KGgo=" },
+    ];
+    const response = await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: parts });
+    expect(response.status, JSON.stringify(response.body)).toBe(200);
+    const userMessage = (fake.requests[0]?.body.messages as { role: string; content: unknown }[]).at(-1);
+    expect(userMessage?.content).toEqual([
+      { type: "text", text: "what is this?" },
+      { type: "image_url", image_url: { url: "data:image/png;base64,iVBORw0KGgo=", detail: "auto" } },
+    ]);
+    const messages = await chatMessages(stack, admin, chat);
+    expect(JSON.parse(String(messages[0]?.content))).toEqual(parts);
+  });
+});

@@ -1,0 +1,321 @@
+/**
+ * The §5.9 content conversion table, part by part and provider by provider, plus the Anthropic translation of
+ * whole conversations (system, tool calls, tool results) and the request bodies both adapters build.
+ */
+import { describe, expect, it } from "vitest";
+import { buildMessagesRequest, toAnthropicConversation, toFinishReason } from "../../workers/llm/anthropic";
+import { parseDataUrl, textOf, toAnthropicBlocks, toOpenAiCompatibleParts } from "../../workers/llm/content";
+import { buildChatRequest, openAiBaseUrl, ToolCallIndexer } from "../../workers/llm/openai";
+import { providerTypeForModel } from "../../workers/llm/registry";
+import type { ContentPart, LlmMessage, ToolDefinition } from "../../workers/llm/types";
+
+const text: ContentPart = { type: "text", text: "Look" };
+const httpsImage: ContentPart = { type: "image", image: "https://img.example/cat.png" };
+const detailedImage: ContentPart = { type: "image", image: "https://img.example/cat.png", detail: "high" };
+const dataImage: ContentPart = { type: "image", image: "data:image/png;base64,iVBORw0KGgo=" };
+const audio: ContentPart = { type: "audio", data: "UklGRg==", format: "wav" };
+const fileById: ContentPart = { type: "file", file_id: "file-123", file_data: "JVBERi0=" };
+const fileByData: ContentPart = { type: "file", file_data: "JVBERi0=", filename: "a.pdf" };
+const fileByUrl: ContentPart = { type: "file", file_url: "https://docs.example/a.pdf", filename: "a.pdf" };
+const unknownPart = { type: "video", url: "https://v.example/x.mp4" } as unknown as ContentPart;
+
+describe("universal content -> openai", () => {
+  it("converts each part type per §5.9", () => {
+    expect(
+      toOpenAiCompatibleParts(
+        [text, httpsImage, detailedImage, audio, fileById, fileByData, fileByUrl],
+        "openai",
+      ),
+    ).toEqual([
+      { type: "text", text: "Look" },
+      { type: "image_url", image_url: { url: "https://img.example/cat.png", detail: "auto" } },
+      { type: "image_url", image_url: { url: "https://img.example/cat.png", detail: "high" } },
+      { type: "input_audio", input_audio: { data: "UklGRg==", format: "wav" } },
+      { type: "file", file: { file_id: "file-123" } },
+      { type: "file", file: { file_data: "JVBERi0=", filename: "a.pdf" } },
+      // file_url-only parts are dropped
+    ]);
+  });
+
+  it("passes unknown part types through, and is case-insensitive on the provider type", () => {
+    expect(toOpenAiCompatibleParts([unknownPart, text], "OpenAI")).toEqual([unknownPart, text]);
+  });
+
+  it("passes the whole array through for an unknown provider type", () => {
+    const parts = [httpsImage, audio];
+    expect(toOpenAiCompatibleParts(parts, "gemini")).toEqual(parts);
+  });
+});
+
+describe("universal content -> mistral and ollama", () => {
+  it("mistral: image urls as strings, audio as bare base64, documents by url only", () => {
+    expect(toOpenAiCompatibleParts([text, detailedImage, audio, fileById, fileByUrl], "mistral")).toEqual([
+      { type: "text", text: "Look" },
+      { type: "image_url", image_url: "https://img.example/cat.png" },
+      { type: "input_audio", input_audio: "UklGRg==" },
+      { type: "document_url", document_url: "https://docs.example/a.pdf", document_name: "a.pdf" },
+    ]);
+    expect(toOpenAiCompatibleParts([{ type: "file", file_url: "https://d/x" }], "mistral")).toEqual([
+      { type: "document_url", document_url: "https://d/x", document_name: null },
+    ]);
+  });
+
+  it("ollama: text and images only", () => {
+    expect(
+      toOpenAiCompatibleParts([text, dataImage, audio, fileByData, fileByUrl, unknownPart], "ollama"),
+    ).toEqual([
+      { type: "text", text: "Look" },
+      { type: "image_url", image_url: "data:image/png;base64,iVBORw0KGgo=" },
+      unknownPart,
+    ]);
+  });
+});
+
+describe("universal content -> anthropic blocks", () => {
+  it("images by base64 (data: URL) or url; documents from files; audio and file ids dropped", () => {
+    const plainText: ContentPart = {
+      type: "file",
+      file_data: btoa("hello notes"),
+      mime_type: "text/plain",
+      filename: "notes.txt",
+    };
+    expect(
+      toAnthropicBlocks([text, dataImage, httpsImage, audio, fileByData, fileByUrl, plainText, unknownPart]),
+    ).toEqual([
+      { type: "text", text: "Look" },
+      { type: "image", source: { type: "base64", media_type: "image/png", data: "iVBORw0KGgo=" } },
+      { type: "image", source: { type: "url", url: "https://img.example/cat.png" } },
+      {
+        type: "document",
+        source: { type: "base64", media_type: "application/pdf", data: "JVBERi0=" },
+        title: "a.pdf",
+      },
+      { type: "document", source: { type: "url", url: "https://docs.example/a.pdf" }, title: "a.pdf" },
+      {
+        type: "document",
+        source: { type: "text", media_type: "text/plain", data: "hello notes" },
+        title: "notes.txt",
+      },
+      unknownPart,
+    ]);
+    expect(toAnthropicBlocks([{ type: "file", file_id: "file-1" }])).toEqual([]);
+  });
+
+  it("parses data URLs with parameters", () => {
+    expect(parseDataUrl("data:image/jpeg;name=x.jpg;base64,/9j/4AAQ")).toEqual({
+      mediaType: "image/jpeg",
+      data: "/9j/4AAQ",
+    });
+    expect(parseDataUrl("https://x/y.png")).toBeNull();
+  });
+
+  it("textOf joins text parts and ignores the rest", () => {
+    expect(textOf([text, httpsImage, { type: "text", text: "again" }])).toBe("Look\n\nagain");
+    expect(textOf(null)).toBe("");
+    expect(textOf("plain")).toBe("plain");
+  });
+});
+
+const addTool: ToolDefinition = {
+  type: "function",
+  function: {
+    name: "default__add",
+    description: "Execute default/add",
+    parameters: { type: "object", properties: { a: { type: "number" } }, required: ["a"] },
+  },
+};
+
+const conversation: LlmMessage[] = [
+  { role: "system", content: "You help ACME." },
+  { role: "system", content: "## Stored Context" },
+  { role: "user", content: [text, dataImage] },
+  {
+    role: "assistant",
+    content: null,
+    tool_calls: [
+      { id: "call_1", type: "function", function: { name: "default__add", arguments: '{"a":1}' }, index: 0 },
+      { id: "call_2", type: "function", function: { name: "default__add", arguments: "" }, index: 1 },
+    ],
+  },
+  { role: "tool", tool_call_id: "call_1", name: "default__add", content: '{"sum":1}' },
+  { role: "tool", tool_call_id: "call_2", name: "default__add", content: '{"error":"bad"}' },
+  { role: "assistant", content: "" },
+  { role: "assistant", content: "Done", tool_calls: [] },
+  { role: "user", content: "thanks" },
+];
+
+describe("anthropic conversation", () => {
+  it("moves system text to `system`, tool calls to tool_use, merges consecutive tool results", () => {
+    const { system, messages } = toAnthropicConversation(conversation);
+    expect(system).toBe("You help ACME.\n\n## Stored Context");
+    expect(messages).toEqual([
+      {
+        role: "user",
+        content: [
+          { type: "text", text: "Look" },
+          { type: "image", source: { type: "base64", media_type: "image/png", data: "iVBORw0KGgo=" } },
+        ],
+      },
+      {
+        role: "assistant",
+        content: [
+          { type: "tool_use", id: "call_1", name: "default__add", input: { a: 1 } },
+          { type: "tool_use", id: "call_2", name: "default__add", input: {} },
+        ],
+      },
+      {
+        role: "user",
+        content: [
+          { type: "tool_result", tool_use_id: "call_1", content: '{"sum":1}' },
+          { type: "tool_result", tool_use_id: "call_2", content: '{"error":"bad"}' },
+        ],
+      },
+      // the empty assistant turn is left out
+      { role: "assistant", content: "Done" },
+      { role: "user", content: "thanks" },
+    ]);
+  });
+
+  it("keeps assistant text beside its tool calls", () => {
+    const { messages } = toAnthropicConversation([
+      {
+        role: "assistant",
+        content: "Let me add.",
+        tool_calls: [{ id: "c", type: "function", function: { name: "f", arguments: "not json" } }],
+      },
+    ]);
+    expect(messages[0]).toEqual({
+      role: "assistant",
+      content: [
+        { type: "text", text: "Let me add." },
+        { type: "tool_use", id: "c", name: "f", input: { arguments: "not json" } },
+      ],
+    });
+  });
+
+  it("builds the request: max_tokens default 4096, tools as input_schema, temperature 0 kept", () => {
+    const body = buildMessagesRequest({
+      model: "claude-x",
+      messages: [{ role: "user", content: "hi" }],
+      tools: [addTool],
+      temperature: 0,
+      maxTokens: null,
+      responseFormat: { type: "json_object" },
+    });
+    expect(body).toEqual({
+      model: "claude-x",
+      max_tokens: 4096,
+      messages: [{ role: "user", content: "hi" }],
+      temperature: 0,
+      tools: [
+        {
+          name: "default__add",
+          description: "Execute default/add",
+          input_schema: addTool.function.parameters,
+        },
+      ],
+    });
+    const bare = buildMessagesRequest({
+      model: "m",
+      messages: [],
+      tools: [],
+      temperature: null,
+      maxTokens: 10,
+    });
+    expect(bare).toEqual({ model: "m", max_tokens: 10, messages: [] });
+  });
+
+  it("maps stop reasons", () => {
+    expect(toFinishReason("end_turn")).toBe("stop");
+    expect(toFinishReason("tool_use")).toBe("tool_calls");
+    expect(toFinishReason("max_tokens")).toBe("length");
+    expect(toFinishReason("refusal")).toBe("refusal");
+    expect(toFinishReason(null)).toBeNull();
+  });
+});
+
+describe("openai-compatible request", () => {
+  it("sends optional fields only when set and strips stored tool-call indexes", () => {
+    const body = buildChatRequest(
+      { model: "m", messages: conversation.slice(2, 5), temperature: 0, maxTokens: 50, tools: [addTool] },
+      "mistral",
+    );
+    expect(body).toMatchObject({
+      model: "m",
+      temperature: 0,
+      max_tokens: 50,
+      tool_choice: "auto",
+      tools: [addTool],
+    });
+    expect(body.messages).toEqual([
+      {
+        role: "user",
+        content: [
+          { type: "text", text: "Look" },
+          { type: "image_url", image_url: "data:image/png;base64,iVBORw0KGgo=" },
+        ],
+      },
+      {
+        role: "assistant",
+        content: null,
+        tool_calls: [
+          { id: "call_1", type: "function", function: { name: "default__add", arguments: '{"a":1}' } },
+          { id: "call_2", type: "function", function: { name: "default__add", arguments: "" } },
+        ],
+      },
+      { role: "tool", content: '{"sum":1}', tool_call_id: "call_1", name: "default__add" },
+    ]);
+    const bare = buildChatRequest(
+      { model: "m", messages: [], tools: [], temperature: null, maxTokens: null },
+      "openai",
+    );
+    expect(bare).toEqual({ model: "m", messages: [] });
+    const formatted = buildChatRequest(
+      {
+        model: "m",
+        messages: [],
+        temperature: null,
+        maxTokens: null,
+        responseFormat: { type: "json_object" },
+      },
+      "openai",
+    );
+    expect(formatted).toEqual({ model: "m", messages: [], response_format: { type: "json_object" } });
+  });
+
+  it("picks base URLs per type, appending /v1 to an Ollama root", () => {
+    expect(openAiBaseUrl("openai", null)).toBe("https://api.openai.com/v1");
+    expect(openAiBaseUrl("mistral", "")).toBe("https://api.mistral.ai/v1");
+    expect(openAiBaseUrl("ollama", null)).toBe("http://localhost:11434/v1");
+    expect(openAiBaseUrl("ollama", "http://gpu:11434/")).toBe("http://gpu:11434/v1");
+    expect(openAiBaseUrl("ollama", "http://gpu:11434/v1")).toBe("http://gpu:11434/v1");
+    expect(openAiBaseUrl("openai", "http://127.0.0.1:9/v1/")).toBe("http://127.0.0.1:9/v1");
+  });
+
+  it("indexes tool calls that come without an index as separate calls (D-31)", () => {
+    const indexer = new ToolCallIndexer();
+    // OpenAI: indexed fragments
+    expect(indexer.indexOf({ index: 0, id: "a" })).toBe(0);
+    expect(indexer.indexOf({ index: 0 })).toBe(0);
+    expect(indexer.indexOf({ index: 1, id: "b" })).toBe(1);
+    // Mistral: whole calls without index
+    const mistral = new ToolCallIndexer();
+    expect(mistral.indexOf({ id: "x" })).toBe(0);
+    expect(mistral.indexOf({ id: "y" })).toBe(1);
+    expect(mistral.indexOf({})).toBe(1);
+  });
+});
+
+describe("provider type by model name (§5.10)", () => {
+  it("detects the documented prefixes", () => {
+    expect(providerTypeForModel("gpt-4o")).toBe("openai");
+    expect(providerTypeForModel("o1-mini")).toBe("openai");
+    expect(providerTypeForModel("mistral-large")).toBe("mistral");
+    expect(providerTypeForModel("pixtral-12b")).toBe("mistral");
+    expect(providerTypeForModel("codestral-latest")).toBe("mistral");
+    expect(providerTypeForModel("library/llama3")).toBe("ollama");
+    expect(providerTypeForModel("llama")).toBe("ollama");
+    expect(providerTypeForModel("claude-sonnet-4-5")).toBe("anthropic");
+    expect(providerTypeForModel("fake-model")).toBeNull();
+  });
+});

@@ -1,0 +1,194 @@
+/**
+ * The pure parts of the conversation builder (sinas-spec §5.3 steps D and F, D-24): system prompt rendering,
+ * the output-schema instruction, the stored-context section, stored messages for the model, response_format.
+ * The database-backed parts run against a real stack in test/integration/chats.test.ts.
+ */
+import { describe, expect, it } from "vitest";
+import {
+  agentInputOf,
+  type ContextEntry,
+  outputSchemaInstruction,
+  parseStoredContent,
+  renderSystemPrompt,
+  responseFormatFor,
+  STORED_CONTEXT_HEADER,
+  storedContextSection,
+  systemContent,
+  toLlmMessage,
+} from "../../workers/chat/prompt";
+import type { Agent, Message } from "../../workers/db/schema";
+
+const OUTPUT_SCHEMA = { type: "object", properties: { a: { type: "string" } } };
+
+function agent(fields: Partial<Agent> = {}): Agent {
+  const now = new Date();
+  return {
+    id: "00000000-0000-4000-8000-000000000001",
+    userId: null,
+    groupId: null,
+    namespace: "default",
+    name: "helper",
+    description: null,
+    llmProviderId: null,
+    model: null,
+    temperature: 0.7,
+    maxTokens: null,
+    systemPrompt: null,
+    inputSchema: {},
+    outputSchema: {},
+    initialMessages: null,
+    enabledFunctions: [],
+    enabledMcpTools: [],
+    enabledAgents: [],
+    functionParameters: {},
+    mcpToolParameters: {},
+    stateNamespacesReadonly: [],
+    stateNamespacesReadwrite: [],
+    isActive: true,
+    createdAt: now,
+    updatedAt: now,
+    managedBy: null,
+    configName: null,
+    configChecksum: null,
+    ...fields,
+  };
+}
+
+function message(fields: Partial<Message>): Message {
+  return {
+    id: "00000000-0000-4000-8000-000000000002",
+    chatId: "00000000-0000-4000-8000-000000000003",
+    sequence: 1,
+    role: "user",
+    content: null,
+    toolCalls: null,
+    toolCallId: null,
+    name: null,
+    enabledFunctions: null,
+    enabledMcpTools: null,
+    createdAt: new Date(),
+    ...fields,
+  };
+}
+
+const tz: ContextEntry = { namespace: "prefs", key: "tz", description: "timezone", value: { tz: "CET" } };
+
+describe("system prompt (D-24)", () => {
+  it("renders the prompt with the chat input", () => {
+    expect(renderSystemPrompt("You help {{ customer }}.", { customer: "ACME" })).toBe("You help ACME.");
+    expect(
+      renderSystemPrompt("{% if vip %}VIP {% endif %}{{ name | upper }}", { vip: true, name: "ada" }),
+    ).toBe("VIP ADA");
+  });
+
+  it("keeps the prompt as written without an input, and on a template error", () => {
+    expect(renderSystemPrompt("You help {{ customer }}.", null)).toBe("You help {{ customer }}.");
+    expect(renderSystemPrompt("Broken {% if %}", { a: 1 })).toBe("Broken {% if %}");
+    expect(renderSystemPrompt(null, { a: 1 })).toBe("");
+  });
+
+  it("reads agent_input from chat metadata only when it is an object", () => {
+    expect(agentInputOf({ chatMetadata: { agent_input: { customer: "ACME" } } })).toEqual({
+      customer: "ACME",
+    });
+    expect(agentInputOf({ chatMetadata: null })).toBeNull();
+    expect(agentInputOf({ chatMetadata: { agent_input: [1] } })).toBeNull();
+    expect(agentInputOf({ chatMetadata: { other: 1 } })).toBeNull();
+  });
+});
+
+describe("system content", () => {
+  it("appends the exact output-schema instruction when the schema has properties", () => {
+    expect(outputSchemaInstruction({})).toBe("");
+    expect(outputSchemaInstruction({ type: "object" })).toBe("");
+    expect(outputSchemaInstruction(OUTPUT_SCHEMA)).toBe(
+      '\n\nIMPORTANT: You must respond with valid JSON matching this exact schema:\n```json\n{\n  "type": "object",\n  "properties": {\n    "a": {\n      "type": "string"\n    }\n  }\n}\n```\nDo not include any text outside the JSON object.',
+    );
+  });
+
+  it("formats stored context entries, with the description when there is one", () => {
+    expect(storedContextSection([])).toBe("");
+    const section = storedContextSection([
+      tz,
+      { namespace: "shared", key: "k", description: null, value: {} },
+    ]);
+    expect(section).toBe(
+      `${STORED_CONTEXT_HEADER}**prefs/tz** - timezone\n\`\`\`json\n{\n  "tz": "CET"\n}\n\`\`\`\n\n**shared/k**\n\`\`\`json\n{}\n\`\`\`\n\n`,
+    );
+  });
+
+  it("puts prompt, instruction and context in that order; context alone is trimmed", () => {
+    const withAll = systemContent(agent({ systemPrompt: "Memo.", outputSchema: OUTPUT_SCHEMA }), null, [tz]);
+    expect(withAll.startsWith("Memo.\n\nIMPORTANT: You must respond with valid JSON")).toBe(true);
+    expect(withAll).toContain("Do not include any text outside the JSON object.\n\n## Stored Context\n");
+    expect(withAll).toContain('**prefs/tz** - timezone\n```json\n{\n  "tz": "CET"\n}');
+
+    const contextOnly = systemContent(agent(), null, [tz]);
+    expect(contextOnly.startsWith("## Stored Context\n")).toBe(true);
+    expect(contextOnly.endsWith("```")).toBe(true);
+    expect(systemContent(agent(), null, [])).toBe("");
+  });
+});
+
+describe("stored messages for the model", () => {
+  it("turns a stored array of parts back into parts, for user messages only", () => {
+    const parts = [
+      { type: "text", text: "What is this?" },
+      { type: "image", image: "https://example.com/a.png" },
+    ];
+    expect(toLlmMessage(message({ role: "user", content: JSON.stringify(parts) }))).toEqual({
+      role: "user",
+      content: parts,
+    });
+    const toolResult = JSON.stringify([{ type: "row", id: 1 }]);
+    expect(
+      toLlmMessage(message({ role: "tool", content: toolResult, toolCallId: "c1", name: "db__q" })),
+    ).toEqual({ role: "tool", content: toolResult, tool_call_id: "c1", name: "db__q" });
+  });
+
+  it("keeps text that only looks like JSON", () => {
+    expect(parseStoredContent("[1, 2]")).toBe("[1, 2]");
+    expect(parseStoredContent("[not json")).toBe("[not json");
+    expect(parseStoredContent("[]")).toBe("[]");
+    expect(parseStoredContent("plain")).toBe("plain");
+  });
+
+  it("includes tool calls without their stream index, and keeps null content", () => {
+    const call = {
+      id: "call_1",
+      type: "function" as const,
+      function: { name: "default__add", arguments: "{}" },
+    };
+    expect(
+      toLlmMessage(message({ role: "assistant", content: null, toolCalls: [{ ...call, index: 0 }] })),
+    ).toEqual({
+      role: "assistant",
+      content: null,
+      tool_calls: [call],
+    });
+    expect(toLlmMessage(message({ role: "assistant", content: "Hi", toolCalls: [] }))).toEqual({
+      role: "assistant",
+      content: "Hi",
+    });
+  });
+});
+
+describe("response_format (§5.3 step F)", () => {
+  it("is absent without output-schema properties", () => {
+    expect(responseFormatFor(agent())).toBeUndefined();
+    expect(responseFormatFor(agent({ outputSchema: { type: "object" } }))).toBeUndefined();
+  });
+
+  it("names the schema after the agent and closes it unless it says otherwise", () => {
+    expect(responseFormatFor(agent({ name: "My Agent", outputSchema: OUTPUT_SCHEMA }))).toEqual({
+      type: "json_schema",
+      json_schema: {
+        name: "my_agent_response",
+        strict: true,
+        schema: { ...OUTPUT_SCHEMA, additionalProperties: false },
+      },
+    });
+    const open = { ...OUTPUT_SCHEMA, additionalProperties: true };
+    expect(responseFormatFor(agent({ outputSchema: open }))).toMatchObject({ json_schema: { schema: open } });
+  });
+});

@@ -1,0 +1,147 @@
+/**
+ * @module Agent tools (sinas-spec §5.5.2, §5.8, D-16): each active agent of `enabled_agents` (written as
+ * `ns/name` or as its UUID) becomes a `call_agent_<name>` tool; a call opens a sub-chat with that agent, owned
+ * by the same user, sends it the prompt (or the structured input) in a non-streaming turn, and returns the
+ * answer.
+ */
+import { and, eq, inArray, or, type SQL } from "drizzle-orm";
+import { type Agent, agents, type JsonObject } from "../db/schema";
+import type { ToolDefinition } from "../llm/types";
+import { createChatForAgent, findAgentForChat } from "../services/chats";
+import type { OfferedTool, ToolContext } from "./tools";
+
+/**
+ * A call from a chat this deep is refused: a user's turn is depth 0, its sub-chats 1, and so on. Stops an agent
+ * that calls itself (or a cycle of agents) from recursing without end.
+ */
+export const MAX_AGENT_CALL_DEPTH = 3;
+
+const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** `call_agent_` + the lower-cased name with spaces and `-` as `_` (`Research Bot` -> `call_agent_research_bot`). */
+export function agentToolName(agentName: string): string {
+  return `call_agent_${agentName.toLowerCase().replace(/ /g, "_").replace(/-/g, "_")}`;
+}
+
+function isPlainObject(value: unknown): value is JsonObject {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * The tool of one agent: its input schema plus the hidden constant `_agent_id` when the schema has properties,
+ * else a required `prompt`.
+ */
+export function agentToolDefinition(
+  agent: Pick<Agent, "id" | "name" | "description" | "inputSchema">,
+): ToolDefinition {
+  const agentIdProperty = { type: "string", description: "Internal agent identifier", const: agent.id };
+  const schemaProperties = agent.inputSchema.properties;
+  let parameters: JsonObject;
+  if (isPlainObject(schemaProperties) && Object.keys(schemaProperties).length > 0) {
+    parameters = structuredClone(agent.inputSchema);
+    parameters.properties = { ...schemaProperties, _agent_id: agentIdProperty };
+  } else {
+    parameters = {
+      type: "object",
+      properties: {
+        prompt: { type: "string", description: "The prompt or query to send to the agent" },
+        _agent_id: agentIdProperty,
+      },
+      required: ["prompt"],
+    };
+  }
+  return {
+    type: "function",
+    function: {
+      name: agentToolName(agent.name),
+      description: agent.description ? `${agent.name}: ${agent.description}` : `Call the ${agent.name} agent`,
+      parameters,
+    },
+  };
+}
+
+/**
+ * What a call sends to the sub-agent (§5.8 step 2): keys starting with `_` are dropped; a lone `prompt` is sent
+ * as the message with no input, anything else is the chat input and its JSON the message.
+ */
+export function agentCallMessage(args: JsonObject): { content: string; input: JsonObject } {
+  const input = Object.fromEntries(Object.entries(args).filter(([key]) => !key.startsWith("_")));
+  const keys = Object.keys(input);
+  if (keys.length === 1 && keys[0] === "prompt") {
+    const prompt = input.prompt;
+    return { content: typeof prompt === "string" ? prompt : JSON.stringify(prompt), input: {} };
+  }
+  return { content: JSON.stringify(input), input };
+}
+
+type AgentRef = { id: string } | { namespace: string; name: string };
+
+/** An `enabled_agents` entry: a UUID, or `ns/name` split at its first `/`; null for anything else. */
+export function parseAgentRef(entry: string): AgentRef | null {
+  if (UUID_PATTERN.test(entry)) return { id: entry.toLowerCase() };
+  const slash = entry.indexOf("/");
+  if (slash <= 0 || slash === entry.length - 1) return null;
+  return { namespace: entry.slice(0, slash), name: entry.slice(slash + 1) };
+}
+
+/** The active agents `enabled_agents` names, in its order, each once (D-16); missing or inactive ones are skipped. */
+export async function resolveEnabledAgents(ctx: ToolContext): Promise<Agent[]> {
+  const refs = ctx.agent.enabledAgents.map(parseAgentRef).filter((ref): ref is AgentRef => ref !== null);
+  if (refs.length === 0) return [];
+  const ids = refs.flatMap((ref) => ("id" in ref ? [ref.id] : []));
+  const byName = refs.flatMap((ref) =>
+    "id" in ref ? [] : [and(eq(agents.namespace, ref.namespace), eq(agents.name, ref.name))],
+  );
+  const matches: (SQL | undefined)[] = [...byName];
+  if (ids.length > 0) matches.push(inArray(agents.id, ids));
+  const rows = await ctx.services
+    .db()
+    .select()
+    .from(agents)
+    .where(and(eq(agents.isActive, true), or(...matches)));
+  const resolved = new Map<string, Agent>();
+  for (const ref of refs) {
+    const agent = rows.find((row) =>
+      "id" in ref ? row.id === ref.id : row.namespace === ref.namespace && row.name === ref.name,
+    );
+    if (agent && !resolved.has(agent.id)) resolved.set(agent.id, agent);
+  }
+  return [...resolved.values()];
+}
+
+export async function offerAgentTools(ctx: ToolContext): Promise<OfferedTool[]> {
+  const enabled = await resolveEnabledAgents(ctx);
+  return enabled.map((agent) => ({
+    definition: agentToolDefinition(agent),
+    kind: "agent",
+    agentId: agent.id,
+  }));
+}
+
+/**
+ * Runs a `call_agent_*` call (§5.8). `enabledAgentIds` are the agents offered in this turn (the resolved
+ * `enabled_agents`). Expected failures are `{error}` results; anything thrown is turned into one by the caller.
+ */
+export async function runAgentTool(
+  ctx: ToolContext,
+  enabledAgentIds: string[],
+  args: JsonObject,
+): Promise<unknown> {
+  const agentId = args._agent_id;
+  if (typeof agentId !== "string" || agentId === "") return { error: "Missing _agent_id in agent tool call" };
+  if (!enabledAgentIds.includes(agentId)) return { error: `Agent ${agentId} not enabled for this agent` };
+  if ((ctx.depth ?? 0) >= MAX_AGENT_CALL_DEPTH) return { error: "Agent call depth exceeded" };
+  const db = ctx.services.db();
+  const agent = await findAgentForChat(db, agentId);
+  if (!agent) return { error: `Agent not found: ${agentId}` };
+  const { content, input } = agentCallMessage(args);
+  const subChat = await createChatForAgent(db, {
+    agent,
+    userId: ctx.user.id,
+    groupId: ctx.chat.groupId,
+    title: `Sub-chat: ${agent.name}`,
+    input,
+  });
+  const response = await ctx.runSubChatTurn(subChat.id, content);
+  return { agent_name: agent.name, response, chat_id: subChat.id };
+}

@@ -1,0 +1,179 @@
+/**
+ * @module The events of a chat turn, as the ChatSession Durable Object logs them (each gets a sequence number),
+ * and their two wire renderings: SINAS's SSE events (sinas-spec §5.6, D-28) and the Vercel AI SDK UI-message
+ * stream (peers.md §4.1). One log, several views: a resumed or second viewer sees exactly what the first saw.
+ */
+import type { StreamChunk } from "../llm/types";
+
+export type TurnEndStatus = "completed" | "awaiting_approval" | "stopped";
+
+export type ChatEvent =
+  /** A turn began; `message_id` is the user message it answers (null for a continuation after approval). */
+  | { type: "turn_start"; turn_id: string; message_id: string | null }
+  /** One LLM call began. */
+  | { type: "step_start"; round: number }
+  /** A provider chunk, in SINAS's `message` shape. */
+  | { type: "chunk"; chunk: StreamChunk }
+  /** A tool call is complete (its arguments parsed when JSON). */
+  | { type: "tool_call"; tool_call_id: string; name: string; arguments: unknown }
+  | {
+      type: "approval_required";
+      tool_call_id: string;
+      function_namespace: string;
+      function_name: string;
+      arguments: unknown;
+    }
+  | { type: "tool_result"; tool_call_id: string; name: string; result: unknown; rejected?: boolean }
+  | { type: "step_end"; round: number; finish_reason: string | null }
+  /** The turn's end; `message_id` is the last assistant message saved. */
+  | { type: "done"; status: TurnEndStatus; message_id: string | null; output_errors?: string }
+  /** The turn failed; also an end. */
+  | { type: "error"; error: string; message_id?: string | null };
+
+export interface LoggedEvent {
+  seq: number;
+  turnId: string;
+  event: ChatEvent;
+}
+
+export function isTurnEnd(event: ChatEvent): boolean {
+  return event.type === "done" || event.type === "error";
+}
+
+/** One SSE frame; `event` omitted means the default `message` type of the AI SDK framing. */
+export function sseFrame(seq: number | null, event: string | null, data: unknown): string {
+  const id = seq === null ? "" : `id: ${seq}\n`;
+  const type = event === null ? "" : `event: ${event}\n`;
+  return `${id}${type}data: ${typeof data === "string" ? data : JSON.stringify(data)}\n\n`;
+}
+
+/**
+ * SINAS's view (§5.6) of an event: chunks and approval requests are `message` events, tool results (D-28) are
+ * `tool_result` events that SINAS clients ignore, and the end is `done` or `error`. Other events are internal.
+ * The SSE stream and the WebSocket viewers both use it.
+ */
+export function sinasView(event: ChatEvent): { event: string; data: unknown } | null {
+  switch (event.type) {
+    case "chunk":
+      return { event: "message", data: event.chunk };
+    case "approval_required": {
+      const { type: _type, ...rest } = event;
+      return { event: "message", data: { type: "approval_required", ...rest } };
+    }
+    case "tool_result":
+      return {
+        event: "tool_result",
+        data: { tool_call_id: event.tool_call_id, name: event.name, result: event.result },
+      };
+    case "done":
+      // SINAS ends an approval pause with a plain "completed" too; the extra fields say which end it was.
+      return {
+        event: "done",
+        data: {
+          status: event.status === "stopped" ? "stopped" : "completed",
+          awaiting_approval: event.status === "awaiting_approval",
+          message_id: event.message_id,
+          ...(event.output_errors ? { output_errors: event.output_errors } : {}),
+        },
+      };
+    case "error":
+      return { event: "error", data: { error: event.error } };
+    default:
+      return null;
+  }
+}
+
+export function renderSinasEvent({ seq, event }: LoggedEvent): string | null {
+  const view = sinasView(event);
+  return view === null ? null : sseFrame(seq, view.event, view.data);
+}
+
+/**
+ * The AI SDK UI-message stream view. Stateful: the text part id, tool-call ids by stream index and the open
+ * text part are derived from the turn's earlier events, so the renderer is fed the whole turn from its start
+ * and `emit=false` for the events the client already has.
+ */
+export class UiMessageStreamRenderer {
+  #textId: string | null = null;
+  #textCount = 0;
+  #toolIds = new Map<number, string>();
+
+  /** Parts for one event, as SSE frames (empty when the client already has it). */
+  render({ seq, event }: LoggedEvent, emit: boolean): string[] {
+    const parts = this.#parts(event);
+    if (!emit) return [];
+    const frames = parts.map((part) => sseFrame(seq, null, part));
+    if (isTurnEnd(event)) frames.push(sseFrame(null, null, "[DONE]"));
+    return frames;
+  }
+
+  #closeText(): Record<string, unknown>[] {
+    if (this.#textId === null) return [];
+    const id = this.#textId;
+    this.#textId = null;
+    return [{ type: "text-end", id }];
+  }
+
+  #parts(event: ChatEvent): Record<string, unknown>[] {
+    switch (event.type) {
+      case "turn_start":
+        return [{ type: "start", messageId: event.turn_id }];
+      case "step_start":
+        this.#toolIds.clear();
+        return [{ type: "start-step" }];
+      case "chunk":
+        return this.#chunkParts(event.chunk);
+      case "tool_call":
+        return [
+          ...this.#closeText(),
+          {
+            type: "tool-input-available",
+            toolCallId: event.tool_call_id,
+            toolName: event.name,
+            input: event.arguments,
+          },
+        ];
+      case "approval_required":
+        return [
+          { type: "tool-approval-request", toolCallId: event.tool_call_id, approvalId: event.tool_call_id },
+        ];
+      case "tool_result":
+        return event.rejected
+          ? [{ type: "tool-output-denied", toolCallId: event.tool_call_id }]
+          : [{ type: "tool-output-available", toolCallId: event.tool_call_id, output: event.result }];
+      case "step_end":
+        return [...this.#closeText(), { type: "finish-step" }];
+      case "done":
+        return event.status === "stopped"
+          ? [...this.#closeText(), { type: "abort", reason: "stopped" }]
+          : [...this.#closeText(), { type: "finish" }];
+      case "error":
+        return [...this.#closeText(), { type: "error", errorText: event.error }];
+    }
+  }
+
+  #chunkParts(chunk: StreamChunk): Record<string, unknown>[] {
+    const parts: Record<string, unknown>[] = [];
+    if (chunk.content) {
+      if (this.#textId === null) {
+        this.#textCount += 1;
+        this.#textId = `text-${this.#textCount}`;
+        parts.push({ type: "text-start", id: this.#textId });
+      }
+      parts.push({ type: "text-delta", id: this.#textId, delta: chunk.content });
+    }
+    for (const delta of chunk.tool_calls ?? []) {
+      let toolCallId = this.#toolIds.get(delta.index);
+      if (toolCallId === undefined && delta.id) {
+        toolCallId = delta.id;
+        this.#toolIds.set(delta.index, toolCallId);
+        parts.push(...this.#closeText());
+        parts.push({ type: "tool-input-start", toolCallId, toolName: delta.function.name ?? "" });
+      }
+      if (toolCallId !== undefined && delta.function.arguments) {
+        parts.push({ type: "tool-input-delta", toolCallId, inputTextDelta: delta.function.arguments });
+      }
+    }
+    return parts;
+  }
+}

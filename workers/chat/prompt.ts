@@ -1,0 +1,236 @@
+/**
+ * @module The conversation sent to the model (sinas-spec §5.3 steps D and F with D-24, D-25): the system message
+ * (rendered prompt, output-schema instruction, stored context) followed by every stored message in order.
+ *
+ * The turn engine calls `buildConversation` before every model call, first round and follow-up rounds alike
+ * (D-25), so the model always sees the system prompt and multimodal parts. Provider-specific content conversion
+ * is the adapters' job (workers/llm); this module hands them universal parts.
+ */
+import { and, desc, eq, gt, inArray, isNull, or, sql } from "drizzle-orm";
+import type { DbOrTx } from "../db/client";
+import {
+  type Agent,
+  type Chat,
+  groupMembers,
+  type JsonObject,
+  type JsonSchema,
+  type LlmProviderType,
+  type Message,
+  type State,
+  states,
+  type ToolCall,
+} from "../db/schema";
+import { requireSecret } from "../env";
+import { decryptText } from "../lib/crypto";
+import { renderTemplate } from "../lib/jinja";
+import type { ContentPart, LlmMessage } from "../llm/types";
+import { listChatMessages } from "../services/chats";
+import type { Services } from "../services/services";
+
+/** How many stored-context entries the system message carries at most (§5.3 D.1c). */
+export const STORED_CONTEXT_LIMIT = 5;
+
+export const STORED_CONTEXT_HEADER =
+  "\n\n## Stored Context\nThe following information has been saved about the user and should inform your responses:\n\n";
+
+export interface ConversationRequest {
+  chat: Chat;
+  agent: Agent;
+  /** The chat's user: stored context is what this user may see. */
+  userId: string;
+  /** The provider the conversation goes to; adapters convert universal content parts for it. */
+  providerType: LlmProviderType;
+}
+
+/** One stored-context entry, value already decrypted. */
+export interface ContextEntry {
+  namespace: string;
+  key: string;
+  description: string | null;
+  value: JsonObject;
+}
+
+/** `chat_metadata.agent_input` when it is an object, else null (D-24). */
+export function agentInputOf(chat: Pick<Chat, "chatMetadata">): JsonObject | null {
+  const input = chat.chatMetadata?.agent_input;
+  return input !== null && typeof input === "object" && !Array.isArray(input) ? (input as JsonObject) : null;
+}
+
+/**
+ * The agent's system prompt rendered with the chat input (D-24). Without an input the prompt is used as written
+ * (like function-parameter prefill, §5.5); a template error falls back to the raw prompt (§5.3 D.1a).
+ */
+export function renderSystemPrompt(prompt: string | null, agentInput: JsonObject | null): string {
+  if (!prompt) return "";
+  if (agentInput === null) return prompt;
+  try {
+    return renderTemplate(prompt, agentInput);
+  } catch (error) {
+    console.warn(`System prompt rendering failed, using the raw prompt: ${String(error)}`);
+    return prompt;
+  }
+}
+
+function hasProperties(schema: JsonSchema): boolean {
+  const properties = schema.properties;
+  return properties !== null && typeof properties === "object";
+}
+
+/** The instruction appended when the agent has an output schema with properties (§5.3 D.1b), else "". */
+export function outputSchemaInstruction(outputSchema: JsonSchema): string {
+  if (!hasProperties(outputSchema)) return "";
+  return (
+    "\n\nIMPORTANT: You must respond with valid JSON matching this exact schema:\n```json\n" +
+    JSON.stringify(outputSchema, null, 2) +
+    "\n```\nDo not include any text outside the JSON object."
+  );
+}
+
+/** The `## Stored Context` section for `entries` (§5.3 D.1c), or "" for none. */
+export function storedContextSection(entries: ContextEntry[]): string {
+  if (entries.length === 0) return "";
+  const lines = entries.map((entry) => {
+    const title = `**${entry.namespace}/${entry.key}**${entry.description ? ` - ${entry.description}` : ""}`;
+    return `${title}\n\`\`\`json\n${JSON.stringify(entry.value, null, 2)}\n\`\`\`\n\n`;
+  });
+  return STORED_CONTEXT_HEADER + lines.join("");
+}
+
+/** The whole system content (§5.3 D.1a-c); "" means no system message. */
+export function systemContent(agent: Agent, agentInput: JsonObject | null, context: ContextEntry[]): string {
+  const content =
+    renderSystemPrompt(agent.systemPrompt, agentInput) + outputSchemaInstruction(agent.outputSchema);
+  const section = storedContextSection(context);
+  // Without anything before it the section stands alone, trimmed (as the reference does).
+  return content ? content + section : section.trim();
+}
+
+function isContentPart(value: unknown): value is ContentPart {
+  return (
+    value !== null &&
+    typeof value === "object" &&
+    !Array.isArray(value) &&
+    typeof (value as { type?: unknown }).type === "string"
+  );
+}
+
+/**
+ * A user message's content: a stored JSON array of parts (multimodal input, §5.9) becomes the parts again;
+ * anything else is the text as stored.
+ */
+export function parseStoredContent(content: string): string | ContentPart[] {
+  if (!content.startsWith("[")) return content;
+  try {
+    const parsed: unknown = JSON.parse(content);
+    if (Array.isArray(parsed) && parsed.length > 0 && parsed.every(isContentPart)) return parsed;
+  } catch {
+    // Text that merely starts with "[".
+  }
+  return content;
+}
+
+/** Tool calls as the wire wants them: no streaming `index`. */
+function wireToolCalls(calls: ToolCall[]): ToolCall[] {
+  return calls.map((call) => ({
+    id: call.id,
+    type: "function",
+    function: { name: call.function.name, arguments: call.function.arguments },
+  }));
+}
+
+/** One stored message for the model (§5.3 D.2). Only user messages can hold parts: tool results stay text. */
+export function toLlmMessage(message: Message): LlmMessage {
+  const content =
+    message.role === "user" && message.content !== null
+      ? parseStoredContent(message.content)
+      : message.content;
+  const llmMessage: LlmMessage = { role: message.role, content };
+  if (message.toolCalls && message.toolCalls.length > 0)
+    llmMessage.tool_calls = wireToolCalls(message.toolCalls);
+  if (message.toolCallId) llmMessage.tool_call_id = message.toolCallId;
+  if (message.name) llmMessage.name = message.name;
+  return llmMessage;
+}
+
+/**
+ * The states injected as stored context (§5.3 D.1c, §8.2): in the agent's read-only or read-write namespaces,
+ * not expired, the user's own or group-visible in one of the user's active groups; most relevant first.
+ */
+export async function loadContextStates(db: DbOrTx, agent: Agent, userId: string): Promise<State[]> {
+  const namespaces = [...new Set([...agent.stateNamespacesReadonly, ...agent.stateNamespacesReadwrite])];
+  if (namespaces.length === 0) return [];
+  const userGroups = db
+    .select({ id: groupMembers.groupId })
+    .from(groupMembers)
+    .where(and(eq(groupMembers.userId, userId), eq(groupMembers.active, true)));
+  return db
+    .select()
+    .from(states)
+    .where(
+      and(
+        inArray(states.namespace, namespaces),
+        or(isNull(states.expiresAt), gt(states.expiresAt, sql`now()`)),
+        or(
+          eq(states.userId, userId),
+          and(eq(states.visibility, "group"), inArray(states.groupId, userGroups)),
+        ),
+      ),
+    )
+    .orderBy(desc(states.relevanceScore), desc(states.updatedAt))
+    .limit(STORED_CONTEXT_LIMIT);
+}
+
+/** The entry for a state; an encrypted value is decrypted (a value that cannot be is left out, with a log). */
+async function toContextEntry(services: Services, state: State): Promise<ContextEntry | null> {
+  let value = state.value;
+  if (state.encrypted && state.valueCiphertext !== null) {
+    try {
+      const key = requireSecret(services.config, "ENCRYPTION_KEY");
+      value = JSON.parse(await decryptText(state.valueCiphertext, key)) as JsonObject;
+    } catch (error) {
+      console.error(
+        `Stored context ${state.namespace}/${state.key} could not be decrypted: ${String(error)}`,
+      );
+      return null;
+    }
+  }
+  return { namespace: state.namespace, key: state.key, description: state.description, value };
+}
+
+/** The full conversation for the next model call (§5.3 step D, D-25). */
+export async function buildConversation(
+  services: Services,
+  { chat, agent, userId }: ConversationRequest,
+): Promise<LlmMessage[]> {
+  const db = services.db();
+  const [contextStates, stored] = await Promise.all([
+    loadContextStates(db, agent, userId),
+    listChatMessages(db, chat.id),
+  ]);
+  const entries = await Promise.all(contextStates.map((state) => toContextEntry(services, state)));
+  const system = systemContent(
+    agent,
+    agentInputOf(chat),
+    entries.filter((entry) => entry !== null),
+  );
+  const conversation: LlmMessage[] = system ? [{ role: "system", content: system }] : [];
+  for (const message of stored) conversation.push(toLlmMessage(message));
+  return conversation;
+}
+
+/**
+ * OpenAI `response_format` for an agent with an output schema with properties (§5.3 step F), else undefined.
+ * The turn engine sends it on the first non-streaming call only.
+ */
+export function responseFormatFor(agent: Pick<Agent, "name" | "outputSchema">): JsonObject | undefined {
+  const schema = agent.outputSchema;
+  if (!hasProperties(schema)) return undefined;
+  return {
+    type: "json_schema",
+    json_schema: {
+      name: `${agent.name.toLowerCase().replace(/ /g, "_")}_response`,
+      strict: true,
+      schema: "additionalProperties" in schema ? schema : { ...schema, additionalProperties: false },
+    },
+  };
+}

@@ -1,0 +1,454 @@
+/**
+ * @module LLM state tools (sinas-spec §5.5.1, §8.2, §8.3, D-39): `retrieve_context` when the agent has any state
+ * namespace, and `save_context`, `update_context`, `delete_context` when it has read-write ones. They act as the
+ * chat's user (no permission grants are consulted, as in SINAS) and are confined to the agent's namespaces:
+ * writes and deletes to read-write ones, reads to read-only plus read-write ones.
+ */
+import { and, asc, desc, eq, gt, ilike, inArray, isNull, or, type SQL, sql } from "drizzle-orm";
+import { isUniqueViolation } from "../db/errors";
+import { groupMembers, type JsonObject, type State, type StateVisibility, states } from "../db/schema";
+import { requireSecret } from "../env";
+import { encryptText } from "../lib/crypto";
+import type { ToolDefinition } from "../llm/types";
+import type { Services } from "../services/services";
+import { stateValue } from "../services/states";
+import type { OfferedTool, ToolContext } from "./tools";
+
+export const STATE_TOOL_NAMES = [
+  "retrieve_context",
+  "save_context",
+  "update_context",
+  "delete_context",
+] as const;
+export type StateToolName = (typeof STATE_TOOL_NAMES)[number];
+
+export interface StateNamespaces {
+  readonly: string[];
+  readwrite: string[];
+}
+
+export interface StateKey {
+  namespace: string;
+  key: string;
+}
+
+const DEFAULT_RETRIEVE_LIMIT = 10;
+const MAX_RETRIEVE_LIMIT = 100;
+/** Keys listed in `retrieve_context`'s description, so a user with very many states does not flood the prompt. */
+const MAX_LISTED_KEYS = 1000;
+
+const quoted = (names: string[]) => names.map((name) => `'${name}'`).join(", ");
+
+/** `Currently available context:` with one `  • ns: 'k1', 'k2'` line per namespace; empty without keys. */
+export function describeAvailableContext(keys: StateKey[]): string {
+  if (keys.length === 0) return "";
+  const byNamespace = new Map<string, string[]>();
+  for (const { namespace, key } of keys)
+    byNamespace.set(namespace, [...(byNamespace.get(namespace) ?? []), key]);
+  const lines = ["Currently available context:"];
+  // Code-point order, as Python's sorted() gives (a SQL ORDER BY would follow the database collation).
+  for (const namespace of [...byNamespace.keys()].sort()) {
+    lines.push(`  • ${namespace}: ${quoted((byNamespace.get(namespace) ?? []).sort())}`);
+  }
+  return lines.join("\n");
+}
+
+/** The state tools for these namespaces (none without any); `available` feeds retrieve_context's description. */
+export function stateToolDefinitions(namespaces: StateNamespaces, available: StateKey[]): ToolDefinition[] {
+  const { readonly, readwrite } = namespaces;
+  if (readonly.length === 0 && readwrite.length === 0) return [];
+  const availableInfo = describeAvailableContext(available);
+  let namespaceInfo = "";
+  if (readwrite.length > 0)
+    namespaceInfo += `\n\nRead-write namespaces: ${quoted(readwrite)}. You can save/update/delete context in these namespaces.`;
+  if (readonly.length > 0)
+    namespaceInfo += `\n\nRead-only namespaces: ${quoted(readonly)}. You can only retrieve context from these namespaces.`;
+  const tool = (name: string, description: string, parameters: JsonObject): ToolDefinition => ({
+    type: "function",
+    function: { name, description, parameters },
+  });
+  const tools = [
+    tool(
+      "retrieve_context",
+      "Retrieve saved context by namespace and/or key. Use this to recall previously saved information, " +
+        "preferences, or facts about the user or project." +
+        (availableInfo ? `\n\n${availableInfo}` : ""),
+      {
+        type: "object",
+        properties: {
+          namespace: { type: "string", description: "Filter by namespace (e.g., 'preferences', 'facts')" },
+          key: {
+            type: "string",
+            description: "Specific key to retrieve (optional, omit to get all in namespace)",
+          },
+          search: { type: "string", description: "Search term to find in keys and descriptions" },
+          tags: { type: "string", description: "Comma-separated tags to filter by" },
+          limit: { type: "integer", description: "Maximum number of results to return", default: 10 },
+        },
+      },
+    ),
+  ];
+  if (readwrite.length === 0) return tools;
+  tools.push(
+    tool(
+      "save_context",
+      "Save information to context store for future recall. Use this to remember user preferences, facts " +
+        "learned during conversation, important decisions, or any information that should persist across " +
+        "conversations. Examples: user's timezone, preferred communication style, project details, etc." +
+        namespaceInfo,
+      {
+        type: "object",
+        properties: {
+          namespace: {
+            type: "string",
+            description: "Category/namespace for organization. Use one of the read-write namespaces.",
+            enum: [...readwrite],
+          },
+          key: {
+            type: "string",
+            description: "Unique identifier within the namespace (e.g., 'timezone', 'favorite_language')",
+          },
+          value: { type: "object", description: "Data to store (as JSON object)" },
+          description: {
+            type: "string",
+            description: "Human-readable description of what this context contains",
+          },
+          tags: {
+            type: "array",
+            items: { type: "string" },
+            description: "Tags for categorization and search",
+          },
+          visibility: {
+            type: "string",
+            enum: ["private", "group"],
+            description: "Who can access this context: 'private' (user only) or 'group' (team members)",
+            default: "private",
+          },
+        },
+        required: ["namespace", "key", "value"],
+      },
+    ),
+    tool(
+      "update_context",
+      "Update existing context entry. Use this to modify previously saved information when new details are " +
+        "learned or preferences change.",
+      {
+        type: "object",
+        properties: {
+          namespace: {
+            type: "string",
+            description: "Namespace of the context to update",
+            enum: [...readwrite],
+          },
+          key: { type: "string", description: "Key of the context to update" },
+          value: { type: "object", description: "New value to store (replaces existing)" },
+          description: { type: "string", description: "Updated description" },
+          tags: { type: "array", items: { type: "string" }, description: "Updated tags" },
+        },
+        required: ["namespace", "key"],
+      },
+    ),
+    tool("delete_context", "Delete a context entry when it's no longer needed or is outdated.", {
+      type: "object",
+      properties: {
+        namespace: {
+          type: "string",
+          description: "Namespace of the context to delete",
+          enum: [...readwrite],
+        },
+        key: { type: "string", description: "Key of the context to delete" },
+      },
+      required: ["namespace", "key"],
+    }),
+  );
+  return tools;
+}
+
+export function agentNamespaces(agent: {
+  stateNamespacesReadonly: string[];
+  stateNamespacesReadwrite: string[];
+}): StateNamespaces {
+  return { readonly: agent.stateNamespacesReadonly, readwrite: agent.stateNamespacesReadwrite };
+}
+
+/** Namespaces the agent may read: read-only plus read-write, each once. */
+export function readableNamespaces(namespaces: StateNamespaces): string[] {
+  return [...new Set([...namespaces.readonly, ...namespaces.readwrite])];
+}
+
+/**
+ * The refusal of a call outside the agent's namespaces (§8.2 with D-39), or null when it may proceed: writes and
+ * deletes need a read-write namespace, a retrieve filtered by namespace a readable one.
+ */
+export function namespaceDenial(
+  tool: string,
+  args: JsonObject,
+  namespaces: StateNamespaces,
+): JsonObject | null {
+  const namespace = args.namespace;
+  // SINAS formats a missing namespace as Python's None.
+  const shown = typeof namespace === "string" ? namespace : "None";
+  if (tool === "retrieve_context") {
+    if (typeof namespace !== "string" || namespace === "") return null;
+    const readable = readableNamespaces(namespaces);
+    if (readable.includes(namespace)) return null;
+    return { error: `Agent not authorized to read namespace '${shown}'`, allowed_namespaces: readable };
+  }
+  if (typeof namespace === "string" && namespaces.readwrite.includes(namespace)) return null;
+  return {
+    error: `Agent not authorized to write to namespace '${shown}'`,
+    allowed_namespaces: [...namespaces.readwrite],
+  };
+}
+
+const notExpired = (): SQL | undefined => or(isNull(states.expiresAt), gt(states.expiresAt, sql`now()`));
+
+function userGroups(services: Services, userId: string) {
+  return services
+    .db()
+    .select({ groupId: groupMembers.groupId })
+    .from(groupMembers)
+    .where(and(eq(groupMembers.userId, userId), eq(groupMembers.active, true)));
+}
+
+/** Own states, and group-visible states of the user's active groups (§8.3). */
+function visibleTo(services: Services, userId: string): SQL | undefined {
+  return or(
+    eq(states.userId, userId),
+    and(eq(states.visibility, "group"), inArray(states.groupId, userGroups(services, userId))),
+  );
+}
+
+async function availableKeys(services: Services, userId: string): Promise<StateKey[]> {
+  return services
+    .db()
+    .select({ namespace: states.namespace, key: states.key })
+    .from(states)
+    .where(and(notExpired(), visibleTo(services, userId)))
+    .orderBy(asc(states.namespace), asc(states.key))
+    .limit(MAX_LISTED_KEYS);
+}
+
+export async function offerStateTools(ctx: ToolContext): Promise<OfferedTool[]> {
+  const namespaces = agentNamespaces(ctx.agent);
+  if (namespaces.readonly.length === 0 && namespaces.readwrite.length === 0) return [];
+  // Every visible key is listed, not only the agent's namespaces (§5.5.1).
+  const available = await availableKeys(ctx.services, ctx.user.id);
+  return stateToolDefinitions(namespaces, available).map((definition) => ({ definition, kind: "state" }));
+}
+
+/** Runs a state tool call as the chat user. */
+export async function runStateTool(ctx: ToolContext, tool: string, args: JsonObject): Promise<unknown> {
+  if (!(STATE_TOOL_NAMES as readonly string[]).includes(tool))
+    return { error: `Unknown context tool: ${tool}` };
+  const namespaces = agentNamespaces(ctx.agent);
+  const denial = namespaceDenial(tool, args, namespaces);
+  if (denial) return denial;
+  if (tool === "retrieve_context") return retrieveContext(ctx, args, readableNamespaces(namespaces));
+  // Past the denial, the namespace is one of the read-write ones.
+  const key = args.key;
+  if (typeof key !== "string" || key === "") return { error: "Missing required argument: key" };
+  const address: StateKey = { namespace: String(args.namespace), key };
+  if (tool === "save_context") return saveContext(ctx, address, args);
+  if (tool === "update_context") return updateContext(ctx, address, args);
+  return deleteContext(ctx, address);
+}
+
+function isPlainObject(value: unknown): value is JsonObject {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function isStringList(value: unknown): value is string[] {
+  return Array.isArray(value) && value.every((item) => typeof item === "string");
+}
+
+/** `%`, `_` and `\` are literal in a search term, not LIKE wildcards. */
+function likePattern(term: string): string {
+  return `%${term.replace(/[\\%_]/g, (char) => `\\${char}`)}%`;
+}
+
+function retrieveLimit(value: unknown): number {
+  if (typeof value !== "number" || !Number.isFinite(value)) return DEFAULT_RETRIEVE_LIMIT;
+  return Math.min(MAX_RETRIEVE_LIMIT, Math.max(1, Math.trunc(value)));
+}
+
+async function retrieveContext(ctx: ToolContext, args: JsonObject, readable: string[]): Promise<unknown> {
+  const { services } = ctx;
+  const conditions: (SQL | undefined)[] = [
+    notExpired(),
+    visibleTo(services, ctx.user.id),
+    inArray(states.namespace, readable),
+  ];
+  const text = (name: string): string | undefined => {
+    const value = args[name];
+    return typeof value === "string" && value !== "" ? value : undefined;
+  };
+  const namespace = text("namespace");
+  const key = text("key");
+  const search = text("search");
+  const tags = text("tags");
+  if (namespace !== undefined) conditions.push(eq(states.namespace, namespace));
+  if (key !== undefined) conditions.push(eq(states.key, key));
+  if (search !== undefined) {
+    const pattern = likePattern(search);
+    conditions.push(or(ilike(states.key, pattern), ilike(states.description, pattern)));
+  }
+  const tagList = (tags ?? "")
+    .split(",")
+    .map((tag) => tag.trim())
+    .filter(Boolean);
+  // Every listed tag must be in the state's tags (D-52).
+  if (tagList.length > 0) conditions.push(sql`${states.tags}::jsonb @> ${JSON.stringify(tagList)}::jsonb`);
+  const rows = await services
+    .db()
+    .select()
+    .from(states)
+    .where(and(...conditions))
+    .orderBy(desc(states.relevanceScore), asc(states.createdAt))
+    .limit(retrieveLimit(args.limit));
+  if (rows.length === 0) return { success: true, message: "No matching contexts found", contexts: [] };
+  const contexts = await Promise.all(
+    rows.map(async (row) => ({
+      namespace: row.namespace,
+      key: row.key,
+      value: await stateValue(services, row),
+      description: row.description,
+      tags: row.tags,
+      visibility: row.visibility,
+      created_at: row.createdAt.toISOString(),
+      updated_at: row.updatedAt.toISOString(),
+    })),
+  );
+  return { success: true, count: contexts.length, contexts };
+}
+
+async function ownState(ctx: ToolContext, address: StateKey): Promise<State | undefined> {
+  const [row] = await ctx.services
+    .db()
+    .select()
+    .from(states)
+    .where(
+      and(
+        eq(states.userId, ctx.user.id),
+        eq(states.namespace, address.namespace),
+        eq(states.key, address.key),
+      ),
+    )
+    .limit(1);
+  return row;
+}
+
+async function alreadyExists(ctx: ToolContext, address: StateKey, existing: State | undefined) {
+  return {
+    error: `Context already exists for namespace '${address.namespace}' and key '${address.key}'. Use update_context to modify it.`,
+    existing_value: existing ? await stateValue(ctx.services, existing) : null,
+  };
+}
+
+async function isActiveMember(services: Services, userId: string, groupId: string): Promise<boolean> {
+  const [row] = await services
+    .db()
+    .select({ id: groupMembers.id })
+    .from(groupMembers)
+    .where(
+      and(eq(groupMembers.userId, userId), eq(groupMembers.groupId, groupId), eq(groupMembers.active, true)),
+    )
+    .limit(1);
+  return row !== undefined;
+}
+
+async function saveContext(ctx: ToolContext, address: StateKey, args: JsonObject): Promise<unknown> {
+  const { services } = ctx;
+  if (!isPlainObject(args.value)) return { error: "value must be a JSON object" };
+  if (args.tags !== undefined && args.tags !== null && !isStringList(args.tags))
+    return { error: "tags must be a list of strings" };
+  const existing = await ownState(ctx, address);
+  if (existing) return alreadyExists(ctx, address, existing);
+  const visibility = args.visibility ?? "private";
+  if (visibility !== "private" && visibility !== "group")
+    return { error: `Invalid visibility '${String(visibility)}': use 'private' or 'group'` };
+  let groupId: string | null = null;
+  if (visibility === "group") {
+    if (!ctx.chat.groupId) return { error: "Group visibility requires a group context" };
+    if (!(await isActiveMember(services, ctx.user.id, ctx.chat.groupId)))
+      return { error: "User is not a member of the specified group" };
+    groupId = ctx.chat.groupId;
+  }
+  try {
+    const [row] = await services
+      .db()
+      .insert(states)
+      .values({
+        userId: ctx.user.id,
+        groupId,
+        namespace: address.namespace,
+        key: address.key,
+        value: args.value,
+        visibility: visibility satisfies StateVisibility,
+        description: typeof args.description === "string" ? args.description : null,
+        tags: isStringList(args.tags) ? args.tags : [],
+        relevanceScore: 1.0,
+      })
+      .returning();
+    if (!row) throw new Error("insert returned no row");
+    return {
+      success: true,
+      message: `Saved context: ${address.namespace}/${address.key}`,
+      context_id: row.id,
+      value: row.value,
+    };
+  } catch (error) {
+    // A concurrent save of the same key won the unique index.
+    if (isUniqueViolation(error)) return alreadyExists(ctx, address, await ownState(ctx, address));
+    throw error;
+  }
+}
+
+async function updateContext(ctx: ToolContext, address: StateKey, args: JsonObject): Promise<unknown> {
+  const { services } = ctx;
+  if ("value" in args && !isPlainObject(args.value)) return { error: "value must be a JSON object" };
+  if ("tags" in args && !isStringList(args.tags)) return { error: "tags must be a list of strings" };
+  if ("description" in args && args.description !== null && typeof args.description !== "string")
+    return { error: "description must be a string" };
+  const row = await ownState(ctx, address);
+  if (!row) {
+    return {
+      error: `Context not found for namespace '${address.namespace}' and key '${address.key}'`,
+      suggestion: "Use save_context to create a new context entry",
+    };
+  }
+  // Only the keys present are set (§8.3).
+  const changes: Partial<typeof states.$inferInsert> = { updatedAt: new Date() };
+  if (isPlainObject(args.value)) {
+    if (row.encrypted) {
+      const secret = requireSecret(services.config, "ENCRYPTION_KEY");
+      changes.valueCiphertext = await encryptText(JSON.stringify(args.value), secret);
+    } else changes.value = args.value;
+  }
+  if ("description" in args)
+    changes.description = typeof args.description === "string" ? args.description : null;
+  if (isStringList(args.tags)) changes.tags = args.tags;
+  await services.db().update(states).set(changes).where(eq(states.id, row.id));
+  return {
+    success: true,
+    message: `Updated context: ${address.namespace}/${address.key}`,
+    value: isPlainObject(args.value) ? args.value : await stateValue(services, row),
+  };
+}
+
+async function deleteContext(ctx: ToolContext, address: StateKey): Promise<unknown> {
+  const deleted = await ctx.services
+    .db()
+    .delete(states)
+    .where(
+      and(
+        eq(states.userId, ctx.user.id),
+        eq(states.namespace, address.namespace),
+        eq(states.key, address.key),
+      ),
+    )
+    .returning({ id: states.id });
+  if (deleted.length === 0)
+    return { error: `Context not found for namespace '${address.namespace}' and key '${address.key}'` };
+  return { success: true, message: `Deleted context: ${address.namespace}/${address.key}` };
+}

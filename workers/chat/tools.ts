@@ -1,0 +1,269 @@
+/**
+ * @module The tools an agent offers the model, and running the calls it makes (sinas-spec §5.5, §5.8, §8.2-8.3,
+ * D-16, D-27, D-39). The turn engine (turn.ts) calls `assembleTools` once per turn, then `runToolCall` for each
+ * call of a round: only offered tools are dispatched, and every failure becomes an `{error}` result the model
+ * reads, so a tool can never break the turn (except a stop, which propagates as an AbortError).
+ *
+ * The kinds live in their own files: state-tools.ts, agent-tools.ts, function-tools.ts; `continue_execution`
+ * (§5.5.5) is here.
+ */
+import { and, eq, type SQL } from "drizzle-orm";
+import { type Agent, type Chat, type Execution, executions, functions, type JsonObject } from "../db/schema";
+import { AppError } from "../lib/errors";
+import type { ToolCall, ToolDefinition } from "../llm/types";
+import { findExecution } from "../services/execution-records";
+import { resumeExecution, timeoutOf, waitForExecution } from "../services/executions";
+import type { Services } from "../services/services";
+import { offerAgentTools, runAgentTool } from "./agent-tools";
+import { executionOutcome, offerFunctionTools, runFunctionTool } from "./function-tools";
+import { offerStateTools, runStateTool } from "./state-tools";
+
+export interface ToolContext {
+  services: Services;
+  /** The chat the calls belong to (db row). */
+  chat: Chat;
+  /** The chat's agent (db row). */
+  agent: Agent;
+  /** The chat's owner: tools act as this user (§6.5, §8.3). */
+  user: { id: string; email: string };
+  /** `chat.chatMetadata?.agent_input`, or null. */
+  agentInput: JsonObject | null;
+  /** Runs a non-streaming turn in another chat (the sub-agent's) and returns its final assistant content. */
+  runSubChatTurn(chatId: string, content: string): Promise<string>;
+  signal?: AbortSignal;
+  /**
+   * Nesting of agent-to-agent calls: 0 (or absent) in a user's turn; `runSubChatTurn` runs the sub-chat's turn
+   * one deeper. A call at MAX_AGENT_CALL_DEPTH is refused (an agent calling itself, or a cycle).
+   */
+  depth?: number;
+}
+
+export type OfferedToolKind = "state" | "agent" | "function" | "mcp" | "continue";
+
+export interface OfferedTool {
+  /** What the model sees (no `_metadata`). */
+  definition: ToolDefinition;
+  kind: OfferedToolKind;
+  /** For kind=function: `prefilled` values override the model's arguments (they are locked, §5.5.3). */
+  fn?: { namespace: string; name: string; requiresApproval: boolean; prefilled: JsonObject };
+  /** For kind=agent. */
+  agentId?: string;
+}
+
+/** At most this many paused executions are listed in `continue_execution` (§5.5.5). */
+const MAX_PAUSED_EXECUTIONS = 10;
+
+/**
+ * Every tool the agent offers in this chat, in §5.5 order: state tools, agent tools, function tools, MCP tools
+ * (none yet), `continue_execution`. Names are unique: a later tool whose name is taken is dropped (two agents
+ * named `child` in different namespaces both map to `call_agent_child`; the first listed wins).
+ *
+ * @example
+ * const tools = await assembleTools(ctx);
+ * provider.complete({ ..., tools: tools.map((tool) => tool.definition) });
+ */
+export async function assembleTools(ctx: ToolContext): Promise<OfferedTool[]> {
+  const [stateTools, agentTools, functionTools, continueTools] = await Promise.all([
+    offerStateTools(ctx),
+    offerAgentTools(ctx),
+    offerFunctionTools(ctx),
+    offerContinueExecution(ctx),
+  ]);
+  // TODO(MCP, §5.5.4/§10.7): `agent.enabledMcpTools` is stored, but there is no MCP client yet, so no MCP tool is
+  // offered. When it lands, offer the registered tools named there here, as kind "mcp", between the function
+  // tools and continue_execution, and dispatch them in `dispatch` below.
+  const mcpTools: OfferedTool[] = [];
+  return uniqueByName([...stateTools, ...agentTools, ...functionTools, ...mcpTools, ...continueTools]);
+}
+
+function uniqueByName(tools: OfferedTool[]): OfferedTool[] {
+  const seen = new Set<string>();
+  return tools.filter((tool) => {
+    const name = tool.definition.function.name;
+    if (seen.has(name)) {
+      console.warn(`tool '${name}' is offered twice; the later one (${tool.kind}) is dropped`);
+      return false;
+    }
+    seen.add(name);
+    return true;
+  });
+}
+
+export function findOfferedTool(tools: OfferedTool[], name: string): OfferedTool | undefined {
+  return tools.find((tool) => tool.definition.function.name === name);
+}
+
+/** The function a call names when that function needs the user's approval first (§5.6 step 5), else null. */
+export function approvalNeeded(
+  tools: OfferedTool[],
+  call: ToolCall,
+): { namespace: string; name: string } | null {
+  const tool = findOfferedTool(tools, call.function.name);
+  if (tool?.kind !== "function" || !tool.fn?.requiresApproval) return null;
+  return { namespace: tool.fn.namespace, name: tool.fn.name };
+}
+
+/** The tool message content of a result: strings as they are, anything else as JSON (§5.4 step 4b). */
+export function toolResultContent(result: unknown): string {
+  return typeof result === "string" ? result : JSON.stringify(result ?? null);
+}
+
+export function isJsonObject(value: unknown): value is JsonObject {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+export type ParsedArguments = { ok: true; args: JsonObject } | { ok: false; error: JsonObject };
+
+/** A call's arguments: a JSON string (empty means `{}`) or an already parsed object. */
+export function parseToolArguments(raw: unknown): ParsedArguments {
+  let value: unknown = raw;
+  if (typeof raw === "string") {
+    if (raw.trim() === "") return { ok: true, args: {} };
+    try {
+      value = JSON.parse(raw);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      return {
+        ok: false,
+        error: { error: `Invalid JSON arguments: ${message}`, raw_arguments: raw.slice(0, 200) },
+      };
+    }
+  }
+  if (value === null || value === undefined) return { ok: true, args: {} };
+  if (!isJsonObject(value)) return { ok: false, error: { error: "Tool arguments must be a JSON object" } };
+  return { ok: true, args: value };
+}
+
+function isAbort(error: unknown, signal: AbortSignal | undefined): boolean {
+  return signal?.aborted === true || (error instanceof Error && error.name === "AbortError");
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Runs one call of the model and returns its result (any JSON value; see `toolResultContent`). Calls to tools
+ * that were not offered get `{"error":"Tool not available: N"}` (D-27). Never throws, except an AbortError when
+ * `ctx.signal` aborts: every other failure is returned as `{error: message}`.
+ */
+export async function runToolCall(ctx: ToolContext, tools: OfferedTool[], call: ToolCall): Promise<unknown> {
+  ctx.signal?.throwIfAborted();
+  const name = call.function.name;
+  const tool = findOfferedTool(tools, name);
+  if (!tool) return { error: `Tool not available: ${name}` };
+  const parsed = parseToolArguments(call.function.arguments);
+  if (!parsed.ok) return parsed.error;
+  try {
+    return await dispatch(ctx, tools, tool, parsed.args);
+  } catch (error) {
+    if (isAbort(error, ctx.signal)) throw error;
+    console.error(`chat ${ctx.chat.id}: tool ${name} failed:`, error);
+    return { error: errorMessage(error) };
+  }
+}
+
+async function dispatch(ctx: ToolContext, tools: OfferedTool[], tool: OfferedTool, args: JsonObject) {
+  const name = tool.definition.function.name;
+  switch (tool.kind) {
+    case "state":
+      return runStateTool(ctx, name, args);
+    case "continue":
+      return runContinueExecution(ctx, args);
+    case "agent":
+      return runAgentTool(ctx, offeredAgentIds(tools), args);
+    case "mcp":
+      return { error: `MCP tools are not supported yet: ${name}` };
+    case "function":
+      if (!tool.fn) return { error: `Tool not available: ${name}` };
+      return runFunctionTool(ctx, tool.fn, args);
+  }
+}
+
+function offeredAgentIds(tools: OfferedTool[]): string[] {
+  return tools.flatMap((tool) => (tool.kind === "agent" && tool.agentId ? [tool.agentId] : []));
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// continue_execution (§5.5.5, §6.7)
+// ---------------------------------------------------------------------------------------------------------------
+
+export const CONTINUE_EXECUTION = "continue_execution";
+
+type PausedExecution = Pick<Execution, "executionId" | "functionName" | "inputPrompt">;
+
+/** The `continue_execution` tool for the chat's paused executions (at least one). */
+export function continueExecutionDefinition(paused: PausedExecution[]): ToolDefinition {
+  const list = paused
+    .map(
+      (execution) => `- ${execution.executionId}: ${execution.functionName} - ${execution.inputPrompt ?? ""}`,
+    )
+    .join("\n");
+  return {
+    type: "function",
+    function: {
+      name: CONTINUE_EXECUTION,
+      description: `Continue a paused function execution by providing required input. Currently paused executions:\n${list}`,
+      parameters: {
+        type: "object",
+        properties: {
+          execution_id: {
+            type: "string",
+            description: "The execution ID to continue",
+            enum: paused.map((execution) => execution.executionId),
+          },
+          input: { type: "object", description: "Input data to provide to the paused execution" },
+        },
+        required: ["execution_id", "input"],
+      },
+    },
+  };
+}
+
+async function offerContinueExecution(ctx: ToolContext): Promise<OfferedTool[]> {
+  const paused = await ctx.services
+    .db()
+    .select({
+      executionId: executions.executionId,
+      functionName: executions.functionName,
+      inputPrompt: executions.inputPrompt,
+    })
+    .from(executions)
+    .where(and(eq(executions.chatId, ctx.chat.id), eq(executions.status, "AWAITING_INPUT")))
+    .orderBy(executions.startedAt)
+    .limit(MAX_PAUSED_EXECUTIONS);
+  if (paused.length === 0) return [];
+  return [{ definition: continueExecutionDefinition(paused), kind: "continue" }];
+}
+
+/** Resumes a paused execution of this chat with the model's input and waits for its next outcome. */
+async function runContinueExecution(ctx: ToolContext, args: JsonObject): Promise<unknown> {
+  const executionId = args.execution_id;
+  if (typeof executionId !== "string" || executionId === "") return { error: "Missing execution_id" };
+  if (!isJsonObject(args.input)) return { error: "input must be a JSON object" };
+  const { services } = ctx;
+  const execution = await findExecution(services.db(), executionId);
+  if (!execution || execution.chatId !== ctx.chat.id) return { error: `Execution not found: ${executionId}` };
+  try {
+    await resumeExecution(services, execution, args.input);
+  } catch (error) {
+    if (error instanceof AppError) return { error: error.message };
+    throw error;
+  }
+  const state = await waitForExecution(services, executionId, await continueTimeout(services, execution));
+  return executionOutcome(executionId, state);
+}
+
+async function continueTimeout(services: Services, execution: Execution): Promise<number> {
+  const sameFunction: SQL | undefined = and(
+    eq(functions.namespace, execution.functionNamespace),
+    eq(functions.name, execution.functionName),
+  );
+  const [fn] = await services
+    .db()
+    .select({ timeoutSeconds: functions.timeoutSeconds })
+    .from(functions)
+    .where(sameFunction)
+    .limit(1);
+  return timeoutOf(services, fn ?? { timeoutSeconds: null });
+}

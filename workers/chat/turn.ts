@@ -1,0 +1,363 @@
+/**
+ * @module One agent turn (sinas-spec §5.3-5.7 with D-11, D-25, D-26, D-28, D-29): call the model, run the tool
+ * rounds it asks for (in parallel, at most MAX_TOOL_ROUNDS), pause for approvals, and save every message as it
+ * happens. Knows nothing of HTTP or of Durable Objects: it reports progress through `emit` and stops when
+ * `signal` aborts. The ChatSession object runs it and logs what it emits.
+ */
+import type { Agent, Chat, ConversationContext, JsonObject, Message, ToolCall } from "../db/schema";
+import { pendingToolApprovals } from "../db/schema";
+import { AppError } from "../lib/errors";
+import { describeSchemaProblems, validateAgainstSchema } from "../lib/json-schema";
+import { resolveChatModel } from "../llm/registry";
+import type { CompletionRequest, LlmProvider, StreamChunk, ToolCallDelta } from "../llm/types";
+import type { Services } from "../services/services";
+import { appendMessages, type NewChatMessage } from "../services/chats";
+import type { ChatEvent, TurnEndStatus } from "./events";
+import { buildConversation, responseFormatFor } from "./prompt";
+import {
+  approvalNeeded,
+  assembleTools,
+  type OfferedTool,
+  runToolCall,
+  type ToolContext,
+  toolResultContent,
+} from "./tools";
+
+/** D-26: a model that keeps calling tools is stopped here. */
+export const MAX_TOOL_ROUNDS = 10;
+export const MAX_ROUNDS_MESSAGE = "Maximum tool call rounds exceeded";
+
+/** Tool calls decided after a pause: every call of the paused assistant message, with its decision. */
+export interface ApprovalResume {
+  /** The assistant message holding the calls. */
+  message: Message;
+  /** tool_call_id -> approved; calls without an entry did not need approval and run. */
+  decisions: Map<string, boolean>;
+}
+
+export interface TurnRequest {
+  services: Services;
+  chat: Chat;
+  agent: Agent;
+  user: { id: string; email: string };
+  /** `stream`: provider streaming, chunk by chunk; `complete`: one completion per round (§5.4, D-11). */
+  mode: "stream" | "complete";
+  /** Nesting of agent-to-agent calls (0 for a user's turn). */
+  depth: number;
+  resume?: ApprovalResume;
+  signal: AbortSignal;
+  emit(event: ChatEvent): void;
+  runSubChatTurn(chatId: string, content: string): Promise<string>;
+}
+
+export interface TurnResult {
+  status: TurnEndStatus;
+  /** The last assistant message saved (the answer, or the tool-call message of a pause). */
+  message: Message | null;
+  outputErrors?: string;
+}
+
+interface ModelReply {
+  content: string;
+  toolCalls: ToolCall[];
+  finishReason: string | null;
+  stopped: boolean;
+}
+
+function isAbort(error: unknown): boolean {
+  return error instanceof Error && (error.name === "AbortError" || error.name === "APIUserAbortError");
+}
+
+function parseArguments(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}
+
+/** Accumulates streamed tool calls by index (§5.6 step 2); D-31 is the adapters' job (distinct indexes). */
+function accumulateToolCalls(calls: Map<number, ToolCall>, deltas: ToolCallDelta[]): void {
+  for (const delta of deltas) {
+    const call = calls.get(delta.index) ?? {
+      id: "",
+      type: "function" as const,
+      function: { name: "", arguments: "" },
+    };
+    if (delta.id) call.id = delta.id;
+    if (delta.function.name) call.function.name = delta.function.name;
+    if (delta.function.arguments) call.function.arguments += delta.function.arguments;
+    calls.set(delta.index, call);
+  }
+}
+
+async function streamReply(
+  provider: LlmProvider,
+  request: CompletionRequest,
+  emit: (event: ChatEvent) => void,
+): Promise<ModelReply> {
+  let content = "";
+  let finishReason: string | null = null;
+  const calls = new Map<number, ToolCall>();
+  try {
+    for await (const item of provider.stream(request)) {
+      if (item.kind !== "chunk") continue;
+      emit({ type: "chunk", chunk: item.chunk });
+      if (item.chunk.content) content += item.chunk.content;
+      if (item.chunk.tool_calls) accumulateToolCalls(calls, item.chunk.tool_calls);
+      if (item.chunk.finish_reason) finishReason = item.chunk.finish_reason;
+    }
+  } catch (error) {
+    if (isAbort(error) || request.signal?.aborted) return { content, toolCalls: [], finishReason, stopped: true };
+    throw error;
+  }
+  const toolCalls = [...calls.entries()].sort(([a], [b]) => a - b).map(([, call]) => call);
+  return { content, toolCalls, finishReason, stopped: request.signal?.aborted ?? false };
+}
+
+async function completeReply(
+  provider: LlmProvider,
+  request: CompletionRequest,
+  emit: (event: ChatEvent) => void,
+): Promise<ModelReply> {
+  try {
+    const result = await provider.complete(request);
+    const toolCalls = result.tool_calls ?? [];
+    // Viewers of a non-streaming turn still see its content, as one chunk.
+    const chunk: StreamChunk = {
+      content: result.content,
+      tool_calls:
+        toolCalls.length > 0
+          ? toolCalls.map((call, index) => ({
+              index,
+              id: call.id,
+              type: "function" as const,
+              function: { name: call.function.name, arguments: call.function.arguments },
+            }))
+          : null,
+      finish_reason: result.finish_reason,
+    };
+    emit({ type: "chunk", chunk });
+    return { content: result.content ?? "", toolCalls, finishReason: result.finish_reason, stopped: false };
+  } catch (error) {
+    if (isAbort(error) || request.signal?.aborted)
+      return { content: "", toolCalls: [], finishReason: null, stopped: true };
+    throw error;
+  }
+}
+
+function toolDefinitions(tools: OfferedTool[]) {
+  return tools.map((tool) => tool.definition);
+}
+
+/** Runs a turn to its end (answer, approval pause or stop). Provider and tool failures throw. */
+export async function runTurn(request: TurnRequest): Promise<TurnResult> {
+  const { services, chat, agent, user, emit, signal } = request;
+  const db = () => services.db();
+  const llm = await resolveChatModel(services, agent);
+  const agentInput = (chat.chatMetadata?.agent_input as JsonObject | undefined) ?? null;
+  const toolContext: ToolContext = {
+    // Tools wait for executions; the turn's pool must stay open meanwhile, whatever the waiters do.
+    services: { ...services, releaseDb: async () => {} },
+    chat,
+    agent,
+    user,
+    agentInput,
+    runSubChatTurn: request.runSubChatTurn,
+    signal,
+    depth: request.depth,
+  };
+  const tools = await assembleTools(toolContext);
+  let lastMessage: Message | null = null;
+  let offerTools = true;
+
+  if (request.resume) {
+    const outcome = await runDecidedCalls(request, toolContext, tools, request.resume);
+    if (outcome.stopped) return { status: "stopped", message: null };
+    // §5.7: after a rejection only, the model answers without tools.
+    offerTools = outcome.anyRun;
+  }
+
+  for (let round = 0; round < MAX_TOOL_ROUNDS; round++) {
+    const messages = await buildConversation(services, {
+      chat,
+      agent,
+      userId: user.id,
+      providerType: llm.providerType,
+    });
+    const completion: CompletionRequest = {
+      model: llm.model,
+      messages,
+      tools: offerTools && tools.length > 0 ? toolDefinitions(tools) : undefined,
+      temperature: agent.temperature,
+      maxTokens: agent.maxTokens,
+      signal,
+    };
+    // §5.3 step F: response_format on the first non-streaming call only.
+    if (request.mode === "complete" && round === 0 && !request.resume)
+      completion.responseFormat = responseFormatFor(agent);
+    emit({ type: "step_start", round });
+    const reply =
+      request.mode === "stream"
+        ? await streamReply(llm.provider, completion, emit)
+        : await completeReply(llm.provider, completion, emit);
+
+    if (reply.stopped) {
+      // §5.6 step 7: a partial answer is kept.
+      const [partial] = reply.content
+        ? await appendMessages(db(), chat.id, [{ role: "assistant", content: reply.content }])
+        : [];
+      return { status: "stopped", message: partial ?? null };
+    }
+    emit({ type: "step_end", round, finish_reason: reply.finishReason });
+
+    if (reply.toolCalls.length === 0) {
+      const [answer] = await appendMessages(db(), chat.id, [{ role: "assistant", content: reply.content }]);
+      return { status: "completed", message: answer ?? null, outputErrors: checkOutput(agent, reply.content) };
+    }
+
+    const needing = reply.toolCalls.flatMap((call) => {
+      const fn = approvalNeeded(tools, call);
+      return fn ? [{ call, fn }] : [];
+    });
+    if (needing.length > 0 && request.mode === "complete") {
+      const { fn } = needing[0] as (typeof needing)[number];
+      // D-11: 409, and the tool-call message is not saved.
+      throw new AppError(
+        "CONFLICT",
+        `Function ${fn.namespace}/${fn.name} requires user approval. Please use streaming mode to handle approval flow.`,
+      );
+    }
+    const [callMessage] = await appendMessages(db(), chat.id, [
+      { role: "assistant", content: reply.content || null, tool_calls: reply.toolCalls },
+    ]);
+    lastMessage = callMessage ?? null;
+    for (const call of reply.toolCalls) {
+      emit({
+        type: "tool_call",
+        tool_call_id: call.id,
+        name: call.function.name,
+        arguments: parseArguments(call.function.arguments),
+      });
+    }
+
+    if (needing.length > 0 && callMessage) {
+      const context: ConversationContext = {
+        provider: llm.providerName,
+        model: llm.model,
+        temperature: agent.temperature,
+        max_tokens: agent.maxTokens,
+        messages: messages as unknown as JsonObject[],
+        tools: tools as unknown as JsonObject[],
+      };
+      await db()
+        .insert(pendingToolApprovals)
+        .values(
+          needing.map(({ call, fn }) => ({
+            chatId: chat.id,
+            messageId: callMessage.id,
+            userId: user.id,
+            toolCallId: call.id,
+            functionNamespace: fn.namespace,
+            functionName: fn.name,
+            arguments: toObject(parseArguments(call.function.arguments)),
+            allToolCalls: reply.toolCalls,
+            conversationContext: context,
+          })),
+        );
+      for (const { call, fn } of needing) {
+        emit({
+          type: "approval_required",
+          tool_call_id: call.id,
+          function_namespace: fn.namespace,
+          function_name: fn.name,
+          arguments: parseArguments(call.function.arguments),
+        });
+      }
+      return { status: "awaiting_approval", message: callMessage };
+    }
+
+    const stopped = await runCalls(request, toolContext, tools, reply.toolCalls, new Map());
+    if (stopped) return { status: "stopped", message: lastMessage };
+    offerTools = true;
+  }
+
+  const [capped] = await appendMessages(db(), chat.id, [{ role: "assistant", content: MAX_ROUNDS_MESSAGE }]);
+  emit({ type: "chunk", chunk: { content: MAX_ROUNDS_MESSAGE, tool_calls: null, finish_reason: "length" } });
+  return { status: "completed", message: capped ?? lastMessage };
+}
+
+function toObject(value: unknown): JsonObject {
+  return value && typeof value === "object" && !Array.isArray(value) ? (value as JsonObject) : {};
+}
+
+/** The answer against the agent's output schema (issue 6): problems are reported, the answer is kept. */
+function checkOutput(agent: Agent, content: string): string | undefined {
+  const schema = agent.outputSchema;
+  if (!schema || typeof schema !== "object" || !("properties" in schema)) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(content);
+  } catch {
+    return "The answer is not valid JSON";
+  }
+  const problems = validateAgainstSchema(schema, value);
+  return problems.length > 0 ? describeSchemaProblems(problems) : undefined;
+}
+
+/**
+ * Runs `calls` in parallel and saves their tool messages together, in call order. `rejected` calls get the
+ * rejection result instead of running (§5.7, D-29). Returns true when the turn was stopped meanwhile.
+ */
+async function runCalls(
+  request: TurnRequest,
+  context: ToolContext,
+  tools: OfferedTool[],
+  calls: ToolCall[],
+  rejected: Map<string, string>,
+): Promise<boolean> {
+  const results = await Promise.all(
+    calls.map(async (call) => {
+      const rejection = rejected.get(call.id);
+      const result =
+        rejection !== undefined
+          ? { error: `Tool call rejected by user: ${rejection}` }
+          : await runToolCall(context, tools, call);
+      request.emit({
+        type: "tool_result",
+        tool_call_id: call.id,
+        name: call.function.name,
+        result,
+        ...(rejection !== undefined ? { rejected: true } : {}),
+      });
+      return { call, result };
+    }),
+  );
+  if (request.signal.aborted) return true;
+  const rows: NewChatMessage[] = results.map(({ call, result }) => ({
+    role: "tool",
+    content: toolResultContent(result),
+    tool_call_id: call.id,
+    name: call.function.name,
+  }));
+  await appendMessages(request.services.db(), request.chat.id, rows);
+  return false;
+}
+
+async function runDecidedCalls(
+  request: TurnRequest,
+  context: ToolContext,
+  tools: OfferedTool[],
+  resume: ApprovalResume,
+): Promise<{ stopped: boolean; anyRun: boolean }> {
+  const calls = resume.message.toolCalls ?? [];
+  const rejected = new Map<string, string>();
+  for (const call of calls) {
+    if (resume.decisions.get(call.id) === false) {
+      const fn = approvalNeeded(tools, call);
+      rejected.set(call.id, fn ? `${fn.namespace}/${fn.name}` : call.function.name.replace("__", "/"));
+    }
+  }
+  const stopped = await runCalls(request, context, tools, calls, rejected);
+  return { stopped, anyRun: rejected.size < calls.length };
+}

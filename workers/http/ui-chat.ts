@@ -1,0 +1,62 @@
+/**
+ * @module The request of the Vercel AI SDK's `useChat` (DefaultChatTransport): `{id, messages, trigger?}` with
+ * UIMessages made of parts. The chat's history lives on the server, so only the last user message is sent;
+ * its text and file parts become SINAS content (sinas-spec §5.9).
+ */
+import { z } from "@hono/zod-openapi";
+import type { ContentPart } from "../llm/types";
+import { validationError } from "../lib/errors";
+
+const UiPartSchema = z
+  .object({
+    type: z.string(),
+    text: z.string().optional(),
+    url: z.string().optional(),
+    mediaType: z.string().optional(),
+    filename: z.string().optional(),
+  })
+  .passthrough();
+
+const UiMessageSchema = z
+  .object({
+    id: z.string().optional(),
+    role: z.enum(["system", "user", "assistant"]),
+    parts: z.array(UiPartSchema),
+  })
+  .passthrough();
+
+export const UiChatRequestSchema = z
+  .object({
+    id: z.uuid({ error: "must be the chat id (a UUID)" }),
+    messages: z.array(UiMessageSchema).min(1, "must hold the user message to send"),
+    trigger: z.string().optional(),
+  })
+  .passthrough()
+  .openapi("UiChatRequest");
+
+type UiMessage = z.infer<typeof UiMessageSchema>;
+
+function partOf(part: UiMessage["parts"][number]): ContentPart | null {
+  if (part.type === "text" && part.text) return { type: "text", text: part.text };
+  if (part.type !== "file" || !part.url) return null;
+  if (part.mediaType?.startsWith("image/")) return { type: "image", image: part.url };
+  const inline = /^data:([^;,]+)?(?:;base64)?,(.*)$/s.exec(part.url);
+  return inline
+    ? { type: "file", file_data: inline[2] ?? "", mime_type: part.mediaType ?? inline[1], filename: part.filename }
+    : { type: "file", file_url: part.url, mime_type: part.mediaType, filename: part.filename };
+}
+
+/** The stored content of the last user message: its text, or the JSON of its parts when it has files. */
+export function messageContentOfUiMessages(messages: UiMessage[]): string {
+  const last = [...messages].reverse().find((message) => message.role === "user");
+  const parts = (last?.parts ?? []).map(partOf).filter((part): part is ContentPart => part !== null);
+  if (parts.length === 0 || parts.every((part) => part.type === "text" && !part.text.trim())) {
+    throw validationError([
+      { loc: ["body", "messages"], msg: "the last user message has no text or file part", type: "value_error" },
+    ]);
+  }
+  if (parts.every((part) => part.type === "text")) {
+    return parts.map((part) => (part.type === "text" ? part.text : "")).join("\n");
+  }
+  return JSON.stringify(parts);
+}

@@ -1,0 +1,246 @@
+/**
+ * @module The adapter for every provider that speaks OpenAI's Chat Completions API (sinas-spec §5.10): `openai`,
+ * `mistral` and `ollama` (Ollama's OpenAI-compatible `/v1` endpoint), through the `openai` SDK.
+ *
+ * The SDK only uses `fetch`, so it runs in workerd. Retries are off: a chat turn reports the failure instead of
+ * silently waiting minutes, and the caller's `signal` decides when to give up.
+ */
+import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from "openai";
+import type {
+  ChatCompletionChunk,
+  ChatCompletionCreateParamsBase,
+  ChatCompletionMessageParam,
+} from "openai/resources/chat/completions";
+import { toOpenAiCompatibleParts } from "./content";
+import { abortError, type ProviderTarget, type SdkErrorClasses, toLlmError, usageOf } from "./errors";
+import type {
+  CompletionRequest,
+  CompletionResult,
+  LlmMessage,
+  LlmProvider,
+  StreamChunk,
+  StreamItem,
+  ToolCall,
+  ToolCallDelta,
+  Usage,
+} from "./types";
+
+export type OpenAiCompatibleType = "openai" | "mistral" | "ollama";
+
+export interface OpenAiCompatibleOptions {
+  type: OpenAiCompatibleType;
+  /** Decrypted key; null or empty sends no Authorization header (a local Ollama needs none). */
+  apiKey: string | null;
+  /** The provider row's `api_endpoint`; null uses the type's default (see `openAiBaseUrl`). */
+  apiEndpoint: string | null;
+  /** Until the response headers arrive; default 120 s. */
+  timeoutMs?: number;
+  /** Defaults to the global `fetch` (tests may route elsewhere). */
+  fetch?: typeof fetch;
+}
+
+export const DEFAULT_TIMEOUT_MS = 120_000;
+
+const DEFAULT_BASE_URLS: Record<OpenAiCompatibleType, string> = {
+  openai: "https://api.openai.com/v1",
+  mistral: "https://api.mistral.ai/v1",
+  ollama: "http://localhost:11434/v1",
+};
+
+const LABELS: Record<OpenAiCompatibleType, string> = {
+  openai: "OpenAI",
+  mistral: "Mistral",
+  ollama: "Ollama",
+};
+
+const SDK_ERRORS: SdkErrorClasses = {
+  APIError,
+  APIConnectionError,
+  APIConnectionTimeoutError,
+  APIUserAbortError,
+};
+
+/**
+ * The SDK's `baseURL` (it posts `${baseURL}/chat/completions`): the endpoint as configured, or the type's default.
+ * An Ollama endpoint is usually configured as the server root (`http://host:11434`), so `/v1` is appended there.
+ */
+export function openAiBaseUrl(type: OpenAiCompatibleType, apiEndpoint: string | null): string {
+  const endpoint = apiEndpoint?.trim().replace(/\/+$/, "");
+  if (!endpoint) return DEFAULT_BASE_URLS[type];
+  if (type === "ollama" && !/\/v1$/.test(endpoint)) return `${endpoint}/v1`;
+  return endpoint;
+}
+
+function toWireMessage(message: LlmMessage, type: OpenAiCompatibleType): ChatCompletionMessageParam {
+  const content = Array.isArray(message.content)
+    ? toOpenAiCompatibleParts(message.content, type)
+    : message.content;
+  const wire: Record<string, unknown> = { role: message.role, content };
+  if (message.tool_calls?.length) {
+    // Stored calls may carry a stream `index`; the request shape has none.
+    wire.tool_calls = message.tool_calls.map(({ id, type: callType, function: fn }) => ({
+      id,
+      type: callType,
+      function: { name: fn.name, arguments: fn.arguments },
+    }));
+  }
+  if (message.tool_call_id) wire.tool_call_id = message.tool_call_id;
+  if (message.name) wire.name = message.name;
+  // Mistral and Ollama parts (`image_url` as a bare string, `document_url`) are outside OpenAI's own types.
+  return wire as unknown as ChatCompletionMessageParam;
+}
+
+/** The request body shared by both calls: optional fields only when set, and never a `tools` key without tools. */
+export function buildChatRequest(
+  request: CompletionRequest,
+  type: OpenAiCompatibleType,
+): ChatCompletionCreateParamsBase {
+  const tools = request.tools?.length ? request.tools : undefined;
+  return {
+    model: request.model,
+    messages: request.messages.map((message) => toWireMessage(message, type)),
+    ...(tools && { tools, tool_choice: "auto" as const }),
+    ...(request.temperature !== null && { temperature: request.temperature }),
+    ...(request.maxTokens !== null && request.maxTokens !== undefined && { max_tokens: request.maxTokens }),
+    ...(request.responseFormat && {
+      response_format: request.responseFormat as unknown as ChatCompletionCreateParamsBase["response_format"],
+    }),
+  };
+}
+
+type WireToolCallDelta = Partial<ChatCompletionChunk.Choice.Delta.ToolCall>;
+
+/**
+ * Gives every streamed tool-call fragment an index. OpenAI sends `index` itself; Mistral sends whole calls without
+ * one, which SINAS collapsed into index 0 (D-31): a call with an id and no index takes the next free index, and a
+ * fragment with neither continues the last call.
+ */
+export class ToolCallIndexer {
+  #next = 0;
+  #last = 0;
+
+  indexOf(delta: { index?: number | null; id?: string | null }): number {
+    if (typeof delta.index === "number") {
+      this.#next = Math.max(this.#next, delta.index + 1);
+      this.#last = delta.index;
+    } else if (delta.id) {
+      this.#last = this.#next++;
+    }
+    return this.#last;
+  }
+}
+
+function toToolCallDelta(delta: WireToolCallDelta, index: number): ToolCallDelta {
+  return {
+    index,
+    id: delta.id ?? null,
+    type: delta.type ?? null,
+    function: { name: delta.function?.name ?? null, arguments: delta.function?.arguments ?? null },
+  };
+}
+
+function toChunk(
+  choice: ChatCompletionChunk.Choice | undefined,
+  indexer: ToolCallIndexer,
+): StreamChunk | null {
+  if (!choice) return null;
+  const deltas = (choice.delta?.tool_calls ?? []) as WireToolCallDelta[];
+  const chunk: StreamChunk = {
+    content: choice.delta?.content ?? null,
+    tool_calls: deltas.length ? deltas.map((delta) => toToolCallDelta(delta, indexer.indexOf(delta))) : null,
+    finish_reason: choice.finish_reason ?? null,
+  };
+  // The opening `{role:"assistant", content:""}` delta and keep-alive chunks carry nothing for the user.
+  const empty = !chunk.content && chunk.tool_calls === null && chunk.finish_reason === null;
+  return empty ? null : chunk;
+}
+
+function toUsage(usage: OpenAI.CompletionUsage | null | undefined): Usage {
+  return usageOf(usage?.prompt_tokens, usage?.completion_tokens);
+}
+
+/**
+ * An OpenAI-compatible provider.
+ *
+ * @example
+ * const provider = createOpenAiProvider({ type: "openai", apiKey: "sk-...", apiEndpoint: null });
+ * const reply = await provider.complete({ model: "gpt-4o-mini", messages, temperature: 0.2, maxTokens: null });
+ */
+export function createOpenAiProvider(options: OpenAiCompatibleOptions): LlmProvider {
+  const { type } = options;
+  const target: ProviderTarget = {
+    label: LABELS[type],
+    baseURL: openAiBaseUrl(type, options.apiEndpoint),
+    timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+  };
+  const fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
+  const client = new OpenAI({
+    // The SDK insists on a credential; without a key the placeholder is never sent (the header is removed).
+    apiKey: options.apiKey || "none",
+    ...(!options.apiKey && { defaultHeaders: { Authorization: null } }),
+    baseURL: target.baseURL,
+    maxRetries: 0,
+    timeout: target.timeoutMs,
+    fetch: fetchImpl,
+    // workerd is not a browser, but keep the SDK from guessing otherwise in browser-like runtimes.
+    dangerouslyAllowBrowser: true,
+  });
+
+  return {
+    type,
+
+    async complete(request: CompletionRequest): Promise<CompletionResult> {
+      try {
+        const completion = await client.chat.completions.create(
+          { ...buildChatRequest(request, type), stream: false },
+          { signal: request.signal },
+        );
+        const choice = completion.choices[0];
+        const calls = (choice?.message.tool_calls ?? []).flatMap((call): ToolCall[] =>
+          call.type === "function"
+            ? [
+                {
+                  id: call.id,
+                  type: "function",
+                  function: { name: call.function.name, arguments: call.function.arguments },
+                },
+              ]
+            : [],
+        );
+        return {
+          content: choice?.message.content ?? null,
+          tool_calls: calls.length ? calls : null,
+          finish_reason: choice?.finish_reason ?? null,
+          usage: toUsage(completion.usage),
+        };
+      } catch (error) {
+        throw toLlmError(error, SDK_ERRORS, target, request.signal);
+      }
+    },
+
+    async *stream(request: CompletionRequest): AsyncIterable<StreamItem> {
+      const indexer = new ToolCallIndexer();
+      let usage: Usage | null = null;
+      try {
+        const stream = await client.chat.completions.create(
+          {
+            ...buildChatRequest(request, type),
+            stream: true,
+            ...(type === "openai" && { stream_options: { include_usage: true } }),
+          },
+          { signal: request.signal },
+        );
+        for await (const event of stream) {
+          if (event.usage) usage = toUsage(event.usage);
+          const chunk = toChunk(event.choices?.[0], indexer);
+          if (chunk) yield { kind: "chunk", chunk };
+        }
+        // The SDK ends a stream quietly when its signal aborts; the caller must still learn it was cut short.
+        if (request.signal?.aborted) throw abortError(request.signal);
+      } catch (error) {
+        throw toLlmError(error, SDK_ERRORS, target, request.signal);
+      }
+      if (usage) yield { kind: "usage", usage };
+    },
+  };
+}

@@ -1,0 +1,278 @@
+/**
+ * @module Chats and their messages (sinas-spec §1.2, §5.2 with D-17, D-18, D-24): creating a chat for an agent,
+ * the owner-only lookups, listing, renaming, deleting, and appending messages in order.
+ *
+ * Chats belong to one user: nobody else reads them, admins included (§3.6). Messages are ordered by their
+ * `sequence` identity, never by `created_at`, which ties inside one transaction (D-17). Deleting a chat takes
+ * its messages and pending approvals with it and leaves its executions with `chat_id` null (the foreign keys).
+ */
+import { and, asc, desc, eq, max, sql } from "drizzle-orm";
+import type { DbOrTx } from "../db/client";
+import {
+  type Agent,
+  agents,
+  type Chat,
+  chats,
+  type JsonObject,
+  type Message,
+  type MessageRole,
+  messages,
+  type ToolCall,
+} from "../db/schema";
+import { AppError } from "../lib/errors";
+import { validateAgainstSchema } from "../lib/json-schema";
+
+/** A message to store; `sequence`, `id` and `created_at` come from the database. */
+export interface NewChatMessage {
+  role: MessageRole;
+  content: string | null;
+  tool_calls?: ToolCall[] | null;
+  tool_call_id?: string | null;
+  name?: string | null;
+}
+
+export interface NewChatForAgent {
+  agent: Agent;
+  userId: string;
+  /** The agent's group for a user's chat; the parent chat's group for a sub-chat (§5.8). */
+  groupId: string | null;
+  title: string;
+  /** The chat input (§5.2); validated against the agent's input_schema and kept as `agent_input`. */
+  input?: JsonObject | null | undefined;
+}
+
+/** A new chat and the initial messages it was given, in order. */
+export interface OpenedChat {
+  chat: Chat;
+  messages: Message[];
+}
+
+/** Who a chat response names as its owner, and when its last message was written. */
+export interface ChatSummary {
+  userEmail: string;
+  lastMessageAt: Date | null;
+}
+
+export type ChatSenderAction = "send" | "approve";
+
+const SENDER_DENIED: Record<ChatSenderAction, string> = {
+  send: "Not authorized to send messages in this chat",
+  approve: "Not authorized to approve tools in this chat",
+};
+
+function chatNotFound(): AppError {
+  return new AppError("NOT_FOUND", "Chat not found");
+}
+
+export function toChatResponse(chat: Chat, summary: ChatSummary) {
+  return {
+    id: chat.id,
+    user_id: chat.userId,
+    user_email: summary.userEmail,
+    group_id: chat.groupId,
+    agent_id: chat.agentId,
+    agent_namespace: chat.agentNamespace,
+    agent_name: chat.agentName,
+    title: chat.title,
+    created_at: chat.createdAt.toISOString(),
+    updated_at: chat.updatedAt.toISOString(),
+    last_message_at: summary.lastMessageAt?.toISOString() ?? null,
+  };
+}
+
+/** MessageResponse (§1.0): multimodal and tool-result contents stay the JSON strings they were stored as. */
+export function toMessageResponse(message: Message) {
+  return {
+    id: message.id,
+    chat_id: message.chatId,
+    role: message.role,
+    content: message.content,
+    tool_calls: message.toolCalls,
+    tool_call_id: message.toolCallId,
+    name: message.name,
+    created_at: message.createdAt.toISOString(),
+  };
+}
+
+export type ChatResponse = ReturnType<typeof toChatResponse>;
+export type MessageResponse = ReturnType<typeof toMessageResponse>;
+
+/** The latest `created_at` among `rows` (the chat's last message), or null for none. */
+export function lastMessageTime(rows: Pick<Message, "createdAt">[]): Date | null {
+  let latest: Date | null = null;
+  for (const row of rows) if (latest === null || row.createdAt > latest) latest = row.createdAt;
+  return latest;
+}
+
+function isNonEmpty(value: JsonObject | null | undefined): value is JsonObject {
+  return value != null && Object.keys(value).length > 0;
+}
+
+/** §5.2 step 3: only a non-empty input against a non-empty schema is validated. */
+function ensureValidInput(agent: Agent, input: JsonObject | null | undefined): void {
+  if (!isNonEmpty(input) || !isNonEmpty(agent.inputSchema)) return;
+  const problems = validateAgainstSchema(agent.inputSchema, input);
+  if (problems.length === 0) return;
+  const details = problems
+    .slice(0, 5)
+    .map((problem) => `${problem.location.replace(/^#/, "") || "/"}: ${problem.message}`);
+  throw new AppError("BAD_REQUEST", `Input validation failed: ${details.join("; ")}`);
+}
+
+/**
+ * Inserts `rows` in one statement, in order, and bumps the chat's `updated_at` in the same statement (a
+ * data-modifying CTE), so the chat list orders by latest activity.
+ */
+export async function appendMessages(db: DbOrTx, chatId: string, rows: NewChatMessage[]): Promise<Message[]> {
+  if (rows.length === 0) return [];
+  const touched = db
+    .$with("touched")
+    .as(
+      db.update(chats).set({ updatedAt: sql`now()` }).where(eq(chats.id, chatId)).returning({ id: chats.id }),
+    );
+  const inserted = await db
+    .with(touched)
+    .insert(messages)
+    .values(
+      rows.map((row) => ({
+        chatId,
+        role: row.role,
+        content: row.content,
+        toolCalls: row.tool_calls ?? null,
+        toolCallId: row.tool_call_id ?? null,
+        name: row.name ?? null,
+      })),
+    )
+    .returning();
+  // Identity values follow the VALUES order; RETURNING's order is not guaranteed, so sort by it.
+  return inserted.sort((a, b) => a.sequence - b.sequence);
+}
+
+/**
+ * Creates a chat for `agent` (§5.2 steps 3-5 with D-24): validates the input, keeps it as
+ * `chat_metadata.agent_input` when non-empty, and inserts the agent's initial messages in order. The caller
+ * has found the agent and decided access.
+ */
+export async function openChatForAgent(db: DbOrTx, chat: NewChatForAgent): Promise<OpenedChat> {
+  const { agent, input } = chat;
+  ensureValidInput(agent, input);
+  const values = {
+    userId: chat.userId,
+    groupId: chat.groupId,
+    agentId: agent.id,
+    agentNamespace: agent.namespace,
+    agentName: agent.name,
+    title: chat.title,
+    chatMetadata: isNonEmpty(input) ? { agent_input: input } : null,
+  };
+  const initial = agent.initialMessages ?? [];
+  if (initial.length === 0) {
+    const [created] = await db.insert(chats).values(values).returning();
+    if (!created) throw new Error("insert returned no row");
+    return { chat: created, messages: [] };
+  }
+  return db.transaction(async (tx) => {
+    const [created] = await tx.insert(chats).values(values).returning();
+    if (!created) throw new Error("insert returned no row");
+    const inserted = await appendMessages(
+      tx,
+      created.id,
+      initial.map((message) => ({ role: message.role, content: message.content })),
+    );
+    return { chat: created, messages: inserted };
+  });
+}
+
+/** `openChatForAgent` for callers that need only the chat (sub-chats, §5.8). */
+export async function createChatForAgent(db: DbOrTx, chat: NewChatForAgent): Promise<Chat> {
+  return (await openChatForAgent(db, chat)).chat;
+}
+
+async function findChat(db: DbOrTx, chatId: string): Promise<Chat | null> {
+  const [chat] = await db.select().from(chats).where(eq(chats.id, chatId)).limit(1);
+  return chat ?? null;
+}
+
+/** The chat a user sends to or approves in: 404 when it does not exist, 403 when it is someone else's (§1.2). */
+export async function findChatForSender(
+  db: DbOrTx,
+  chatId: string,
+  userId: string,
+  action: ChatSenderAction,
+): Promise<Chat> {
+  const chat = await findChat(db, chatId);
+  if (!chat) throw chatNotFound();
+  if (chat.userId !== userId) throw new AppError("FORBIDDEN", SENDER_DENIED[action]);
+  return chat;
+}
+
+/** Owner-filtered lookup: another user's chat is a 404 like a missing one (§1.2). */
+export async function findOwnedChat(db: DbOrTx, chatId: string, userId: string): Promise<Chat> {
+  const [chat] = await db
+    .select()
+    .from(chats)
+    .where(and(eq(chats.id, chatId), eq(chats.userId, userId)))
+    .limit(1);
+  if (!chat) throw chatNotFound();
+  return chat;
+}
+
+/** Every message of the chat in conversation order. */
+export async function listChatMessages(db: DbOrTx, chatId: string): Promise<Message[]> {
+  return db.select().from(messages).where(eq(messages.chatId, chatId)).orderBy(asc(messages.sequence));
+}
+
+/** The chat's last message time, or null. */
+export async function lastMessageAt(db: DbOrTx, chatId: string): Promise<Date | null> {
+  const [row] = await db
+    .select({ at: max(messages.createdAt) })
+    .from(messages)
+    .where(eq(messages.chatId, chatId));
+  return row?.at ?? null;
+}
+
+export interface ChatListPage {
+  skip: number;
+  /** No limit when absent (SINAS lists every chat). */
+  limit?: number | undefined;
+}
+
+/** The user's chats, most recently active first, each with its last message time. */
+export async function listChats(
+  db: DbOrTx,
+  userId: string,
+  page: ChatListPage,
+): Promise<{ chat: Chat; lastMessageAt: Date | null }[]> {
+  const query = db
+    .select({ chat: chats, lastMessageAt: max(messages.createdAt) })
+    .from(chats)
+    .leftJoin(messages, eq(messages.chatId, chats.id))
+    .where(eq(chats.userId, userId))
+    .groupBy(chats.id)
+    .orderBy(desc(chats.updatedAt), desc(chats.id))
+    .offset(page.skip);
+  return page.limit === undefined ? query : query.limit(page.limit);
+}
+
+/** Sets the title when one is given (the update bumps `updated_at`). */
+export async function renameChat(db: DbOrTx, chat: Chat, title: string | null | undefined): Promise<Chat> {
+  if (title == null) return chat;
+  const [updated] = await db.update(chats).set({ title }).where(eq(chats.id, chat.id)).returning();
+  if (!updated) throw chatNotFound();
+  return updated;
+}
+
+/** Deletes the chat; messages and pending approvals go with it, executions keep running history (D-18). */
+export async function deleteChat(db: DbOrTx, chat: Chat): Promise<void> {
+  await db.delete(chats).where(eq(chats.id, chat.id));
+}
+
+/** The chat's agent when it is still active (a soft-deleted agent cannot chat any more). */
+export async function findAgentForChat(db: DbOrTx, agentId: string): Promise<Agent | null> {
+  const [agent] = await db
+    .select()
+    .from(agents)
+    .where(and(eq(agents.id, agentId), eq(agents.isActive, true)))
+    .limit(1);
+  return agent ?? null;
+}
