@@ -100,7 +100,11 @@ export class ChatLog {
   /** Events of a turn up to and including `uptoSeq` (to rebuild a renderer's state). */
   turnEventsUpTo(turnId: string, uptoSeq: number): LoggedEvent[] {
     return this.sql
-      .exec<Row>("select seq, turn_id, data from events where turn_id = ? and seq <= ? order by seq", turnId, uptoSeq)
+      .exec<Row>(
+        "select seq, turn_id, data from events where turn_id = ? and seq <= ? order by seq",
+        turnId,
+        uptoSeq,
+      )
       .toArray()
       .map(toLogged);
   }
@@ -134,5 +138,9 @@ function toTurn(row: Row): TurnRow {
 }
 
 function toLogged(row: Row): LoggedEvent {
-  return { seq: Number(row.seq), turnId: String(row.turn_id), event: JSON.parse(String(row.data)) as ChatEvent };
+  return {
+    seq: Number(row.seq),
+    turnId: String(row.turn_id),
+    event: JSON.parse(String(row.data)) as ChatEvent,
+  };
 }

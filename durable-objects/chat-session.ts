@@ -33,7 +33,12 @@ export interface SendRequest {
 export type Failure = { ok: false; code: ErrorCode; message: string };
 export type Started = { ok: true; turnId: string; afterSeq: number };
 export type Answered = { ok: true; message: MessageView | null; status: string; outputErrors?: string };
-export type ApprovalAnswer = { ok: true; status: "approved" | "rejected"; tool_call_id: string; message: string };
+export type ApprovalAnswer = {
+  ok: true;
+  status: "approved" | "rejected";
+  tool_call_id: string;
+  message: string;
+};
 
 interface ActiveTurn {
   id: string;
@@ -48,7 +53,8 @@ const HEARTBEAT_MS = 30_000;
 
 function failureOf(error: unknown): Failure {
   if (error instanceof AppError) return { ok: false, code: error.code, message: error.message };
-  if (error instanceof Error && error.name === "LlmError") return { ok: false, code: "PROVIDER_ERROR", message: error.message };
+  if (error instanceof Error && error.name === "LlmError")
+    return { ok: false, code: "PROVIDER_ERROR", message: error.message };
   return { ok: false, code: "INTERNAL", message: error instanceof Error ? error.message : String(error) };
 }
 
@@ -203,7 +209,10 @@ export class ChatSession extends DurableObject<Env> {
     }
   }
 
-  async #continueTurn(request: { chatId: string; userId: string }, resume: ApprovalResume): Promise<TurnOutcome> {
+  async #continueTurn(
+    request: { chatId: string; userId: string },
+    resume: ApprovalResume,
+  ): Promise<TurnOutcome> {
     const services = createServices(this.env);
     const turnId = crypto.randomUUID();
     const controller = new AbortController();
@@ -213,7 +222,12 @@ export class ChatSession extends DurableObject<Env> {
     try {
       const subjects = await loadTurnSubjects(services, request.chatId, request.userId);
       this.#startLogged(turnId, request.chatId, "stream", null);
-      const send: SendRequest = { chatId: request.chatId, userId: request.userId, content: "", mode: "stream" };
+      const send: SendRequest = {
+        chatId: request.chatId,
+        userId: request.userId,
+        content: "",
+        mode: "stream",
+      };
       void this.#run(services, subjects, send, turnId, controller, resume).then(settle);
     } catch (error) {
       this.#active = null;
@@ -225,7 +239,11 @@ export class ChatSession extends DurableObject<Env> {
 
   #startLogged(turnId: string, chatId: string, mode: string, messageId: string | null): LoggedEvent {
     this.#log.purgeExpired();
-    const first = this.#log.startTurn(turnId, chatId, mode, { type: "turn_start", turn_id: turnId, message_id: messageId });
+    const first = this.#log.startTurn(turnId, chatId, mode, {
+      type: "turn_start",
+      turn_id: turnId,
+      message_id: messageId,
+    });
     this.#broadcast(first);
     void this.ctx.storage.setAlarm(Date.now() + HEARTBEAT_MS);
     return first;
@@ -250,7 +268,8 @@ export class ChatSession extends DurableObject<Env> {
         resume,
         signal: controller.signal,
         emit,
-        runSubChatTurn: (chatId, content) => this.#runSubChatTurn(chatId, request.userId, content, request.depth ?? 0),
+        runSubChatTurn: (chatId, content) =>
+          this.#runSubChatTurn(chatId, request.userId, content, request.depth ?? 0),
       });
       emit({
         type: "done",

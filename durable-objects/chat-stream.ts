@@ -3,7 +3,12 @@
  * live until its end. Two renderings of the same events: SINAS's (`sinas`) and the AI SDK UI-message stream
  * (`ui`, header `x-vercel-ai-ui-message-stream: v1`).
  */
-import { isTurnEnd, type LoggedEvent, renderSinasEvent, UiMessageStreamRenderer } from "../workers/chat/events";
+import {
+  isTurnEnd,
+  type LoggedEvent,
+  renderSinasEvent,
+  UiMessageStreamRenderer,
+} from "../workers/chat/events";
 import type { ChatLog } from "./chat-log";
 
 export type StreamFormat = "sinas" | "ui";

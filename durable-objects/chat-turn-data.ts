@@ -15,7 +15,11 @@ export interface TurnSubjects {
   user: { id: string; email: string };
 }
 
-export async function loadTurnSubjects(services: Services, chatId: string, userId: string): Promise<TurnSubjects> {
+export async function loadTurnSubjects(
+  services: Services,
+  chatId: string,
+  userId: string,
+): Promise<TurnSubjects> {
   const db = services.db();
   const [row] = await db
     .select({ chat: chats, email: users.email })

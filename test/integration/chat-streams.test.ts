@@ -19,7 +19,6 @@ import {
   createFakeProviders,
   parseSse,
   type SseEvent,
-  streamMessage,
 } from "../helpers/chat";
 import { createFunction, pythonFunction } from "../helpers/functions";
 import { startTestStack, type TestStack } from "../helpers/stack";
@@ -120,7 +119,9 @@ describe("resume and viewers", () => {
     expect(rest[rest.length - 1]?.event).toBe("done");
     expect(contentOf([...seen, ...rest])).toBe(words.join(""));
     // A full replay of the turn is exactly what the two connections saw together.
-    const replay = parseSse(await (await stack.fetch(`/chats/${chat}/stream`, { headers: admin.headers })).text());
+    const replay = parseSse(
+      await (await stack.fetch(`/chats/${chat}/stream`, { headers: admin.headers })).text(),
+    );
     expect(replay.map((event) => event.id)).toEqual([...seen, ...rest].map((event) => event.id));
     const history = await chatMessages(stack, admin, chat);
     expect(history[history.length - 1]).toMatchObject({ role: "assistant", content: words.join("") });
@@ -154,7 +155,10 @@ describe("resume and viewers", () => {
     expect(stop.body).toMatchObject({ stopped: true });
     await Promise.all([sender.ended, viewer.ended]);
     for (const stream of [sender, viewer]) {
-      expect(stream.events[stream.events.length - 1]).toMatchObject({ event: "done", data: { status: "stopped" } });
+      expect(stream.events[stream.events.length - 1]).toMatchObject({
+        event: "done",
+        data: { status: "stopped" },
+      });
     }
     expect(viewer.events.map((event) => event.id)).toEqual(sender.events.map((event) => event.id));
     const deadline = Date.now() + 5000;
@@ -227,7 +231,10 @@ describe("AI SDK UI-message stream", () => {
     const response = await stack.fetch("/ui/chats", {
       method: "POST",
       headers: { "content-type": "application/json", ...admin.headers },
-      body: JSON.stringify({ id: chat, messages: [{ id: "u", role: "user", parts: [{ type: "text", text: "hi" }] }] }),
+      body: JSON.stringify({
+        id: chat,
+        messages: [{ id: "u", role: "user", parts: [{ type: "text", text: "hi" }] }],
+      }),
     });
     expect(response.headers.get("x-vercel-ai-ui-message-stream")).toBe("v1");
     const text = await response.text();
@@ -271,10 +278,12 @@ describe("restart mid-turn", () => {
     await restartable.stop();
     restartable = await startTestStack({ workerVars: IDENTITY_VARS, dataDir });
     session = await login(restartable, SUPERADMIN_EMAIL);
-    const replay = parseSse(await (await restartable.fetch(`/chats/${chat}/stream`, { headers: session.headers })).text());
+    const replay = parseSse(
+      await (await restartable.fetch(`/chats/${chat}/stream`, { headers: session.headers })).text(),
+    );
     const end = replay[replay.length - 1];
     expect(end?.event).toBe("error");
-    expect(String((end?.data as { error: string }).error)).toContain("interrupted");
+    expect(String((end?.data as { error?: string } | undefined)?.error)).toContain("interrupted");
     const history = await chatMessages(restartable, session, chat);
     expect(history.map((message) => [message.role, message.content])).toEqual([
       ["user", "tell me"],

@@ -78,11 +78,15 @@ describe.each(WIRE_FORMATS)("tool approval on the %s wire format (S27)", (format
     expect(await executionsOf("wire", chat)).toEqual([]);
 
     fake.script({ content: "Wired" });
-    const approved = await api(stack, admin, "POST", `/chats/${chat}/approve-tool/${call}`, { approved: true });
+    const approved = await api(stack, admin, "POST", `/chats/${chat}/approve-tool/${call}`, {
+      approved: true,
+    });
     expect(approved.status, JSON.stringify(approved.body)).toBe(200);
     expect(approved.body).toMatchObject({ status: "approved", tool_call_id: call });
     expect((approved.body as { message: string }).message).toContain("Result message ID:");
-    expect(await executionsOf("wire", chat)).toMatchObject([{ status: "COMPLETED", input_data: { amount: 10 } }]);
+    expect(await executionsOf("wire", chat)).toMatchObject([
+      { status: "COMPLETED", input_data: { amount: 10 } },
+    ]);
     const messages = await chatMessages(stack, admin, chat);
     expect(messages.slice(-2)).toMatchObject([
       { role: "tool", tool_call_id: call },
@@ -99,10 +103,12 @@ describe.each(WIRE_FORMATS)("tool approval on the %s wire format (S27)", (format
     fake.script({ tool_calls: [{ id: call, name: "default__wire", arguments: '{"amount":5}' }] });
     await streamMessage(stack, admin, chat, "pay");
     fake.script({ content: "Cancelled" });
-    expect((await api(stack, eve, "POST", `/chats/${chat}/approve-tool/${call}`, { approved: true })).status).toBe(
-      403,
-    );
-    const rejected = await api(stack, admin, "POST", `/chats/${chat}/approve-tool/${call}`, { approved: false });
+    expect(
+      (await api(stack, eve, "POST", `/chats/${chat}/approve-tool/${call}`, { approved: true })).status,
+    ).toBe(403);
+    const rejected = await api(stack, admin, "POST", `/chats/${chat}/approve-tool/${call}`, {
+      approved: false,
+    });
     expect(rejected.status).toBe(200);
     expect(rejected.body).toMatchObject({ status: "rejected" });
     const messages = await chatMessages(stack, admin, chat);
@@ -128,16 +134,24 @@ describe.each(WIRE_FORMATS)("tool approval on the %s wire format (S27)", (format
       (event) => (event.data as { type?: string }).type === "approval_required",
     );
     expect(approvals).toHaveLength(2);
-    const first = await api(stack, admin, "POST", `/chats/${chat}/approve-tool/a1${format}`, { approved: true });
+    const first = await api(stack, admin, "POST", `/chats/${chat}/approve-tool/a1${format}`, {
+      approved: true,
+    });
     expect((first.body as { message: string }).message).toContain("still await approval");
     expect(await executionsOf("wire", chat)).toEqual([]);
     fake.script({ content: "Done" });
-    const second = await api(stack, admin, "POST", `/chats/${chat}/approve-tool/a2${format}`, { approved: false });
+    const second = await api(stack, admin, "POST", `/chats/${chat}/approve-tool/a2${format}`, {
+      approved: false,
+    });
     expect(second.status).toBe(200);
     expect(await executionsOf("wire", chat)).toMatchObject([{ input_data: { amount: 1 } }]);
     expect(await executionsOf("note", chat)).toHaveLength(1);
     const results = toolResults(fake.requests[fake.requests.length - 1] as never);
-    expect(results.map((result) => result.tool_call_id)).toEqual([`a1${format}`, `a2${format}`, `n1${format}`]);
+    expect(results.map((result) => result.tool_call_id)).toEqual([
+      `a1${format}`,
+      `a2${format}`,
+      `n1${format}`,
+    ]);
     expect(results[1]?.content).toEqual({ error: "Tool call rejected by user: default/wire" });
   });
 });
@@ -173,11 +187,16 @@ describe("state tools (S28)", () => {
       "delete_context",
     ]);
     expect(
-      (toolParameters(fake.requests[0] as never, "save_context") as { properties: { namespace: { enum: string[] } } })
-        .properties.namespace.enum,
+      (
+        toolParameters(fake.requests[0] as never, "save_context") as {
+          properties: { namespace: { enum: string[] } };
+        }
+      ).properties.namespace.enum,
     ).toEqual(["prefs"]);
     const states = await api(stack, admin, "GET", "/states?namespace=prefs");
-    expect(states.body).toMatchObject([{ key: "tz", value: { tz: "CET" }, visibility: "private", relevance_score: 1 }]);
+    expect(states.body).toMatchObject([
+      { key: "tz", value: { tz: "CET" }, visibility: "private", relevance_score: 1 },
+    ]);
 
     fake.reset();
     fake.script({ content: "ok" });
@@ -190,7 +209,11 @@ describe("state tools (S28)", () => {
 
     fake.reset();
     fake.script(
-      { tool_calls: [{ id: "s2", name: "save_context", arguments: '{"namespace":"shared","key":"k","value":{}}' }] },
+      {
+        tool_calls: [
+          { id: "s2", name: "save_context", arguments: '{"namespace":"shared","key":"k","value":{}}' },
+        ],
+      },
       { content: "no" },
     );
     await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "write shared" });
@@ -201,12 +224,18 @@ describe("state tools (S28)", () => {
 
     fake.reset();
     fake.script(
-      { tool_calls: [{ id: "s3", name: "save_context", arguments: '{"namespace":"prefs","key":"tz","value":{}}' }] },
+      {
+        tool_calls: [
+          { id: "s3", name: "save_context", arguments: '{"namespace":"prefs","key":"tz","value":{}}' },
+        ],
+      },
       { content: "dup" },
     );
     await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "again" });
     const duplicate = toolResults(fake.requests[1] as never).at(-1)?.content as { error: string };
-    expect(duplicate.error.startsWith("Context already exists for namespace 'prefs' and key 'tz'")).toBe(true);
+    expect(duplicate.error.startsWith("Context already exists for namespace 'prefs' and key 'tz'")).toBe(
+      true,
+    );
 
     fake.reset();
     fake.script(
@@ -236,7 +265,11 @@ describe("agent-to-agent (S29)", () => {
     fake.script(
       {
         tool_calls: [
-          { id: "c1", name: "call_agent_child", arguments: JSON.stringify({ prompt: "ping", _agent_id: child.id }) },
+          {
+            id: "c1",
+            name: "call_agent_child",
+            arguments: JSON.stringify({ prompt: "ping", _agent_id: child.id }),
+          },
         ],
       },
       { content: "pong" },

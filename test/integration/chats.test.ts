@@ -6,7 +6,7 @@
 import { randomUUID } from "node:crypto";
 import { eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { buildConversation } from "../../workers/chat/prompt";
+import { buildConversation, type PromptServices } from "../../workers/chat/prompt";
 import {
   chats,
   executions,
@@ -20,7 +20,6 @@ import {
 } from "../../workers/db/schema";
 import { encryptText } from "../../workers/lib/crypto";
 import { appendMessages, findAgentForChat, findOwnedChat } from "../../workers/services/chats";
-import type { Services } from "../../workers/services/services";
 import { api, IDENTITY_VARS, login, type Session, SUPERADMIN_EMAIL } from "../helpers/auth";
 import { openStackDb } from "../helpers/db";
 import { stackSecrets } from "../helpers/secrets";
@@ -417,7 +416,7 @@ describe("appending messages and building the conversation (services against the
     ({
       db: () => db.db,
       config: { ENCRYPTION_KEY: stackSecrets(stack).ENCRYPTION_KEY },
-    }) as unknown as Services;
+    }) as unknown as PromptServices;
 
   it("appends in order in one statement and bumps the chat's updated_at", async () => {
     const chat = await createChat(alice, "default/alices");

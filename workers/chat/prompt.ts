@@ -20,12 +20,11 @@ import {
   states,
   type ToolCall,
 } from "../db/schema";
-import { requireSecret } from "../env";
 import { decryptText } from "../lib/crypto";
 import { renderTemplate } from "../lib/jinja";
+import type { ProviderServices } from "../llm/registry";
 import type { ContentPart, LlmMessage } from "../llm/types";
 import { listChatMessages } from "../services/chats";
-import type { Services } from "../services/services";
 
 /** How many stored-context entries the system message carries at most (§5.3 D.1c). */
 export const STORED_CONTEXT_LIMIT = 5;
@@ -180,12 +179,16 @@ export async function loadContextStates(db: DbOrTx, agent: Agent, userId: string
     .limit(STORED_CONTEXT_LIMIT);
 }
 
+/** What prompt building needs (Services satisfies it); narrow, so Node tests can import this module. */
+export type PromptServices = ProviderServices;
+
 /** The entry for a state; an encrypted value is decrypted (a value that cannot be is left out, with a log). */
-async function toContextEntry(services: Services, state: State): Promise<ContextEntry | null> {
+async function toContextEntry(services: PromptServices, state: State): Promise<ContextEntry | null> {
   let value = state.value;
   if (state.encrypted && state.valueCiphertext !== null) {
     try {
-      const key = requireSecret(services.config, "ENCRYPTION_KEY");
+      const key = services.config.ENCRYPTION_KEY;
+      if (!key) throw new Error("ENCRYPTION_KEY is not set");
       value = JSON.parse(await decryptText(state.valueCiphertext, key)) as JsonObject;
     } catch (error) {
       console.error(
@@ -199,7 +202,7 @@ async function toContextEntry(services: Services, state: State): Promise<Context
 
 /** The full conversation for the next model call (§5.3 step D, D-25). */
 export async function buildConversation(
-  services: Services,
+  services: PromptServices,
   { chat, agent, userId }: ConversationRequest,
 ): Promise<LlmMessage[]> {
   const db = services.db();

@@ -10,8 +10,8 @@ import { AppError } from "../lib/errors";
 import { describeSchemaProblems, validateAgainstSchema } from "../lib/json-schema";
 import { resolveChatModel } from "../llm/registry";
 import type { CompletionRequest, LlmProvider, StreamChunk, ToolCallDelta } from "../llm/types";
-import type { Services } from "../services/services";
 import { appendMessages, type NewChatMessage } from "../services/chats";
+import type { Services } from "../services/services";
 import type { ChatEvent, TurnEndStatus } from "./events";
 import { buildConversation, responseFormatFor } from "./prompt";
 import {
@@ -108,7 +108,8 @@ async function streamReply(
       if (item.chunk.finish_reason) finishReason = item.chunk.finish_reason;
     }
   } catch (error) {
-    if (isAbort(error) || request.signal?.aborted) return { content, toolCalls: [], finishReason, stopped: true };
+    if (isAbort(error) || request.signal?.aborted)
+      return { content, toolCalls: [], finishReason, stopped: true };
     throw error;
   }
   const toolCalls = [...calls.entries()].sort(([a], [b]) => a - b).map(([, call]) => call);
@@ -213,7 +214,11 @@ export async function runTurn(request: TurnRequest): Promise<TurnResult> {
 
     if (reply.toolCalls.length === 0) {
       const [answer] = await appendMessages(db(), chat.id, [{ role: "assistant", content: reply.content }]);
-      return { status: "completed", message: answer ?? null, outputErrors: checkOutput(agent, reply.content) };
+      return {
+        status: "completed",
+        message: answer ?? null,
+        outputErrors: checkOutput(agent, reply.content),
+      };
     }
 
     const needing = reply.toolCalls.flatMap((call) => {

@@ -7,8 +7,8 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import type { ContentPart } from "../llm/types";
 import { AppError } from "../lib/errors";
+import type { ContentPart } from "../llm/types";
 import { findChatForSender, findOwnedChat } from "../services/chats";
 import type { AppEnv } from "./app-env";
 import { authenticate, principalOf } from "./auth";
@@ -137,7 +137,8 @@ const streamRoute = createRoute({
   path: "/chats/{chat_id}/messages/stream",
   tags,
   security,
-  summary: "Send a message and stream the turn as SSE (`message`, `tool_result`, `done`, `error`; `id:` = sequence)",
+  summary:
+    "Send a message and stream the turn as SSE (`message`, `tool_result`, `done`, `error`; `id:` = sequence)",
   request: { params: ChatParams, body: jsonBody(MessageCreateSchema) },
   responses: {
     200: sseResponse("The turn's events"),
@@ -171,7 +172,10 @@ const stopRoute = createRoute({
   security,
   summary: "Stop the running turn server-side; the partial answer is saved and every viewer sees the end",
   request: { params: ChatParams },
-  responses: { 200: jsonResponse(StopResultSchema, "Whether a turn was stopped"), 404: errorResponse("No such chat") },
+  responses: {
+    200: jsonResponse(StopResultSchema, "Whether a turn was stopped"),
+    404: errorResponse("No such chat"),
+  },
 });
 
 const approveRoute = createRoute({
@@ -212,7 +216,8 @@ const uiResumeRoute = createRoute({
   path: "/ui/chats/{chat_id}/stream",
   tags,
   security,
-  summary: "`useChat({resume: true})`: the running turn's UI-message stream from its start; 204 when none runs",
+  summary:
+    "`useChat({resume: true})`: the running turn's UI-message stream from its start; 204 when none runs",
   request: { params: ChatParams },
   responses: { 200: sseResponse("UI-message stream"), 204: { description: "No running turn" } },
 });

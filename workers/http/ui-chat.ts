@@ -4,8 +4,8 @@
  * its text and file parts become SINAS content (sinas-spec §5.9).
  */
 import { z } from "@hono/zod-openapi";
-import type { ContentPart } from "../llm/types";
 import { validationError } from "../lib/errors";
+import type { ContentPart } from "../llm/types";
 
 const UiPartSchema = z
   .object({
@@ -42,7 +42,12 @@ function partOf(part: UiMessage["parts"][number]): ContentPart | null {
   if (part.mediaType?.startsWith("image/")) return { type: "image", image: part.url };
   const inline = /^data:([^;,]+)?(?:;base64)?,(.*)$/s.exec(part.url);
   return inline
-    ? { type: "file", file_data: inline[2] ?? "", mime_type: part.mediaType ?? inline[1], filename: part.filename }
+    ? {
+        type: "file",
+        file_data: inline[2] ?? "",
+        mime_type: part.mediaType ?? inline[1],
+        filename: part.filename,
+      }
     : { type: "file", file_url: part.url, mime_type: part.mediaType, filename: part.filename };
 }
 
@@ -52,7 +57,11 @@ export function messageContentOfUiMessages(messages: UiMessage[]): string {
   const parts = (last?.parts ?? []).map(partOf).filter((part): part is ContentPart => part !== null);
   if (parts.length === 0 || parts.every((part) => part.type === "text" && !part.text.trim())) {
     throw validationError([
-      { loc: ["body", "messages"], msg: "the last user message has no text or file part", type: "value_error" },
+      {
+        loc: ["body", "messages"],
+        msg: "the last user message has no text or file part",
+        type: "value_error",
+      },
     ]);
   }
   if (parts.every((part) => part.type === "text")) {
