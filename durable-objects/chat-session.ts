@@ -9,7 +9,14 @@
 import { DurableObject } from "cloudflare:workers";
 import { and, eq, isNull } from "drizzle-orm";
 import { type ChatEvent, type LoggedEvent, sinasView } from "../workers/chat/events";
-import { type ApprovalResume, runTurn, type TurnResult } from "../workers/chat/turn";
+import {
+  type ApprovalResume,
+  type PreparedTurn,
+  prepareTurn,
+  runTurn,
+  type TurnResult,
+  type TurnSetup,
+} from "../workers/chat/turn";
 import { messages, pendingToolApprovals } from "../workers/db/schema";
 import type { Env } from "../workers/env";
 import { AppError, type ErrorCode } from "../workers/lib/errors";
@@ -63,6 +70,7 @@ export class ChatSession extends DurableObject<Env> {
   #active: ActiveTurn | null = null;
   #listeners = new Set<() => void>();
   #approvals: Promise<unknown> = Promise.resolve();
+  #servicesCache: Services | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -104,22 +112,52 @@ export class ChatSession extends DurableObject<Env> {
     let settle: (outcome: TurnOutcome) => void = () => {};
     const ended = new Promise<TurnOutcome>((resolve) => (settle = resolve));
     this.#active = { id: turnId, controller, ended };
-    const services = createServices(this.env);
     try {
+      const services = this.#services();
       const subjects = await loadTurnSubjects(services, request.chatId, request.userId);
+      // §5.3 step C: the user message is committed before the model is called, so it survives a failure.
       const [userMessage] = await appendMessages(services.db(), request.chatId, [
         { role: "user", content: request.content },
       ]);
+      const setup = this.#setup(services, subjects, request, controller, undefined);
+      const prepared = await prepareTurn(setup);
       const first = this.#startLogged(turnId, request.chatId, request.mode, userMessage?.id ?? null);
-      void this.#run(services, subjects, request, turnId, controller, undefined).then(settle);
+      void this.#run(setup, prepared, turnId).then(settle);
       return { started: { ok: true, turnId, afterSeq: first.seq - 1 }, ended };
     } catch (error) {
       this.#active = null;
       const failed = failureOf(error);
       settle({ result: null, failure: failed });
-      await services.dispose();
       return { started: failed, ended };
     }
+  }
+
+  /**
+   * One services object for the object's life: its pool closes idle connections by itself (2 s), and a chat's
+   * next turn often comes sooner. One connection: every chat may hold one, and Postgres has few.
+   */
+  #services(): Services {
+    this.#servicesCache ??= createServices(this.env, { maxConnections: 1 });
+    return this.#servicesCache;
+  }
+
+  #setup(
+    services: Services,
+    subjects: TurnSubjects,
+    request: SendRequest,
+    controller: AbortController,
+    resume: ApprovalResume | undefined,
+  ): TurnSetup {
+    const depth = request.depth ?? 0;
+    return {
+      services,
+      ...subjects,
+      mode: request.mode,
+      depth,
+      resume,
+      signal: controller.signal,
+      runSubChatTurn: (chatId, content) => this.#runSubChatTurn(chatId, request.userId, content, depth),
+    };
   }
 
   /** Ends the running turn; resolves once its end is logged (the partial answer saved). */
@@ -146,7 +184,7 @@ export class ChatSession extends DurableObject<Env> {
 
   async #decide(request: { chatId: string; userId: string; toolCallId: string; approved: boolean }) {
     if (this.#active) return failure("CONFLICT", "A turn is running in this chat; decide when it has ended");
-    const services = createServices(this.env);
+    const services = this.#services();
     try {
       const db = services.db();
       const [row] = await db
@@ -204,8 +242,6 @@ export class ChatSession extends DurableObject<Env> {
       };
     } catch (error) {
       return failureOf(error);
-    } finally {
-      await services.dispose();
     }
   }
 
@@ -213,25 +249,26 @@ export class ChatSession extends DurableObject<Env> {
     request: { chatId: string; userId: string },
     resume: ApprovalResume,
   ): Promise<TurnOutcome> {
-    const services = createServices(this.env);
     const turnId = crypto.randomUUID();
     const controller = new AbortController();
     let settle: (outcome: TurnOutcome) => void = () => {};
     const ended = new Promise<TurnOutcome>((resolve) => (settle = resolve));
     this.#active = { id: turnId, controller, ended };
     try {
+      const services = this.#services();
       const subjects = await loadTurnSubjects(services, request.chatId, request.userId);
-      this.#startLogged(turnId, request.chatId, "stream", null);
       const send: SendRequest = {
         chatId: request.chatId,
         userId: request.userId,
         content: "",
         mode: "stream",
       };
-      void this.#run(services, subjects, send, turnId, controller, resume).then(settle);
+      const setup = this.#setup(services, subjects, send, controller, resume);
+      const prepared = await prepareTurn(setup);
+      this.#startLogged(turnId, request.chatId, "stream", null);
+      void this.#run(setup, prepared, turnId).then(settle);
     } catch (error) {
       this.#active = null;
-      await services.dispose();
       return { result: null, failure: failureOf(error) };
     }
     return ended;
@@ -249,28 +286,10 @@ export class ChatSession extends DurableObject<Env> {
     return first;
   }
 
-  async #run(
-    services: Services,
-    subjects: TurnSubjects,
-    request: SendRequest,
-    turnId: string,
-    controller: AbortController,
-    resume: ApprovalResume | undefined,
-  ): Promise<TurnOutcome> {
+  async #run(setup: TurnSetup, prepared: PreparedTurn, turnId: string): Promise<TurnOutcome> {
     const emit = (event: ChatEvent) => this.#emit(turnId, event);
-    let outcome: TurnOutcome;
     try {
-      const result = await runTurn({
-        services,
-        ...subjects,
-        mode: request.mode,
-        depth: request.depth ?? 0,
-        resume,
-        signal: controller.signal,
-        emit,
-        runSubChatTurn: (chatId, content) =>
-          this.#runSubChatTurn(chatId, request.userId, content, request.depth ?? 0),
-      });
+      const result = await runTurn({ ...setup, emit }, prepared);
       emit({
         type: "done",
         status: result.status,
@@ -278,17 +297,15 @@ export class ChatSession extends DurableObject<Env> {
         ...(result.outputErrors ? { output_errors: result.outputErrors } : {}),
       });
       this.#log.endTurn(turnId, result.status);
-      outcome = { result, failure: null };
+      return { result, failure: null };
     } catch (error) {
-      const failure = failureOf(error);
-      emit({ type: "error", error: failure.message });
+      const failed = failureOf(error);
+      emit({ type: "error", error: failed.message });
       this.#log.endTurn(turnId, "failed");
-      outcome = { result: null, failure };
+      return { result: null, failure: failed };
     } finally {
       this.#active = null;
-      await services.dispose();
     }
-    return outcome;
   }
 
   async #runSubChatTurn(chatId: string, userId: string, content: string, depth: number): Promise<string> {
@@ -414,30 +431,26 @@ export class ChatSession extends DurableObject<Env> {
   async #recoverInterruptedTurns(): Promise<void> {
     const interrupted = this.#log.runningTurns().filter((turn) => turn.id !== this.#active?.id);
     if (interrupted.length === 0) return;
-    const services = createServices(this.env);
-    try {
-      for (const turn of interrupted) {
-        const partial = partialAnswerOf(this.#log.eventsAfter(turn.firstSeq - 1, turn.id));
-        let messageId: string | null = null;
-        if (partial) {
-          try {
-            const [saved] = await appendMessages(services.db(), turn.chatId, [
-              { role: "assistant", content: partial },
-            ]);
-            messageId = saved?.id ?? null;
-          } catch {
-            // The database is unreachable: the error event still ends the turn.
-          }
+    const services = this.#services();
+    for (const turn of interrupted) {
+      const partial = partialAnswerOf(this.#log.eventsAfter(turn.firstSeq - 1, turn.id));
+      let messageId: string | null = null;
+      if (partial) {
+        try {
+          const [saved] = await appendMessages(services.db(), turn.chatId, [
+            { role: "assistant", content: partial },
+          ]);
+          messageId = saved?.id ?? null;
+        } catch {
+          // The database is unreachable: the error event still ends the turn.
         }
-        this.#emit(turn.id, {
-          type: "error",
-          error: "The turn was interrupted because the server restarted; send the message again",
-          message_id: messageId,
-        });
-        this.#log.endTurn(turn.id, "failed" satisfies TurnStatus);
       }
-    } finally {
-      await services.dispose();
+      this.#emit(turn.id, {
+        type: "error",
+        error: "The turn was interrupted because the server restarted; send the message again",
+        message_id: messageId,
+      });
+      this.#log.endTurn(turn.id, "failed" satisfies TurnStatus);
     }
   }
 }

@@ -4,9 +4,9 @@
  */
 import { and, eq } from "drizzle-orm";
 import type { LoggedEvent } from "../workers/chat/events";
-import { type Agent, type Chat, chats, users } from "../workers/db/schema";
+import { type Agent, agents, type Chat, chats, users } from "../workers/db/schema";
 import { AppError } from "../workers/lib/errors";
-import { findAgentForChat } from "../workers/services/chats";
+import { type ChatSenderAction, SENDER_DENIED } from "../workers/services/chats";
 import type { Services } from "../workers/services/services";
 
 export interface TurnSubjects {
@@ -15,22 +15,28 @@ export interface TurnSubjects {
   user: { id: string; email: string };
 }
 
+/**
+ * The chat, its active agent and its user in one round trip. The Worker sends only authenticated callers
+ * here; this is where a sender who does not own the chat is refused (404 missing, 403 someone else's).
+ */
 export async function loadTurnSubjects(
   services: Services,
   chatId: string,
   userId: string,
+  action: ChatSenderAction = "send",
 ): Promise<TurnSubjects> {
-  const db = services.db();
-  const [row] = await db
-    .select({ chat: chats, email: users.email })
+  const [row] = await services
+    .db()
+    .select({ chat: chats, email: users.email, agent: agents })
     .from(chats)
     .innerJoin(users, eq(users.id, chats.userId))
-    .where(and(eq(chats.id, chatId), eq(chats.userId, userId)))
+    .leftJoin(agents, and(eq(agents.id, chats.agentId), eq(agents.isActive, true)))
+    .where(eq(chats.id, chatId))
     .limit(1);
   if (!row) throw new AppError("NOT_FOUND", "Chat not found");
-  const agent = row.chat.agentId ? await findAgentForChat(db, row.chat.agentId) : null;
-  if (!agent) throw new AppError("NOT_FOUND", "The chat's agent no longer exists or is inactive");
-  return { chat: row.chat, agent, user: { id: userId, email: row.email } };
+  if (row.chat.userId !== userId) throw new AppError("FORBIDDEN", SENDER_DENIED[action]);
+  if (!row.agent) throw new AppError("NOT_FOUND", "The chat's agent no longer exists or is inactive");
+  return { chat: row.chat, agent: row.agent, user: { id: userId, email: row.email } };
 }
 
 /** The text streamed by the turn's last step, when that step never ended. */

@@ -507,7 +507,6 @@ describe("appending messages and building the conversation (services against the
       chat: row,
       agent: agentRow,
       userId: alice.user.id,
-      providerType: "openai",
     });
     expect(conversation.map((message) => message.role)).toEqual(["system", "user", "assistant", "user"]);
     expect(conversation.slice(1)).toEqual([

@@ -14,7 +14,6 @@ import {
   groupMembers,
   type JsonObject,
   type JsonSchema,
-  type LlmProviderType,
   type Message,
   type State,
   states,
@@ -37,8 +36,6 @@ export interface ConversationRequest {
   agent: Agent;
   /** The chat's user: stored context is what this user may see. */
   userId: string;
-  /** The provider the conversation goes to; adapters convert universal content parts for it. */
-  providerType: LlmProviderType;
 }
 
 /** One stored-context entry, value already decrypted. */

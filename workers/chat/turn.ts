@@ -8,8 +8,8 @@ import type { Agent, Chat, ConversationContext, JsonObject, Message, ToolCall } 
 import { pendingToolApprovals } from "../db/schema";
 import { AppError } from "../lib/errors";
 import { describeSchemaProblems, validateAgainstSchema } from "../lib/json-schema";
-import { resolveChatModel } from "../llm/registry";
-import type { CompletionRequest, LlmProvider, StreamChunk, ToolCallDelta } from "../llm/types";
+import { type ResolvedChatModel, resolveChatModel } from "../llm/registry";
+import type { CompletionRequest, LlmMessage, LlmProvider, StreamChunk, ToolCallDelta } from "../llm/types";
 import { appendMessages, type NewChatMessage } from "../services/chats";
 import type { Services } from "../services/services";
 import type { ChatEvent, TurnEndStatus } from "./events";
@@ -151,26 +151,56 @@ function toolDefinitions(tools: OfferedTool[]) {
   return tools.map((tool) => tool.definition);
 }
 
-/** Runs a turn to its end (answer, approval pause or stop). Provider and tool failures throw. */
-export async function runTurn(request: TurnRequest): Promise<TurnResult> {
-  const { services, chat, agent, user, emit, signal } = request;
-  const db = () => services.db();
-  const llm = await resolveChatModel(services, agent);
-  const agentInput = (chat.chatMetadata?.agent_input as JsonObject | undefined) ?? null;
+/** What a turn resolves before its first event: the model, the tools and the first conversation. */
+export interface PreparedTurn {
+  llm: ResolvedChatModel;
+  tools: OfferedTool[];
+  toolContext: ToolContext;
+  /** The conversation of the first round; null when decided tool calls run first (it changes then). */
+  firstMessages: LlmMessage[] | null;
+}
+
+export type TurnSetup = Omit<TurnRequest, "emit" | "signal"> & { signal: AbortSignal };
+
+/**
+ * Loads everything the first model call needs, in parallel, before the turn logs anything: a bad provider
+ * fails the request (4xx) instead of a stream, and the Durable Object's storage writes, which hold back
+ * its network traffic until they are durable, come after the database round trips instead of between them.
+ */
+export async function prepareTurn(setup: TurnSetup): Promise<PreparedTurn> {
+  const { services, chat, agent, user, signal } = setup;
   const toolContext: ToolContext = {
     // Tools wait for executions; the turn's pool must stay open meanwhile, whatever the waiters do.
     services: { ...services, releaseDb: async () => {} },
     chat,
     agent,
     user,
-    agentInput,
-    runSubChatTurn: request.runSubChatTurn,
+    agentInput: (chat.chatMetadata?.agent_input as JsonObject | undefined) ?? null,
+    runSubChatTurn: setup.runSubChatTurn,
     signal,
-    depth: request.depth,
+    depth: setup.depth,
   };
-  const tools = await assembleTools(toolContext);
+  const [llm, tools, firstMessages] = await Promise.all([
+    resolveChatModel(services, agent),
+    assembleTools(toolContext),
+    setup.resume ? null : buildConversationFor(setup),
+  ]);
+  return { llm, tools, toolContext, firstMessages };
+}
+
+/** The conversation in universal content; each adapter converts it for its wire format. */
+function buildConversationFor(setup: Pick<TurnSetup, "services" | "chat" | "agent" | "user">) {
+  return buildConversation(setup.services, { chat: setup.chat, agent: setup.agent, userId: setup.user.id });
+}
+
+/** Runs a prepared turn to its end (answer, approval pause or stop). Provider and tool failures throw. */
+export async function runTurn(request: TurnRequest, prepared: PreparedTurn): Promise<TurnResult> {
+  const { services, chat, agent, user, emit, signal } = request;
+  const db = () => services.db();
+  const { llm, tools, toolContext } = prepared;
   let lastMessage: Message | null = null;
   let offerTools = true;
+  let firstMessages = prepared.firstMessages;
 
   if (request.resume) {
     const outcome = await runDecidedCalls(request, toolContext, tools, request.resume);
@@ -180,12 +210,8 @@ export async function runTurn(request: TurnRequest): Promise<TurnResult> {
   }
 
   for (let round = 0; round < MAX_TOOL_ROUNDS; round++) {
-    const messages = await buildConversation(services, {
-      chat,
-      agent,
-      userId: user.id,
-      providerType: llm.providerType,
-    });
+    const messages = firstMessages ?? (await buildConversationFor(request));
+    firstMessages = null;
     const completion: CompletionRequest = {
       model: llm.model,
       messages,

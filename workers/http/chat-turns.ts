@@ -249,8 +249,8 @@ chatTurnsRouter
     const { chat_id } = c.req.valid("param");
     const { content } = c.req.valid("json");
     const userId = principalOf(c).user.id;
-    await findChatForSender(c.var.services.db(), chat_id, userId, "send");
-    // The turn may take long; this request's Postgres connection is not needed meanwhile.
+    // The ChatSession checks that the caller owns the chat; the turn may take long, and this request's
+    // Postgres connection is not needed meanwhile.
     await c.var.services.releaseDb();
     const answer = await chatSession(c, chat_id).sendMessage({
       chatId: chat_id,
@@ -267,7 +267,6 @@ chatTurnsRouter
     const { chat_id } = c.req.valid("param");
     const { content } = c.req.valid("json");
     const userId = principalOf(c).user.id;
-    await findChatForSender(c.var.services.db(), chat_id, userId, "send");
     await c.var.services.releaseDb();
     const session = chatSession(c, chat_id);
     const started = await session.startTurn({
@@ -313,7 +312,6 @@ chatTurnsRouter
   .openapi(uiChatRoute, async (c) => {
     const body = c.req.valid("json");
     const userId = principalOf(c).user.id;
-    await findChatForSender(c.var.services.db(), body.id, userId, "send");
     await c.var.services.releaseDb();
     const session = chatSession(c, body.id);
     const started = await session.startTurn({

@@ -55,7 +55,7 @@ export interface ChatSummary {
 
 export type ChatSenderAction = "send" | "approve";
 
-const SENDER_DENIED: Record<ChatSenderAction, string> = {
+export const SENDER_DENIED: Record<ChatSenderAction, string> = {
   send: "Not authorized to send messages in this chat",
   approve: "Not authorized to approve tools in this chat",
 };

@@ -31,7 +31,7 @@ export interface Services {
 }
 
 /** Config is parsed on first use, so routes that need no dependency (docs) work even when it is bad. */
-export function createServices(env: Env): Services {
+export function createServices(env: Env, options: { maxConnections?: number } = {}): Services {
   let dbHandle: DbHandle | undefined;
   let redis: Redis | undefined;
   const pending = new Set<Promise<void>>();
@@ -47,7 +47,11 @@ export function createServices(env: Env): Services {
     },
     db() {
       const config = loadConfig(env);
-      dbHandle ??= createDb({ databaseUrl: config.DATABASE_URL, wsProxy: config.DB_WS_PROXY });
+      dbHandle ??= createDb({
+        databaseUrl: config.DATABASE_URL,
+        wsProxy: config.DB_WS_PROXY,
+        maxConnections: options.maxConnections,
+      });
       return dbHandle.db;
     },
     redis() {
