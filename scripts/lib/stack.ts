@@ -242,8 +242,11 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         pgliteDir,
         "--port",
         String(ports.pglite),
+        // Connections are multiplexed onto one PGlite; a connection beyond this limit is dropped, which the
+        // Neon driver surfaces as an uncaught "send() after close()". Every Worker request and every busy
+        // Durable Object holds one, so the limit is generous.
         "-m",
-        "256",
+        "1024",
       ]);
       await waitForPort(ports.pglite, { timeoutMs: 60_000, abort });
       databaseUrl = `postgresql://postgres:postgres@127.0.0.1:${ports.pglite}/postgres?sslmode=disable`;

@@ -246,7 +246,16 @@ export async function runChatBenchmarks(): Promise<string[]> {
       `Platform-added time to first token: alone p50 ${added(platformAlone, directAlone, 0.5)} ms, ` +
         `p95 ${added(platformAlone, directAlone, 0.95)} ms; ${CONCURRENCY} concurrent chats p50 ` +
         `${added(platformLoaded, directLoaded, 0.5)} ms, p95 ${added(platformLoaded, directLoaded, 0.95)} ms.`,
-      ...(failures.length > 0 ? [`\nFirst failure: ${failures[0]}`] : []),
+      ...(failures.length > 0
+        ? [
+            `\nFirst failure: ${failures[0]}`,
+            "Last error lines of the stack:",
+            ...stack
+              .logs()
+              .filter((line) => /error|exception|uncaught/i.test(line))
+              .slice(-8),
+          ]
+        : []),
     ];
   } finally {
     await stack.stop();

@@ -267,7 +267,7 @@ chatTurnsRouter
     const { chat_id } = c.req.valid("param");
     const { content } = c.req.valid("json");
     const userId = principalOf(c).user.id;
-    await c.var.services.releaseDb();
+    // The pool is kept: the request log reuses its connection as soon as the stream's headers are out.
     const session = chatSession(c, chat_id);
     const started = await session.startTurn({
       chatId: chat_id,
@@ -312,7 +312,6 @@ chatTurnsRouter
   .openapi(uiChatRoute, async (c) => {
     const body = c.req.valid("json");
     const userId = principalOf(c).user.id;
-    await c.var.services.releaseDb();
     const session = chatSession(c, body.id);
     const started = await session.startTurn({
       chatId: body.id,
