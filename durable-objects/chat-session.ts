@@ -106,12 +106,7 @@ export class ChatSession extends DurableObject<Env> {
       const busy = failure("CONFLICT", "A turn is already running in this chat");
       return { started: busy, ended: Promise.resolve({ result: null, failure: busy }) };
     }
-    const turnId = crypto.randomUUID();
-    // Claimed before the first await: a concurrent send sees it.
-    const controller = new AbortController();
-    let settle: (outcome: TurnOutcome) => void = () => {};
-    const ended = new Promise<TurnOutcome>((resolve) => (settle = resolve));
-    this.#active = { id: turnId, controller, ended };
+    const { turnId, controller, ended, settle } = this.#claimTurn();
     try {
       const services = this.#services();
       const subjects = await loadTurnSubjects(services, request.chatId, request.userId);
@@ -130,6 +125,16 @@ export class ChatSession extends DurableObject<Env> {
       settle({ result: null, failure: failed });
       return { started: failed, ended };
     }
+  }
+
+  /** Marks a turn as running, synchronously (before any await), so that a concurrent send sees it. */
+  #claimTurn() {
+    const turnId = crypto.randomUUID();
+    const controller = new AbortController();
+    let settle: (outcome: TurnOutcome) => void = () => {};
+    const ended = new Promise<TurnOutcome>((resolve) => (settle = resolve));
+    this.#active = { id: turnId, controller, ended };
+    return { turnId, controller, ended, settle };
   }
 
   /**
@@ -249,11 +254,7 @@ export class ChatSession extends DurableObject<Env> {
     request: { chatId: string; userId: string },
     resume: ApprovalResume,
   ): Promise<TurnOutcome> {
-    const turnId = crypto.randomUUID();
-    const controller = new AbortController();
-    let settle: (outcome: TurnOutcome) => void = () => {};
-    const ended = new Promise<TurnOutcome>((resolve) => (settle = resolve));
-    this.#active = { id: turnId, controller, ended };
+    const { turnId, controller, ended, settle } = this.#claimTurn();
     try {
       const services = this.#services();
       const subjects = await loadTurnSubjects(services, request.chatId, request.userId);

@@ -9,6 +9,7 @@ import { performance } from "node:perf_hooks";
 import OpenAI from "openai";
 import { api, IDENTITY_VARS, login, type Session, SUPERADMIN_EMAIL } from "../helpers/auth";
 import { startTestStack, type TestStack } from "../helpers/stack";
+import { measureStopLatency } from "./chat-stop";
 import { ms, percentile } from "./stats";
 
 const SAMPLES = Number(process.env.BENCH_CHAT_SAMPLES ?? 50);
@@ -233,6 +234,7 @@ export async function runChatBenchmarks(): Promise<string[]> {
     );
 
     const failures = [...platformAlone.failures, ...platformLoaded.failures];
+    const stopLines = await measureStopLatency(stack, session);
     return [
       `Stack: ${stack.database.kind}, Redis ${stack.redisMode}; fake LLM in echo mode (3 chunks, no delay). ` +
         `Alone: ${SAMPLES} turns one after the other; loaded: ${CONCURRENCY} chats x ${ROUNDS} turns at once.\n`,
@@ -246,6 +248,7 @@ export async function runChatBenchmarks(): Promise<string[]> {
       `Platform-added time to first token: alone p50 ${added(platformAlone, directAlone, 0.5)} ms, ` +
         `p95 ${added(platformAlone, directAlone, 0.95)} ms; ${CONCURRENCY} concurrent chats p50 ` +
         `${added(platformLoaded, directLoaded, 0.5)} ms, p95 ${added(platformLoaded, directLoaded, 0.95)} ms.`,
+      ...stopLines,
       ...(failures.length > 0
         ? [
             `\nFirst failure: ${failures[0]}`,

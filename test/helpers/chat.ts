@@ -3,9 +3,9 @@
  * chats, an SSE reader, and readers of the fake's recorded requests that hide the wire format's differences.
  */
 import { expect } from "vitest";
-import type { FakeLlm, RecordedRequest } from "../fixtures/fake-llm";
-import { api, type Session } from "./auth";
-import type { TestStack } from "./stack";
+import { type FakeLlm, type RecordedRequest, startFakeLlm } from "../fixtures/fake-llm";
+import { api, IDENTITY_VARS, login, type Session, SUPERADMIN_EMAIL } from "./auth";
+import { startTestStack, type TestStack } from "./stack";
 
 export const WIRE_FORMATS = ["openai", "anthropic"] as const;
 export type WireFormat = (typeof WIRE_FORMATS)[number];
@@ -32,6 +32,29 @@ export async function createFakeProviders(stack: TestStack, admin: Session, fake
     ids[format] = (response.body as { id: string }).id;
   }
   return ids;
+}
+
+export interface ChatStack {
+  stack: TestStack;
+  fake: FakeLlm;
+  admin: Session;
+  /** A second, regular user. */
+  other: Session;
+  providers: Record<WireFormat, string>;
+}
+
+/** A stack, the fake LLM, the superadmin and one regular user, and one provider per wire format. */
+export async function startChatStack(otherEmail: string): Promise<ChatStack> {
+  const fake = await startFakeLlm();
+  const stack = await startTestStack({ workerVars: IDENTITY_VARS });
+  const [admin, other] = await Promise.all([login(stack, SUPERADMIN_EMAIL), login(stack, otherEmail)]);
+  const providers = await createFakeProviders(stack, admin, fake);
+  return { stack, fake, admin, other, providers };
+}
+
+export async function stopChatStack(parts: { stack?: TestStack; fake?: FakeLlm }): Promise<void> {
+  await parts.stack?.stop();
+  await parts.fake?.close();
 }
 
 export async function createAgent(stack: TestStack, session: Session, body: Record<string, unknown>) {

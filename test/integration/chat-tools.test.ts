@@ -3,13 +3,14 @@
  * stored-context injection (S28, D-39), and agent-to-agent calls (S29, D-16).
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { type FakeLlm, startFakeLlm } from "../fixtures/fake-llm";
-import { api, IDENTITY_VARS, login, type Session, SUPERADMIN_EMAIL } from "../helpers/auth";
+import type { FakeLlm } from "../fixtures/fake-llm";
+import { api, type Session } from "../helpers/auth";
 import {
   chatMessages,
   createAgent,
   createChat,
-  createFakeProviders,
+  startChatStack,
+  stopChatStack,
   streamMessage,
   systemText,
   toolNames,
@@ -19,7 +20,7 @@ import {
   type WireFormat,
 } from "../helpers/chat";
 import { createFunction, pythonFunction } from "../helpers/functions";
-import { startTestStack, type TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
 
 let stack: TestStack;
 let fake: FakeLlm;
@@ -28,17 +29,11 @@ let eve: Session;
 let providers: Record<WireFormat, string>;
 
 beforeAll(async () => {
-  fake = await startFakeLlm();
-  stack = await startTestStack({ workerVars: IDENTITY_VARS });
-  [admin, eve] = await Promise.all([login(stack, SUPERADMIN_EMAIL), login(stack, "eve@acme.io")]);
-  providers = await createFakeProviders(stack, admin, fake);
+  ({ stack, fake, admin, other: eve, providers } = await startChatStack("eve@acme.io"));
   await createFunction(stack, admin, pythonFunction("wire", "    return input", { requires_approval: true }));
   await createFunction(stack, admin, pythonFunction("note", '    return {"noted": True}'));
 });
-afterAll(async () => {
-  await stack?.stop();
-  await fake?.close();
-});
+afterAll(() => stopChatStack({ stack, fake }));
 beforeEach(() => fake.reset());
 
 async function executionsOf(name: string, chat: string) {

@@ -3,15 +3,16 @@
  * OpenAI Chat Completions and Anthropic Messages and the platform drives it through the official SDKs.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { type FakeLlm, startFakeLlm } from "../fixtures/fake-llm";
-import { api, IDENTITY_VARS, login, type Session, SUPERADMIN_EMAIL } from "../helpers/auth";
+import type { FakeLlm } from "../fixtures/fake-llm";
+import { api, type Session } from "../helpers/auth";
 import {
   chatMessages,
   contentOf,
   createAgent,
   createChat,
-  createFakeProviders,
   lastUserText,
+  startChatStack,
+  stopChatStack,
   streamMessage,
   systemText,
   toolNames,
@@ -21,7 +22,7 @@ import {
   type WireFormat,
 } from "../helpers/chat";
 import { createFunction, pythonFunction } from "../helpers/functions";
-import { startTestStack, type TestStack } from "../helpers/stack";
+import type { TestStack } from "../helpers/stack";
 
 let stack: TestStack;
 let fake: FakeLlm;
@@ -30,10 +31,7 @@ let bob: Session;
 let providers: Record<WireFormat, string>;
 
 beforeAll(async () => {
-  fake = await startFakeLlm();
-  stack = await startTestStack({ workerVars: IDENTITY_VARS });
-  [admin, bob] = await Promise.all([login(stack, SUPERADMIN_EMAIL), login(stack, "bob@acme.io")]);
-  providers = await createFakeProviders(stack, admin, fake);
+  ({ stack, fake, admin, other: bob, providers } = await startChatStack("bob@acme.io"));
   await createFunction(
     stack,
     admin,
@@ -62,10 +60,7 @@ beforeAll(async () => {
   );
   await createFunction(stack, admin, pythonFunction("wire", "    return input", { requires_approval: true }));
 });
-afterAll(async () => {
-  await stack?.stop();
-  await fake?.close();
-});
+afterAll(() => stopChatStack({ stack, fake }));
 beforeEach(() => fake.reset());
 
 describe.each(WIRE_FORMATS)("on the %s wire format", (format) => {
