@@ -43,6 +43,7 @@ export interface Env {
   API_PUBLIC_URL?: string;
   FUNCTION_TIMEOUT?: string;
   EXECUTION_WATCHDOG_GRACE_SECONDS?: string;
+  LLM_STREAM_IDLE_SECONDS?: string;
   ALLOW_PACKAGE_INSTALLATION?: string;
   ALLOWED_PACKAGES?: string;
   WEBHOOK_MAX_BODY_BYTES?: string;
@@ -127,6 +128,8 @@ const configSchema = z.object({
    * the executor's 30 s of callback retries, so a slow network never loses a result the executor has.
    */
   EXECUTION_WATCHDOG_GRACE_SECONDS: positiveInt(35),
+  /** A provider stream that sends nothing for this long fails the turn (a clear error, never a hung stream). */
+  LLM_STREAM_IDLE_SECONDS: positiveInt(60),
   ALLOW_PACKAGE_INSTALLATION: z
     .enum(["true", "false", "1", "0", ""])
     .default("true")

@@ -44,9 +44,12 @@ export interface ChatStack {
 }
 
 /** A stack, the fake LLM, the superadmin and one regular user, and one provider per wire format. */
-export async function startChatStack(otherEmail: string): Promise<ChatStack> {
+export async function startChatStack(
+  otherEmail: string,
+  workerVars: Record<string, string> = {},
+): Promise<ChatStack> {
   const fake = await startFakeLlm();
-  const stack = await startTestStack({ workerVars: IDENTITY_VARS });
+  const stack = await startTestStack({ workerVars: { ...IDENTITY_VARS, ...workerVars } });
   const [admin, other] = await Promise.all([login(stack, SUPERADMIN_EMAIL), login(stack, otherEmail)]);
   const providers = await createFakeProviders(stack, admin, fake);
   return { stack, fake, admin, other, providers };

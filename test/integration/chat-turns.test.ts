@@ -31,7 +31,15 @@ let bob: Session;
 let providers: Record<WireFormat, string>;
 
 beforeAll(async () => {
-  ({ stack, fake, admin, other: bob, providers } = await startChatStack("bob@acme.io"));
+  ({
+    stack,
+    fake,
+    admin,
+    other: bob,
+    providers,
+  } = await startChatStack("bob@acme.io", {
+    LLM_STREAM_IDLE_SECONDS: "2",
+  }));
   await createFunction(
     stack,
     admin,
@@ -156,6 +164,18 @@ describe.each(WIRE_FORMATS)("on the %s wire format", (format) => {
     expect(String((last?.data as { error?: string } | undefined)?.error)).toMatch(/500|exploded/);
     const history = await chatMessages(stack, admin, helperChat);
     expect(history[history.length - 1]).toMatchObject({ role: "user", content: "will fail" });
+  });
+
+  it("ends the turn with a clear error when the provider goes silent mid-stream", async () => {
+    fake.script({ content: "partial", chunks: ["par", "tial"], hold: true });
+    const stream = await streamMessage(stack, admin, helperChat, "slow");
+    fake.release();
+    expect(contentOf(stream.events)).toBe("partial");
+    const last = stream.events[stream.events.length - 1];
+    expect(last?.event).toBe("error");
+    expect(String((last?.data as { error?: string } | undefined)?.error)).toContain("sent nothing for 2 s");
+    const next = await streamMessage(stack, admin, helperChat, "again");
+    expect(next.events[next.events.length - 1]?.event).toBe("done");
   });
 
   it("calls a function tool and answers with its result; the execution is AGENT-triggered (S23)", async () => {

@@ -9,7 +9,14 @@ import { pendingToolApprovals } from "../db/schema";
 import { AppError } from "../lib/errors";
 import { describeSchemaProblems, validateAgainstSchema } from "../lib/json-schema";
 import { type ResolvedChatModel, resolveChatModel } from "../llm/registry";
-import type { CompletionRequest, LlmMessage, LlmProvider, StreamChunk, ToolCallDelta } from "../llm/types";
+import {
+  type CompletionRequest,
+  LlmError,
+  type LlmMessage,
+  type LlmProvider,
+  type StreamChunk,
+  type ToolCallDelta,
+} from "../llm/types";
 import { appendMessages, type NewChatMessage } from "../services/chats";
 import type { Services } from "../services/services";
 import type { ChatEvent, TurnEndStatus } from "./events";
@@ -91,16 +98,38 @@ function accumulateToolCalls(calls: Map<number, ToolCall>, deltas: ToolCallDelta
   }
 }
 
+/** Aborts `signal`'s derived signal when `idleMs` pass without `touch()`; `idle` tells which abort it was. */
+function idleWatch(signal: AbortSignal | undefined, idleMs: number) {
+  const idle = new AbortController();
+  let timer = setTimeout(() => idle.abort(), idleMs);
+  return {
+    signal: signal ? AbortSignal.any([signal, idle.signal]) : idle.signal,
+    get idle() {
+      return idle.signal.aborted;
+    },
+    touch() {
+      clearTimeout(timer);
+      timer = setTimeout(() => idle.abort(), idleMs);
+    },
+    done() {
+      clearTimeout(timer);
+    },
+  };
+}
+
 async function streamReply(
   provider: LlmProvider,
   request: CompletionRequest,
   emit: (event: ChatEvent) => void,
+  idleMs: number,
 ): Promise<ModelReply> {
   let content = "";
   let finishReason: string | null = null;
   const calls = new Map<number, ToolCall>();
+  const watch = idleWatch(request.signal, idleMs);
   try {
-    for await (const item of provider.stream(request)) {
+    for await (const item of provider.stream({ ...request, signal: watch.signal })) {
+      watch.touch();
       if (item.kind !== "chunk") continue;
       emit({ type: "chunk", chunk: item.chunk });
       if (item.chunk.content) content += item.chunk.content;
@@ -108,9 +137,14 @@ async function streamReply(
       if (item.chunk.finish_reason) finishReason = item.chunk.finish_reason;
     }
   } catch (error) {
+    if (watch.idle && !request.signal?.aborted) {
+      throw new LlmError(`The provider sent nothing for ${Math.round(idleMs / 1000)} s; the turn was ended`);
+    }
     if (isAbort(error) || request.signal?.aborted)
       return { content, toolCalls: [], finishReason, stopped: true };
     throw error;
+  } finally {
+    watch.done();
   }
   const toolCalls = [...calls.entries()].sort(([a], [b]) => a - b).map(([, call]) => call);
   return { content, toolCalls, finishReason, stopped: request.signal?.aborted ?? false };
@@ -226,7 +260,7 @@ export async function runTurn(request: TurnRequest, prepared: PreparedTurn): Pro
     emit({ type: "step_start", round });
     const reply =
       request.mode === "stream"
-        ? await streamReply(llm.provider, completion, emit)
+        ? await streamReply(llm.provider, completion, emit, services.config.LLM_STREAM_IDLE_SECONDS * 1000)
         : await completeReply(llm.provider, completion, emit);
 
     if (reply.stopped) {
