@@ -19,7 +19,7 @@ import {
   describeAvailableContext,
   namespaceDenial,
   stateToolDefinitions,
-} from "../../workers/chat/state-tools";
+} from "../../workers/chat/state-tool-definitions";
 import {
   approvalNeeded,
   continueExecutionDefinition,
