@@ -8,7 +8,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import { and, eq, isNull } from "drizzle-orm";
-import { type ChatEvent, type LoggedEvent, sinasView } from "../workers/chat/events";
+import type { ChatEvent, LoggedEvent } from "../workers/chat/events";
 import {
   type ApprovalResume,
   type PreparedTurn,
@@ -23,8 +23,8 @@ import { AppError, type ErrorCode } from "../workers/lib/errors";
 import { appendMessages, toMessageResponse } from "../workers/services/chats";
 import { createServices, type Services } from "../workers/services/services";
 import { ChatLog, type TurnStatus } from "./chat-log";
-import { type StreamFormat, streamHeaders, turnStream } from "./chat-stream";
 import { loadTurnSubjects, partialAnswerOf, type TurnSubjects } from "./chat-turn-data";
+import { ChatViewers } from "./chat-viewers";
 
 export type MessageView = ReturnType<typeof toMessageResponse>;
 
@@ -67,14 +67,15 @@ function failureOf(error: unknown): Failure {
 
 export class ChatSession extends DurableObject<Env> {
   readonly #log: ChatLog;
+  readonly #viewers: ChatViewers;
   #active: ActiveTurn | null = null;
-  #listeners = new Set<() => void>();
   #approvals: Promise<unknown> = Promise.resolve();
   #servicesCache: Services | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.#log = new ChatLog(ctx.storage.sql);
+    this.#viewers = new ChatViewers(ctx, this.#log);
     // A turn still marked running belongs to an object that died (restart, crash): end it before anything else.
     void ctx.blockConcurrencyWhile(() => this.#recoverInterruptedTurns());
   }
@@ -282,7 +283,7 @@ export class ChatSession extends DurableObject<Env> {
       turn_id: turnId,
       message_id: messageId,
     });
-    this.#broadcast(first);
+    this.#viewers.broadcast(first);
     void this.ctx.storage.setAlarm(Date.now() + HEARTBEAT_MS);
     return first;
   }
@@ -317,83 +318,14 @@ export class ChatSession extends DurableObject<Env> {
   }
 
   #emit(turnId: string, event: ChatEvent): void {
-    this.#broadcast(this.#log.append(turnId, event));
+    this.#viewers.broadcast(this.#log.append(turnId, event));
   }
 
   // ------------------------------------------------------------------------------------------ viewers
 
-  #broadcast(logged: LoggedEvent): void {
-    const listeners = [...this.#listeners];
-    this.#listeners.clear();
-    for (const listener of listeners) listener();
-    const view = sinasView(logged.event);
-    if (!view) return;
-    const frame = JSON.stringify({ id: logged.seq, event: view.event, data: view.data });
-    for (const socket of this.ctx.getWebSockets()) {
-      try {
-        socket.send(frame);
-      } catch {
-        // A closing socket; its close handler cleans up.
-      }
-    }
-  }
-
-  #nextEvent(timeoutMs: number): Promise<boolean> {
-    return new Promise((resolve) => {
-      const listener = () => {
-        clearTimeout(timer);
-        resolve(true);
-      };
-      const timer = setTimeout(() => {
-        this.#listeners.delete(listener);
-        resolve(false);
-      }, timeoutMs);
-      this.#listeners.add(listener);
-    });
-  }
-
-  /**
-   * `GET /stream?format=sinas|ui&after=N`: the turn after sequence N (default: the latest turn from its start),
-   * replayed then followed live; 204 when there is nothing to follow. `GET /ws?after=N`: a WebSocket viewer.
-   */
+  /** `GET /stream?format=sinas|ui&after=N` and `GET /ws?after=N` (see ChatViewers). */
   override async fetch(request: Request): Promise<Response> {
-    const url = new URL(request.url);
-    const afterParam = request.headers.get("last-event-id") ?? url.searchParams.get("after");
-    const after = afterParam === null ? null : Math.max(0, Number(afterParam) || 0);
-    if (url.pathname === "/ws") return this.#acceptViewer(after ?? this.#log.lastSeq());
-    const format: StreamFormat = url.searchParams.get("format") === "ui" ? "ui" : "sinas";
-    const activeOnly = url.searchParams.get("active") === "true";
-    const target = this.#streamTarget(after, activeOnly);
-    if (!target) return new Response(null, { status: 204, headers: streamHeaders(format) });
-    return turnStream(
-      { log: this.#log, nextEvent: (timeoutMs) => this.#nextEvent(timeoutMs) },
-      { format, afterSeq: target.afterSeq, turnId: target.turnId },
-    );
-  }
-
-  #streamTarget(after: number | null, activeOnly: boolean): { turnId: string; afterSeq: number } | null {
-    if (activeOnly) {
-      const turnId = this.#active?.id;
-      const turn = turnId ? this.#log.turn(turnId) : null;
-      return turn ? { turnId: turn.id, afterSeq: after ?? turn.firstSeq - 1 } : null;
-    }
-    if (after === null) {
-      const latest = this.#log.latestTurn();
-      return latest ? { turnId: latest.id, afterSeq: latest.firstSeq - 1 } : null;
-    }
-    const turn = this.#log.turnOfSeq(after + 1) ?? (this.#active ? this.#log.turn(this.#active.id) : null);
-    return turn ? { turnId: turn.id, afterSeq: after } : null;
-  }
-
-  #acceptViewer(after: number): Response {
-    const pair = new WebSocketPair();
-    const [client, server] = [pair[0], pair[1]];
-    this.ctx.acceptWebSocket(server);
-    for (const logged of this.#log.eventsAfter(after)) {
-      const view = sinasView(logged.event);
-      if (view) server.send(JSON.stringify({ id: logged.seq, event: view.event, data: view.data }));
-    }
-    return new Response(null, { status: 101, webSocket: client });
+    return this.#viewers.serve(request, this.#active?.id ?? null);
   }
 
   /** A viewer may stop the turn: `{"type":"stop"}`. Anything else is ignored. */

@@ -137,14 +137,17 @@ describe("resume and viewers", () => {
     await sender.waitFor((events) => contentOf(events) === "partial answer");
     const viewer = await openStream(`/chats/${chat}/stream`, { method: "GET" });
     const frames: { id: number; event: string; data: unknown }[] = [];
-    const socket = new WebSocket(`${stack.apiUrl.replace(/^http/, "ws")}/chats/${chat}/ws?after=0`, {
-      headers: admin.headers,
-    });
+    // As a browser does it: no headers, the token offered as a subprotocol.
+    const socket = new WebSocket(`${stack.apiUrl.replace(/^http/, "ws")}/chats/${chat}/ws?after=0`, [
+      "sinas.v1",
+      `bearer.${admin.accessToken}`,
+    ]);
     socket.on("message", (data) => frames.push(JSON.parse(String(data))));
     await new Promise((resolve, reject) => {
       socket.once("open", resolve);
       socket.once("error", reject);
     });
+    expect(socket.protocol).toBe("sinas.v1");
     await viewer.waitFor((events) => contentOf(events) === "partial answer");
 
     const busy = await api(stack, admin, "POST", `/chats/${chat}/messages/stream`, { content: "again" });

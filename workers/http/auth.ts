@@ -10,13 +10,26 @@ import { AppError } from "../lib/errors";
 import { authenticate as authenticateToken } from "../services/authentication";
 import type { AppEnv } from "./app-env";
 
-/** `X-API-Key` wins over `Authorization: Bearer` (sinas-spec §4.5). */
+/** The WebSocket subprotocol that carries a browser's token: `new WebSocket(url, ["sinas.v1", "bearer.<token>"])`. */
+export const WEBSOCKET_TOKEN_PREFIX = "bearer.";
+
+/**
+ * `X-API-Key` wins over `Authorization: Bearer` (sinas-spec §4.5). A WebSocket upgrade may carry the token as a
+ * subprotocol instead, since browsers cannot set headers on one.
+ */
 export function credentialOf(headers: { get(name: string): string | null | undefined }): string | null {
   const apiKey = headers.get("x-api-key");
   if (apiKey) return apiKey;
   const authorization = headers.get("authorization");
   const match = authorization ? /^Bearer\s+(.+)$/i.exec(authorization.trim()) : null;
-  return match?.[1] ?? null;
+  if (match?.[1]) return match[1];
+  if (headers.get("upgrade")?.toLowerCase() !== "websocket") return null;
+  const offered = headers
+    .get("sec-websocket-protocol")
+    ?.split(",")
+    .map((protocol) => protocol.trim())
+    .find((protocol) => protocol.startsWith(WEBSOCKET_TOKEN_PREFIX));
+  return offered ? offered.slice(WEBSOCKET_TOKEN_PREFIX.length) : null;
 }
 
 function missingCredentials(): AppError {

@@ -11,7 +11,7 @@ import { AppError } from "../lib/errors";
 import type { ContentPart } from "../llm/types";
 import { findChatForSender, findOwnedChat } from "../services/chats";
 import type { AppEnv } from "./app-env";
-import { authenticate, principalOf } from "./auth";
+import { authenticate, principalOf, WEBSOCKET_TOKEN_PREFIX } from "./auth";
 import { createRouter, errorResponse } from "./router";
 import { jsonBody, jsonResponse } from "./schemas";
 import { messageContentOfUiMessages, UiChatRequestSchema } from "./ui-chat";
@@ -241,7 +241,18 @@ chatTurnsRouter.get("/chats/:chat_id/ws", async (c) => {
   const url = new URL("https://chat-session/ws");
   const after = c.req.query("after");
   if (after) url.searchParams.set("after", after);
-  return chatSession(c, chatId).fetch(new Request(url, { headers: c.req.raw.headers }));
+  const response = await chatSession(c, chatId).fetch(new Request(url, { headers: c.req.raw.headers }));
+  // A browser that offered protocols (its token among them) needs one of them echoed, never the token.
+  const offered = (c.req.header("sec-websocket-protocol") ?? "")
+    .split(",")
+    .map((protocol) => protocol.trim())
+    .find((protocol) => protocol && !protocol.startsWith(WEBSOCKET_TOKEN_PREFIX));
+  if (!offered || !response.webSocket) return response;
+  return new Response(null, {
+    status: 101,
+    webSocket: response.webSocket,
+    headers: { "sec-websocket-protocol": offered },
+  });
 });
 
 chatTurnsRouter

@@ -31,6 +31,8 @@ const SECRET_KEY_NAMES = new Set([
   "secret",
   "key",
   "cookie",
+  // Browsers' WebSocket viewers offer their token as a subprotocol (`bearer.<token>`).
+  "secwebsocketprotocol",
 ]);
 
 /** True when a value stored under `key` must be redacted. */

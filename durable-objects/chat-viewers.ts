@@ -1,0 +1,97 @@
+/**
+ * @module The viewers of a chat: SSE streams (replay from a sequence, then live) and hibernatable WebSockets,
+ * all fed from the ChatSession log. Each appended event wakes the waiting streams and is sent to every socket.
+ */
+import { type LoggedEvent, sinasView } from "../workers/chat/events";
+import type { ChatLog } from "./chat-log";
+import { type StreamFormat, streamHeaders, turnStream } from "./chat-stream";
+
+/** A WebSocket frame: the SINAS view of the event with its sequence, or null for internal events. */
+function socketFrame(logged: LoggedEvent): string | null {
+  const view = sinasView(logged.event);
+  return view ? JSON.stringify({ id: logged.seq, event: view.event, data: view.data }) : null;
+}
+
+export class ChatViewers {
+  #listeners = new Set<() => void>();
+
+  constructor(
+    private readonly ctx: DurableObjectState,
+    private readonly log: ChatLog,
+  ) {}
+
+  broadcast(logged: LoggedEvent): void {
+    const listeners = [...this.#listeners];
+    this.#listeners.clear();
+    for (const listener of listeners) listener();
+    const frame = socketFrame(logged);
+    if (!frame) return;
+    for (const socket of this.ctx.getWebSockets()) {
+      try {
+        socket.send(frame);
+      } catch {
+        // A closing socket; its close handler cleans up.
+      }
+    }
+  }
+
+  /** Resolves true at the next appended event, or false after `timeoutMs`. */
+  nextEvent(timeoutMs: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const listener = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        this.#listeners.delete(listener);
+        resolve(false);
+      }, timeoutMs);
+      this.#listeners.add(listener);
+    });
+  }
+
+  /**
+   * `GET /stream?format=sinas|ui&after=N` (or `Last-Event-ID`): the turn after sequence N (default: the latest
+   * turn from its start; `active=true`: only the running one), replayed then followed live; 204 when there is
+   * nothing to follow. `GET /ws?after=N`: a WebSocket viewer (default: live events only).
+   */
+  serve(request: Request, activeTurnId: string | null): Response {
+    const url = new URL(request.url);
+    const afterParam = request.headers.get("last-event-id") ?? url.searchParams.get("after");
+    const after = afterParam === null ? null : Math.max(0, Number(afterParam) || 0);
+    if (url.pathname === "/ws") return this.#acceptSocket(after ?? this.log.lastSeq());
+    const format: StreamFormat = url.searchParams.get("format") === "ui" ? "ui" : "sinas";
+    const target = this.#target(after, activeTurnId, url.searchParams.get("active") === "true");
+    if (!target) return new Response(null, { status: 204, headers: streamHeaders(format) });
+    return turnStream(
+      { log: this.log, nextEvent: (timeoutMs) => this.nextEvent(timeoutMs) },
+      { format, afterSeq: target.afterSeq, turnId: target.turnId },
+    );
+  }
+
+  #target(
+    after: number | null,
+    activeTurnId: string | null,
+    activeOnly: boolean,
+  ): { turnId: string; afterSeq: number } | null {
+    const active = activeTurnId ? this.log.turn(activeTurnId) : null;
+    if (activeOnly) return active ? { turnId: active.id, afterSeq: after ?? active.firstSeq - 1 } : null;
+    if (after === null) {
+      const latest = this.log.latestTurn();
+      return latest ? { turnId: latest.id, afterSeq: latest.firstSeq - 1 } : null;
+    }
+    const turn = this.log.turnOfSeq(after + 1) ?? active;
+    return turn ? { turnId: turn.id, afterSeq: after } : null;
+  }
+
+  #acceptSocket(after: number): Response {
+    const pair = new WebSocketPair();
+    const [client, server] = [pair[0], pair[1]];
+    this.ctx.acceptWebSocket(server);
+    for (const logged of this.log.eventsAfter(after)) {
+      const frame = socketFrame(logged);
+      if (frame) server.send(frame);
+    }
+    return new Response(null, { status: 101, webSocket: client });
+  }
+}
