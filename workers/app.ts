@@ -29,6 +29,7 @@ import { statesRouter } from "./http/states";
 import { usersRouter } from "./http/users";
 import { webhookTriggerRouter } from "./http/webhook-trigger";
 import { webhooksRouter } from "./http/webhooks";
+import { dynamicOpenApiPaths } from "./services/openapi-dynamic";
 import { createServices } from "./services/services";
 
 export const API_VERSION = "0.1.0";
@@ -98,15 +99,25 @@ export function createApp() {
   for (const router of runtimeRouters) app.route("/", router);
   app.route("/api/v1", createManagementApp());
 
-  app.doc31("/openapi.json", {
-    openapi: "3.1.0",
-    info: {
-      title: "SINAS Edge API",
-      version: API_VERSION,
-      description: "Runtime API of SINAS Edge. The management API is documented at /api/v1/docs.",
-    },
-  });
   registerSecurity(app);
+  // Static routes plus one path per active webhook and agent (sinas-spec §1.7); static only if the database
+  // cannot be read, so the docs never go down with it.
+  app.get("/openapi.json", async (c) => {
+    const document = app.getOpenAPI31Document({
+      openapi: "3.1.0",
+      info: {
+        title: "SINAS Edge API",
+        version: API_VERSION,
+        description: "Runtime API of SINAS Edge. The management API is documented at /api/v1/docs.",
+      },
+    });
+    try {
+      Object.assign((document.paths ??= {}), await dynamicOpenApiPaths(c.var.services.db()));
+    } catch (error) {
+      console.error(`OpenAPI: dynamic paths left out: ${String(error)}`);
+    }
+    return c.json(document);
+  });
   app.get("/docs", (c) => c.html(renderDocsPage({ title: "SINAS Edge API", specUrl: "/openapi.json" })));
 
   installFallbacks(app);

@@ -276,6 +276,39 @@ describe.each(WIRE_FORMATS)("on the %s wire format", (format) => {
   });
 });
 
+describe("the runtime OpenAPI document (§1.7)", () => {
+  it("has a path for each active webhook and agent", async () => {
+    const hook = await api(stack, admin, "POST", "/api/v1/webhooks", {
+      path: "docs/add",
+      function_name: "add",
+      http_method: "PUT",
+      requires_auth: false,
+    });
+    expect(hook.status, JSON.stringify(hook.body)).toBe(200);
+    type Doc = { paths: Record<string, Record<string, Record<string, unknown>>> };
+    const document = (await api(stack, null, "GET", "/openapi.json")).body as Doc;
+    expect(document.paths["/health"]).toBeDefined();
+    expect(document.paths["/webhooks/docs/add"]?.put).toMatchObject({
+      security: [],
+      requestBody: { content: { "application/json": { schema: { required: ["a", "b"] } } } },
+    });
+    expect(document.paths["/agents/default/helper-openai/chats"]?.post).toMatchObject({
+      security: [{ bearerAuth: [] }],
+      requestBody: {
+        content: {
+          "application/json": {
+            schema: { properties: { input: { required: ["customer"] }, title: { type: "string" } } },
+          },
+        },
+      },
+    });
+    const off = await api(stack, admin, "PATCH", "/api/v1/webhooks/docs/add", { is_active: false });
+    expect(off.status, JSON.stringify(off.body)).toBe(200);
+    const after = (await api(stack, null, "GET", "/openapi.json")).body as Doc;
+    expect(after.paths["/webhooks/docs/add"]).toBeUndefined();
+  });
+});
+
 describe("bad input", () => {
   let chat: string;
   beforeAll(async () => {
