@@ -66,8 +66,8 @@ function failureOf(error: unknown): Failure {
 }
 
 export class ChatSession extends DurableObject<Env> {
-  readonly #log: ChatLog;
-  readonly #viewers: ChatViewers;
+  #log: ChatLog;
+  #viewers: ChatViewers;
   #active: ActiveTurn | null = null;
   #approvals: Promise<unknown> = Promise.resolve();
   #servicesCache: Services | undefined;
@@ -173,6 +173,16 @@ export class ChatSession extends DurableObject<Env> {
     active.controller.abort();
     await active.ended;
     return { stopped: true, turn_id: active.id };
+  }
+
+  /** The chat is being deleted: stops its turn and drops the log, its sockets and its alarm. */
+  async forget(): Promise<void> {
+    await this.stop();
+    for (const socket of this.ctx.getWebSockets()) socket.close(1000, "chat deleted");
+    await this.ctx.storage.deleteAlarm();
+    await this.ctx.storage.deleteAll();
+    this.#log = new ChatLog(this.ctx.storage.sql);
+    this.#viewers = new ChatViewers(this.ctx, this.#log);
   }
 
   /** §5.7 with D-29: records one decision; the calls run once every approval of their message is decided. */

@@ -176,6 +176,23 @@ describe("resume and viewers", () => {
     expect(idle.body).toMatchObject({ stopped: false });
   });
 
+  it("deleting a chat stops its running turn and ends its streams", async () => {
+    const chat = await createChat(stack, admin, "talker");
+    fake.script({ content: "never finished", chunks: ["never ", "finished"], hold: true });
+    const sender = await openStream(`/chats/${chat}/messages/stream`, {
+      method: "POST",
+      body: JSON.stringify({ content: "talk" }),
+    });
+    await sender.waitFor((events) => contentOf(events) === "never finished");
+    expect((await api(stack, admin, "DELETE", `/chats/${chat}`)).status).toBe(204);
+    await sender.ended;
+    expect(sender.events[sender.events.length - 1]).toMatchObject({
+      event: "done",
+      data: { status: "stopped" },
+    });
+    expect((await stack.fetch(`/chats/${chat}/stream`, { headers: admin.headers })).status).toBe(404);
+  });
+
   it("answers 204 when there is no turn to follow, and 404 for another user's chat", async () => {
     const chat = await createChat(stack, admin, "talker");
     expect((await stack.fetch(`/chats/${chat}/stream`, { headers: admin.headers })).status).toBe(204);

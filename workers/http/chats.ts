@@ -224,6 +224,9 @@ chatsRouter
     recordPermission(c, permissions.chats("delete"));
     const principal = principalOf(c);
     const db = c.get("services").db();
-    await deleteChat(db, await findOwnedChat(db, c.req.valid("param").chat_id, principal.user.id));
+    const chat = await findOwnedChat(db, c.req.valid("param").chat_id, principal.user.id);
+    // The running turn stops first and the stream log goes with the chat (it holds the chat's content).
+    await c.env.CHAT_SESSION.get(c.env.CHAT_SESSION.idFromName(chat.id)).forget();
+    await deleteChat(db, chat);
     return c.body(null, 204);
   });
