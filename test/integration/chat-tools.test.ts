@@ -2,6 +2,7 @@
  * Agent tools through the real stack: tool approval (S27, D-26, D-29) on both wire formats, state tools and
  * stored-context injection (S28, D-39), and agent-to-agent calls (S29, D-16).
  */
+import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { FakeLlm } from "../fixtures/fake-llm";
 import { api, type Session } from "../helpers/auth";
@@ -19,6 +20,7 @@ import {
   WIRE_FORMATS,
   type WireFormat,
 } from "../helpers/chat";
+import { openStackDb } from "../helpers/db";
 import { createFunction, pythonFunction } from "../helpers/functions";
 import type { TestStack } from "../helpers/stack";
 
@@ -148,6 +150,71 @@ describe.each(WIRE_FORMATS)("tool approval on the %s wire format (S27)", (format
       `n1${format}`,
     ]);
     expect(results[1]?.content).toEqual({ error: "Tool call rejected by user: default/wire" });
+  });
+});
+
+describe("tool rounds", () => {
+  it("stops a model that keeps calling tools after 10 rounds (D-26) and runs a round's calls in parallel", async () => {
+    await createAgent(stack, admin, {
+      name: "looper",
+      enabled_functions: ["default/note"],
+      llm_provider_id: providers.openai,
+    });
+    const chat = await createChat(stack, admin, "looper");
+    fake.script(
+      ...Array.from({ length: 10 }, (_, round) => ({
+        tool_calls: [
+          { id: `r${round}a`, name: "default__note", arguments: "{}" },
+          { id: `r${round}b`, name: "default__note", arguments: "{}" },
+        ],
+      })),
+    );
+    const response = await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "loop" });
+    expect(response.status, JSON.stringify(response.body)).toBe(200);
+    expect(response.body).toMatchObject({ role: "assistant", content: "Maximum tool call rounds exceeded" });
+    expect(fake.requests).toHaveLength(10);
+    expect(await executionsOf("note", chat)).toHaveLength(20);
+    const messages = await chatMessages(stack, admin, chat);
+    expect(messages.filter((message) => message.role === "tool")).toHaveLength(20);
+  });
+
+  it("offers a function shared with the user's group, and refuses a tool it did not offer (D-27)", async () => {
+    const group = await api(stack, admin, "POST", "/api/v1/groups", { name: "Shared" });
+    expect(group.status, JSON.stringify(group.body)).toBeLessThan(300);
+    const member = await api(stack, admin, "POST", "/api/v1/groups/Shared/members", { user_id: eve.user.id });
+    expect(member.status, JSON.stringify(member.body)).toBeLessThan(300);
+    await createFunction(stack, admin, pythonFunction("shared", '    return {"shared": True}'));
+    // Only config apply sets a function's group (sinas-spec §9); set it as it would.
+    const db = openStackDb(stack);
+    try {
+      await db.db.execute(
+        sql`update functions set group_id = ${(group.body as { id: string }).id} where name = 'shared'`,
+      );
+    } finally {
+      await db.close();
+    }
+    await createAgent(stack, eve, {
+      name: "eves",
+      enabled_functions: ["default/shared", "default/note"],
+      llm_provider_id: providers.openai,
+    });
+    const chat = await createChat(stack, eve, "eves");
+    fake.script(
+      {
+        tool_calls: [
+          { id: "g1", name: "default__shared", arguments: "{}" },
+          { id: "g2", name: "default__wire", arguments: "{}" },
+        ],
+      },
+      { content: "done" },
+    );
+    const response = await api(stack, eve, "POST", `/chats/${chat}/messages`, { content: "go" });
+    expect(response.status, JSON.stringify(response.body)).toBe(200);
+    expect(toolNames(fake.requests[0] as never)).toEqual(["default__shared"]);
+    expect(toolResults(fake.requests[1] as never)).toEqual([
+      { tool_call_id: "g1", content: { shared: true } },
+      { tool_call_id: "g2", content: { error: "Tool not available: default__wire" } },
+    ]);
   });
 });
 
