@@ -7,7 +7,6 @@
  * The Worker authorizes every call before it reaches this object; the object trusts `userId`.
  */
 import { DurableObject } from "cloudflare:workers";
-import { and, eq, isNull } from "drizzle-orm";
 import type { ChatEvent, LoggedEvent } from "../workers/chat/events";
 import {
   type ApprovalResume,
@@ -17,11 +16,11 @@ import {
   type TurnResult,
   type TurnSetup,
 } from "../workers/chat/turn";
-import { messages, pendingToolApprovals } from "../workers/db/schema";
 import type { Env } from "../workers/env";
 import { AppError, type ErrorCode } from "../workers/lib/errors";
 import { appendMessages, toMessageResponse } from "../workers/services/chats";
 import { createServices, type Services } from "../workers/services/services";
+import { type Decision, recordDecisions } from "./chat-approvals";
 import { ChatLog, type TurnStatus } from "./chat-log";
 import { loadTurnSubjects, partialAnswerOf, type TurnSubjects } from "./chat-turn-data";
 import { ChatViewers } from "./chat-viewers";
@@ -192,70 +191,71 @@ export class ChatSession extends DurableObject<Env> {
     toolCallId: string;
     approved: boolean;
   }): Promise<ApprovalAnswer | Failure> {
-    // Decisions are serialized so that exactly one of two concurrent last decisions continues the turn.
-    const next = this.#approvals.then(() => this.#decide(request));
+    return this.#serialized(() => this.#decide(request));
+  }
+
+  /**
+   * Several decisions at once (the AI SDK route): when they complete the message, the turn goes on and the
+   * caller follows it from `afterSeq`; otherwise `waiting` says how many calls still need a decision.
+   */
+  async decideApprovals(request: {
+    chatId: string;
+    userId: string;
+    decisions: Decision[];
+  }): Promise<Started | { ok: true; waiting: number } | Failure> {
+    return this.#serialized(async () => {
+      if (this.#active)
+        return failure("CONFLICT", "A turn is running in this chat; decide when it has ended");
+      try {
+        const recorded = await recordDecisions(this.#services().db(), request.chatId, request.decisions);
+        if (recorded.kind === "not_found")
+          return failure("NOT_FOUND", "Pending approval not found or already processed");
+        if (recorded.kind === "waiting") return { ok: true as const, waiting: recorded.waiting };
+        return (await this.#continueTurn(request, recorded.resume)).started;
+      } catch (error) {
+        return failureOf(error);
+      }
+    });
+  }
+
+  /** Decisions are serialized so that exactly one of two concurrent last decisions continues the turn. */
+  #serialized<T>(work: () => Promise<T>): Promise<T> {
+    const next = this.#approvals.then(work);
     this.#approvals = next.catch(() => {});
     return next;
   }
 
   async #decide(request: { chatId: string; userId: string; toolCallId: string; approved: boolean }) {
     if (this.#active) return failure("CONFLICT", "A turn is running in this chat; decide when it has ended");
-    const services = this.#services();
+    const status = request.approved ? ("approved" as const) : ("rejected" as const);
+    const answer = (message: string) => ({
+      ok: true as const,
+      status,
+      tool_call_id: request.toolCallId,
+      message,
+    });
     try {
-      const db = services.db();
-      const [row] = await db
-        .update(pendingToolApprovals)
-        .set({ approved: request.approved })
-        .where(
-          and(
-            eq(pendingToolApprovals.chatId, request.chatId),
-            eq(pendingToolApprovals.toolCallId, request.toolCallId),
-            isNull(pendingToolApprovals.approved),
-          ),
-        )
-        .returning();
-      if (!row) return failure("NOT_FOUND", "Pending approval not found or already processed");
-      const decided = await db
-        .select({ toolCallId: pendingToolApprovals.toolCallId, approved: pendingToolApprovals.approved })
-        .from(pendingToolApprovals)
-        .where(eq(pendingToolApprovals.messageId, row.messageId));
-      const waiting = decided.filter((entry) => entry.approved === null).length;
-      const status = request.approved ? ("approved" as const) : ("rejected" as const);
-      if (waiting > 0) {
-        return {
-          ok: true as const,
-          status,
-          tool_call_id: request.toolCallId,
-          message: `Decision recorded; ${waiting} other tool call(s) of this message still await approval`,
-        };
+      const recorded = await recordDecisions(this.#services().db(), request.chatId, [request]);
+      if (recorded.kind === "not_found")
+        return failure("NOT_FOUND", "Pending approval not found or already processed");
+      if (recorded.kind === "waiting") {
+        return answer(
+          `Decision recorded; ${recorded.waiting} other tool call(s) of this message still await approval`,
+        );
       }
-      const [message] = await db.select().from(messages).where(eq(messages.id, row.messageId)).limit(1);
-      if (!message) return failure("NOT_FOUND", "The tool-call message no longer exists");
-      const resume: ApprovalResume = {
-        message,
-        decisions: new Map(decided.map((entry) => [entry.toolCallId, entry.approved === true])),
-      };
-      const outcome = await this.#continueTurn(request, resume);
+      const outcome = await (await this.#continueTurn(request, recorded.resume)).ended;
       if (outcome.failure) {
         if (!request.approved) {
-          return {
-            ok: true as const,
-            status,
-            tool_call_id: request.toolCallId,
-            message: `Tool call rejected but failed to get LLM response: ${outcome.failure.message}`,
-          };
+          return answer(`Tool call rejected but failed to get LLM response: ${outcome.failure.message}`);
         }
         return failure("INTERNAL", `Failed to execute approved tool call: ${outcome.failure.message}`);
       }
       const resultId = outcome.result?.message?.id ?? "none";
-      return {
-        ok: true as const,
-        status,
-        tool_call_id: request.toolCallId,
-        message: request.approved
+      return answer(
+        request.approved
           ? `Tool call executed successfully. Result message ID: ${resultId}`
           : `Tool call rejected. LLM responded with message ID: ${resultId}`,
-      };
+      );
     } catch (error) {
       return failureOf(error);
     }
@@ -264,7 +264,7 @@ export class ChatSession extends DurableObject<Env> {
   async #continueTurn(
     request: { chatId: string; userId: string },
     resume: ApprovalResume,
-  ): Promise<TurnOutcome> {
+  ): Promise<{ started: Started | Failure; ended: Promise<TurnOutcome> }> {
     const { turnId, controller, ended, settle } = this.#claimTurn();
     try {
       const services = this.#services();
@@ -277,13 +277,15 @@ export class ChatSession extends DurableObject<Env> {
       };
       const setup = this.#setup(services, subjects, send, controller, resume);
       const prepared = await prepareTurn(setup);
-      this.#startLogged(turnId, request.chatId, "stream", null);
+      const first = this.#startLogged(turnId, request.chatId, "stream", null);
       void this.#run(setup, prepared, turnId).then(settle);
+      return { started: { ok: true, turnId, afterSeq: first.seq - 1 }, ended };
     } catch (error) {
       this.#active = null;
-      return { result: null, failure: failureOf(error) };
+      const failed = failureOf(error);
+      settle({ result: null, failure: failed });
+      return { started: failed, ended };
     }
-    return ended;
   }
 
   #startLogged(turnId: string, chatId: string, mode: string, messageId: string | null): LoggedEvent {

@@ -112,7 +112,7 @@ export function createApp() {
       },
     });
     try {
-      Object.assign((document.paths ??= {}), await dynamicOpenApiPaths(c.var.services.db()));
+      document.paths = { ...document.paths, ...(await dynamicOpenApiPaths(c.var.services.db())) };
     } catch (error) {
       console.error(`OpenAPI: dynamic paths left out: ${String(error)}`);
     }

@@ -26,15 +26,22 @@ import { startTestStack, type TestStack } from "../helpers/stack";
 let stack: TestStack;
 let fake: FakeLlm;
 let admin: Session;
+let providers: Awaited<ReturnType<typeof createFakeProviders>>;
 
 beforeAll(async () => {
   fake = await startFakeLlm();
   stack = await startTestStack({ workerVars: IDENTITY_VARS });
   admin = await login(stack, SUPERADMIN_EMAIL);
-  const providers = await createFakeProviders(stack, admin, fake);
+  providers = await createFakeProviders(stack, admin, fake);
   await createAgent(stack, admin, { name: "talker", llm_provider_id: providers.openai });
   await createAgent(stack, admin, { name: "claude", llm_provider_id: providers.anthropic });
   await createFunction(stack, admin, pythonFunction("double", '    return {"value": input["x"] * 2}'));
+  await createFunction(stack, admin, pythonFunction("pay", "    return input", { requires_approval: true }));
+  await createAgent(stack, admin, {
+    name: "banker",
+    enabled_functions: ["default/pay"],
+    llm_provider_id: providers.openai,
+  });
   await createAgent(stack, admin, {
     name: "doubler",
     enabled_functions: ["default/double"],
@@ -243,6 +250,80 @@ describe("AI SDK UI-message stream", () => {
     expect(parts.filter((part) => part.type === "step-start")).toHaveLength(2);
     const history = await chatMessages(stack, admin, chat);
     expect(history.map((message) => message.role)).toEqual(["user", "assistant", "tool", "assistant"]);
+  });
+
+  it("takes tool approvals the AI SDK way: addToolApprovalResponse, then the messages again", async () => {
+    const chat = await createChat(stack, admin, "banker");
+    const transport = new DefaultChatTransport<UIMessage>({
+      api: `${stack.apiUrl}/ui/chats`,
+      headers: admin.headers,
+    });
+    const send = (messages: UIMessage[]) =>
+      transport.sendMessages({
+        chatId: chat,
+        trigger: "submit-message",
+        messageId: undefined,
+        abortSignal: undefined,
+        messages,
+      });
+    const read = async (stream: ReadableStream<never>, message?: UIMessage) => {
+      let last = message;
+      for await (const next of readUIMessageStream({
+        stream,
+        message,
+        onError: (error) => {
+          throw error;
+        },
+      }))
+        last = next;
+      return last as UIMessage;
+    };
+    type ToolPart = {
+      type: string;
+      toolCallId: string;
+      state: string;
+      approval?: { id: string };
+      output?: unknown;
+    };
+    const toolPart = (message: UIMessage) =>
+      message.parts.find((part) => part.type === "dynamic-tool" || part.type.startsWith("tool-")) as
+        | ToolPart
+        | undefined;
+
+    const user: UIMessage = { id: "u1", role: "user", parts: [{ type: "text", text: "pay 3" }] };
+    fake.script({ tool_calls: [{ id: "call_ui", name: "default__pay", arguments: '{"amount":3}' }] });
+    const asked = await read((await send([user])) as ReadableStream<never>);
+    expect(toolPart(asked)).toMatchObject({
+      toolCallId: "call_ui",
+      state: "approval-requested",
+      approval: { id: "call_ui" },
+    });
+
+    // What useChat's addToolApprovalResponse({id, approved: true}) does to the message before resubmitting.
+    const answered: UIMessage = {
+      ...asked,
+      parts: asked.parts.map((part) =>
+        part === (toolPart(asked) as unknown)
+          ? ({ ...part, state: "approval-responded", approval: { id: "call_ui", approved: true } } as never)
+          : part,
+      ),
+    };
+    fake.script({ content: "Paid", chunks: ["Pa", "id"] });
+    // readUIMessageStream updates the message it is given: keep `answered` as sent.
+    const done = await read(
+      (await send([user, answered])) as ReadableStream<never>,
+      structuredClone(answered),
+    );
+    expect(toolPart(done)).toMatchObject({ state: "output-available", output: { amount: 3 } });
+    expect(
+      done.parts.filter((part) => part.type === "text").map((part) => (part as { text: string }).text),
+    ).toEqual(["Paid"]);
+    const executions = await api(stack, admin, "GET", "/executions?function_name=pay");
+    expect(
+      (executions.body as { trigger_id: string }[]).filter((row) => row.trigger_id === chat),
+    ).toHaveLength(1);
+    const again = await api(stack, admin, "POST", "/ui/chats", { id: chat, messages: [user, answered] });
+    expect(again.status, JSON.stringify(again.body)).toBe(404);
   });
 
   it("sends the header and rejects a request without a user message", async () => {

@@ -53,8 +53,9 @@ function partsOf(frames: string[]): unknown[] {
 
 describe("SINAS SSE view", () => {
   it("renders chunks as message events with the sequence as id, and hides internal events", () => {
+    const chunk = (TURN[2] as LoggedEvent).event as { chunk: unknown };
     expect(renderSinasEvent(TURN[2] as LoggedEvent)).toBe(
-      `id: 3\nevent: message\ndata: ${JSON.stringify((TURN[2]?.event as { chunk: unknown }).chunk)}\n\n`,
+      `id: 3\nevent: message\ndata: ${JSON.stringify(chunk.chunk)}\n\n`,
     );
     expect(renderSinasEvent(TURN[0] as LoggedEvent)).toBeNull();
     expect(renderSinasEvent(TURN[5] as LoggedEvent)).toBeNull();
@@ -139,6 +140,12 @@ describe("AI SDK UI-message stream view", () => {
       { type: "error", errorText: "provider down" },
       "[DONE]",
     ]);
+  });
+
+  it("continues the client's assistant message after approvals (no new message id)", () => {
+    const renderer = new UiMessageStreamRenderer();
+    const frames = renderer.render(logged(1, { type: "turn_start", turn_id: "t2", message_id: null }), true);
+    expect(partsOf(frames)).toEqual([{ type: "start" }]);
   });
 
   it("marks rejected calls as denied", () => {

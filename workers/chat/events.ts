@@ -117,7 +117,8 @@ export class UiMessageStreamRenderer {
   #parts(event: ChatEvent): Record<string, unknown>[] {
     switch (event.type) {
       case "turn_start":
-        return [{ type: "start", messageId: event.turn_id }];
+        // A continuation (after tool approvals) goes on in the client's last assistant message: no new id.
+        return [event.message_id === null ? { type: "start" } : { type: "start", messageId: event.turn_id }];
       case "step_start":
         this.#toolIds.clear();
         return [{ type: "start-step" }];

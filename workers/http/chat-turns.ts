@@ -14,7 +14,7 @@ import type { AppEnv } from "./app-env";
 import { authenticate, principalOf, WEBSOCKET_TOKEN_PREFIX } from "./auth";
 import { createRouter, errorResponse } from "./router";
 import { jsonBody, jsonResponse } from "./schemas";
-import { messageContentOfUiMessages, UiChatRequestSchema } from "./ui-chat";
+import { approvalDecisionsOf, messageContentOfUiMessages, UiChatRequestSchema } from "./ui-chat";
 
 const security = [{ bearerAuth: [] }];
 const tags = ["Chats"];
@@ -97,6 +97,14 @@ const sseResponse = (description: string) => ({
 
 function contentText(content: string | ContentPart[]): string {
   return typeof content === "string" ? content : JSON.stringify(content);
+}
+
+/** A UI-message stream that only says there is nothing to run yet. */
+function uiStreamWithoutTurn(): Response {
+  const frames = [{ type: "start" }, { type: "finish" }].map((part) => `data: ${JSON.stringify(part)}\n\n`);
+  return new Response(`${frames.join("")}data: [DONE]\n\n`, {
+    headers: { "content-type": "text/event-stream", "x-vercel-ai-ui-message-stream": "v1" },
+  }) as never;
 }
 
 function chatSession(c: Context<AppEnv>, chatId: string) {
@@ -201,7 +209,7 @@ const uiChatRoute = createRoute({
   tags,
   security,
   summary:
-    "Vercel AI SDK `useChat` endpoint: body `{id: <chat id>, messages: UIMessage[]}`; the last user message is sent and the turn streams as a UI-message stream (v1)",
+    "Vercel AI SDK `useChat` endpoint: body `{id: <chat id>, messages: UIMessage[]}`; the last user message is sent and the turn streams as a UI-message stream (v1). When the last message is the assistant's with answered tool approvals (`addToolApprovalResponse`), those decisions are recorded and the continued turn streams",
   request: { body: jsonBody(UiChatRequestSchema) },
   responses: {
     200: sseResponse("UI-message stream (`x-vercel-ai-ui-message-stream: v1`)"),
@@ -324,6 +332,14 @@ chatTurnsRouter
     const body = c.req.valid("json");
     const userId = principalOf(c).user.id;
     const session = chatSession(c, body.id);
+    const decisions = approvalDecisionsOf(body.messages);
+    if (decisions.length > 0) {
+      const decided = await session.decideApprovals({ chatId: body.id, userId, decisions });
+      if (!decided.ok) raise(decided);
+      // Other calls of that message still wait for a decision: nothing runs yet.
+      if ("waiting" in decided) return uiStreamWithoutTurn();
+      return session.fetch(streamRequest({ after: String(decided.afterSeq), format: "ui" })) as never;
+    }
     const started = await session.startTurn({
       chatId: body.id,
       userId,

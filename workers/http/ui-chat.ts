@@ -14,6 +14,9 @@ const UiPartSchema = z
     url: z.string().optional(),
     mediaType: z.string().optional(),
     filename: z.string().optional(),
+    toolCallId: z.string().optional(),
+    state: z.string().optional(),
+    approval: z.object({ id: z.string(), approved: z.boolean().optional() }).passthrough().optional(),
   })
   .passthrough();
 
@@ -36,6 +39,20 @@ export const UiChatRequestSchema = z
 
 type UiMessage = z.infer<typeof UiMessageSchema>;
 
+/**
+ * The tool approvals a client answered (`addToolApprovalResponse`): when the last message is the assistant's,
+ * its tool parts in state `approval-responded` carry the decisions. Empty for a new user message.
+ */
+export function approvalDecisionsOf(messages: UiMessage[]): { toolCallId: string; approved: boolean }[] {
+  const last = messages[messages.length - 1];
+  if (last?.role !== "assistant") return [];
+  return last.parts.flatMap((part) =>
+    part.state === "approval-responded" && part.toolCallId && typeof part.approval?.approved === "boolean"
+      ? [{ toolCallId: part.toolCallId, approved: part.approval.approved }]
+      : [],
+  );
+}
+
 function partOf(part: UiMessage["parts"][number]): ContentPart | null {
   if (part.type === "text" && part.text) return { type: "text", text: part.text };
   if (part.type !== "file" || !part.url) return null;
@@ -53,8 +70,17 @@ function partOf(part: UiMessage["parts"][number]): ContentPart | null {
 
 /** The stored content of the last user message: its text, or the JSON of its parts when it has files. */
 export function messageContentOfUiMessages(messages: UiMessage[]): string {
-  const last = [...messages].reverse().find((message) => message.role === "user");
-  const parts = (last?.parts ?? []).map(partOf).filter((part): part is ContentPart => part !== null);
+  const last = messages[messages.length - 1];
+  if (last?.role !== "user") {
+    throw validationError([
+      {
+        loc: ["body", "messages"],
+        msg: "the last message must be the user's message to send, or the assistant's with answered tool approvals",
+        type: "value_error",
+      },
+    ]);
+  }
+  const parts = last.parts.map(partOf).filter((part): part is ContentPart => part !== null);
   if (parts.length === 0 || parts.every((part) => part.type === "text" && !part.text.trim())) {
     throw validationError([
       {

@@ -1,0 +1,56 @@
+/**
+ * @module Tool-approval decisions (sinas-spec §5.7 with D-29): recording them, and telling when every call of
+ * the paused assistant message is decided, so that the turn can go on with exactly those decisions.
+ */
+import { and, eq, isNull } from "drizzle-orm";
+import type { ApprovalResume } from "../workers/chat/turn";
+import type { DbOrTx } from "../workers/db/client";
+import { messages, pendingToolApprovals } from "../workers/db/schema";
+
+export interface Decision {
+  toolCallId: string;
+  approved: boolean;
+}
+
+export type Recorded =
+  /** No pending approval of this chat has one of these ids (unknown, or decided before). */
+  | { kind: "not_found" }
+  /** Recorded; `waiting` calls of the message still need a decision. */
+  | { kind: "waiting"; waiting: number }
+  /** Every call of the message is decided: the turn goes on with `resume`. */
+  | { kind: "complete"; resume: ApprovalResume };
+
+/** Records `decisions` (all for one message); pending approvals only, so a decision is never taken twice. */
+export async function recordDecisions(db: DbOrTx, chatId: string, decisions: Decision[]): Promise<Recorded> {
+  let messageId: string | null = null;
+  for (const decision of decisions) {
+    const [row] = await db
+      .update(pendingToolApprovals)
+      .set({ approved: decision.approved })
+      .where(
+        and(
+          eq(pendingToolApprovals.chatId, chatId),
+          eq(pendingToolApprovals.toolCallId, decision.toolCallId),
+          isNull(pendingToolApprovals.approved),
+        ),
+      )
+      .returning({ messageId: pendingToolApprovals.messageId });
+    if (row) messageId = row.messageId;
+  }
+  if (messageId === null) return { kind: "not_found" };
+  const decided = await db
+    .select({ toolCallId: pendingToolApprovals.toolCallId, approved: pendingToolApprovals.approved })
+    .from(pendingToolApprovals)
+    .where(eq(pendingToolApprovals.messageId, messageId));
+  const waiting = decided.filter((entry) => entry.approved === null).length;
+  if (waiting > 0) return { kind: "waiting", waiting };
+  const [message] = await db.select().from(messages).where(eq(messages.id, messageId)).limit(1);
+  if (!message) return { kind: "not_found" };
+  return {
+    kind: "complete",
+    resume: {
+      message,
+      decisions: new Map(decided.map((entry) => [entry.toolCallId, entry.approved === true])),
+    },
+  };
+}
