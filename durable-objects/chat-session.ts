@@ -13,6 +13,7 @@ import {
   type PreparedTurn,
   prepareTurn,
   runTurn,
+  startFirstCall,
   type TurnResult,
   type TurnSetup,
 } from "../workers/chat/turn";
@@ -116,10 +117,12 @@ export class ChatSession extends DurableObject<Env> {
       ]);
       const setup = this.#setup(services, subjects, request, controller, undefined);
       const prepared = await prepareTurn(setup);
+      startFirstCall(setup, prepared);
       const first = this.#startLogged(turnId, request.chatId, request.mode, userMessage?.id ?? null);
       void this.#run(setup, prepared, turnId).then(settle);
       return { started: { ok: true, turnId, afterSeq: first.seq - 1 }, ended };
     } catch (error) {
+      controller.abort(); // a first model call already sent must not run on
       this.#active = null;
       const failed = failureOf(error);
       settle({ result: null, failure: failed });

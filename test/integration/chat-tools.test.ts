@@ -218,6 +218,64 @@ describe("tool rounds", () => {
   });
 });
 
+describe("paused executions (§5.5.5)", () => {
+  it("offers continue_execution for the chat's paused function and resumes it", async () => {
+    await createFunction(
+      stack,
+      admin,
+      pythonFunction(
+        "ask",
+        '    name = yield {"prompt": "Your name?", "schema": {"type": "object", "required": ["name"]}}\n    return {"hello": name["name"]}',
+      ),
+    );
+    await createAgent(stack, admin, {
+      name: "asker",
+      enabled_functions: ["default/ask"],
+      llm_provider_id: providers.openai,
+    });
+    const chat = await createChat(stack, admin, "asker");
+    fake.script(
+      { tool_calls: [{ id: "a1", name: "default__ask", arguments: "{}" }] },
+      { content: "Your name?" },
+    );
+    await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "greet me" });
+    const [paused] = await executionsOf("ask", chat);
+    expect(paused).toMatchObject({ status: "AWAITING_INPUT" });
+    const executionId = String(paused?.execution_id);
+    expect(toolResults(fake.requests[1] as never)[0]?.content).toMatchObject({
+      status: "awaiting_input",
+      execution_id: executionId,
+      prompt: "Your name?",
+    });
+
+    fake.reset();
+    fake.script(
+      {
+        tool_calls: [
+          {
+            id: "c1",
+            name: "continue_execution",
+            arguments: JSON.stringify({ execution_id: executionId, input: { name: "Ada" } }),
+          },
+        ],
+      },
+      { content: "Hello Ada" },
+    );
+    const answer = await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "Ada" });
+    expect(answer.body).toMatchObject({ content: "Hello Ada" });
+    expect(toolNames(fake.requests[0] as never)).toEqual(["default__ask", "continue_execution"]);
+    expect(
+      (
+        toolParameters(fake.requests[0] as never, "continue_execution") as {
+          properties: { execution_id: { enum: string[] } };
+        }
+      ).properties.execution_id.enum,
+    ).toEqual([executionId]);
+    expect(toolResults(fake.requests[1] as never).at(-1)?.content).toEqual({ hello: "Ada" });
+    expect(await executionsOf("ask", chat)).toMatchObject([{ status: "COMPLETED" }]);
+  });
+});
+
 describe("state tools (S28)", () => {
   it("saves into read-write namespaces only and injects stored context", async () => {
     await createAgent(stack, admin, {

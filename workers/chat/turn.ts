@@ -15,6 +15,7 @@ import {
   type LlmMessage,
   type LlmProvider,
   type StreamChunk,
+  type StreamItem,
   type ToolCallDelta,
 } from "../llm/types";
 import { appendMessages, type NewChatMessage } from "../services/chats";
@@ -104,6 +105,7 @@ function idleWatch(signal: AbortSignal | undefined, idleMs: number) {
   let timer = setTimeout(() => idle.abort(), idleMs);
   return {
     signal: signal ? AbortSignal.any([signal, idle.signal]) : idle.signal,
+    idleMs,
     get idle() {
       return idle.signal.aborted;
     },
@@ -117,18 +119,34 @@ function idleWatch(signal: AbortSignal | undefined, idleMs: number) {
   };
 }
 
-async function streamReply(
-  provider: LlmProvider,
-  request: CompletionRequest,
-  emit: (event: ChatEvent) => void,
-  idleMs: number,
-): Promise<ModelReply> {
+/** A streamed model call in flight: its items, the first one already asked for, and its idle watch. */
+export interface StartedCall {
+  items: AsyncIterator<StreamItem>;
+  first: Promise<IteratorResult<StreamItem>>;
+  watch: ReturnType<typeof idleWatch>;
+  /** The stop signal (the watch's signal also fires when the provider goes silent). */
+  stop: AbortSignal | undefined;
+}
+
+/** Sends a streamed model call now (the generator runs to its first item, so the HTTP request goes out). */
+function startCall(provider: LlmProvider, request: CompletionRequest, idleMs: number): StartedCall {
+  const watch = idleWatch(request.signal, idleMs);
+  const items = provider.stream({ ...request, signal: watch.signal })[Symbol.asyncIterator]();
+  const first = items.next();
+  // Awaited by streamReply; this keeps an early failure from counting as unhandled meanwhile.
+  first.catch(() => {});
+  return { items, first, watch, stop: request.signal };
+}
+
+async function streamReply(call: StartedCall, emit: (event: ChatEvent) => void): Promise<ModelReply> {
   let content = "";
   let finishReason: string | null = null;
   const calls = new Map<number, ToolCall>();
-  const watch = idleWatch(request.signal, idleMs);
+  const { watch, stop } = call;
   try {
-    for await (const item of provider.stream({ ...request, signal: watch.signal })) {
+    for (let next = call.first; ; next = call.items.next()) {
+      const { value: item, done } = await next;
+      if (done) break;
       watch.touch();
       if (item.kind !== "chunk") continue;
       emit({ type: "chunk", chunk: item.chunk });
@@ -137,17 +155,18 @@ async function streamReply(
       if (item.chunk.finish_reason) finishReason = item.chunk.finish_reason;
     }
   } catch (error) {
-    if (watch.idle && !request.signal?.aborted) {
-      throw new LlmError(`The provider sent nothing for ${Math.round(idleMs / 1000)} s; the turn was ended`);
+    if (watch.idle && !stop?.aborted) {
+      throw new LlmError(
+        `The provider sent nothing for ${Math.round(watch.idleMs / 1000)} s; the turn was ended`,
+      );
     }
-    if (isAbort(error) || request.signal?.aborted)
-      return { content, toolCalls: [], finishReason, stopped: true };
+    if (isAbort(error) || stop?.aborted) return { content, toolCalls: [], finishReason, stopped: true };
     throw error;
   } finally {
     watch.done();
   }
   const toolCalls = [...calls.entries()].sort(([a], [b]) => a - b).map(([, call]) => call);
-  return { content, toolCalls, finishReason, stopped: request.signal?.aborted ?? false };
+  return { content, toolCalls, finishReason, stopped: stop?.aborted ?? false };
 }
 
 async function completeReply(
@@ -192,6 +211,8 @@ export interface PreparedTurn {
   toolContext: ToolContext;
   /** The conversation of the first round; null when decided tool calls run first (it changes then). */
   firstMessages: LlmMessage[] | null;
+  /** The first round's model call, when `startFirstCall` sent it already. */
+  started?: StartedCall;
 }
 
 export type TurnSetup = Omit<TurnRequest, "emit" | "signal"> & { signal: AbortSignal };
@@ -227,9 +248,47 @@ function buildConversationFor(setup: Pick<TurnSetup, "services" | "chat" | "agen
   return buildConversation(setup.services, { chat: setup.chat, agent: setup.agent, userId: setup.user.id });
 }
 
+/** The model call of `round`. */
+function completionFor(
+  setup: TurnSetup,
+  prepared: PreparedTurn,
+  messages: LlmMessage[],
+  offerTools: boolean,
+  round: number,
+): CompletionRequest {
+  const { llm, tools } = prepared;
+  const completion: CompletionRequest = {
+    model: llm.model,
+    messages,
+    tools: offerTools && tools.length > 0 ? toolDefinitions(tools) : undefined,
+    temperature: setup.agent.temperature,
+    maxTokens: setup.agent.maxTokens,
+    signal: setup.signal,
+  };
+  // §5.3 step F: response_format on the first non-streaming call only.
+  if (setup.mode === "complete" && round === 0 && !setup.resume)
+    completion.responseFormat = responseFormatFor(setup.agent);
+  return completion;
+}
+
+/**
+ * Sends a streamed turn's first model call before the turn logs anything: a Durable Object's storage writes
+ * hold back the network traffic that follows them until they are durable, so the call goes out first and the
+ * writes overlap with the provider's latency.
+ */
+export function startFirstCall(setup: TurnSetup, prepared: PreparedTurn): void {
+  if (setup.mode !== "stream" || setup.resume || !prepared.firstMessages) return;
+  const completion = completionFor(setup, prepared, prepared.firstMessages, true, 0);
+  prepared.started = startCall(prepared.llm.provider, completion, idleMsOf(setup));
+}
+
+function idleMsOf(setup: Pick<TurnSetup, "services">): number {
+  return setup.services.config.LLM_STREAM_IDLE_SECONDS * 1000;
+}
+
 /** Runs a prepared turn to its end (answer, approval pause or stop). Provider and tool failures throw. */
 export async function runTurn(request: TurnRequest, prepared: PreparedTurn): Promise<TurnResult> {
-  const { services, chat, agent, user, emit, signal } = request;
+  const { services, chat, agent, user, emit } = request;
   const db = () => services.db();
   const { llm, tools, toolContext } = prepared;
   let lastMessage: Message | null = null;
@@ -246,21 +305,12 @@ export async function runTurn(request: TurnRequest, prepared: PreparedTurn): Pro
   for (let round = 0; round < MAX_TOOL_ROUNDS; round++) {
     const messages = firstMessages ?? (await buildConversationFor(request));
     firstMessages = null;
-    const completion: CompletionRequest = {
-      model: llm.model,
-      messages,
-      tools: offerTools && tools.length > 0 ? toolDefinitions(tools) : undefined,
-      temperature: agent.temperature,
-      maxTokens: agent.maxTokens,
-      signal,
-    };
-    // §5.3 step F: response_format on the first non-streaming call only.
-    if (request.mode === "complete" && round === 0 && !request.resume)
-      completion.responseFormat = responseFormatFor(agent);
+    const completion = completionFor(request, prepared, messages, offerTools, round);
+    const started = round === 0 ? prepared.started : undefined;
     emit({ type: "step_start", round });
     const reply =
       request.mode === "stream"
-        ? await streamReply(llm.provider, completion, emit, services.config.LLM_STREAM_IDLE_SECONDS * 1000)
+        ? await streamReply(started ?? startCall(llm.provider, completion, idleMsOf(request)), emit)
         : await completeReply(llm.provider, completion, emit);
 
     if (reply.stopped) {
