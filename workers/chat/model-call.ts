@@ -1,0 +1,141 @@
+/**
+ * @module One model call of a turn, streamed or not: the provider's items become logged chunks, tool-call
+ * fragments are put together, a silent stream is ended after the idle timeout, and a stop returns what came.
+ */
+import type { ToolCall } from "../db/schema";
+import {
+  type CompletionRequest,
+  LlmError,
+  type LlmProvider,
+  type StreamChunk,
+  type StreamItem,
+  type ToolCallDelta,
+} from "../llm/types";
+import type { ChatEvent } from "./events";
+
+export interface ModelReply {
+  content: string;
+  toolCalls: ToolCall[];
+  finishReason: string | null;
+  stopped: boolean;
+}
+
+function isAbort(error: unknown): boolean {
+  return error instanceof Error && (error.name === "AbortError" || error.name === "APIUserAbortError");
+}
+
+/** Accumulates streamed tool calls by index (§5.6 step 2); D-31 is the adapters' job (distinct indexes). */
+function accumulateToolCalls(calls: Map<number, ToolCall>, deltas: ToolCallDelta[]): void {
+  for (const delta of deltas) {
+    const call = calls.get(delta.index) ?? {
+      id: "",
+      type: "function" as const,
+      function: { name: "", arguments: "" },
+    };
+    if (delta.id) call.id = delta.id;
+    if (delta.function.name) call.function.name = delta.function.name;
+    if (delta.function.arguments) call.function.arguments += delta.function.arguments;
+    calls.set(delta.index, call);
+  }
+}
+
+/** Aborts `signal`'s derived signal when `idleMs` pass without `touch()`; `idle` tells which abort it was. */
+function idleWatch(signal: AbortSignal | undefined, idleMs: number) {
+  const idle = new AbortController();
+  let timer = setTimeout(() => idle.abort(), idleMs);
+  return {
+    signal: signal ? AbortSignal.any([signal, idle.signal]) : idle.signal,
+    idleMs,
+    get idle() {
+      return idle.signal.aborted;
+    },
+    touch() {
+      clearTimeout(timer);
+      timer = setTimeout(() => idle.abort(), idleMs);
+    },
+    done() {
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** A streamed model call in flight: its items, the first one already asked for, and its idle watch. */
+export interface StartedCall {
+  items: AsyncIterator<StreamItem>;
+  first: Promise<IteratorResult<StreamItem>>;
+  watch: ReturnType<typeof idleWatch>;
+  /** The stop signal (the watch's signal also fires when the provider goes silent). */
+  stop: AbortSignal | undefined;
+}
+
+/** Sends a streamed model call now (the generator runs to its first item, so the HTTP request goes out). */
+export function startCall(provider: LlmProvider, request: CompletionRequest, idleMs: number): StartedCall {
+  const watch = idleWatch(request.signal, idleMs);
+  const items = provider.stream({ ...request, signal: watch.signal })[Symbol.asyncIterator]();
+  const first = items.next();
+  // Awaited by streamReply; this keeps an early failure from counting as unhandled meanwhile.
+  first.catch(() => {});
+  return { items, first, watch, stop: request.signal };
+}
+
+export async function streamReply(call: StartedCall, emit: (event: ChatEvent) => void): Promise<ModelReply> {
+  let content = "";
+  let finishReason: string | null = null;
+  const calls = new Map<number, ToolCall>();
+  const { watch, stop } = call;
+  try {
+    for (let next = call.first; ; next = call.items.next()) {
+      const { value: item, done } = await next;
+      if (done) break;
+      watch.touch();
+      if (item.kind !== "chunk") continue;
+      emit({ type: "chunk", chunk: item.chunk });
+      if (item.chunk.content) content += item.chunk.content;
+      if (item.chunk.tool_calls) accumulateToolCalls(calls, item.chunk.tool_calls);
+      if (item.chunk.finish_reason) finishReason = item.chunk.finish_reason;
+    }
+  } catch (error) {
+    if (watch.idle && !stop?.aborted) {
+      throw new LlmError(
+        `The provider sent nothing for ${Math.round(watch.idleMs / 1000)} s; the turn was ended`,
+      );
+    }
+    if (isAbort(error) || stop?.aborted) return { content, toolCalls: [], finishReason, stopped: true };
+    throw error;
+  } finally {
+    watch.done();
+  }
+  const toolCalls = [...calls.entries()].sort(([a], [b]) => a - b).map(([, call]) => call);
+  return { content, toolCalls, finishReason, stopped: stop?.aborted ?? false };
+}
+
+export async function completeReply(
+  provider: LlmProvider,
+  request: CompletionRequest,
+  emit: (event: ChatEvent) => void,
+): Promise<ModelReply> {
+  try {
+    const result = await provider.complete(request);
+    const toolCalls = result.tool_calls ?? [];
+    // Viewers of a non-streaming turn still see its content, as one chunk.
+    const chunk: StreamChunk = {
+      content: result.content,
+      tool_calls:
+        toolCalls.length > 0
+          ? toolCalls.map((call, index) => ({
+              index,
+              id: call.id,
+              type: "function" as const,
+              function: { name: call.function.name, arguments: call.function.arguments },
+            }))
+          : null,
+      finish_reason: result.finish_reason,
+    };
+    emit({ type: "chunk", chunk });
+    return { content: result.content ?? "", toolCalls, finishReason: result.finish_reason, stopped: false };
+  } catch (error) {
+    if (isAbort(error) || request.signal?.aborted)
+      return { content: "", toolCalls: [], finishReason: null, stopped: true };
+    throw error;
+  }
+}
