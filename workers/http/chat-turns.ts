@@ -7,11 +7,12 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { permissions } from "../auth/catalogue";
 import { AppError } from "../lib/errors";
 import type { ContentPart } from "../llm/types";
 import { findChatForSender, findOwnedChat } from "../services/chats";
 import type { AppEnv } from "./app-env";
-import { authenticate, principalOf, WEBSOCKET_TOKEN_PREFIX } from "./auth";
+import { authenticate, principalOf, recordPermission, WEBSOCKET_TOKEN_PREFIX } from "./auth";
 import { createRouter, errorResponse } from "./router";
 import { jsonBody, jsonResponse } from "./schemas";
 import { approvalDecisionsOf, messageContentOfUiMessages, UiChatRequestSchema } from "./ui-chat";
@@ -241,6 +242,7 @@ for (const path of ["/chats/*", "/ui/*"]) {
 
 /** A live viewer over WebSocket (hibernatable): frames `{id, event, data}` as in the SSE stream. */
 chatTurnsRouter.get("/chats/:chat_id/ws", async (c) => {
+  recordPermission(c, permissions.chats("get"));
   if (c.req.header("upgrade")?.toLowerCase() !== "websocket")
     throw new AppError("BAD_REQUEST", "Expected a WebSocket upgrade");
   const chatId = ChatParams.parse({ chat_id: c.req.param("chat_id") }).chat_id;
@@ -265,6 +267,7 @@ chatTurnsRouter.get("/chats/:chat_id/ws", async (c) => {
 
 chatTurnsRouter
   .openapi(sendRoute, async (c) => {
+    recordPermission(c, permissions.chats("write"));
     const { chat_id } = c.req.valid("param");
     const { content } = c.req.valid("json");
     const userId = principalOf(c).user.id;
@@ -283,6 +286,7 @@ chatTurnsRouter
     return c.json(answer.message, 200);
   })
   .openapi(streamRoute, async (c) => {
+    recordPermission(c, permissions.chats("write"));
     const { chat_id } = c.req.valid("param");
     const { content } = c.req.valid("json");
     const userId = principalOf(c).user.id;
@@ -298,6 +302,7 @@ chatTurnsRouter
     return session.fetch(streamRequest({ after: String(started.afterSeq), format: "sinas" })) as never;
   })
   .openapi(resumeRoute, async (c) => {
+    recordPermission(c, permissions.chats("get"));
     const { chat_id } = c.req.valid("param");
     const { after, format } = c.req.valid("query");
     await findOwnedChat(c.var.services.db(), chat_id, principalOf(c).user.id);
@@ -307,12 +312,14 @@ chatTurnsRouter
     return chatSession(c, chat_id).fetch(streamRequest(params, c.req.header("last-event-id"))) as never;
   })
   .openapi(stopRoute, async (c) => {
+    recordPermission(c, permissions.chats("write"));
     const { chat_id } = c.req.valid("param");
     await findOwnedChat(c.var.services.db(), chat_id, principalOf(c).user.id);
     await c.var.services.releaseDb();
     return c.json(await chatSession(c, chat_id).stop(), 200);
   })
   .openapi(approveRoute, async (c) => {
+    recordPermission(c, permissions.chats("write"));
     const { chat_id, tool_call_id } = c.req.valid("param");
     const { approved } = c.req.valid("json");
     const userId = principalOf(c).user.id;
@@ -329,6 +336,7 @@ chatTurnsRouter
     return c.json(body, 200);
   })
   .openapi(uiChatRoute, async (c) => {
+    recordPermission(c, permissions.chats("write"));
     const body = c.req.valid("json");
     const userId = principalOf(c).user.id;
     const session = chatSession(c, body.id);
@@ -350,6 +358,7 @@ chatTurnsRouter
     return session.fetch(streamRequest({ after: String(started.afterSeq), format: "ui" })) as never;
   })
   .openapi(uiResumeRoute, async (c) => {
+    recordPermission(c, permissions.chats("get"));
     const { chat_id } = c.req.valid("param");
     await findOwnedChat(c.var.services.db(), chat_id, principalOf(c).user.id);
     await c.var.services.releaseDb();
