@@ -174,6 +174,11 @@ describe.each(WIRE_FORMATS)("on the %s wire format", (format) => {
     const last = stream.events[stream.events.length - 1];
     expect(last?.event).toBe("error");
     expect(String((last?.data as { error?: string } | undefined)?.error)).toContain("sent nothing for 2 s");
+    const history = await chatMessages(stack, admin, helperChat);
+    expect(history.slice(-2)).toMatchObject([
+      { role: "user", content: "slow" },
+      { role: "assistant", content: "partial" },
+    ]);
     const next = await streamMessage(stack, admin, helperChat, "again");
     expect(next.events[next.events.length - 1]?.event).toBe("done");
   });

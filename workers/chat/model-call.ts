@@ -18,6 +18,8 @@ export interface ModelReply {
   toolCalls: ToolCall[];
   finishReason: string | null;
   stopped: boolean;
+  /** The call failed after streaming `content`: save it, then fail the turn with this. */
+  failure?: unknown;
 }
 
 function isAbort(error: unknown): boolean {
@@ -95,13 +97,15 @@ export async function streamReply(call: StartedCall, emit: (event: ChatEvent) =>
       if (item.chunk.finish_reason) finishReason = item.chunk.finish_reason;
     }
   } catch (error) {
-    if (watch.idle && !stop?.aborted) {
-      throw new LlmError(
-        `The provider sent nothing for ${Math.round(watch.idleMs / 1000)} s; the turn was ended`,
-      );
+    if (stop?.aborted || (isAbort(error) && !watch.idle)) {
+      return { content, toolCalls: [], finishReason, stopped: true };
     }
-    if (isAbort(error) || stop?.aborted) return { content, toolCalls: [], finishReason, stopped: true };
-    throw error;
+    const failure = watch.idle
+      ? new LlmError(`The provider sent nothing for ${Math.round(watch.idleMs / 1000)} s; the turn was ended`)
+      : error;
+    // What the viewers already saw is kept (the turn then fails).
+    if (content) return { content, toolCalls: [], finishReason, stopped: false, failure };
+    throw failure;
   } finally {
     watch.done();
   }

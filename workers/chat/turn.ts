@@ -179,6 +179,10 @@ export async function runTurn(request: TurnRequest, prepared: PreparedTurn): Pro
         ? await streamReply(started ?? startCall(llm.provider, completion, idleMsOf(request)), emit)
         : await completeReply(llm.provider, completion, emit);
 
+    if (reply.failure !== undefined) {
+      await appendMessages(db(), chat.id, [{ role: "assistant", content: reply.content }]);
+      throw reply.failure;
+    }
     if (reply.stopped) {
       // §5.6 step 7: a partial answer is kept.
       const [partial] = reply.content
