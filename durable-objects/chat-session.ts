@@ -108,6 +108,7 @@ export class ChatSession extends DurableObject<Env> {
       return { started: busy, ended: Promise.resolve({ result: null, failure: busy }) };
     }
     const { turnId, controller, ended, settle } = this.#claimTurn();
+    let userMessageId: string | null | undefined;
     try {
       const services = this.#services();
       const subjects = await loadTurnSubjects(services, request.chatId, request.userId);
@@ -115,10 +116,11 @@ export class ChatSession extends DurableObject<Env> {
       const [userMessage] = await appendMessages(services.db(), request.chatId, [
         { role: "user", content: request.content },
       ]);
+      userMessageId = userMessage?.id ?? null;
       const setup = this.#setup(services, subjects, request, controller, undefined);
       const prepared = await prepareTurn(setup);
       startFirstCall(setup, prepared);
-      const first = this.#startLogged(turnId, request.chatId, request.mode, userMessage?.id ?? null);
+      const first = this.#startLogged(turnId, request.chatId, request.mode, userMessageId);
       void this.#run(setup, prepared, turnId).then(settle);
       return { started: { ok: true, turnId, afterSeq: first.seq - 1 }, ended };
     } catch (error) {
@@ -126,7 +128,13 @@ export class ChatSession extends DurableObject<Env> {
       this.#active = null;
       const failed = failureOf(error);
       settle({ result: null, failure: failed });
-      return { started: failed, ended };
+      // §5.6: once the message is saved, a streamed turn reports its failure (no provider, bad model...) in the
+      // stream, as an `error` event.
+      if (userMessageId === undefined || request.mode !== "stream") return { started: failed, ended };
+      const first = this.#startLogged(turnId, request.chatId, request.mode, userMessageId);
+      this.#emit(turnId, { type: "error", error: failed.message });
+      this.#log.endTurn(turnId, "failed");
+      return { started: { ok: true, turnId, afterSeq: first.seq - 1 }, ended };
     }
   }
 

@@ -166,6 +166,29 @@ describe.each(WIRE_FORMATS)("on the %s wire format", (format) => {
     expect(history[history.length - 1]).toMatchObject({ role: "user", content: "will fail" });
   });
 
+  it("reports a turn that cannot start (inactive provider) as an SSE error event, keeping the message", async () => {
+    const provider = await api(stack, admin, "POST", "/api/v1/llm-providers", {
+      name: `gone-${format}`,
+      provider_type: format,
+      api_endpoint: format === "openai" ? fake.openaiUrl : fake.url,
+      default_model: "fake-model",
+    });
+    const providerId = (provider.body as { id: string }).id;
+    await createAgent(stack, admin, { name: agentName("orphan"), llm_provider_id: providerId });
+    const chat = await createChat(stack, admin, agentName("orphan"));
+    expect((await api(stack, admin, "DELETE", `/api/v1/llm-providers/${providerId}`)).status).toBe(204);
+    const stream = await streamMessage(stack, admin, chat, "anyone?");
+    expect(stream.status).toBe(200);
+    expect(stream.events.map((event) => event.event)).toEqual(["error"]);
+    expect(String((stream.events[0]?.data as { error?: string } | undefined)?.error)).toContain(
+      `gone-${format}`,
+    );
+    expect(await chatMessages(stack, admin, chat)).toMatchObject([{ role: "user", content: "anyone?" }]);
+    const plain = await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "still?" });
+    expect(plain.status).toBe(400);
+    expect(fake.requests).toEqual([]);
+  });
+
   it("ends the turn with a clear error when the provider goes silent mid-stream", async () => {
     fake.script({ content: "partial", chunks: ["par", "tial"], hold: true });
     const stream = await streamMessage(stack, admin, helperChat, "slow");

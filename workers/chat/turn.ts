@@ -84,9 +84,9 @@ export interface PreparedTurn {
 export type TurnSetup = Omit<TurnRequest, "emit" | "signal"> & { signal: AbortSignal };
 
 /**
- * Loads everything the first model call needs, in parallel, before the turn logs anything: a bad provider
- * fails the request (4xx) instead of a stream, and the Durable Object's storage writes, which hold back
- * its network traffic until they are durable, come after the database round trips instead of between them.
+ * Loads everything the first model call needs, in parallel, before the turn logs anything: the Durable
+ * Object's storage writes, which hold back its network traffic until they are durable, come after the database
+ * round trips instead of between them.
  */
 export async function prepareTurn(setup: TurnSetup): Promise<PreparedTurn> {
   const { services, chat, agent, user, signal } = setup;
