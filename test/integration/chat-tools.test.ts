@@ -38,6 +38,18 @@ beforeAll(async () => {
 afterAll(() => stopChatStack({ stack, fake }));
 beforeEach(() => fake.reset());
 
+/** One message whose turn makes one tool call and then answers; returns that call's tool result. */
+async function toolRound(
+  chat: string,
+  content: string,
+  call: { id: string; name: string; arguments: string },
+) {
+  fake.reset();
+  fake.script({ tool_calls: [call] }, { content: "ok" });
+  await api(stack, admin, "POST", `/chats/${chat}/messages`, { content });
+  return toolResults(fake.requests[1] as never).at(-1)?.content;
+}
+
 async function executionsOf(name: string, chat: string) {
   const response = await api(stack, admin, "GET", `/executions?function_name=${name}`);
   return (response.body as Record<string, unknown>[]).filter((row) => row.trigger_id === chat);
@@ -327,43 +339,33 @@ describe("state tools (S28)", () => {
     expect(system).toContain("**prefs/tz** - timezone");
     expect(system).toContain('"tz": "CET"');
 
-    fake.reset();
-    fake.script(
-      {
-        tool_calls: [
-          { id: "s2", name: "save_context", arguments: '{"namespace":"shared","key":"k","value":{}}' },
-        ],
-      },
-      { content: "no" },
-    );
-    await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "write shared" });
-    expect(toolResults(fake.requests[1] as never).at(-1)?.content).toEqual({
+    expect(
+      await toolRound(chat, "write shared", {
+        id: "s2",
+        name: "save_context",
+        arguments: '{"namespace":"shared","key":"k","value":{}}',
+      }),
+    ).toEqual({
       error: "Agent not authorized to write to namespace 'shared'",
       allowed_namespaces: ["prefs"],
     });
 
-    fake.reset();
-    fake.script(
-      {
-        tool_calls: [
-          { id: "s3", name: "save_context", arguments: '{"namespace":"prefs","key":"tz","value":{}}' },
-        ],
-      },
-      { content: "dup" },
-    );
-    await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "again" });
-    const duplicate = toolResults(fake.requests[1] as never).at(-1)?.content as { error: string };
+    const duplicate = (await toolRound(chat, "again", {
+      id: "s3",
+      name: "save_context",
+      arguments: '{"namespace":"prefs","key":"tz","value":{}}',
+    })) as { error: string };
     expect(duplicate.error.startsWith("Context already exists for namespace 'prefs' and key 'tz'")).toBe(
       true,
     );
 
-    fake.reset();
-    fake.script(
-      { tool_calls: [{ id: "s4", name: "retrieve_context", arguments: '{"namespace":"elsewhere"}' }] },
-      { content: "denied" },
-    );
-    await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "read elsewhere" });
-    expect(toolResults(fake.requests[1] as never).at(-1)?.content).toMatchObject({
+    expect(
+      await toolRound(chat, "read elsewhere", {
+        id: "s4",
+        name: "retrieve_context",
+        arguments: '{"namespace":"elsewhere"}',
+      }),
+    ).toMatchObject({
       error: expect.stringContaining("elsewhere"),
     });
   });
