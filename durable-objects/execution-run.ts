@@ -1,10 +1,12 @@
 /**
- * @module ExecutionRun Durable Object: one per execution. Creates the execution row, sends the signed job,
- * applies the executor's callbacks (steps, logs, result) exactly once, wakes waiters, streams logs, and
- * keeps a watchdog alarm so that an execution never hangs: no result by timeout + grace means FAILED.
+ * @module ExecutionRun Durable Object: one shard of the executions (workers/services/execution-shards.ts).
+ * For each execution it creates the row, sends the signed job, applies the executor's callbacks (steps,
+ * logs, result) exactly once, wakes waiters, streams logs, and keeps a watchdog so that an execution never
+ * hangs: no result by timeout + grace means FAILED. One alarm serves the shard: it fires at the earliest
+ * deadline (or retention sweep) and is set again after each change.
  *
- * Its SQLite storage holds the run (plan and status), the log lines (with a sequence for SSE resume)
- * and the callback sequence numbers already applied (a retried post is applied once).
+ * Its SQLite tables (execution-run-store.ts) hold each run's plan and state, its log lines (with a sequence
+ * for SSE resume) and the callback sequence numbers already applied (a retried post is applied once).
  */
 import { DurableObject } from "cloudflare:workers";
 import type { JsonObject, JsonSchema } from "../workers/db/schema";
@@ -15,116 +17,58 @@ import { cancelJob, postJob } from "../workers/services/execution-dispatch";
 import {
   type ExecutionOutcome,
   insertExecution,
-  type NewExecutionRecord,
   recordOutcome,
   resumeRecord,
   upsertStep,
 } from "../workers/services/execution-records";
 import { createServices, type Services } from "../workers/services/services";
+import { type RunPlan, type RunState, RunStore } from "./execution-run-store";
 
-export interface RunPlan {
-  record: NewExecutionRecord;
-  job: Job;
-  outputSchema: JsonSchema;
-}
+export type { RunPlan, RunState, RunStatus } from "./execution-run-store";
 
-export type RunStatus = "running" | "awaiting_input" | "completed" | "failed";
-
-export interface RunState {
-  executionId: string;
-  status: RunStatus;
-  /** When the job was sent (epoch ms) and how long until its result was applied: the API-observed run. */
-  dispatchedAt: number | null;
-  roundTripMs: number | null;
-  /** The runtime's own measurement of the function call. */
-  durationMs: number | null;
-  result: unknown;
-  error: string | null;
-  errorType: string | null;
-  prompt: string | null;
-  schema: JsonObject | null;
-}
-
-/**
- * The plan as stored: the job's input is the record's input, kept once. SQLite rows of a Durable Object hold
- * at most 2 MB, and an input near the 1 MiB request limit stored twice would not fit.
- */
-function serializePlan(plan: RunPlan): string {
-  return JSON.stringify({ ...plan, job: { ...plan.job, input: undefined } });
-}
-
-function parsePlan(text: string): RunPlan {
-  const plan = JSON.parse(text) as RunPlan;
-  return { ...plan, job: { ...plan.job, input: plan.record.input } };
-}
-
-interface RunRow extends Record<string, SqlStorageValue> {
-  plan: string;
-  status: string;
-  state: string;
-}
+/** Postgres connections one shard may hold while its runs start and finish side by side. */
+const SHARD_DB_CONNECTIONS = 3;
 
 export class ExecutionRun extends DurableObject<Env> {
-  #waiters = new Set<(state: RunState) => void>();
-  #logListeners = new Set<() => void>();
+  readonly #store: RunStore;
+  #waiters = new Map<string, Set<(state: RunState) => void>>();
+  #logListeners = new Map<string, Set<() => void>>();
+  #services: Services | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    ctx.storage.sql.exec(`
-      create table if not exists run (id integer primary key check (id = 1), plan text not null,
-        status text not null, state text not null);
-      create table if not exists logs (seq integer primary key autoincrement, stream text not null,
-        text text not null, at text not null);
-      create table if not exists callbacks (seq integer primary key);`);
+    this.#store = new RunStore(ctx.storage.sql);
   }
-
-  #row(): RunRow | undefined {
-    return this.ctx.storage.sql.exec<RunRow>("select plan, status, state from run where id = 1").toArray()[0];
-  }
-
-  #state(): RunState | null {
-    const row = this.#row();
-    return row ? (JSON.parse(row.state) as RunState) : null;
-  }
-
-  #saveState(state: RunState): void {
-    this.ctx.storage.sql.exec(
-      "update run set status = ?, state = ? where id = 1",
-      state.status,
-      JSON.stringify(state),
-    );
-  }
-
-  #services: Services | undefined;
 
   /**
-   * Runs `work` with this object's services. Unlike a Worker request, a Durable Object may keep I/O
-   * objects across calls, so its DB pool is opened once and reused: a new WebSocket connection per
-   * callback was the largest part of the dispatch overhead.
+   * Runs `work` with this shard's services. Unlike a Worker request, a Durable Object may keep I/O objects
+   * across calls, so its DB pool is opened once and kept: a new WebSocket connection per start and per
+   * callback was a large part of the dispatch overhead. The pool itself closes connections idle for 2 s, so
+   * an idle shard holds none, and the shards are few (EXECUTION_RUN_SHARDS).
    */
   async #withServices<T>(work: (services: Services) => Promise<T>): Promise<T> {
-    this.#services ??= createServices(this.env);
+    this.#services ??= createServices(this.env, { maxConnections: SHARD_DB_CONNECTIONS });
     return work(this.#services);
   }
 
-  /**
-   * Closes the pool once the run stopped running (finished or waiting for input): the object may stay in
-   * memory long after, and thousands of idle objects each holding a database connection exhaust the
-   * server's connections (and, in `wrangler dev`, cost CPU on every later request). A resume reopens it.
-   */
-  async #releaseServicesUnlessRunning(): Promise<void> {
-    if (this.#state()?.status === "running") return;
-    const services = this.#services;
-    this.#services = undefined;
-    await services?.dispose();
+  async #scheduleAlarm(): Promise<void> {
+    const next = this.#store.nextWakeUp();
+    if (next === null) await this.ctx.storage.deleteAlarm();
+    else await this.ctx.storage.setAlarm(next);
+  }
+
+  /** Seconds past the function's timeout the watchdog waits for the executor (EXECUTION_WATCHDOG_GRACE_SECONDS). */
+  #graceSeconds(): number {
+    return loadConfig(this.env).EXECUTION_WATCHDOG_GRACE_SECONDS;
   }
 
   /** Starts the run once; a repeated call returns the current state. */
   async start(plan: RunPlan): Promise<RunState> {
-    const existing = this.#state();
+    const executionId = plan.record.executionId;
+    const existing = this.#store.state(executionId);
     if (existing) return existing;
     const state: RunState = {
-      executionId: plan.record.executionId,
+      executionId,
       status: "running",
       dispatchedAt: null,
       roundTripMs: null,
@@ -135,32 +79,27 @@ export class ExecutionRun extends DurableObject<Env> {
       prompt: null,
       schema: null,
     };
-    this.ctx.storage.sql.exec(
-      "insert into run (id, plan, status, state) values (1, ?, ?, ?)",
-      serializePlan(plan),
-      state.status,
-      JSON.stringify(state),
-    );
-    await this.#withServices((services) => insertExecution(services.db(), plan.record));
-    await this.#dispatch(plan.job);
-    await this.#releaseServicesUnlessRunning();
-    return this.#state() ?? state;
+    this.#store.insert(plan, state);
+    try {
+      await this.#withServices((services) => insertExecution(services.db(), plan.record));
+    } catch (error) {
+      // Nothing was recorded: the caller's retry starts afresh.
+      this.#store.remove(executionId);
+      throw error;
+    }
+    await this.#dispatch(executionId, plan.job);
+    return this.#store.state(executionId) ?? state;
   }
 
-  /** Seconds past the function's timeout the watchdog waits for the executor (EXECUTION_WATCHDOG_GRACE_SECONDS). */
-  #graceSeconds(): number {
-    return loadConfig(this.env).EXECUTION_WATCHDOG_GRACE_SECONDS;
-  }
-
-  async #dispatch(job: Job): Promise<void> {
-    await this.ctx.storage.setAlarm(
-      Date.now() + (job.function.timeout_seconds + this.#graceSeconds()) * 1000,
-    );
-    const state = this.#state();
-    if (state) this.#saveState({ ...state, dispatchedAt: Date.now(), roundTripMs: null });
+  async #dispatch(executionId: string, job: Job): Promise<void> {
+    const state = this.#store.state(executionId);
+    if (!state) return;
+    const deadline = Date.now() + (job.function.timeout_seconds + this.#graceSeconds()) * 1000;
+    this.#store.save({ ...state, dispatchedAt: Date.now(), roundTripMs: null }, deadline);
+    await this.#scheduleAlarm();
     const refused = await this.#withServices((services) => postJob(services.config, job));
     if (refused)
-      await this.#finish({
+      await this.#finish(executionId, {
         status: "FAILED",
         error: refused,
         errorType: "internal",
@@ -171,45 +110,45 @@ export class ExecutionRun extends DurableObject<Env> {
 
   /** Applies one callback post. 409 once the run is over (the executor then stops the job). */
   async applyCallback(body: CallbackBody): Promise<{ status: 200 | 409 }> {
-    const state = this.#state();
+    const executionId = body.execution_id;
+    const state = this.#store.state(executionId);
     if (!state || state.status === "completed" || state.status === "failed") return { status: 409 };
-    const seen = this.ctx.storage.sql.exec("select seq from callbacks where seq = ?", body.seq).toArray();
-    if (seen.length > 0) return { status: 200 };
-    this.ctx.storage.sql.exec("insert into callbacks (seq) values (?)", body.seq);
-    const plan = parsePlan((this.#row() as RunRow).plan);
+    if (!this.#store.markCallback(executionId, body.seq)) return { status: 200 };
+    const plan = this.#store.plan(executionId) as RunPlan;
     await this.#withServices(async (services) => {
       for (const event of body.events) await this.#applyEvent(services, plan, event);
     });
-    await this.#releaseServicesUnlessRunning();
     return { status: 200 };
   }
 
   async #applyEvent(services: Services, plan: RunPlan, event: ExecutorEvent): Promise<void> {
+    const executionId = plan.record.executionId;
     switch (event.type) {
       case "started":
         return;
       case "log":
-        this.ctx.storage.sql.exec(
-          "insert into logs (stream, text, at) values (?, ?, ?)",
-          event.stream,
-          event.text,
-          event.at,
-        );
-        for (const listener of this.#logListeners) listener();
+        this.#store.appendLog(executionId, { stream: event.stream, text: event.text, at: event.at });
+        this.#notifyLogListeners(executionId);
         return;
       case "step":
-        await upsertStep(services.db(), plan.record.executionId, event.step);
+        await upsertStep(services.db(), executionId, event.step);
         return;
       case "result":
-        await this.#finish(outcomeOf(event, plan.outputSchema), event.result);
+        await this.#finish(executionId, outcomeOf(event, plan.outputSchema), event.result);
         return;
     }
   }
 
-  async #finish(outcome: ExecutionOutcome, result: unknown = null): Promise<void> {
-    const state = this.#state();
+  #notifyLogListeners(executionId: string): void {
+    const listeners = this.#logListeners.get(executionId);
+    this.#logListeners.delete(executionId);
+    for (const listener of listeners ?? []) listener();
+  }
+
+  async #finish(executionId: string, outcome: ExecutionOutcome, result: unknown = null): Promise<void> {
+    const state = this.#store.state(executionId);
     if (!state || (state.status !== "running" && outcome.status !== "AWAITING_INPUT")) return;
-    await this.#withServices((services) => recordOutcome(services.db(), state.executionId, outcome));
+    await this.#withServices((services) => recordOutcome(services.db(), executionId, outcome));
     const timing = {
       roundTripMs: state.dispatchedAt ? Date.now() - state.dispatchedAt : null,
       durationMs: outcome.status === "AWAITING_INPUT" ? null : outcome.durationMs,
@@ -220,114 +159,115 @@ export class ExecutionRun extends DurableObject<Env> {
         : outcome.status === "AWAITING_INPUT"
           ? { ...state, ...timing, status: "awaiting_input", prompt: outcome.prompt, schema: outcome.schema }
           : { ...state, ...timing, status: "failed", error: outcome.error, errorType: outcome.errorType };
-    this.#saveState(next);
-    await this.ctx.storage.deleteAlarm();
-    for (const wake of this.#waiters) wake(next);
-    this.#waiters.clear();
-    for (const listener of this.#logListeners) listener();
+    this.#store.save(next);
+    await this.#scheduleAlarm();
+    const waiters = this.#waiters.get(executionId);
+    this.#waiters.delete(executionId);
+    for (const wake of waiters ?? []) wake(next);
+    this.#notifyLogListeners(executionId);
   }
 
   /** The state once the run stops running (result, failure or pause), or the running state after `timeoutMs`. */
-  async waitForResult(timeoutMs: number): Promise<RunState | null> {
-    const state = this.#state();
+  async waitForResult(executionId: string, timeoutMs: number): Promise<RunState | null> {
+    const state = this.#store.state(executionId);
     if (state?.status !== "running") return state;
     return new Promise((resolve) => {
+      const waiters = this.#waiters.get(executionId) ?? new Set();
+      this.#waiters.set(executionId, waiters);
       const timer = setTimeout(() => {
-        this.#waiters.delete(wake);
-        resolve(this.#state());
+        waiters.delete(wake);
+        if (waiters.size === 0 && this.#waiters.get(executionId) === waiters)
+          this.#waiters.delete(executionId);
+        resolve(this.#store.state(executionId));
       }, timeoutMs);
       const wake = (next: RunState) => {
         clearTimeout(timer);
         resolve(next);
       };
-      this.#waiters.add(wake);
+      waiters.add(wake);
     });
   }
 
-  async currentState(): Promise<RunState | null> {
-    return this.#state();
+  async currentState(executionId: string): Promise<RunState | null> {
+    return this.#store.state(executionId);
   }
 
   /** Sends `input` into the paused generator (sinas-spec §6.7). */
-  async resume(input: unknown, accessToken: string): Promise<RunState> {
-    const state = this.#state();
-    const row = this.#row();
-    if (!state || !row || state.status !== "awaiting_input")
+  async resume(executionId: string, input: unknown, accessToken: string): Promise<RunState> {
+    const state = this.#store.state(executionId);
+    const plan = this.#store.plan(executionId);
+    if (!state || !plan || state.status !== "awaiting_input")
       throw new Error("Execution is not awaiting input");
-    const plan = parsePlan(row.plan);
-    const resumed = await this.#withServices((services) => resumeRecord(services.db(), state.executionId));
+    const resumed = await this.#withServices((services) => resumeRecord(services.db(), executionId));
     if (!resumed) throw new Error("Execution is not awaiting input");
-    this.#saveState({ ...state, status: "running", prompt: null, schema: null });
+    this.#store.save({ ...state, status: "running", prompt: null, schema: null });
     // A resume is a new job whose callbacks number from 1 again; the previous job ended with its result.
-    this.ctx.storage.sql.exec("delete from callbacks");
+    this.#store.forgetCallbacks(executionId);
     const job: Job = {
       ...plan.job,
       kind: "resume",
       input,
       context: { ...plan.job.context, access_token: accessToken },
     };
-    await this.#dispatch(job);
-    return this.#state() as RunState;
+    await this.#dispatch(executionId, job);
+    return this.#store.state(executionId) as RunState;
   }
 
-  /** The watchdog: the executor never reported a result in time. */
+  /** The watchdog: runs whose executor never reported a result in time fail; old finished runs go. */
   override async alarm(): Promise<void> {
-    const state = this.#state();
-    const row = this.#row();
-    if (!state || !row || state.status !== "running") return;
-    const plan = parsePlan(row.plan);
+    const now = Date.now();
     const grace = this.#graceSeconds();
-    const limit = plan.job.function.timeout_seconds + grace;
-    await this.#finish({
-      status: "FAILED",
-      error: `No result from the executor within ${limit} s (timeout ${plan.job.function.timeout_seconds} s + ${grace} s grace); the executor may have crashed`,
-      errorType: "timeout",
-      traceback: null,
-      durationMs: null,
-    });
-    await this.#withServices((services) => cancelJob(services.config, state.executionId));
-    await this.#releaseServicesUnlessRunning();
+    for (const executionId of this.#store.overdue(now)) {
+      const plan = this.#store.plan(executionId);
+      if (!plan) continue;
+      const timeout = plan.job.function.timeout_seconds;
+      await this.#finish(executionId, {
+        status: "FAILED",
+        error: `No result from the executor within ${timeout + grace} s (timeout ${timeout} s + ${grace} s grace); the executor may have crashed`,
+        errorType: "timeout",
+        traceback: null,
+        durationMs: null,
+      });
+      await this.#withServices((services) => cancelJob(services.config, executionId));
+    }
+    this.#store.sweep(now);
+    await this.#scheduleAlarm();
   }
 
-  /** `GET` streams the log as SSE: every line after `Last-Event-ID` / `?after=`, then live until the end. */
+  /**
+   * `GET /logs/{execution_id}` streams that run's log as SSE: every line after `Last-Event-ID` / `?after=`,
+   * then live until the run stops running. A run this shard does not know ends at once.
+   */
   override async fetch(request: Request): Promise<Response> {
     const url = new URL(request.url);
+    const executionId = decodeURIComponent(url.pathname.replace(/^\/logs\//, ""));
     let after = Number(request.headers.get("last-event-id") ?? url.searchParams.get("after") ?? 0) || 0;
     const encoder = new TextEncoder();
     const stream = new TransformStream<Uint8Array, Uint8Array>();
     const writer = stream.writable.getWriter();
     const flush = async (): Promise<boolean> => {
-      const lines = this.ctx.storage.sql
-        .exec<{ seq: number; stream: string; text: string; at: string }>(
-          "select seq, stream, text, at from logs where seq > ? order by seq",
-          after,
-        )
-        .toArray();
-      for (const line of lines) {
+      for (const line of this.#store.logsAfter(executionId, after)) {
         after = line.seq;
         const data = JSON.stringify({ stream: line.stream, text: line.text, at: line.at });
         await writer.write(encoder.encode(`id: ${line.seq}\nevent: log\ndata: ${data}\n\n`));
       }
-      const state = this.#state();
-      if (state && state.status !== "running") {
-        await writer.write(
-          encoder.encode(`event: end\ndata: ${JSON.stringify({ status: state.status })}\n\n`),
-        );
-        return true;
-      }
-      return false;
+      const state = this.#store.state(executionId);
+      if (state?.status === "running") return false;
+      const status = state?.status ?? "unknown";
+      await writer.write(encoder.encode(`event: end\ndata: ${JSON.stringify({ status })}\n\n`));
+      return true;
     };
+    const nextLine = () =>
+      new Promise<void>((resolve) => {
+        const listeners = this.#logListeners.get(executionId) ?? new Set();
+        this.#logListeners.set(executionId, listeners);
+        listeners.add(resolve);
+      });
     const pump = async () => {
       try {
         let done = await flush();
         while (!done) {
-          await new Promise<void>((resolve) => {
-            const listener = () => {
-              this.#logListeners.delete(listener);
-              resolve();
-            };
-            this.#logListeners.add(listener);
-          });
+          await nextLine();
           done = await flush();
         }
         await writer.close();

@@ -172,6 +172,7 @@ async function main(): Promise<void> {
       smtp: smtpFromEnv(),
       workerVars: extraWorkerVars(),
       localCron: env.SINAS_LOCAL_CRON !== "false",
+      devtools: env.SINAS_DEVTOOLS ? env.SINAS_DEVTOOLS === "true" : !flags.json,
       fakeLlmPort:
         env.SINAS_FAKE_LLM === "true" ? (portFromEnv("FAKE_LLM_PORT") ?? DEFAULT_FAKE_LLM_PORT) : undefined,
       signal: startup.signal,

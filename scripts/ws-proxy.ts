@@ -4,12 +4,14 @@
  * The Neon serverless driver speaks the Postgres wire protocol over a WebSocket, because Workers cannot
  * open raw TCP to arbitrary hosts in every deployment. Neon runs such a proxy in production; locally this
  * one forwards each WebSocket to the Postgres (or pglite-server) named in `?address=host:port`.
+ * It also answers Neon's HTTP query endpoint, `POST /sql?address=host:port` (lib/sql-over-http.ts).
  * Only loopback targets are allowed: this is a development tool, never an open relay.
  */
 import { createServer, type Server } from "node:http";
 import { connect } from "node:net";
 import { type WebSocket, WebSocketServer } from "ws";
 import { expectedReadies, MessageFramer, TurnQueue } from "./lib/pg-turns";
+import { createSqlOverHttp } from "./lib/sql-over-http";
 
 export interface WsProxyOptions {
   port: number;
@@ -106,11 +108,21 @@ function pipeSocket(ws: WebSocket, target: { host: string; port: number }, turns
 
 export async function startWsProxy(options: WsProxyOptions): Promise<WsProxy> {
   const host = options.host ?? "127.0.0.1";
-  const server: Server = createServer((_req, res) => {
+  const turns = options.serializeConnections ? new TurnQueue() : null;
+  const sqlOverHttp = createSqlOverHttp(turns);
+  const server: Server = createServer((req, res) => {
+    if (req.method === "POST" && new URL(req.url ?? "/", "http://proxy").pathname === "/sql") {
+      const target = parseProxyTarget(req.url ?? "/");
+      if (!target) {
+        res.writeHead(400, { "content-type": "application/json" });
+        res.end(JSON.stringify({ message: "address must be a loopback host:port" }));
+        return;
+      }
+      return sqlOverHttp.handle(req, res, target);
+    }
     res.writeHead(426, { "content-type": "text/plain" }).end("WebSocket upgrade required\n");
   });
   const wss = new WebSocketServer({ server, perMessageDeflate: false });
-  const turns = options.serializeConnections ? new TurnQueue() : null;
   wss.on("connection", (ws, req) => {
     const target = parseProxyTarget(req.url ?? "/");
     if (!target) {
@@ -134,6 +146,7 @@ export async function startWsProxy(options: WsProxyOptions): Promise<WsProxy> {
         wss.close();
         server.close(() => resolve());
         server.closeAllConnections();
+        void sqlOverHttp.close();
       }),
   };
 }

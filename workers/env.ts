@@ -18,6 +18,7 @@ export interface Env {
   DATABASE_URL?: string;
   /** Local stack only: `host:port` of the WebSocket-to-TCP proxy in front of Postgres/PGlite. */
   DB_WS_PROXY?: string;
+  DB_HTTP_QUERIES?: string;
   UPSTASH_REDIS_REST_URL?: string;
   UPSTASH_REDIS_REST_TOKEN?: string;
   EXECUTOR_URL?: string;
@@ -94,6 +95,15 @@ const configSchema = z.object({
     .string()
     .regex(/^[\w.-]+:\d+$/, "must be host:port")
     .optional(),
+  /**
+   * Queries outside transactions go over HTTP (Neon's `/sql` endpoint, or DB_WS_PROXY's), saving each
+   * request a WebSocket and a Postgres connection start-up. Turn off for a Postgres behind a plain
+   * WebSocket proxy without `/sql`.
+   */
+  DB_HTTP_QUERIES: z
+    .enum(["true", "false", "1", "0", ""])
+    .default("true")
+    .transform((value) => value !== "false" && value !== "0"),
   UPSTASH_REDIS_REST_URL: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }),
   UPSTASH_REDIS_REST_TOKEN: z.string().min(1, "must not be empty"),
   EXECUTOR_URL: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),

@@ -15,6 +15,8 @@ export interface NodeDbTarget {
   databaseUrl: string;
   /** Local WebSocket proxy `host:port`; unset for Neon. */
   wsProxy?: string | undefined;
+  /** Queries outside transactions over the proxy's HTTP endpoint, as the Worker sends them. */
+  httpQueries?: boolean;
 }
 
 export function openNodeDb(target: NodeDbTarget, maxConnections = 2): DbHandle {

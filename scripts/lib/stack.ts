@@ -87,6 +87,12 @@ export interface StackOptions {
   localCron?: boolean;
   /** Start the fake LLM server on this port (or a free one): `SINAS_FAKE_LLM=true`. Off when unset. */
   fakeLlmPort?: number;
+  /**
+   * Developer comforts of `wrangler dev`: the DevTools inspector on `ports.inspector` and reloading on
+   * source changes. Off by default (tests, benchmarks): the inspector makes wrangler relay four events per
+   * subrequest of the Worker, a large share of a request's CPU.
+   */
+  devtools?: boolean;
   /** Aborting stops a start in progress: everything started so far is stopped and startStack rejects. */
   signal?: AbortSignal;
 }
@@ -343,25 +349,21 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       ...options.workerVars,
     };
     const envFile = writeEnvFile(join(dataDir, "run", `worker-${ports.api}.env`), workerVars);
-    const wrangler = join(ROOT_DIR, "node_modules/wrangler/bin/wrangler.js");
+    const devtools = options.devtools ?? false;
     spawnChild(
       "api",
       process.execPath,
       [
-        wrangler,
-        "dev",
-        "--ip",
-        "127.0.0.1",
+        "--import",
+        "tsx",
+        join(ROOT_DIR, "scripts/wrangler-dev.ts"),
         "--port",
         String(ports.api),
-        "--inspector-port",
-        String(ports.inspector),
-        "--test-scheduled",
         "--persist-to",
         join(dataDir, "wrangler"),
         "--env-file",
         envFile,
-        "--show-interactive-dev-session=false",
+        ...(devtools ? ["--inspector-port", String(ports.inspector), "--watch"] : []),
       ],
       { WRANGLER_SEND_METRICS: "false", NO_COLOR: "1", FORCE_COLOR: "0" },
     );

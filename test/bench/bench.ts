@@ -34,7 +34,8 @@ if (wants("functions")) {
 }
 if (wants("webhooks")) {
   console.log("\nWebhooks: async calls accepted and completed, and the executor called directly\n");
-  console.log((await runWebhookBenchmarks()).join("\n"));
+  const drivers = process.env.BENCH_DRIVERS?.split(",");
+  console.log((await runWebhookBenchmarks(drivers)).join("\n"));
 }
 if (wants("chat")) {
   console.log("\nChat: time to first token through the platform, against the fake LLM called directly\n");

@@ -16,6 +16,7 @@ import { openStackDb } from "../helpers/db";
 import { createFunction, pythonFunction } from "../helpers/functions";
 import { stackSecrets } from "../helpers/secrets";
 import type { TestStack } from "../helpers/stack";
+import { cpuPerUnit, formatCpu, sampleCpu } from "./cpu";
 import { startDriverStack } from "./driver-stack";
 import { ms, percentile } from "./stats";
 
@@ -81,7 +82,9 @@ async function benchWebhook(
   name: string,
   webhook: { id: string; path: string },
   headers: Record<string, string>,
+  notes: string[],
 ): Promise<string> {
+  const cpuBefore = sampleCpu();
   const load = await runLoad(async () => {
     const response = await stack.fetch(`/webhooks/${webhook.path}?async=true`, {
       method: "POST",
@@ -104,6 +107,7 @@ async function benchWebhook(
     if (counts.running === 0 && counts.completed + counts.failed >= load.accepted) break;
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
+  notes.push(`- ${name}: CPU ms per run: ${formatCpu(cpuPerUnit(cpuBefore, sampleCpu(), counts.completed))}`);
   return row(driver, name, load, counts.completed, counts.failed + counts.running, counts.seconds);
 }
 
@@ -236,7 +240,8 @@ async function benchStack(driver: string, stack: TestStack): Promise<string[]> {
     // Warm the user's sandboxes and the Worker's code paths first.
     const warm = await webhook("bench/warm", false);
     for (let index = 0; index < 20; index++) await stack.fetch(`/webhooks/${warm.path}`, { method: "POST" });
-    return [
+    const notes: string[] = [];
+    const rows = [
       await benchWebhook(
         label,
         stack,
@@ -244,12 +249,20 @@ async function benchStack(driver: string, stack: TestStack): Promise<string[]> {
         "webhook async, no auth",
         await webhook("bench/public", false),
         {},
+        notes,
       ),
-      await benchWebhook(label, stack, db, "webhook async, bearer token", await webhook("bench/auth", true), {
-        authorization: `Bearer ${admin.accessToken}`,
-      }),
+      await benchWebhook(
+        label,
+        stack,
+        db,
+        "webhook async, bearer token",
+        await webhook("bench/auth", true),
+        { authorization: `Bearer ${admin.accessToken}` },
+        notes,
+      ),
       await benchExecutor(label, stack, admin.user),
     ];
+    return [...rows, "", ...notes, ""];
   } finally {
     await db.close();
   }

@@ -8,6 +8,7 @@ import { findPort } from "../../scripts/lib/ports";
 import { ROOT_DIR } from "../../scripts/lib/stack";
 import { waitForPort } from "../../scripts/lib/wait";
 import { parseProxyTarget, startWsProxy, type WsProxy } from "../../scripts/ws-proxy";
+import { isUniqueViolation } from "../../workers/db/errors";
 
 const PGLITE_SERVER = join(ROOT_DIR, "node_modules/@electric-sql/pglite-socket/dist/scripts/server.js");
 
@@ -105,5 +106,112 @@ describe("proxy in front of pglite-server", () => {
       socket.on("close", (closeCode) => resolve(closeCode)),
     );
     expect(code).toBe(1008);
+  });
+});
+
+// Neon's HTTP query endpoint (scripts/lib/sql-over-http.ts), driven by the real driver with
+// `poolQueryViaFetch`, as the Worker uses it, in front of pglite-server (turns on) as `npm start` runs it.
+describe("POST /sql (Neon's HTTP query protocol)", () => {
+  let proxy: WsProxy;
+  let server: ReturnType<typeof spawn>;
+  let databaseUrl: string;
+
+  beforeAll(async () => {
+    const port = await findPort(0);
+    server = spawn(
+      process.execPath,
+      [PGLITE_SERVER, "--db", "memory://", "--port", String(port), "-m", "16"],
+      {
+        stdio: "ignore",
+      },
+    );
+    await waitForPort(port, { timeoutMs: 30_000 });
+    proxy = await startWsProxy({ port: 0, serializeConnections: true });
+    databaseUrl = `postgresql://postgres:postgres@127.0.0.1:${port}/postgres?sslmode=disable`;
+  });
+  afterAll(async () => {
+    await proxy?.close();
+    server?.kill();
+  });
+
+  const post = (body: unknown, headers: Record<string, string> = {}) =>
+    fetch(`http://${proxy.address}/sql?address=127.0.0.1:${new URL(databaseUrl).port}`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        "neon-connection-string": databaseUrl.replace(/:\d+\//, "/"),
+        "neon-raw-text-output": "true",
+        "neon-array-mode": "true",
+        ...headers,
+      },
+      body: JSON.stringify(body),
+    });
+
+  it("answers with fields and rows as text, as Neon's endpoint does", async () => {
+    const response = await post({
+      query: "select $1::int as n, null::text as nothing, 't'::bool as yes",
+      params: ["7"],
+    });
+    expect(response.status).toBe(200);
+    const body = (await response.json()) as {
+      command: string;
+      rowCount: number;
+      fields: { name: string; dataTypeID: number }[];
+      rows: unknown[][];
+    };
+    expect(body.command).toBe("SELECT");
+    expect(body.rowCount).toBe(1);
+    expect(body.fields.map((field) => [field.name, field.dataTypeID])).toEqual([
+      ["n", 23],
+      ["nothing", 25],
+      ["yes", 16],
+    ]);
+    expect(body.rows).toEqual([["7", null, "t"]]);
+  });
+
+  it("reports a query error as 400 with Postgres' fields, and refuses bad requests", async () => {
+    const failed = await post({ query: "select * from no_such_table", params: [] });
+    expect(failed.status).toBe(400);
+    expect(await failed.json()).toMatchObject({
+      code: "42P01",
+      message: expect.stringContaining("no_such_table"),
+    });
+    const headless = await post({ query: "select 1" }, { "neon-connection-string": "" });
+    expect(headless.status).toBe(400);
+    const noQuery = await post({ params: [] });
+    expect(await noQuery.json()).toEqual({ message: "query is required" });
+  });
+
+  it("serves drizzle through the driver: typed rows, constraint errors, and transactions over WebSocket", async () => {
+    const handle = openNodeDb({ databaseUrl, wsProxy: proxy.address, httpQueries: true }, 2);
+    try {
+      await handle.db.execute(
+        sql`create table http_items (id int primary key, tags text[], doc jsonb, at timestamptz)`,
+      );
+      await handle.db.execute(
+        sql`insert into http_items values (1, ${"{a,b}"}::text[], ${JSON.stringify({ k: [1, 2] })}::jsonb, '2026-01-02T03:04:05Z')`,
+      );
+      const rows = await handle.db.execute(sql`select id, tags, doc, at from http_items`);
+      expect(rows.rows).toEqual([
+        { id: 1, tags: ["a", "b"], doc: { k: [1, 2] }, at: "2026-01-02 03:04:05+00" },
+      ]);
+      const duplicate = await handle.db
+        .execute(sql`insert into http_items (id) values (1)`)
+        .catch((error) => error);
+      expect(isUniqueViolation(duplicate)).toBe(true);
+      await handle.db
+        .transaction(async (tx) => {
+          await tx.execute(sql`insert into http_items (id) values (2)`);
+          tx.rollback();
+        })
+        .catch(() => undefined);
+      await handle.db.transaction(async (tx) => {
+        await tx.execute(sql`insert into http_items (id) values (3)`);
+      });
+      const ids = await handle.db.execute(sql`select id from http_items order by id`);
+      expect(ids.rows).toEqual([{ id: 1 }, { id: 3 }]);
+    } finally {
+      await handle.close();
+    }
   });
 });

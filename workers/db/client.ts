@@ -23,6 +23,11 @@ export interface DbOptions {
   webSocketConstructor?: unknown;
   /** Pool size; keep it below pglite-server's `-m`. */
   maxConnections?: number;
+  /**
+   * Send queries outside transactions over HTTP (`POST /sql`: Neon's endpoint, or `wsProxy`'s locally)
+   * instead of over a pooled WebSocket connection; transactions still connect. Process-wide once set.
+   */
+  httpQueries?: boolean;
 }
 
 export interface DbHandle {
@@ -35,8 +40,12 @@ function configureDriver(options: DbOptions): void {
   if (options.webSocketConstructor) {
     neonConfig.webSocketConstructor = options.webSocketConstructor as typeof neonConfig.webSocketConstructor;
   }
+  neonConfig.poolQueryViaFetch = options.httpQueries ?? false;
   if (options.wsProxy) {
     const proxy = options.wsProxy;
+    // The driver drops the port from the URL it sends over HTTP, so the address comes from ours.
+    const { hostname, port } = new URL(options.databaseUrl);
+    neonConfig.fetchEndpoint = `http://${proxy}/sql?address=${hostname}:${port || 5432}`;
     neonConfig.wsProxy = (host, port) => `${proxy}/v2?address=${host}:${port}`;
     neonConfig.useSecureWebSocket = false;
     neonConfig.pipelineTLS = false;

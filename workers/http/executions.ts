@@ -9,6 +9,7 @@ import { permissions } from "../auth/catalogue";
 import type { Execution, StepExecution } from "../db/schema";
 import { executionStatus } from "../db/schema";
 import { AppError } from "../lib/errors";
+import { executionRunFor } from "../services/execution-shards";
 import {
   findActiveFunction,
   findVisibleExecution,
@@ -287,8 +288,11 @@ executionsRouter
       principalOf(c),
       c.req.valid("param").execution_id,
     );
-    const stub = services.env.EXECUTION_RUN.get(services.env.EXECUTION_RUN.idFromName(execution.executionId));
-    return stub.fetch(c.req.raw);
+    const { executionId } = execution;
+    // The shard's own address for one run's log; the resume position goes along as it came.
+    const url = new URL(`https://execution-run/logs/${encodeURIComponent(executionId)}`);
+    url.search = new URL(c.req.url).search;
+    return executionRunFor(services.env, executionId).fetch(url, { headers: c.req.raw.headers });
   })
   .openapi(continueRoute, async (c) => {
     recordPermission(c, "sinas.executions.put:own");

@@ -5,6 +5,7 @@
 import { AppError } from "../lib/errors";
 import { SignatureError } from "../lib/signed-request";
 import { callbackPath, verifyCallback } from "../services/execution-dispatch";
+import { executionRunFor } from "../services/execution-shards";
 import { createRouter } from "./router";
 
 const MAX_CALLBACK_BYTES = 4 * 1024 * 1024;
@@ -31,8 +32,7 @@ internalRouter.post("/internal/executions/:execution_id/events", async (c) => {
     }
     throw error;
   }
-  const stub = services.env.EXECUTION_RUN.get(services.env.EXECUTION_RUN.idFromName(executionId));
-  const { status } = await stub.applyCallback(callback);
+  const { status } = await executionRunFor(services.env, executionId).applyCallback(callback);
   return status === 200
     ? c.json({ ok: true }, 200)
     : c.json({ ok: false, reason: "execution already finished" }, 409);

@@ -29,6 +29,7 @@ import type { CallableScope } from "../lib/executor-protocol";
 import { describeSchemaProblems, validateAgainstSchema } from "../lib/json-schema";
 import { callbackUrl } from "./execution-dispatch";
 import { findExecution, insertExecution, listSteps, recordOutcome } from "./execution-records";
+import { executionRunFor } from "./execution-shards";
 import { packageNameOf } from "./functions";
 import type { Services } from "./services";
 
@@ -129,10 +130,6 @@ async function approvedRequirements(db: Database, specs: string[]): Promise<stri
   return [...result].sort();
 }
 
-function executionRun(services: Services, executionId: string) {
-  return services.env.EXECUTION_RUN.get(services.env.EXECUTION_RUN.idFromName(executionId));
-}
-
 export function timeoutOf(services: Services, fn: Pick<StoredFunction, "timeoutSeconds">): number {
   return fn.timeoutSeconds ?? services.config.FUNCTION_TIMEOUT;
 }
@@ -205,7 +202,7 @@ export async function startExecution(services: Services, request: ExecutionReque
       callback_url: callbackUrl(services.config, executionId),
     },
   };
-  await executionRun(services, executionId).start(plan);
+  await executionRunFor(services.env, executionId).start(plan);
   return executionId;
 }
 
@@ -248,7 +245,10 @@ export async function waitForExecution(
   const graceSeconds = services.config.EXECUTION_WATCHDOG_GRACE_SECONDS;
   // The wait may be long; the request's Postgres connection is not needed during it.
   await services.releaseDb();
-  return executionRun(services, executionId).waitForResult((timeoutSeconds + graceSeconds + 5) * 1000);
+  return executionRunFor(services.env, executionId).waitForResult(
+    executionId,
+    (timeoutSeconds + graceSeconds + 5) * 1000,
+  );
 }
 
 /** The execution if the principal may see it (owner, or `sinas.executions.get:all`). */
@@ -302,7 +302,8 @@ export async function resumeExecution(
   if (!user) throw new AppError("NOT_FOUND", "The execution's user no longer exists");
   const token = await contextToken(services, user);
   try {
-    return await executionRun(services, execution.executionId).resume(input, token);
+    const { executionId } = execution;
+    return await executionRunFor(services.env, executionId).resume(executionId, input, token);
   } catch (error) {
     throw new AppError("BAD_REQUEST", error instanceof Error ? error.message : String(error));
   }

@@ -51,6 +51,7 @@ export function createServices(env: Env, options: { maxConnections?: number } = 
         databaseUrl: config.DATABASE_URL,
         wsProxy: config.DB_WS_PROXY,
         maxConnections: options.maxConnections,
+        httpQueries: config.DB_HTTP_QUERIES,
       });
       return dbHandle.db;
     },

@@ -1,0 +1,193 @@
+/**
+ * @module The SQLite tables of one ExecutionRun shard: its runs (plan, state, watchdog deadline), their log
+ * lines (a sequence per execution, for SSE resume) and the callback sequence numbers already applied.
+ *
+ * One object holds many executions (workers/services/execution-shards.ts): creating a SQLite database per
+ * execution was the largest CPU cost of a run. Finished runs are kept `FINISHED_RUN_RETENTION_MS`.
+ */
+import type { JsonObject, JsonSchema } from "../workers/db/schema";
+import type { Job } from "../workers/lib/executor-protocol";
+import type { NewExecutionRecord } from "../workers/services/execution-records";
+
+export interface RunPlan {
+  record: NewExecutionRecord;
+  job: Job;
+  outputSchema: JsonSchema;
+}
+
+export type RunStatus = "running" | "awaiting_input" | "completed" | "failed";
+
+export interface RunState {
+  executionId: string;
+  status: RunStatus;
+  /** When the job was sent (epoch ms) and how long until its result was applied: the API-observed run. */
+  dispatchedAt: number | null;
+  roundTripMs: number | null;
+  /** The runtime's own measurement of the function call. */
+  durationMs: number | null;
+  result: unknown;
+  error: string | null;
+  errorType: string | null;
+  prompt: string | null;
+  schema: JsonObject | null;
+}
+
+export interface LogLine {
+  seq: number;
+  stream: string;
+  text: string;
+  at: string;
+}
+
+/** Logs and states of finished runs stay readable this long (the executions table keeps the outcome). */
+export const FINISHED_RUN_RETENTION_MS = 30 * 24 * 3600 * 1000;
+
+/**
+ * The plan as stored: the job's input is the record's input, kept once. SQLite rows of a Durable Object hold
+ * at most 2 MB, and an input near the 1 MiB request limit stored twice would not fit.
+ */
+function serializePlan(plan: RunPlan): string {
+  return JSON.stringify({ ...plan, job: { ...plan.job, input: undefined } });
+}
+
+function parsePlan(text: string): RunPlan {
+  const plan = JSON.parse(text) as RunPlan;
+  return { ...plan, job: { ...plan.job, input: plan.record.input } };
+}
+
+export class RunStore {
+  constructor(private readonly sql: SqlStorage) {
+    sql.exec(`
+      create table if not exists runs (execution_id text primary key, plan text not null,
+        status text not null, state text not null, deadline integer, finished_at integer);
+      create index if not exists runs_deadline on runs (deadline) where deadline is not null;
+      create index if not exists runs_finished on runs (finished_at) where finished_at is not null;
+      create table if not exists logs (execution_id text not null, seq integer not null,
+        stream text not null, text text not null, at text not null, primary key (execution_id, seq));
+      create table if not exists callbacks (execution_id text not null, seq integer not null,
+        primary key (execution_id, seq));`);
+  }
+
+  state(executionId: string): RunState | null {
+    const [row] = this.sql
+      .exec<{ state: string }>("select state from runs where execution_id = ?", executionId)
+      .toArray();
+    return row ? (JSON.parse(row.state) as RunState) : null;
+  }
+
+  plan(executionId: string): RunPlan | null {
+    const [row] = this.sql
+      .exec<{ plan: string }>("select plan from runs where execution_id = ?", executionId)
+      .toArray();
+    return row ? parsePlan(row.plan) : null;
+  }
+
+  insert(plan: RunPlan, state: RunState): void {
+    this.sql.exec(
+      "insert into runs (execution_id, plan, status, state) values (?, ?, ?, ?)",
+      state.executionId,
+      serializePlan(plan),
+      state.status,
+      JSON.stringify(state),
+    );
+  }
+
+  remove(executionId: string): void {
+    this.sql.exec("delete from runs where execution_id = ?", executionId);
+  }
+
+  /**
+   * Saves the state. A running run keeps (or gets) its watchdog deadline; a completed or failed one gets its
+   * finish time, from which the retention counts. A paused one (awaiting input) has neither.
+   */
+  save(state: RunState, deadline?: number): void {
+    const running = state.status === "running" ? 1 : 0;
+    const over = state.status === "completed" || state.status === "failed" ? 1 : 0;
+    this.sql.exec(
+      `update runs set status = ?, state = ?, deadline = case when ? then coalesce(?, deadline) end,
+         finished_at = case when ? then ? end
+       where execution_id = ?`,
+      state.status,
+      JSON.stringify(state),
+      running,
+      deadline ?? null,
+      over,
+      Date.now(),
+      state.executionId,
+    );
+  }
+
+  /** Records a callback post; false when this sequence number was applied before. */
+  markCallback(executionId: string, seq: number): boolean {
+    const cursor = this.sql.exec(
+      "insert into callbacks (execution_id, seq) values (?, ?) on conflict do nothing",
+      executionId,
+      seq,
+    );
+    return cursor.rowsWritten > 0;
+  }
+
+  /** A resume is a new job whose callbacks number from 1 again. */
+  forgetCallbacks(executionId: string): void {
+    this.sql.exec("delete from callbacks where execution_id = ?", executionId);
+  }
+
+  appendLog(executionId: string, line: Omit<LogLine, "seq">): void {
+    this.sql.exec(
+      `insert into logs (execution_id, seq, stream, text, at)
+       values (?, (select coalesce(max(seq), 0) + 1 from logs where execution_id = ?), ?, ?, ?)`,
+      executionId,
+      executionId,
+      line.stream,
+      line.text,
+      line.at,
+    );
+  }
+
+  logsAfter(executionId: string, after: number): LogLine[] {
+    return this.sql
+      .exec<{ seq: number; stream: string; text: string; at: string }>(
+        "select seq, stream, text, at from logs where execution_id = ? and seq > ? order by seq",
+        executionId,
+        after,
+      )
+      .toArray();
+  }
+
+  hasRunning(): boolean {
+    return this.sql.exec("select 1 from runs where status = 'running' limit 1").toArray().length > 0;
+  }
+
+  /** Running executions whose watchdog deadline has passed. */
+  overdue(now: number): string[] {
+    return this.sql
+      .exec<{ execution_id: string }>(
+        "select execution_id from runs where deadline is not null and deadline <= ?",
+        now,
+      )
+      .toArray()
+      .map((row) => row.execution_id);
+  }
+
+  /** When the alarm should next fire: the earliest deadline or retention sweep, else never. */
+  nextWakeUp(): number | null {
+    const [row] = this.sql
+      .exec<{ deadline: number | null; finished: number | null }>(
+        "select (select min(deadline) from runs) as deadline, (select min(finished_at) from runs) as finished",
+      )
+      .toArray();
+    const sweep = row?.finished == null ? null : row.finished + FINISHED_RUN_RETENTION_MS;
+    const deadline = row?.deadline ?? null;
+    if (deadline === null || sweep === null) return deadline ?? sweep;
+    return Math.min(deadline, sweep);
+  }
+
+  /** Deletes runs finished longer ago than the retention, with their logs and callbacks. */
+  sweep(now: number): void {
+    const before = now - FINISHED_RUN_RETENTION_MS;
+    const filter = "select execution_id from runs where finished_at is not null and finished_at < ?";
+    this.sql.exec(`delete from logs where execution_id in (${filter})`, before);
+    this.sql.exec(`delete from callbacks where execution_id in (${filter})`, before);
+    this.sql.exec("delete from runs where finished_at is not null and finished_at < ?", before);
+  }
+}
