@@ -41,7 +41,6 @@ const worker = await unstable_startWorker({
   },
 });
 await worker.ready;
-console.log(`[wrangler:info] Ready on ${(await worker.url).origin}`);
 
 let stopping = false;
 const stop = async () => {

@@ -122,6 +122,10 @@ export async function startWsProxy(options: WsProxyOptions): Promise<WsProxy> {
     }
     res.writeHead(426, { "content-type": "text/plain" }).end("WebSocket upgrade required\n");
   });
+  // workerd keeps HTTP connections to /sql open between requests and reuses them; Node closing an idle one
+  // (after 5 s by default) races with that reuse and fails the query with "Network connection lost".
+  server.keepAliveTimeout = 10 * 60_000;
+  server.headersTimeout = server.keepAliveTimeout + 1000;
   const wss = new WebSocketServer({ server, perMessageDeflate: false });
   wss.on("connection", (ws, req) => {
     const target = parseProxyTarget(req.url ?? "/");

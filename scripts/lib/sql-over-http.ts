@@ -13,13 +13,13 @@
  * prints them (the driver parses them with the caller's type parsers); a query error is 400 with the
  * error's fields (`message`, `code`, `constraint`, ...).
  */
-import { createHash } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import pg from "pg";
 import type { TurnQueue } from "./pg-turns";
 
-/** Connections per database the endpoint keeps open. */
+/** Connections per database the endpoint keeps open; pglite-server takes one query at a time anyway. */
 const POOL_SIZE = 8;
+const POOL_SIZE_SERIALIZED = 1;
 /** The driver's own bound on a request body is larger, but a query beyond this is a bug here. */
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
 const ERROR_FIELDS = [
@@ -79,10 +79,8 @@ export function createSqlOverHttp(turns: TurnQueue | null): SqlOverHttp {
         user: decodeURIComponent(url.username),
         password: decodeURIComponent(url.password),
         database: decodeURIComponent(url.pathname.slice(1)),
-        max: POOL_SIZE,
+        max: turns ? POOL_SIZE_SERIALIZED : POOL_SIZE,
         idleTimeoutMillis: 30_000,
-        // Each connection keeps the statements it prepared; renewing it now and then bounds that memory.
-        maxUses: 10_000,
       });
       pool.on("error", () => {});
       pools.set(key, pool);
@@ -93,9 +91,7 @@ export function createSqlOverHttp(turns: TurnQueue | null): SqlOverHttp {
   const run = async (pool: pg.Pool, query: string, params: unknown[]) => {
     const release = turns ? await turns.acquire() : null;
     try {
-      // Named by their text, statements are parsed and planned once per connection, not per call.
-      const name = `q${createHash("sha1").update(query).digest("hex").slice(0, 20)}`;
-      return await pool.query({ name, text: query, values: params, rowMode: "array", types: RAW_TEXT });
+      return await pool.query({ text: query, values: params, rowMode: "array", types: RAW_TEXT });
     } finally {
       release?.();
     }

@@ -25,7 +25,10 @@ function labelOf(cmdline: string): string {
     [/postgres/, "postgres"],
     [/redis-server/, "redis"],
   ];
-  return known.find(([pattern]) => pattern.test(cmdline))?.[1] ?? (process.env.BENCH_CPU_OTHER ? cmdline.slice(0, 60) : "other");
+  return (
+    known.find(([pattern]) => pattern.test(cmdline))?.[1] ??
+    (process.env.BENCH_CPU_OTHER ? cmdline.slice(0, 60) : "other")
+  );
 }
 
 export function sampleCpu(): Map<number, ProcessCpu> {
