@@ -354,9 +354,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       "api",
       process.execPath,
       [
-        "--import",
-        "tsx",
-        join(ROOT_DIR, "scripts/wrangler-dev.ts"),
+        join(ROOT_DIR, "scripts/wrangler-dev.mjs"),
         "--port",
         String(ports.api),
         "--persist-to",

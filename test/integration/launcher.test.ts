@@ -68,7 +68,7 @@ describe("npm start (the launcher)", () => {
     const stack = await startTestStack();
     const children = descendants(stack.pid);
     // wrangler (the API) runs on every database kind; pglite only without TEST_DATABASE_URL.
-    const api = children.find((child) => child.command.includes("wrangler.js dev"));
+    const api = children.find((child) => child.command.includes("scripts/wrangler-dev.mjs"));
     expect(api).toBeDefined();
     process.kill(api?.pid as number, "SIGKILL");
 

@@ -1,0 +1,134 @@
+import { runInDurableObject, env as testEnv } from "cloudflare:test";
+import { describe, expect, it } from "vitest";
+import {
+  FINISHED_RUN_RETENTION_MS,
+  type RunPlan,
+  type RunState,
+  RunStore,
+} from "../../durable-objects/execution-run-store";
+import type { Env } from "../../workers/env";
+import { EXECUTION_RUN_SHARDS, executionShardOf } from "../../workers/services/execution-shards";
+
+const env = testEnv as unknown as Env;
+
+function stateOf(executionId: string, status: RunState["status"] = "running"): RunState {
+  return {
+    executionId,
+    status,
+    dispatchedAt: null,
+    roundTripMs: null,
+    durationMs: null,
+    result: null,
+    error: null,
+    errorType: null,
+    prompt: null,
+    schema: null,
+  };
+}
+
+function planOf(executionId: string): RunPlan {
+  return {
+    record: {
+      executionId,
+      userId: "u",
+      functionNamespace: "default",
+      functionName: "f",
+      triggerType: "API",
+      triggerId: "manual",
+      chatId: null,
+      input: { big: "x".repeat(10) },
+    },
+    outputSchema: {},
+    job: { execution_id: executionId, input: { big: "x".repeat(10) } } as unknown as RunPlan["job"],
+  };
+}
+
+/** A fresh shard object per test, with the store over its SQLite storage. */
+async function withStore(test: (store: RunStore) => void | Promise<void>): Promise<void> {
+  const stub = env.EXECUTION_RUN.get(env.EXECUTION_RUN.newUniqueId());
+  await runInDurableObject(stub, (_instance, state) => test(new RunStore(state.storage.sql)));
+}
+
+describe("execution shards", () => {
+  it("maps an id to the same shard every time, and spreads ids over all shards", () => {
+    const ids = Array.from({ length: 2000 }, () => crypto.randomUUID());
+    expect(ids.map(executionShardOf)).toEqual(ids.map(executionShardOf));
+    const used = new Set(ids.map(executionShardOf));
+    expect(used.size).toBe(EXECUTION_RUN_SHARDS);
+    expect(Math.max(...used)).toBe(EXECUTION_RUN_SHARDS - 1);
+    expect(Math.min(...used)).toBe(0);
+  });
+});
+
+describe("RunStore (one ExecutionRun shard's tables)", () => {
+  it("keeps each run's plan, with the input stored once, and state apart", () =>
+    withStore((store) => {
+      store.insert(planOf("a"), stateOf("a"));
+      store.insert(planOf("b"), stateOf("b"));
+      store.save({ ...stateOf("b"), status: "completed", result: 42 });
+      expect(store.state("a")?.status).toBe("running");
+      expect(store.state("b")).toMatchObject({ status: "completed", result: 42 });
+      expect(store.plan("a")?.job.input).toEqual({ big: "xxxxxxxxxx" });
+      expect(store.state("missing")).toBeNull();
+    }));
+
+  it("applies a callback sequence number once per execution", () =>
+    withStore((store) => {
+      expect(store.markCallback("a", 1)).toBe(true);
+      expect(store.markCallback("a", 1)).toBe(false);
+      expect(store.markCallback("b", 1)).toBe(true);
+      store.forgetCallbacks("a");
+      expect(store.markCallback("a", 1)).toBe(true);
+    }));
+
+  it("numbers log lines per execution, for resuming a stream", () =>
+    withStore((store) => {
+      for (const text of ["one", "two"]) store.appendLog("a", { stream: "stdout", text, at: "t" });
+      store.appendLog("b", { stream: "stderr", text: "other", at: "t" });
+      expect(store.logsAfter("a", 0).map((line) => [line.seq, line.text])).toEqual([
+        [1, "one"],
+        [2, "two"],
+      ]);
+      expect(store.logsAfter("a", 1).map((line) => line.text)).toEqual(["two"]);
+      expect(store.logsAfter("b", 0).map((line) => line.seq)).toEqual([1]);
+    }));
+
+  it("wakes at the earliest watchdog deadline; a run that stops loses its deadline", () =>
+    withStore((store) => {
+      const now = Date.now();
+      store.insert(planOf("a"), stateOf("a"));
+      store.insert(planOf("b"), stateOf("b"));
+      store.save(stateOf("a"), now + 5_000);
+      store.save(stateOf("b"), now + 1_000);
+      expect(store.nextWakeUp()).toBe(now + 1_000);
+      expect(store.overdue(now + 2_000)).toEqual(["b"]);
+      expect(store.hasRunning()).toBe(true);
+      store.save({ ...stateOf("b"), status: "failed" });
+      store.save({ ...stateOf("a"), status: "awaiting_input" });
+      expect(store.overdue(now + 10_000)).toEqual([]);
+      expect(store.hasRunning()).toBe(false);
+      // Only the finished run counts toward the retention sweep; the paused one waits for its input.
+      const wake = store.nextWakeUp() as number;
+      expect(wake - FINISHED_RUN_RETENTION_MS).toBeGreaterThanOrEqual(now);
+      expect(wake - FINISHED_RUN_RETENTION_MS).toBeLessThanOrEqual(Date.now());
+    }));
+
+  it("sweeps runs finished longer ago than the retention, with their logs and callbacks", () =>
+    withStore((store) => {
+      store.insert(planOf("old"), stateOf("old"));
+      store.appendLog("old", { stream: "stdout", text: "x", at: "t" });
+      store.markCallback("old", 1);
+      store.save({ ...stateOf("old"), status: "completed" });
+      store.insert(planOf("paused"), stateOf("paused"));
+      store.save({ ...stateOf("paused"), status: "awaiting_input" });
+      store.insert(planOf("live"), stateOf("live"));
+      store.sweep(Date.now());
+      expect(store.state("old")).not.toBeNull();
+      store.sweep(Date.now() + FINISHED_RUN_RETENTION_MS + 1_000);
+      expect(store.state("old")).toBeNull();
+      expect(store.logsAfter("old", 0)).toEqual([]);
+      expect(store.markCallback("old", 1)).toBe(true);
+      expect(store.state("paused")?.status).toBe("awaiting_input");
+      expect(store.state("live")?.status).toBe("running");
+    }));
+});
