@@ -113,12 +113,17 @@ export class ChatSession extends DurableObject<Env> {
       const services = this.#services();
       const subjects = await loadTurnSubjects(services, request.chatId, request.userId);
       // §5.3 step C: the user message is committed before the model is called, so it survives a failure.
-      const [userMessage] = await appendMessages(services.db(), request.chatId, [
+      const saving = appendMessages(services.db(), request.chatId, [
         { role: "user", content: request.content },
       ]);
-      userMessageId = userMessage?.id ?? null;
       const setup = this.#setup(services, subjects, request, controller, undefined);
-      const prepared = await prepareTurn(setup);
+      const preparing = prepareTurn(setup, saving);
+      const [userMessage] = await saving.catch(async (error) => {
+        await preparing.catch(() => undefined);
+        throw error;
+      });
+      userMessageId = userMessage?.id ?? null;
+      const prepared = await preparing;
       startFirstCall(setup, prepared);
       const first = this.#startLogged(turnId, request.chatId, request.mode, userMessageId);
       void this.#run(setup, prepared, turnId).then(settle);

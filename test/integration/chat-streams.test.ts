@@ -356,6 +356,7 @@ describe("restart mid-turn", () => {
     if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
 
+  // Two full stack starts on on-disk PGlite: beside another test file's stack in CI, ~30 s each.
   it("keeps every persisted message and ends the interrupted turn with a clear error event", async () => {
     dataDir = mkdtempSync(join(tmpdir(), "sinas-chat-restart-"));
     restartable = await startTestStack({ workerVars: IDENTITY_VARS, dataDir });
@@ -390,5 +391,5 @@ describe("restart mid-turn", () => {
       ["user", "tell me"],
       ["assistant", "half an answer"],
     ]);
-  });
+  }, 150_000);
 });

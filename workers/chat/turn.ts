@@ -88,7 +88,11 @@ export type TurnSetup = Omit<TurnRequest, "emit" | "signal"> & { signal: AbortSi
  * Object's storage writes, which hold back its network traffic until they are durable, come after the database
  * round trips instead of between them.
  */
-export async function prepareTurn(setup: TurnSetup): Promise<PreparedTurn> {
+/**
+ * Resolves the model and the tools, and reads the conversation once `historyAfter` (the user message's insert)
+ * has settled: the lookups overlap the insert instead of waiting for it.
+ */
+export async function prepareTurn(setup: TurnSetup, historyAfter?: Promise<unknown>): Promise<PreparedTurn> {
   const { services, chat, agent, user, signal } = setup;
   const toolContext: ToolContext = {
     // Tools wait for executions; the turn's pool must stay open meanwhile, whatever the waiters do.
@@ -104,7 +108,7 @@ export async function prepareTurn(setup: TurnSetup): Promise<PreparedTurn> {
   const [llm, tools, firstMessages] = await Promise.all([
     resolveChatModel(services, agent),
     assembleTools(toolContext),
-    setup.resume ? null : buildConversationFor(setup),
+    setup.resume ? null : Promise.resolve(historyAfter).then(() => buildConversationFor(setup)),
   ]);
   return { llm, tools, toolContext, firstMessages };
 }

@@ -79,10 +79,13 @@ export async function authenticate(services: Services, token: string): Promise<A
   if (check.kind === "not_a_valid_jwt") return authenticateApiKey(services, token);
   if (check.kind === "bad_payload") throw new AppError("UNAUTHORIZED", "Invalid token payload");
   const db = services.db();
-  const [user] = await db.select().from(users).where(eq(users.id, check.claims.sub)).limit(1);
+  // The token names the user, so the grants are read alongside the user row, not after it.
+  const [[user], grants] = await Promise.all([
+    db.select().from(users).where(eq(users.id, check.claims.sub)).limit(1),
+    loadUserGrants(db, check.claims.sub),
+  ]);
   if (!user) throw new AppError("UNAUTHORIZED", "User not found");
   ensureActive(user);
-  const grants = await loadUserGrants(db, user.id);
   return {
     principal: {
       user,
