@@ -18,6 +18,7 @@ describe("npm start (the launcher)", () => {
   const dataDir = mkdtempSync(join(tmpdir(), "sinas-launcher-"));
   afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
+  // Two full stack starts on on-disk PGlite: beside another test file's stack in CI, ~30 s each.
   it("keeps PGlite data on disk across restarts, and leaves no process behind on SIGTERM", async () => {
     const first = await startTestStack({ dataDir });
     expect(first.database.kind).toBe("pglite");
@@ -47,7 +48,7 @@ describe("npm start (the launcher)", () => {
     } finally {
       await second.stop();
     }
-  });
+  }, 150_000);
 
   it("moves to a free port when the configured one is busy", async () => {
     const blocker: Server = createServer();
