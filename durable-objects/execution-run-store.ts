@@ -32,6 +32,22 @@ export interface RunState {
   schema: JsonObject | null;
 }
 
+/** A run that was just started: running, nothing measured or answered yet. */
+export function newRunState(executionId: string): RunState {
+  return {
+    executionId,
+    status: "running",
+    dispatchedAt: null,
+    roundTripMs: null,
+    durationMs: null,
+    result: null,
+    error: null,
+    errorType: null,
+    prompt: null,
+    schema: null,
+  };
+}
+
 export interface LogLine {
   seq: number;
   stream: string;
@@ -152,10 +168,6 @@ export class RunStore {
         after,
       )
       .toArray();
-  }
-
-  hasRunning(): boolean {
-    return this.sql.exec("select 1 from runs where status = 'running' limit 1").toArray().length > 0;
   }
 
   /** Running executions whose watchdog deadline has passed. */

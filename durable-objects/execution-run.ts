@@ -22,7 +22,7 @@ import {
   upsertStep,
 } from "../workers/services/execution-records";
 import { createServices, type Services } from "../workers/services/services";
-import { type RunPlan, type RunState, RunStore } from "./execution-run-store";
+import { newRunState, type RunPlan, type RunState, RunStore } from "./execution-run-store";
 
 export type { RunPlan, RunState, RunStatus } from "./execution-run-store";
 
@@ -67,18 +67,7 @@ export class ExecutionRun extends DurableObject<Env> {
     const executionId = plan.record.executionId;
     const existing = this.#store.state(executionId);
     if (existing) return existing;
-    const state: RunState = {
-      executionId,
-      status: "running",
-      dispatchedAt: null,
-      roundTripMs: null,
-      durationMs: null,
-      result: null,
-      error: null,
-      errorType: null,
-      prompt: null,
-      schema: null,
-    };
+    const state = newRunState(executionId);
     this.#store.insert(plan, state);
     try {
       await this.#withServices((services) => insertExecution(services.db(), plan.record));

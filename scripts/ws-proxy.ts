@@ -148,9 +148,9 @@ export async function startWsProxy(options: WsProxyOptions): Promise<WsProxy> {
       new Promise<void>((resolve) => {
         for (const client of wss.clients) client.terminate();
         wss.close();
-        server.close(() => resolve());
+        // The /sql pools end too, so a stopped proxy leaves no Postgres connection behind.
+        server.close(() => void sqlOverHttp.close().then(resolve));
         server.closeAllConnections();
-        void sqlOverHttp.close();
       }),
   };
 }

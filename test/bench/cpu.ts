@@ -25,10 +25,7 @@ function labelOf(cmdline: string): string {
     [/postgres/, "postgres"],
     [/redis-server/, "redis"],
   ];
-  return (
-    known.find(([pattern]) => pattern.test(cmdline))?.[1] ??
-    (process.env.BENCH_CPU_OTHER ? cmdline.slice(0, 60) : "other")
-  );
+  return known.find(([pattern]) => pattern.test(cmdline))?.[1] ?? "other";
 }
 
 export function sampleCpu(): Map<number, ProcessCpu> {

@@ -2,6 +2,7 @@ import { runInDurableObject, env as testEnv } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import {
   FINISHED_RUN_RETENTION_MS,
+  newRunState,
   type RunPlan,
   type RunState,
   RunStore,
@@ -12,18 +13,7 @@ import { EXECUTION_RUN_SHARDS, executionShardOf } from "../../workers/services/e
 const env = testEnv as unknown as Env;
 
 function stateOf(executionId: string, status: RunState["status"] = "running"): RunState {
-  return {
-    executionId,
-    status,
-    dispatchedAt: null,
-    roundTripMs: null,
-    durationMs: null,
-    result: null,
-    error: null,
-    errorType: null,
-    prompt: null,
-    schema: null,
-  };
+  return { ...newRunState(executionId), status };
 }
 
 function planOf(executionId: string): RunPlan {
@@ -102,11 +92,9 @@ describe("RunStore (one ExecutionRun shard's tables)", () => {
       store.save(stateOf("b"), now + 1_000);
       expect(store.nextWakeUp()).toBe(now + 1_000);
       expect(store.overdue(now + 2_000)).toEqual(["b"]);
-      expect(store.hasRunning()).toBe(true);
       store.save({ ...stateOf("b"), status: "failed" });
       store.save({ ...stateOf("a"), status: "awaiting_input" });
       expect(store.overdue(now + 10_000)).toEqual([]);
-      expect(store.hasRunning()).toBe(false);
       // Only the finished run counts toward the retention sweep; the paused one waits for its input.
       const wake = store.nextWakeUp() as number;
       expect(wake - FINISHED_RUN_RETENTION_MS).toBeGreaterThanOrEqual(now);
