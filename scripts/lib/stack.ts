@@ -1,24 +1,28 @@
 /**
  * @module The local stack: everything `npm start` runs, as a library the integration tests use too.
  *
- * Order: Postgres (embedded PGlite unless a URL is given) -> WebSocket proxy -> migrations -> Redis
- * bridge -> SMTP sink -> executor -> `wrangler dev`. Every piece that starts is stopped by `close()`,
+ * Order: `wrangler dev` and the executor first (the slowest to come up; every address they need is known
+ * in advance), then Postgres (embedded PGlite unless a URL is given) -> WebSocket proxy -> migrations ->
+ * Redis bridge -> SMTP sink, then both health checks. Every piece that starts is stopped by `close()`,
  * also when a later piece fails to start.
  */
-import { spawnSync } from "node:child_process";
+import { execFile, spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { startLocalFakeLlm } from "../fake-llm";
 import { startRedisBridge } from "../redis-bridge";
 import { startSmtpSink } from "../smtp-sink";
 import { startWsProxy } from "../ws-proxy";
 import { ManagedChild } from "./child";
-import { createDatabase, dropDatabase, runMigrations } from "./migrate";
+import { createDatabase, dropDatabase, MIGRATIONS_FOLDER, runMigrations, withDatabaseName } from "./migrate";
 import { findPort } from "./ports";
 import { waitForHttp, waitForPort } from "./wait";
 import { loadDevSecrets, PASS_THROUGH_VARS, writeEnvFile } from "./worker-vars";
+
+const execFileAsync = promisify(execFile);
 
 export const ROOT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -130,18 +134,38 @@ export function describeExit(child: ManagedChild, code: number | null, signal: s
  * ~70 ms), so the docker driver never runs stale runtime code. Without podman/docker nothing happens and
  * the executor picks bwrap or the process driver.
  */
-function ensureRuntimeImage(log: (line: string) => void): void {
+async function ensureRuntimeImage(log: (line: string) => void): Promise<void> {
   const engine = ["podman", "docker"].find(
     (name) => spawnSync(name, ["--version"], { stdio: "ignore" }).status === 0,
   );
   if (!engine) return;
-  const build = spawnSync("bash", [join(ROOT_DIR, "scripts/build-runtime-image.sh")], { encoding: "utf8" });
-  if (build.status !== 0) {
-    const tail = `${build.stdout ?? ""}${build.stderr ?? ""}`.trim().split("\n").slice(-5).join("\n    ");
+  try {
+    await execFileAsync("bash", [join(ROOT_DIR, "scripts/build-runtime-image.sh")], { encoding: "utf8" });
+  } catch (error) {
+    const { stdout = "", stderr = "" } = error as { stdout?: string; stderr?: string };
+    const tail = `${stdout}${stderr}`.trim().split("\n").slice(-5).join("\n    ");
     log(
       `could not build the sandbox runtime image with ${engine}; the executor will fall back:\n    ${tail}`,
     );
   }
+}
+
+/**
+ * Where the in-memory PGlite snapshot for the current migrations lives (scripts/pglite-server.mjs makes it on
+ * first use): named by a hash of the migrations and of PGlite's version, so a change makes a new one.
+ */
+function pgliteSnapshotFile(): string {
+  const hash = createHash("sha256");
+  hash.update(readFileSync(join(ROOT_DIR, "node_modules/@electric-sql/pglite/package.json")));
+  const files = readdirSync(MIGRATIONS_FOLDER, { recursive: true, encoding: "utf8" }).sort();
+  for (const file of files) {
+    const path = join(MIGRATIONS_FOLDER, file);
+    if (!statSync(path).isFile()) continue;
+    hash.update(file);
+    hash.update(readFileSync(path));
+  }
+  const name = `pglite-${hash.digest("hex").slice(0, 16)}.tar`;
+  return join(ROOT_DIR, "node_modules/.cache/sinas", name);
 }
 
 /** Fires the Worker's `scheduled()` at each full minute, as Cloudflare's Cron Trigger `* * * * *` would. */
@@ -179,19 +203,22 @@ export async function startStack(options: StackOptions): Promise<Stack> {
   }
 
   const cleanups: (() => Promise<void>)[] = [];
+  const firstCleanups: (() => Promise<void>)[] = [];
   let started = false;
   let startupFailure: string | null = null;
   const abort = () => startupFailure ?? (options.signal?.aborted ? "start-up cancelled" : null);
   /**
    * Spawns a child. One that dies after start-up is reported with its last lines; a `restart` child (the
    * executor, which is stateless) is then started again, up to 5 times a minute, the others stop the stack.
+   * `stopFirst` children (the API, the executor) stop before everything else, so that nothing calls a
+   * stopped database or bridge on the way down.
    */
   const spawnChild = (
     name: string,
     command: string,
     args: string[],
     env: NodeJS.ProcessEnv = {},
-    restart = false,
+    { restart = false, stopFirst = false } = {},
   ) => {
     let current: ManagedChild;
     const restarts: number[] = [];
@@ -224,107 +251,40 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       });
     };
     launch();
-    cleanups.push(() => current.stop());
+    (stopFirst ? firstCleanups : cleanups).push(() => current.stop());
   };
   const close = async () => {
-    for (const cleanup of cleanups.reverse())
+    for (const cleanup of [...firstCleanups.reverse(), ...cleanups.reverse()])
       await cleanup().catch((error) => log(`cleanup failed: ${error}`));
+    firstCleanups.length = 0;
     cleanups.length = 0;
   };
 
   try {
-    // Postgres: external server, or PGlite behind pglite-server's Postgres protocol.
-    let databaseUrl = options.databaseUrl;
-    let databaseKind: "pglite" | "postgres" = "postgres";
-    let databaseLocation = databaseUrl ? new URL(databaseUrl).host : "";
-    if (!databaseUrl) {
-      databaseKind = "pglite";
-      const pgliteDir = options.pglite === "memory" ? "memory://" : join(dataDir, "pgdata");
-      databaseLocation = options.pglite === "memory" ? "in memory" : pgliteDir;
-      const server = join(ROOT_DIR, "node_modules/@electric-sql/pglite-socket/dist/scripts/server.js");
-      spawnChild("pglite", process.execPath, [
-        server,
-        "--db",
-        pgliteDir,
-        "--port",
-        String(ports.pglite),
-        // Connections are multiplexed onto one PGlite; a connection beyond this limit is dropped, which the
-        // Neon driver surfaces as an uncaught "send() after close()". Every Worker request and every busy
-        // Durable Object holds one, so the limit is generous.
-        "-m",
-        "1024",
-      ]);
-      await waitForPort(ports.pglite, { timeoutMs: 60_000, abort });
-      databaseUrl = `postgresql://postgres:postgres@127.0.0.1:${ports.pglite}/postgres?sslmode=disable`;
-    }
-
-    const proxy = await startWsProxy({
-      port: ports.dbProxy,
-      serializeConnections: databaseKind === "pglite",
-    });
-    cleanups.push(() => proxy.close());
-
-    if (options.freshDatabase) {
-      const admin = { databaseUrl, wsProxy: proxy.address };
-      const name = options.freshDatabase;
-      databaseUrl = await createDatabase(admin, name);
-      cleanups.push(() => dropDatabase(admin, name));
-    }
-    await runMigrations({ databaseUrl, wsProxy: proxy.address });
-
-    const redisToken = randomBytes(24).toString("base64url");
-    const bridge = await startRedisBridge({
-      port: ports.redisBridge,
-      token: redisToken,
-      redisUrl: options.redisUrl,
-    });
-    cleanups.push(() => bridge.close());
-
-    let mailUrl: string | null = null;
-    let smtp = options.smtp;
-    if (!smtp) {
-      const sink = await startSmtpSink({
-        smtpPort: ports.smtp,
-        httpPort: ports.mailHttp,
-        print: (line) => options.onChildLine?.("mail", line),
-      });
-      cleanups.push(() => sink.close());
-      mailUrl = sink.httpUrl;
-      smtp = {
-        host: "127.0.0.1",
-        port: sink.smtpPort,
-        user: "sinas",
-        password: "sinas",
-        domain: "sinas.local",
-      };
-    }
-
-    let fakeLlmUrl: string | null = null;
-    if (options.fakeLlmPort !== undefined) {
-      const fake = await startLocalFakeLlm(options.fakeLlmPort);
-      cleanups.push(() => fake.close());
-      fakeLlmUrl = fake.url;
-    }
-
-    ensureRuntimeImage(log);
     const secrets = await loadDevSecrets(dataDir);
+    const redisToken = randomBytes(24).toString("base64url");
+    const pglite = !options.databaseUrl;
+    const serverUrl =
+      options.databaseUrl ??
+      `postgresql://postgres:postgres@127.0.0.1:${ports.pglite}/postgres?sslmode=disable`;
+    const databaseUrl = options.freshDatabase
+      ? withDatabaseName(serverUrl, options.freshDatabase)
+      : serverUrl;
+    const proxyAddress = `127.0.0.1:${ports.dbProxy}`;
+    const bridgeUrl = `http://127.0.0.1:${ports.redisBridge}`;
     const executorUrl = `http://127.0.0.1:${ports.executor}`;
-    spawnChild(
-      "executor",
-      process.execPath,
-      ["--import", "tsx", "executor-node/src/server.ts"],
-      {
-        EXECUTOR_PORT: String(ports.executor),
-        EXECUTOR_JOB_PUBLIC_KEY: secrets.EXECUTOR_JOB_PUBLIC_KEY,
-        EXECUTOR_CALLBACK_PRIVATE_KEY: secrets.EXECUTOR_CALLBACK_PRIVATE_KEY,
-        // One id per data folder: stacks running side by side (tests) never remove each other's
-        // containers as orphans, and a restarted `npm start` cleans up what its crashed run left.
-        EXECUTOR_ID: `sinas-${createHash("sha256").update(dataDir).digest("hex").slice(0, 12)}`,
-      },
-      true,
-    );
-    await waitForHttp(`${executorUrl}/health`, { timeoutMs: 30_000, abort });
+    const apiUrl = `http://127.0.0.1:${ports.api}`;
+    const smtp: ExternalSmtp = options.smtp ?? {
+      host: "127.0.0.1",
+      port: ports.smtp,
+      user: "sinas",
+      password: "sinas",
+      domain: "sinas.local",
+    };
 
+    // The slowest pieces start first and come up side by side with the database: wrangler (bundle, then
+    // workerd) and the executor (after the sandbox image check). Every address they need is known already,
+    // and nothing calls them before the health checks at the end.
     const passThrough = Object.fromEntries(
       PASS_THROUGH_VARS.flatMap((name) => (process.env[name] ? [[name, process.env[name] as string]] : [])),
     );
@@ -334,11 +294,11 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       ENCRYPTION_KEY: secrets.ENCRYPTION_KEY,
       EXECUTOR_JOB_PRIVATE_KEY: secrets.EXECUTOR_JOB_PRIVATE_KEY,
       EXECUTOR_CALLBACK_PUBLIC_KEY: secrets.EXECUTOR_CALLBACK_PUBLIC_KEY,
-      API_PUBLIC_URL: `http://127.0.0.1:${ports.api}`,
+      API_PUBLIC_URL: apiUrl,
       ...passThrough,
       DATABASE_URL: databaseUrl,
-      DB_WS_PROXY: proxy.address,
-      UPSTASH_REDIS_REST_URL: bridge.url,
+      DB_WS_PROXY: proxyAddress,
+      UPSTASH_REDIS_REST_URL: bridgeUrl,
       UPSTASH_REDIS_REST_TOKEN: redisToken,
       EXECUTOR_URL: executorUrl,
       SMTP_HOST: smtp.host,
@@ -364,8 +324,87 @@ export async function startStack(options: StackOptions): Promise<Stack> {
         ...(devtools ? ["--inspector-port", String(ports.inspector), "--watch"] : []),
       ],
       { WRANGLER_SEND_METRICS: "false", NO_COLOR: "1", FORCE_COLOR: "0" },
+      { stopFirst: true },
     );
-    const apiUrl = `http://127.0.0.1:${ports.api}`;
+    const executorSpawned = ensureRuntimeImage(log).then(() =>
+      spawnChild(
+        "executor",
+        process.execPath,
+        ["--import", "tsx", "executor-node/src/server.ts"],
+        {
+          EXECUTOR_PORT: String(ports.executor),
+          EXECUTOR_JOB_PUBLIC_KEY: secrets.EXECUTOR_JOB_PUBLIC_KEY,
+          EXECUTOR_CALLBACK_PRIVATE_KEY: secrets.EXECUTOR_CALLBACK_PRIVATE_KEY,
+          // One id per data folder: stacks running side by side (tests) never remove each other's
+          // containers as orphans, and a restarted `npm start` cleans up what its crashed run left.
+          EXECUTOR_ID: `sinas-${createHash("sha256").update(dataDir).digest("hex").slice(0, 12)}`,
+        },
+        { restart: true, stopFirst: true },
+      ),
+    );
+
+    // Postgres: external server, or PGlite behind a Postgres-protocol socket server.
+    let databaseLocation = new URL(serverUrl).host;
+    if (pglite) {
+      const inMemory = options.pglite === "memory";
+      databaseLocation = inMemory ? "in memory" : join(dataDir, "pgdata");
+      spawnChild("pglite", process.execPath, [
+        join(ROOT_DIR, "scripts/pglite-server.mjs"),
+        "--db",
+        inMemory ? "memory://" : databaseLocation,
+        "--port",
+        String(ports.pglite),
+        // Connections are multiplexed onto one PGlite; a connection beyond this limit is dropped, which the
+        // Neon driver surfaces as an uncaught "send() after close()". Every Worker request and every busy
+        // Durable Object holds one, so the limit is generous.
+        "--max-connections",
+        "1024",
+        "--snapshot",
+        pgliteSnapshotFile(),
+        "--migrations",
+        MIGRATIONS_FOLDER,
+      ]);
+      await waitForPort(ports.pglite, { timeoutMs: 60_000, abort });
+    }
+
+    const proxy = await startWsProxy({ port: ports.dbProxy, serializeConnections: pglite });
+    cleanups.push(() => proxy.close());
+
+    if (options.freshDatabase) {
+      const admin = { databaseUrl: serverUrl, wsProxy: proxy.address };
+      const name = options.freshDatabase;
+      await createDatabase(admin, name);
+      cleanups.push(() => dropDatabase(admin, name));
+    }
+    await runMigrations({ databaseUrl, wsProxy: proxy.address });
+
+    const bridge = await startRedisBridge({
+      port: ports.redisBridge,
+      token: redisToken,
+      redisUrl: options.redisUrl,
+    });
+    cleanups.push(() => bridge.close());
+
+    let mailUrl: string | null = null;
+    if (!options.smtp) {
+      const sink = await startSmtpSink({
+        smtpPort: ports.smtp,
+        httpPort: ports.mailHttp,
+        print: (line) => options.onChildLine?.("mail", line),
+      });
+      cleanups.push(() => sink.close());
+      mailUrl = sink.httpUrl;
+    }
+
+    let fakeLlmUrl: string | null = null;
+    if (options.fakeLlmPort !== undefined) {
+      const fake = await startLocalFakeLlm(options.fakeLlmPort);
+      cleanups.push(() => fake.close());
+      fakeLlmUrl = fake.url;
+    }
+
+    await executorSpawned;
+    await waitForHttp(`${executorUrl}/health`, { timeoutMs: 30_000, abort });
     await waitForHttp(`${apiUrl}/health`, { timeoutMs: options.readyTimeoutMs ?? 90_000, abort });
 
     started = true;
@@ -379,7 +418,12 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       redisMode: bridge.mode,
       mailUrl,
       smtp: { host: smtp.host, port: smtp.port },
-      database: { kind: databaseKind, url: databaseUrl, wsProxy: proxy.address, location: databaseLocation },
+      database: {
+        kind: pglite ? "pglite" : "postgres",
+        url: databaseUrl,
+        wsProxy: proxy.address,
+        location: databaseLocation,
+      },
       dataDir,
       ports,
       fakeLlmUrl,
