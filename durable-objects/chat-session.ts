@@ -19,10 +19,16 @@ import {
 } from "../workers/chat/turn";
 import type { Env } from "../workers/env";
 import { AppError, type ErrorCode } from "../workers/lib/errors";
-import { appendMessages, toMessageResponse } from "../workers/services/chats";
+import {
+  appendMessages,
+  appendUserMessage,
+  listChatMessages,
+  toMessageResponse,
+} from "../workers/services/chats";
 import { createServices, type Services } from "../workers/services/services";
 import { type Decision, recordDecisions } from "./chat-approvals";
 import { ChatLog, type TurnStatus } from "./chat-log";
+import type { StreamFormat } from "./chat-stream";
 import { loadTurnSubjects, partialAnswerOf, type TurnSubjects } from "./chat-turn-data";
 import { ChatViewers } from "./chat-viewers";
 
@@ -87,6 +93,26 @@ export class ChatSession extends DurableObject<Env> {
     return (await this.#begin(request)).started;
   }
 
+  /**
+   * Starts a streamed turn and answers with its stream (`format`), from the turn's first event: one call from
+   * the Worker instead of a start and then a stream request.
+   */
+  async startTurnStream(
+    request: Omit<SendRequest, "mode">,
+    format: StreamFormat,
+  ): Promise<Failure | Response> {
+    const started = await this.startTurn({ ...request, mode: "stream" });
+    if (!started.ok) return started;
+    const url = `https://chat-session/stream?after=${started.afterSeq}&format=${format}`;
+    return this.#viewers.serve(new Request(url), this.#active?.id ?? null);
+  }
+
+  /**
+   * Called when the chat is created: the object's first start creates its SQLite database and tables (the
+   * constructor), which would otherwise delay the chat's first answer by as much as the rest of the turn.
+   */
+  async prepare(): Promise<void> {}
+
   /** §5.4: a whole turn, answered with the final assistant message. */
   async sendMessage(request: SendRequest): Promise<Answered | Failure> {
     const { started, ended } = await this.#begin({ ...request, mode: "complete" });
@@ -111,19 +137,22 @@ export class ChatSession extends DurableObject<Env> {
     let userMessageId: string | null | undefined;
     try {
       const services = this.#services();
-      const subjects = await loadTurnSubjects(services, request.chatId, request.userId);
-      // §5.3 step C: the user message is committed before the model is called, so it survives a failure.
-      const saving = appendMessages(services.db(), request.chatId, [
-        { role: "user", content: request.content },
-      ]);
+      const db = services.db();
+      // §5.3 step C: the user message is committed before the model is called, so it survives a failure. It is
+      // stored only for the chat's owner while the agent is active, so the insert, the lookup of chat and agent
+      // and the reading of the history go out together.
+      const { chatId, userId, content } = request;
+      const stored = listChatMessages(db, chatId);
+      const saving = appendUserMessage(db, { chatId, userId, content });
+      // Both are awaited below; a failed lookup must not leave them unhandled.
+      stored.catch(() => undefined);
+      saving.catch(() => undefined);
+      const subjects = await loadTurnSubjects(services, chatId, userId);
+      const userMessage = await saving;
+      if (!userMessage) throw new AppError("NOT_FOUND", "The chat's agent no longer exists or is inactive");
+      userMessageId = userMessage.id;
       const setup = this.#setup(services, subjects, request, controller, undefined);
-      const preparing = prepareTurn(setup, saving);
-      const [userMessage] = await saving.catch(async (error) => {
-        await preparing.catch(() => undefined);
-        throw error;
-      });
-      userMessageId = userMessage?.id ?? null;
-      const prepared = await preparing;
+      const prepared = await prepareTurn(setup, { stored, added: Promise.resolve(userMessage) });
       startFirstCall(setup, prepared);
       const first = this.#startLogged(turnId, request.chatId, request.mode, userMessageId);
       void this.#run(setup, prepared, turnId).then(settle);

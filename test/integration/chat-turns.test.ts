@@ -388,3 +388,68 @@ describe("bad input", () => {
     expect(JSON.parse(String(messages[0]?.content))).toEqual(parts);
   });
 });
+
+describe("who may send, and what the model sees", () => {
+  it("sends the whole history in order; another user's or an inactive agent's send stores nothing", async () => {
+    const own = await api(stack, admin, "POST", "/api/v1/llm-providers", {
+      name: "gatekeeper-provider",
+      provider_type: "openai",
+      api_key: "sk-before",
+      api_endpoint: fake.openaiUrl,
+    });
+    expect(own.status, JSON.stringify(own.body)).toBe(201);
+    const providerId = (own.body as { id: string }).id;
+    await createAgent(stack, admin, {
+      name: "gatekeeper",
+      system_prompt: "Gate.",
+      llm_provider_id: providerId,
+      model: "fake-model",
+    });
+    const chat = await createChat(stack, admin, "gatekeeper");
+    fake.script({ content: "first answer" });
+    expect((await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "one" })).status).toBe(200);
+    fake.script({ content: "second answer", chunks: ["second ", "answer"] });
+    expect((await streamMessage(stack, admin, chat, "two")).status).toBe(200);
+    // The second turn's user message is read beside its own insert: exactly once, last.
+    const sent = (
+      (fake.requests[1]?.body as { messages: { role: string; content: unknown }[] }).messages ?? []
+    )
+      .filter((message) => message.role !== "system")
+      .map((message) => [message.role, message.content]);
+    expect(sent).toEqual([
+      ["user", "one"],
+      ["assistant", "first answer"],
+      ["user", "two"],
+    ]);
+    const stored = async () => (await chatMessages(stack, admin, chat)).length;
+    expect(await stored()).toBe(4);
+
+    // A provider changed between turns is used as changed (nothing stale from the turn before).
+    const rotated = await api(stack, admin, "PATCH", `/api/v1/llm-providers/${providerId}`, {
+      api_key: "sk-after",
+    });
+    expect(rotated.status, JSON.stringify(rotated.body)).toBe(200);
+    fake.script({ content: "third answer" });
+    expect((await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "three" })).status).toBe(
+      200,
+    );
+    expect(fake.requests[0]?.headers.authorization).toBe("Bearer sk-before");
+    expect(fake.requests[2]?.headers.authorization).toBe("Bearer sk-after");
+    expect(await stored()).toBe(6);
+
+    expect((await api(stack, bob, "POST", `/chats/${chat}/messages`, { content: "x" })).status).toBe(403);
+    expect((await streamMessage(stack, bob, chat, "y")).status).toBe(403);
+    expect(await stored()).toBe(6);
+
+    const deactivated = await api(stack, admin, "PUT", "/api/v1/agents/default/gatekeeper", {
+      is_active: false,
+    });
+    expect(deactivated.status, JSON.stringify(deactivated.body)).toBe(200);
+    const refused = await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "z" });
+    expect(refused.status).toBe(404);
+    expect(JSON.stringify(refused.body)).toContain("no longer exists or is inactive");
+    expect((await streamMessage(stack, admin, chat, "w")).status).toBe(404);
+    expect(await stored()).toBe(6);
+    expect(fake.requests).toHaveLength(3);
+  });
+});

@@ -197,15 +197,35 @@ async function toContextEntry(services: PromptServices, state: State): Promise<C
   return { namespace: state.namespace, key: state.key, description: state.description, value };
 }
 
-/** The full conversation for the next model call (§5.3 step D, D-25). */
+/**
+ * Messages read side by side with the insert of the turn's user message, which need not wait for each other:
+ * a chat runs one turn at a time, so nothing else adds to it meanwhile.
+ */
+export interface FirstRoundMessages {
+  /** The chat's messages, read while `added` was being inserted (it may or may not be among them). */
+  stored: Promise<Message[]>;
+  added: Promise<Message>;
+}
+
+/** Every message before `added`, then `added`. */
+async function storedWith(first: FirstRoundMessages): Promise<Message[]> {
+  const [stored, added] = await Promise.all([first.stored, first.added]);
+  return [...stored.filter((message) => message.sequence < added.sequence), added];
+}
+
+/**
+ * The full conversation for the next model call (§5.3 step D, D-25); `first`: the first round of a turn, whose
+ * messages were read beside the user message's insert.
+ */
 export async function buildConversation(
   services: PromptServices,
   { chat, agent, userId }: ConversationRequest,
+  first?: FirstRoundMessages,
 ): Promise<LlmMessage[]> {
   const db = services.db();
   const [contextStates, stored] = await Promise.all([
     loadContextStates(db, agent, userId),
-    listChatMessages(db, chat.id),
+    first ? storedWith(first) : listChatMessages(db, chat.id),
   ]);
   const entries = await Promise.all(contextStates.map((state) => toContextEntry(services, state)));
   const system = systemContent(

@@ -36,6 +36,8 @@ export interface ToolContext {
    * one deeper. A call at MAX_AGENT_CALL_DEPTH is refused (an agent calling itself, or a cycle).
    */
   depth?: number;
+  /** Known already when the chat was read: false skips the query for `continue_execution`. */
+  hasPausedExecutions?: boolean;
 }
 
 export type OfferedToolKind = "state" | "agent" | "function" | "mcp" | "continue";
@@ -221,6 +223,7 @@ export function continueExecutionDefinition(paused: PausedExecution[]): ToolDefi
 }
 
 async function offerContinueExecution(ctx: ToolContext): Promise<OfferedTool[]> {
+  if (ctx.hasPausedExecutions === false) return [];
   const paused = await ctx.services
     .db()
     .select({

@@ -8,13 +8,13 @@ import type { Agent, Chat, ConversationContext, JsonObject, Message, ToolCall } 
 import { pendingToolApprovals } from "../db/schema";
 import { AppError } from "../lib/errors";
 import { describeSchemaProblems, validateAgainstSchema } from "../lib/json-schema";
-import { type ResolvedChatModel, resolveChatModel } from "../llm/registry";
+import { type LlmProviderRow, type ResolvedChatModel, resolveChatModel } from "../llm/registry";
 import type { CompletionRequest, LlmMessage } from "../llm/types";
 import { appendMessages, type NewChatMessage } from "../services/chats";
 import type { Services } from "../services/services";
 import type { ChatEvent, TurnEndStatus } from "./events";
 import { completeReply, type StartedCall, startCall, streamReply } from "./model-call";
-import { buildConversation, responseFormatFor } from "./prompt";
+import { buildConversation, type FirstRoundMessages, responseFormatFor } from "./prompt";
 import {
   approvalNeeded,
   assembleTools,
@@ -40,6 +40,10 @@ export interface TurnRequest {
   services: Services;
   chat: Chat;
   agent: Agent;
+  /** The agent's own provider row, when the caller read it with the agent (saves a round trip). */
+  agentProvider?: LlmProviderRow | null;
+  /** Whether the chat has an execution awaiting input, when the caller knows (saves a round trip). */
+  hasPausedExecutions?: boolean;
   user: { id: string; email: string };
   /** `stream`: provider streaming, chunk by chunk; `complete`: one completion per round (§5.4, D-11). */
   mode: "stream" | "complete";
@@ -86,13 +90,10 @@ export type TurnSetup = Omit<TurnRequest, "emit" | "signal"> & { signal: AbortSi
 /**
  * Loads everything the first model call needs, in parallel, before the turn logs anything: the Durable
  * Object's storage writes, which hold back its network traffic until they are durable, come after the database
- * round trips instead of between them.
+ * round trips instead of between them. `first`: the chat's messages and the user message being inserted (a
+ * new turn); without it (a resumed one) the conversation is read when the decided calls have run.
  */
-/**
- * Resolves the model and the tools, and reads the conversation once `historyAfter` (the user message's insert)
- * has settled: the lookups overlap the insert instead of waiting for it.
- */
-export async function prepareTurn(setup: TurnSetup, historyAfter?: Promise<unknown>): Promise<PreparedTurn> {
+export async function prepareTurn(setup: TurnSetup, first?: FirstRoundMessages): Promise<PreparedTurn> {
   const { services, chat, agent, user, signal } = setup;
   const toolContext: ToolContext = {
     // Tools wait for executions; the turn's pool must stay open meanwhile, whatever the waiters do.
@@ -104,18 +105,26 @@ export async function prepareTurn(setup: TurnSetup, historyAfter?: Promise<unkno
     runSubChatTurn: setup.runSubChatTurn,
     signal,
     depth: setup.depth,
+    hasPausedExecutions: setup.hasPausedExecutions,
   };
   const [llm, tools, firstMessages] = await Promise.all([
-    resolveChatModel(services, agent),
+    resolveChatModel(services, agent, setup.agentProvider),
     assembleTools(toolContext),
-    setup.resume ? null : Promise.resolve(historyAfter).then(() => buildConversationFor(setup)),
+    first && !setup.resume ? buildConversationFor(setup, first) : null,
   ]);
   return { llm, tools, toolContext, firstMessages };
 }
 
 /** The conversation in universal content; each adapter converts it for its wire format. */
-function buildConversationFor(setup: Pick<TurnSetup, "services" | "chat" | "agent" | "user">) {
-  return buildConversation(setup.services, { chat: setup.chat, agent: setup.agent, userId: setup.user.id });
+function buildConversationFor(
+  setup: Pick<TurnSetup, "services" | "chat" | "agent" | "user">,
+  first?: FirstRoundMessages,
+) {
+  return buildConversation(
+    setup.services,
+    { chat: setup.chat, agent: setup.agent, userId: setup.user.id },
+    first,
+  );
 }
 
 /** The model call of `round`. */

@@ -22,3 +22,8 @@ export function isUniqueViolation(error: unknown): boolean {
 export function isForeignKeyViolation(error: unknown): boolean {
   return postgresCode(error) === "23503";
 }
+
+/** 23502: a NOT NULL column got null. */
+export function isNotNullViolation(error: unknown): boolean {
+  return postgresCode(error) === "23502";
+}

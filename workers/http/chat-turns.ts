@@ -291,15 +291,12 @@ chatTurnsRouter
     const { content } = c.req.valid("json");
     const userId = principalOf(c).user.id;
     // The pool is kept: the request log reuses its connection as soon as the stream's headers are out.
-    const session = chatSession(c, chat_id);
-    const started = await session.startTurn({
-      chatId: chat_id,
-      userId,
-      content: contentText(content),
-      mode: "stream",
-    });
-    if (!started.ok) raise(started);
-    return session.fetch(streamRequest({ after: String(started.afterSeq), format: "sinas" })) as never;
+    const stream = await chatSession(c, chat_id).startTurnStream(
+      { chatId: chat_id, userId, content: contentText(content) },
+      "sinas",
+    );
+    if (!(stream instanceof Response)) raise(stream);
+    return stream as never;
   })
   .openapi(resumeRoute, async (c) => {
     recordPermission(c, permissions.chats("get"));
@@ -348,14 +345,12 @@ chatTurnsRouter
       if ("waiting" in decided) return uiStreamWithoutTurn();
       return session.fetch(streamRequest({ after: String(decided.afterSeq), format: "ui" })) as never;
     }
-    const started = await session.startTurn({
-      chatId: body.id,
-      userId,
-      content: messageContentOfUiMessages(body.messages),
-      mode: "stream",
-    });
-    if (!started.ok) raise(started);
-    return session.fetch(streamRequest({ after: String(started.afterSeq), format: "ui" })) as never;
+    const stream = await session.startTurnStream(
+      { chatId: body.id, userId, content: messageContentOfUiMessages(body.messages) },
+      "ui",
+    );
+    if (!(stream instanceof Response)) raise(stream);
+    return stream as never;
   })
   .openapi(uiResumeRoute, async (c) => {
     recordPermission(c, permissions.chats("get"));

@@ -186,6 +186,9 @@ chatsRouter
       title: body.title ?? `Chat with ${namespace}/${name}`,
       input: body.input,
     });
+    // The chat's object sets up its storage now, not during the first message (not awaited: nothing depends on it).
+    const session = c.env.CHAT_SESSION.get(c.env.CHAT_SESSION.idFromName(opened.chat.id));
+    c.executionCtx.waitUntil(session.prepare());
     const summary = { userEmail: principal.user.email, lastMessageAt: lastMessageTime(opened.messages) };
     return c.json(toChatResponse(opened.chat, summary), 200);
   })

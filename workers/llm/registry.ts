@@ -124,13 +124,13 @@ async function activeProvider(db: Database, condition: SQL): Promise<LlmProvider
 async function providerRowFor(
   db: Database,
   agent: { llmProviderId: string | null; model: string | null },
+  known: LlmProviderRow | null,
 ): Promise<LlmProviderRow> {
   if (agent.llmProviderId) {
-    const [row] = await db
-      .select()
-      .from(llmProviders)
-      .where(eq(llmProviders.id, agent.llmProviderId))
-      .limit(1);
+    const [row] =
+      known?.id === agent.llmProviderId
+        ? [known]
+        : await db.select().from(llmProviders).where(eq(llmProviders.id, agent.llmProviderId)).limit(1);
     if (row) {
       if (!row.isActive) throw noActiveProvider(row.name);
       return row;
@@ -143,9 +143,26 @@ async function providerRowFor(
   return row;
 }
 
+/**
+ * Providers made from a row, per isolate: decrypting the key and building an SDK client cost more CPU than a
+ * turn's own work. A row's `updated_at` is in the key, so an edited provider is built again.
+ */
+const providerCache = new Map<string, LlmProvider>();
+const PROVIDER_CACHE_SIZE = 64;
+
+async function cachedProvider(row: LlmProviderRow, encryptionKey: string | undefined): Promise<LlmProvider> {
+  const key = `${row.id}:${row.updatedAt.getTime()}`;
+  const cached = providerCache.get(key);
+  if (cached) return cached;
+  const provider = await createProvider(row, encryptionKey);
+  if (providerCache.size >= PROVIDER_CACHE_SIZE) providerCache.clear();
+  providerCache.set(key, provider);
+  return provider;
+}
+
 async function resolved(services: ProviderServices, row: LlmProviderRow): Promise<ResolvedProvider> {
   return {
-    provider: await createProvider(row, services.config.ENCRYPTION_KEY),
+    provider: await cachedProvider(row, services.config.ENCRYPTION_KEY),
     providerName: row.name,
     providerType: row.providerType.toLowerCase() as LlmProviderType,
   };
@@ -155,13 +172,15 @@ async function resolved(services: ProviderServices, row: LlmProviderRow): Promis
  * The provider and model for an agent's chat turn (§5.3 step B): the agent's provider if set (it must be active),
  * otherwise the provider matching the model's type, otherwise the default one; the model is the agent's, else the
  * provider's `default_model`. Fails with 400 `No active LLM provider found for: <name|default>` or
- * `No model configured for agent or provider '<name>'`.
+ * `No model configured for agent or provider '<name>'`. `agentProvider`: the agent's provider row when the
+ * caller has read it already.
  */
 export async function resolveChatModel(
   services: ProviderServices,
   agent: { llmProviderId: string | null; model: string | null },
+  agentProvider: LlmProviderRow | null = null,
 ): Promise<ResolvedChatModel> {
-  const row = await providerRowFor(services.db(), agent);
+  const row = await providerRowFor(services.db(), agent, agentProvider);
   const model = agent.model || row.defaultModel;
   if (!model) throw new AppError("BAD_REQUEST", `No model configured for agent or provider '${row.name}'`);
   return { ...(await resolved(services, row)), model };

@@ -6,8 +6,9 @@
  * `sequence` identity, never by `created_at`, which ties inside one transaction (D-17). Deleting a chat takes
  * its messages and pending approvals with it and leaves its executions with `chat_id` null (the foreign keys).
  */
-import { and, asc, desc, eq, max, sql } from "drizzle-orm";
+import { and, asc, desc, eq, exists, max, sql } from "drizzle-orm";
 import type { DbOrTx } from "../db/client";
+import { isNotNullViolation } from "../db/errors";
 import {
   type Agent,
   agents,
@@ -146,6 +147,40 @@ export async function appendMessages(db: DbOrTx, chatId: string, rows: NewChatMe
     .returning();
   // Identity values follow the VALUES order; RETURNING's order is not guaranteed, so sort by it.
   return inserted.sort((a, b) => a.sequence - b.sequence);
+}
+
+/**
+ * A turn's user message (§5.3 step C), stored only if `userId` owns the chat and its agent is active, in one
+ * statement: it runs beside the turn's lookups instead of after them. Null when nothing was stored (the
+ * lookups say why). The chat's `updated_at` is touched in the same statement.
+ */
+export async function appendUserMessage(
+  db: DbOrTx,
+  turn: { chatId: string; userId: string; content: string },
+): Promise<Message | null> {
+  const activeAgent = db
+    .select({ id: agents.id })
+    .from(agents)
+    .where(and(eq(agents.id, chats.agentId), eq(agents.isActive, true)));
+  const touched = db.$with("touched").as(
+    db
+      .update(chats)
+      .set({ updatedAt: sql`now()` })
+      .where(and(eq(chats.id, turn.chatId), eq(chats.userId, turn.userId), exists(activeAgent)))
+      .returning({ id: chats.id }),
+  );
+  try {
+    const [inserted] = await db
+      .with(touched)
+      .insert(messages)
+      // No touched row leaves chat_id null, which the NOT NULL constraint refuses: nothing is stored.
+      .values({ chatId: sql`(select ${touched.id} from ${touched})`, role: "user", content: turn.content })
+      .returning();
+    return inserted ?? null;
+  } catch (error) {
+    if (isNotNullViolation(error)) return null;
+    throw error;
+  }
 }
 
 /**
