@@ -18,43 +18,37 @@ describe("npm start (the launcher)", () => {
   const dataDir = mkdtempSync(join(tmpdir(), "sinas-launcher-"));
   afterAll(() => rmSync(dataDir, { recursive: true, force: true }));
 
-  // Two full stack starts on on-disk PGlite: beside another test file's stack in CI, ~30 s each. It tests the
-  // PGlite launcher, so it runs in the embedded pass only: in the PostgreSQL pass (real Redis behind it) it
-  // hung past 150 s twice this session, cause not found yet (see the session note).
-  it.skipIf(Boolean(process.env.TEST_DATABASE_URL))(
-    "keeps PGlite data on disk across restarts, and leaves no process behind on SIGTERM",
-    async () => {
-      const first = await startTestStack({ dataDir });
-      expect(first.database.kind).toBe("pglite");
-      expect(first.database.location).toBe(join(dataDir, "pgdata"));
-      let handle = openStackDb(first);
-      await handle.db.execute(
-        sql`insert into groups (name, description) values ('Persisted', 'survives a restart')`,
-      );
+  // Two full stack starts on on-disk PGlite (with a real Redis in the PostgreSQL pass).
+  it("keeps PGlite data on disk across restarts, and leaves no process behind on SIGTERM", async () => {
+    const first = await startTestStack({ dataDir });
+    expect(first.database.kind).toBe("pglite");
+    expect(first.database.location).toBe(join(dataDir, "pgdata"));
+    let handle = openStackDb(first);
+    await handle.db.execute(
+      sql`insert into groups (name, description) values ('Persisted', 'survives a restart')`,
+    );
+    await handle.close();
+
+    const children = descendants(first.pid);
+    expect(children.some((child) => child.command.includes("wrangler"))).toBe(true);
+    expect(children.some((child) => child.command.includes("workerd"))).toBe(true);
+    expect(children.some((child) => child.command.includes("pglite"))).toBe(true);
+    await first.stop();
+    expect(await first.exited).toBe(0);
+    expect(await waitUntil(() => children.every((child) => !isAlive(child.pid)), 10_000)).toBe(true);
+    expect((await fetch(`${first.apiUrl}/health`).catch(() => null))?.status).toBeUndefined();
+
+    const second = await startTestStack({ dataDir });
+    try {
+      handle = openStackDb(second);
+      const rows = await handle.db.execute(sql`select description from groups where name = 'Persisted'`);
       await handle.close();
-
-      const children = descendants(first.pid);
-      expect(children.some((child) => child.command.includes("wrangler"))).toBe(true);
-      expect(children.some((child) => child.command.includes("workerd"))).toBe(true);
-      expect(children.some((child) => child.command.includes("pglite"))).toBe(true);
-      await first.stop();
-      expect(await first.exited).toBe(0);
-      expect(await waitUntil(() => children.every((child) => !isAlive(child.pid)), 10_000)).toBe(true);
-      expect((await fetch(`${first.apiUrl}/health`).catch(() => null))?.status).toBeUndefined();
-
-      const second = await startTestStack({ dataDir });
-      try {
-        handle = openStackDb(second);
-        const rows = await handle.db.execute(sql`select description from groups where name = 'Persisted'`);
-        await handle.close();
-        expect(rows.rows).toEqual([{ description: "survives a restart" }]);
-        expect((await second.fetch("/health")).status).toBe(200);
-      } finally {
-        await second.stop();
-      }
-    },
-    150_000,
-  );
+      expect(rows.rows).toEqual([{ description: "survives a restart" }]);
+      expect((await second.fetch("/health")).status).toBe(200);
+    } finally {
+      await second.stop();
+    }
+  }, 150_000);
 
   it("moves to a free port when the configured one is busy", async () => {
     const blocker: Server = createServer();
