@@ -411,9 +411,8 @@ describe("who may send, and what the model sees", () => {
     fake.script({ content: "second answer", chunks: ["second ", "answer"] });
     expect((await streamMessage(stack, admin, chat, "two")).status).toBe(200);
     // The second turn's user message is read beside its own insert: exactly once, last.
-    const sent = (
-      (fake.requests[1]?.body as { messages: { role: string; content: unknown }[] }).messages ?? []
-    )
+    const second = fake.requests[1]?.body as { messages?: { role: string; content: unknown }[] } | undefined;
+    const sent = (second?.messages ?? [])
       .filter((message) => message.role !== "system")
       .map((message) => [message.role, message.content]);
     expect(sent).toEqual([
