@@ -29,8 +29,9 @@ export interface TurnSubjects {
 }
 
 /**
- * The chat, its active agent (with the agent's provider) and its user in one round trip. The Worker sends only authenticated callers
- * here; this is where a sender who does not own the chat is refused (404 missing, 403 someone else's).
+ * The chat, its active agent (with the agent's provider) and its user in one round trip. The Worker sends only
+ * authenticated callers here; this is where a sender who does not own the chat is refused (404 missing, 403
+ * someone else's).
  */
 export async function loadTurnSubjects(
   services: Services,
