@@ -9,7 +9,7 @@
  * Plain JavaScript, run by node itself: loading wrangler through tsx's loader costs seconds per start.
  *
  * Usage: node scripts/wrangler-dev.mjs --port 8787 --persist-to DIR --env-file FILE
- *   [--inspector-port 9229] [--watch] [--log-level info]
+ *   [--inspector-port 9229] [--watch] [--log-level log]
  * Stops cleanly on SIGINT or SIGTERM.
  */
 import { parseArgs } from "node:util";
@@ -23,7 +23,9 @@ const { values } = parseArgs({
     "env-file": { type: "string" },
     "inspector-port": { type: "string" },
     watch: { type: "boolean", default: false },
-    "log-level": { type: "string", default: "info" },
+    // "log", not wrangler's usual "info": without the inspector the Worker's console.log reaches wrangler as a
+    // structured log at level "log", which "info" hides (console.warn and console.error pass either way).
+    "log-level": { type: "string", default: "log" },
   },
 });
 

@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { sql } from "drizzle-orm";
 import { afterAll, describe, expect, it } from "vitest";
+import { IDENTITY_VARS, SUPERADMIN_EMAIL } from "../helpers/auth";
 import { openStackDb } from "../helpers/db";
 import { descendants, isAlive } from "../helpers/processes";
 import { startTestStack } from "../helpers/stack";
@@ -50,15 +51,31 @@ describe("npm start (the launcher)", () => {
     }
   }, 150_000);
 
-  it("moves to a free port when the configured one is busy", async () => {
+  it("moves to a free port when the configured one is busy, and prints the Worker's console.log", async () => {
     const blocker: Server = createServer();
     await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve));
     const busyPort = (blocker.address() as { port: number }).port;
-    const stack = await startTestStack({ env: { PORT: String(busyPort) } });
+    // Without SMTP the Worker prints login codes with console.log (DEV_PRINT_OTP): that line must reach the
+    // launcher's output although wrangler runs without the inspector here.
+    const stack = await startTestStack({
+      env: { PORT: String(busyPort) },
+      workerVars: { ...IDENTITY_VARS, SMTP_HOST: "", DEV_PRINT_OTP: "true" },
+    });
     try {
       expect(stack.ports.api).not.toBe(busyPort);
       expect(stack.logs().join("\n")).toContain(`port ${busyPort} (api) is busy, using ${stack.ports.api}`);
       expect((await stack.fetch("/health")).status).toBe(200);
+      const login = await stack.fetch("/auth/login", {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ email: SUPERADMIN_EMAIL }),
+      });
+      expect(login.status, await login.text()).toBe(200);
+      const printed = await waitUntil(
+        () => stack.logs().some((line) => line.includes(`OTP CODE FOR ${SUPERADMIN_EMAIL}: `)),
+        10_000,
+      );
+      expect(printed).toBe(true);
     } finally {
       await stack.stop();
       blocker.close();
