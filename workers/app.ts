@@ -44,10 +44,15 @@ function registerSecurity(app: ReturnType<typeof createRouter>) {
 
 function createManagementApp() {
   const management = createRouter();
-  management.doc31("/openapi.json", {
-    openapi: "3.1.0",
-    info: { title: "SINAS Edge management API", version: API_VERSION },
-    servers: [{ url: "/api/v1" }],
+  // Generated once per isolate, like the runtime document below (hono's `doc31` regenerates it per request).
+  let document: ReturnType<typeof management.getOpenAPI31Document> | undefined;
+  management.get("/openapi.json", (c) => {
+    document ??= management.getOpenAPI31Document({
+      openapi: "3.1.0",
+      info: { title: "SINAS Edge management API", version: API_VERSION },
+      servers: [{ url: "/api/v1" }],
+    });
+    return c.json(document);
   });
   const routers = [
     usersRouter,
