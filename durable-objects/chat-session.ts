@@ -88,23 +88,17 @@ export class ChatSession extends DurableObject<Env> {
 
   // ------------------------------------------------------------------------------------------ turns
 
-  /** Saves the user message and starts a turn; the caller follows it with a stream from `afterSeq`. */
-  async startTurn(request: SendRequest): Promise<Started | Failure> {
-    return (await this.#begin(request)).started;
-  }
-
   /**
-   * Starts a streamed turn and answers with its stream (`format`), from the turn's first event: one call from
-   * the Worker instead of a start and then a stream request.
+   * Saves the user message, starts a streamed turn and answers with its stream (`format`) from the turn's
+   * first event: one call from the Worker, not a start and then a stream request.
    */
   async startTurnStream(
     request: Omit<SendRequest, "mode">,
     format: StreamFormat,
   ): Promise<Failure | Response> {
-    const started = await this.startTurn({ ...request, mode: "stream" });
+    const { started } = await this.#begin({ ...request, mode: "stream" });
     if (!started.ok) return started;
-    const url = `https://chat-session/stream?after=${started.afterSeq}&format=${format}`;
-    return this.#viewers.serve(new Request(url), this.#active?.id ?? null);
+    return this.#viewers.streamTurn(started.turnId, started.afterSeq, format);
   }
 
   /**

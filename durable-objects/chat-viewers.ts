@@ -63,9 +63,14 @@ export class ChatViewers {
     const format: StreamFormat = url.searchParams.get("format") === "ui" ? "ui" : "sinas";
     const target = this.#target(after, activeTurnId, url.searchParams.get("active") === "true");
     if (!target) return new Response(null, { status: 204, headers: streamHeaders(format) });
+    return this.streamTurn(target.turnId, target.afterSeq, format);
+  }
+
+  /** One turn's events after `afterSeq` as SSE, replayed then followed live until the turn ends. */
+  streamTurn(turnId: string, afterSeq: number, format: StreamFormat): Response {
     return turnStream(
       { log: this.log, nextEvent: (timeoutMs) => this.nextEvent(timeoutMs) },
-      { format, afterSeq: target.afterSeq, turnId: target.turnId },
+      { format, afterSeq, turnId },
     );
   }
 

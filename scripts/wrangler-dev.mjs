@@ -23,8 +23,8 @@ const { values } = parseArgs({
     "env-file": { type: "string" },
     "inspector-port": { type: "string" },
     watch: { type: "boolean", default: false },
-    // "log", not wrangler's usual "info": without the inspector the Worker's console.log reaches wrangler as a
-    // structured log at level "log", which "info" hides (console.warn and console.error pass either way).
+    // "log", not wrangler's usual "info": the Worker's console.log reaches wrangler as a structured log at level
+    // "log", which "info" hides, with or without the inspector (console.warn and console.error pass either way).
     "log-level": { type: "string", default: "log" },
   },
 });

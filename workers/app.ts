@@ -34,7 +34,10 @@ import { createServices } from "./services/services";
 
 export const API_VERSION = "0.1.0";
 
-function registerSecurity(app: ReturnType<typeof createRouter>) {
+type Router = ReturnType<typeof createRouter>;
+type OpenApiDocument = ReturnType<Router["getOpenAPI31Document"]>;
+
+function registerSecurity(app: Router) {
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
     type: "http",
     scheme: "bearer",
@@ -42,18 +45,27 @@ function registerSecurity(app: ReturnType<typeof createRouter>) {
   });
 }
 
+/**
+ * The router's OpenAPI document, generated on first use and kept for the isolate (hono's `doc31` regenerates
+ * it per request): turning every route's zod schemas into JSON Schema costs tens of milliseconds of CPU, and
+ * the routes never change after start-up.
+ */
+function documentOnce(router: Router, config: Parameters<Router["getOpenAPI31Document"]>[0]) {
+  let document: OpenApiDocument | undefined;
+  return (): OpenApiDocument => {
+    document ??= router.getOpenAPI31Document(config);
+    return document;
+  };
+}
+
 function createManagementApp() {
   const management = createRouter();
-  // Generated once per isolate, like the runtime document below (hono's `doc31` regenerates it per request).
-  let document: ReturnType<typeof management.getOpenAPI31Document> | undefined;
-  management.get("/openapi.json", (c) => {
-    document ??= management.getOpenAPI31Document({
-      openapi: "3.1.0",
-      info: { title: "SINAS Edge management API", version: API_VERSION },
-      servers: [{ url: "/api/v1" }],
-    });
-    return c.json(document);
+  const document = documentOnce(management, {
+    openapi: "3.1.0",
+    info: { title: "SINAS Edge management API", version: API_VERSION },
+    servers: [{ url: "/api/v1" }],
   });
+  management.get("/openapi.json", (c) => c.json(document()));
   const routers = [
     usersRouter,
     groupsRouter,
@@ -107,21 +119,18 @@ export function createApp() {
   registerSecurity(app);
   // Static routes plus one path per active webhook and agent (sinas-spec §1.7); static only if the database
   // cannot be read, so the docs never go down with it.
-  // The static part is generated once per isolate: turning every route's zod schemas into JSON Schema
-  // costs tens of milliseconds of CPU, and the routes never change after start-up.
-  let staticDocument: ReturnType<typeof app.getOpenAPI31Document> | undefined;
+  const staticDocument = documentOnce(app, {
+    openapi: "3.1.0",
+    info: {
+      title: "SINAS Edge API",
+      version: API_VERSION,
+      description: "Runtime API of SINAS Edge. The management API is documented at /api/v1/docs.",
+    },
+  });
   app.get("/openapi.json", async (c) => {
-    staticDocument ??= app.getOpenAPI31Document({
-      openapi: "3.1.0",
-      info: {
-        title: "SINAS Edge API",
-        version: API_VERSION,
-        description: "Runtime API of SINAS Edge. The management API is documented at /api/v1/docs.",
-      },
-    });
-    const document = { ...staticDocument };
+    const document = { ...staticDocument() };
     try {
-      document.paths = { ...staticDocument.paths, ...(await dynamicOpenApiPaths(c.var.services.db())) };
+      document.paths = { ...document.paths, ...(await dynamicOpenApiPaths(c.var.services.db())) };
     } catch (error) {
       console.error(`OpenAPI: dynamic paths left out: ${String(error)}`);
     }

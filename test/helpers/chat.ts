@@ -17,10 +17,17 @@ export interface SseEvent {
 }
 
 /** Creates `fake-openai` and `fake-anthropic` providers; returns their ids by wire format. */
+/** Creates an LLM provider (`POST /api/v1/llm-providers`, 201 expected) and returns its id. */
+export async function createProvider(stack: TestStack, admin: Session, body: Record<string, unknown>) {
+  const response = await api(stack, admin, "POST", "/api/v1/llm-providers", body);
+  expect(response.status, JSON.stringify(response.body)).toBe(201);
+  return (response.body as { id: string }).id;
+}
+
 export async function createFakeProviders(stack: TestStack, admin: Session, fake: FakeLlm) {
   const ids = {} as Record<WireFormat, string>;
   for (const format of WIRE_FORMATS) {
-    const response = await api(stack, admin, "POST", "/api/v1/llm-providers", {
+    ids[format] = await createProvider(stack, admin, {
       name: `fake-${format}`,
       provider_type: format,
       api_key: "sk-test",
@@ -28,8 +35,6 @@ export async function createFakeProviders(stack: TestStack, admin: Session, fake
       default_model: "fake-model",
       is_default: format === "openai",
     });
-    expect(response.status, JSON.stringify(response.body)).toBe(201);
-    ids[format] = (response.body as { id: string }).id;
   }
   return ids;
 }

@@ -10,6 +10,7 @@ import {
   contentOf,
   createAgent,
   createChat,
+  createProvider,
   lastUserText,
   startChatStack,
   stopChatStack,
@@ -391,14 +392,12 @@ describe("bad input", () => {
 
 describe("who may send, and what the model sees", () => {
   it("sends the whole history in order; another user's or an inactive agent's send stores nothing", async () => {
-    const own = await api(stack, admin, "POST", "/api/v1/llm-providers", {
+    const providerId = await createProvider(stack, admin, {
       name: "gatekeeper-provider",
       provider_type: "openai",
       api_key: "sk-before",
       api_endpoint: fake.openaiUrl,
     });
-    expect(own.status, JSON.stringify(own.body)).toBe(201);
-    const providerId = (own.body as { id: string }).id;
     await createAgent(stack, admin, {
       name: "gatekeeper",
       system_prompt: "Gate.",
