@@ -11,7 +11,7 @@
 import { DurableObject } from "cloudflare:workers";
 import type { JsonObject, JsonSchema } from "../workers/db/schema";
 import { type Env, loadConfig } from "../workers/env";
-import type { CallbackBody, ExecutorEvent, Job, ResultEvent } from "../workers/lib/executor-protocol";
+import type { CallbackBody, ExecutorEvent, Job, ResultEvent, Step } from "../workers/lib/executor-protocol";
 import { describeSchemaProblems, validateAgainstSchema } from "../workers/lib/json-schema";
 import { cancelJob, postJob } from "../workers/services/execution-dispatch";
 import {
@@ -19,7 +19,7 @@ import {
   insertExecution,
   recordOutcome,
   resumeRecord,
-  upsertStep,
+  upsertSteps,
 } from "../workers/services/execution-records";
 import { createServices, type Services } from "../workers/services/services";
 import { newRunState, type RunPlan, type RunState, RunStore } from "./execution-run-store";
@@ -104,28 +104,36 @@ export class ExecutionRun extends DurableObject<Env> {
     if (!state || state.status === "completed" || state.status === "failed") return { status: 409 };
     if (!this.#store.markCallback(executionId, body.seq)) return { status: 200 };
     const plan = this.#store.plan(executionId) as RunPlan;
-    await this.#withServices(async (services) => {
-      for (const event of body.events) await this.#applyEvent(services, plan, event);
-    });
+    await this.#withServices((services) => this.#applyEvents(services, plan, body.events));
     return { status: 200 };
   }
 
-  async #applyEvent(services: Services, plan: RunPlan, event: ExecutorEvent): Promise<void> {
+  /** In order; the steps up to a result (or the end) are written together, one statement per batch. */
+  async #applyEvents(services: Services, plan: RunPlan, events: ExecutorEvent[]): Promise<void> {
     const executionId = plan.record.executionId;
-    switch (event.type) {
-      case "started":
-        return;
-      case "log":
-        this.#store.appendLog(executionId, { stream: event.stream, text: event.text, at: event.at });
-        this.#notifyLogListeners(executionId);
-        return;
-      case "step":
-        await upsertStep(services.db(), executionId, event.step);
-        return;
-      case "result":
-        await this.#finish(executionId, outcomeOf(event, plan.outputSchema), event.result);
-        return;
+    let steps: Step[] = [];
+    const writeSteps = async () => {
+      await upsertSteps(services.db(), executionId, steps);
+      steps = [];
+    };
+    for (const event of events) {
+      switch (event.type) {
+        case "started":
+          break;
+        case "log":
+          this.#store.appendLog(executionId, { stream: event.stream, text: event.text, at: event.at });
+          this.#notifyLogListeners(executionId);
+          break;
+        case "step":
+          steps.push(event.step);
+          break;
+        case "result":
+          await writeSteps();
+          await this.#finish(executionId, outcomeOf(event, plan.outputSchema), event.result);
+          break;
+      }
     }
+    await writeSteps();
   }
 
   #notifyLogListeners(executionId: string): void {

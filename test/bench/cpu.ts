@@ -18,7 +18,7 @@ function labelOf(cmdline: string): string {
     [/workerd/, "workerd (wrangler's proxy)"],
     [/wrangler/, "wrangler (node)"],
     [/scripts\/start\.ts/, "launcher (ws-proxy, redis bridge)"],
-    [/pglite-socket/, "pglite"],
+    [/pglite/, "pglite"],
     [/executor-node/, "executor"],
     [/python|bwrap|runtime/, "python sandboxes"],
     [/bench\.ts|vitest/, "bench client"],

@@ -7,9 +7,12 @@
  */
 import { neonConfig, Pool } from "@neondatabase/serverless";
 import { drizzle, type NeonDatabase } from "drizzle-orm/neon-serverless";
-import * as schema from "./schema";
 
-export type Database = NeonDatabase<typeof schema>;
+/**
+ * No relational schema is passed to drizzle (nothing uses `db.query`): with one, every `drizzle()` call walks
+ * all tables to build the relational config, and a Worker makes one per request.
+ */
+export type Database = NeonDatabase;
 /** A transaction handle; it has the query API of `Database`. */
 export type DbTransaction = Parameters<Parameters<Database["transaction"]>[0]>[0];
 /** Services that may run inside a caller's transaction take this. */
@@ -65,6 +68,6 @@ export function createDb(options: DbOptions): DbHandle {
   });
   // An idle client's socket error must not crash the isolate; the next query reports it instead.
   pool.on("error", () => {});
-  const db = drizzle({ client: pool, schema });
+  const db = drizzle({ client: pool });
   return { db, pool, close: () => pool.end() };
 }

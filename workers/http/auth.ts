@@ -52,18 +52,39 @@ export const authenticate = createMiddleware<AppEnv>(async function authenticate
   }
 });
 
+/** The outcome of checking a request's credentials before it is known whether they are needed. */
+export type CallerCheck =
+  | { principal: Principal; afterResponse: () => Promise<void> }
+  | { error: unknown }
+  | null;
+
+/** Checks the credentials the request carries (null when none), without requiring them or recording a caller. */
+export function checkCaller(c: Context<AppEnv>): Promise<CallerCheck> {
+  const token = credentialOf({ get: (name) => c.req.header(name) });
+  if (!token) return Promise.resolve(null);
+  return authenticateToken(c.get("services"), token).catch((error: unknown) => ({ error }));
+}
+
+/** The caller's user id when the request carries valid credentials. */
+export function callerIdOf(check: CallerCheck): string | null {
+  return check && "principal" in check ? check.principal.user.id : null;
+}
+
 /**
  * `authenticate` for a route that decides per resource whether it needs a caller (a webhook with
- * `requires_auth`): call it from the handler once the resource is known. Sets `principal`.
+ * `requires_auth`): call it from the handler once the resource is known (with the `checkCaller` it made
+ * earlier, if any). Sets `principal`.
  */
-export async function authenticateCaller(c: Context<AppEnv>): Promise<Principal> {
-  const token = credentialOf({ get: (name) => c.req.header(name) });
-  if (!token) throw missingCredentials();
-  const services = c.get("services");
-  const { principal, afterResponse } = await authenticateToken(services, token);
-  c.set("principal", principal);
-  c.executionCtx.waitUntil(services.runAfterResponse(afterResponse()));
-  return principal;
+export async function authenticateCaller(
+  c: Context<AppEnv>,
+  checked: Promise<CallerCheck> = checkCaller(c),
+): Promise<Principal> {
+  const check = await checked;
+  if (!check) throw missingCredentials();
+  if ("error" in check) throw check.error;
+  c.set("principal", check.principal);
+  c.executionCtx.waitUntil(c.get("services").runAfterResponse(check.afterResponse()));
+  return check.principal;
 }
 
 /** The authenticated caller; only valid behind `authenticate`. */

@@ -26,7 +26,7 @@ import {
   webhookCallScope,
 } from "../services/webhook-trigger";
 import type { AppEnv } from "./app-env";
-import { authenticateCaller, recordPermission } from "./auth";
+import { authenticateCaller, type CallerCheck, callerIdOf, checkCaller, recordPermission } from "./auth";
 import { createRouter, errorResponse } from "./router";
 import { runReply } from "./run-reply";
 import { jsonResponse } from "./schemas";
@@ -63,13 +63,14 @@ async function readBody(request: Request, maxBytes: number): Promise<Uint8Array>
 async function runAsUser(
   c: Context<AppEnv>,
   target: WebhookTarget,
+  caller: Promise<CallerCheck>,
   body: Uint8Array,
 ): Promise<Pick<User, "id" | "email">> {
   const { webhook, owner } = target;
   const forbidden = () => new AppError("FORBIDDEN", `Not authorized to execute webhook '${webhook.path}'`);
   const services = c.get("services");
   if (webhook.requiresAuth) {
-    const principal = await authenticateCaller(c);
+    const principal = await authenticateCaller(c, caller);
     const scope = webhookCallScope(principal, webhook);
     recordPermission(
       c,
@@ -103,9 +104,12 @@ async function invokeWebhook(c: Context<AppEnv>): Promise<Response> {
   const path = c.req.param("path") ?? "";
   const method = c.req.method.toUpperCase();
   const body = await readBody(c.req.raw, services.config.WEBHOOK_MAX_BODY_BYTES);
-  const target = await findWebhookTarget(services.db(), path, method);
+  // Credentials are checked before the webhook is read, so that its query also reads what the function may
+  // call as the caller; whether they were needed (and valid) is decided once the webhook is known.
+  const caller = checkCaller(c);
+  const target = await findWebhookTarget(services.db(), path, method, callerIdOf(await caller));
   const { webhook, fn } = target;
-  const runAs = await runAsUser(c, target, body);
+  const runAs = await runAsUser(c, target, caller, body);
   await enforceWebhookRateLimit(services, webhook);
   if (!fn) {
     const missing = `${webhook.functionNamespace}/${webhook.functionName}`;
@@ -122,6 +126,7 @@ async function invokeWebhook(c: Context<AppEnv>): Promise<Response> {
     triggerId: webhook.id,
     chatId: await chatOfHeader(services.db(), c.req.header("x-chat-id"), runAs.id),
     invalidInput: "record" as const,
+    callable: target.callable,
   };
   const runAsync = c.req.query("async") === "true" || webhook.async;
   const key = idempotencyKeyOf(c);

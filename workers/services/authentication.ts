@@ -9,7 +9,7 @@ import { requireSecret } from "../env";
 import { sha256Hex } from "../lib/crypto";
 import { AppError } from "../lib/errors";
 import { ensureBootstrapped } from "./bootstrap";
-import { loadUserGrants } from "./grants";
+import { loadUserGrants, loadUserWithGrants } from "./grants";
 import type { Services } from "./services";
 
 const INVALID_CREDENTIALS = "Invalid or expired credentials";
@@ -24,9 +24,27 @@ function ensureActive(user: User): void {
   if (!user.isActive) throw new AppError("UNAUTHORIZED", "User is inactive");
 }
 
-/** `last_login_at` is refreshed at most once a minute, so reads do not each cost a write. */
-function touchUser(services: Services, userId: string): Promise<void> {
-  return services
+/** When this isolate last refreshed a user's `last_login_at` or a key's `last_used_at` (cleared when full). */
+const touchedAt = new Map<string, number>();
+const TOUCH_INTERVAL_MS = 60_000;
+const MAX_TOUCHED = 10_000;
+
+/**
+ * Whether `key`'s bookkeeping write is due: at most once a minute per isolate, so that reads do not each
+ * cost a write (the stored times may lag by up to a minute, `last_login_at` by up to two).
+ */
+function touchDue(key: string): boolean {
+  const now = Date.now();
+  if (now - (touchedAt.get(key) ?? 0) < TOUCH_INTERVAL_MS) return false;
+  if (touchedAt.size >= MAX_TOUCHED) touchedAt.clear();
+  touchedAt.set(key, now);
+  return true;
+}
+
+/** `last_login_at` is refreshed at most once a minute (the statement only changes an older value). */
+async function touchUser(services: Services, userId: string): Promise<void> {
+  if (!touchDue(`user:${userId}`)) return;
+  await services
     .db()
     .update(users)
     .set({ lastLoginAt: sql`now()` })
@@ -35,8 +53,7 @@ function touchUser(services: Services, userId: string): Promise<void> {
         eq(users.id, userId),
         or(isNull(users.lastLoginAt), lt(users.lastLoginAt, sql`now() - interval '1 minute'`)),
       ),
-    )
-    .then(() => undefined);
+    );
 }
 
 async function authenticateApiKey(services: Services, token: string): Promise<Authentication> {
@@ -66,7 +83,8 @@ async function authenticateApiKey(services: Services, token: string): Promise<Au
       apiKeyId: row.key.id,
     },
     afterResponse: async () => {
-      await db.update(apiKeys).set({ lastUsedAt: sql`now()` }).where(eq(apiKeys.id, row.key.id));
+      if (touchDue(`key:${row.key.id}`))
+        await db.update(apiKeys).set({ lastUsedAt: sql`now()` }).where(eq(apiKeys.id, row.key.id));
       await touchUser(services, row.user.id);
     },
   };
@@ -78,13 +96,10 @@ export async function authenticate(services: Services, token: string): Promise<A
   const check = await verifyAccessToken(token, requireSecret(services.config, "SECRET_KEY"));
   if (check.kind === "not_a_valid_jwt") return authenticateApiKey(services, token);
   if (check.kind === "bad_payload") throw new AppError("UNAUTHORIZED", "Invalid token payload");
-  const db = services.db();
-  // The token names the user, so the grants are read alongside the user row, not after it.
-  const [[user], grants] = await Promise.all([
-    db.select().from(users).where(eq(users.id, check.claims.sub)).limit(1),
-    loadUserGrants(db, check.claims.sub),
-  ]);
-  if (!user) throw new AppError("UNAUTHORIZED", "User not found");
+  // The token names the user, so the grants are read with the user row, not after it.
+  const found = await loadUserWithGrants(services.db(), check.claims.sub);
+  if (!found) throw new AppError("UNAUTHORIZED", "User not found");
+  const { user, grants } = found;
   ensureActive(user);
   return {
     principal: {

@@ -42,9 +42,15 @@ export async function insertExecution(db: DbOrTx, record: NewExecutionRecord): P
     .onConflictDoNothing({ target: executions.executionId });
 }
 
-/** Writes a step as reported; a later report of the same step id (its end) overwrites the earlier one. */
-export async function upsertStep(db: DbOrTx, executionId: string, step: Step): Promise<void> {
-  const values = {
+/**
+ * Writes steps as reported, in one statement; a later report of a step id (its end) overwrites the earlier
+ * one, also within `steps` (the executor sends a fast step's start and end in one callback).
+ */
+export async function upsertSteps(db: DbOrTx, executionId: string, steps: Step[]): Promise<void> {
+  const latest = new Map<string, Step>();
+  for (const step of steps) latest.set(step.id, step);
+  if (latest.size === 0) return;
+  const rows = [...latest.values()].map((step) => ({
     id: step.id,
     executionId,
     parentStepId: step.parent_id,
@@ -60,19 +66,20 @@ export async function upsertStep(db: DbOrTx, executionId: string, step: Step): P
     // milliseconds, and nested calls in the same millisecond would lose their order).
     startedAt: sql`${step.started_at}::timestamptz`,
     completedAt: step.completed_at ? sql`${step.completed_at}::timestamptz` : null,
-  };
+  }));
+  const excluded = (column: { name: string }) => sql.raw(`excluded."${column.name}"`);
   await db
     .insert(stepExecutions)
-    .values(values)
+    .values(rows)
     .onConflictDoUpdate({
       target: stepExecutions.id,
       set: {
-        status: values.status,
-        outputData: values.outputData,
-        error: values.error,
-        traceback: values.traceback,
-        durationMs: values.durationMs,
-        completedAt: values.completedAt,
+        status: excluded(stepExecutions.status),
+        outputData: excluded(stepExecutions.outputData),
+        error: excluded(stepExecutions.error),
+        traceback: excluded(stepExecutions.traceback),
+        durationMs: excluded(stepExecutions.durationMs),
+        completedAt: excluded(stepExecutions.completedAt),
       },
       // A late RUNNING report must not overwrite a finished step.
       setWhere: sql`${stepExecutions.status} = 'RUNNING'`,

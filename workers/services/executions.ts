@@ -3,7 +3,7 @@
  * function and of everything it may call), hands it to the execution's ExecutionRun Durable Object, and
  * reads executions back for the API (§1.4).
  */
-import { and, desc, eq, inArray, or, type SQL, sql } from "drizzle-orm";
+import { and, desc, eq, inArray, type SQL, sql } from "drizzle-orm";
 import type { RunPlan, RunState } from "../../durable-objects/execution-run";
 import { can } from "../auth/access";
 import type { Principal } from "../auth/principal";
@@ -14,7 +14,6 @@ import {
   type ExecutionStatus,
   executions,
   functions,
-  groupMembers,
   installedPackages,
   type JsonObject,
   type StoredFunction,
@@ -25,8 +24,8 @@ import {
 import { requireSecret } from "../env";
 import { sha256Hex } from "../lib/crypto";
 import { AppError, validationError } from "../lib/errors";
-import type { CallableScope } from "../lib/executor-protocol";
 import { describeSchemaProblems, validateAgainstSchema } from "../lib/json-schema";
+import { type CallableRow, callableScopeOf, readCallableRows } from "./callable-scope";
 import { callbackUrl } from "./execution-dispatch";
 import { findExecution, insertExecution, listSteps, recordOutcome } from "./execution-records";
 import { executionRunFor } from "./execution-shards";
@@ -51,6 +50,8 @@ export interface ExecutionRequest {
   triggerType: TriggerType;
   triggerId: string;
   chatId: string | null;
+  /** What the function may call, when the caller read it already (in its own query); else read here. */
+  callable?: CallableRow[];
 }
 
 export async function findActiveFunction(
@@ -65,48 +66,6 @@ export async function findActiveFunction(
     .limit(1);
   if (!fn) throw new AppError("NOT_FOUND", `Function '${namespace}/${name}' not found`);
   return fn;
-}
-
-/**
- * What the function may call (§6.4): its namespace and enabled namespaces, owned by the user or their groups;
- * with the pip specs of all of them (§6.3).
- */
-async function callableScope(
-  db: Database,
-  fn: StoredFunction,
-  userId: string,
-): Promise<{ scope: CallableScope; requirements: string[] }> {
-  // One round trip: the user's active groups are a subquery (this runs on every trigger's accept path).
-  const userGroups = db
-    .select({ groupId: groupMembers.groupId })
-    .from(groupMembers)
-    .where(and(eq(groupMembers.userId, userId), eq(groupMembers.active, true)));
-  const rows = await db
-    .select({
-      namespace: functions.namespace,
-      name: functions.name,
-      code: functions.code,
-      requirements: functions.requirements,
-    })
-    .from(functions)
-    .where(
-      and(
-        inArray(functions.namespace, [fn.namespace, ...fn.enabledNamespaces]),
-        eq(functions.isActive, true),
-        or(eq(functions.userId, userId), inArray(functions.groupId, userGroups)),
-      ),
-    );
-  const scope: CallableScope = {};
-  const requirements: string[] = [];
-  for (const row of [...rows, fn]) {
-    scope[row.namespace] ??= {};
-    (scope[row.namespace] as CallableScope[string])[row.name] = {
-      code: row.code,
-      code_hash: await sha256Hex(row.code),
-    };
-    requirements.push(...row.requirements);
-  }
-  return { scope, requirements };
 }
 
 /**
@@ -163,7 +122,7 @@ export async function startExecution(services: Services, request: ExecutionReque
   const db = services.db();
   const executionId = request.executionId ?? crypto.randomUUID();
   const { fn, runAs } = request;
-  const callable = await callableScope(db, fn, runAs.id);
+  const callable = await callableScopeOf(request.callable ?? (await readCallableRows(db, fn, runAs.id)), fn);
   const plan: RunPlan = {
     record: {
       executionId,

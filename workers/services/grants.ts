@@ -5,26 +5,54 @@
 import { and, eq } from "drizzle-orm";
 import { mergeGrants } from "../auth/permissions";
 import type { Database } from "../db/client";
-import { groupMembers, groupPermissions, type PermissionMap } from "../db/schema";
+import { groupMembers, groupPermissions, type PermissionMap, type User, users } from "../db/schema";
 
 export interface UserGrants {
   permissions: PermissionMap;
   groupIds: string[];
 }
 
-export async function loadUserGrants(db: Database, userId: string): Promise<UserGrants> {
-  const rows = await db
-    .select({
-      groupId: groupMembers.groupId,
-      key: groupPermissions.permissionKey,
-      value: groupPermissions.permissionValue,
-    })
-    .from(groupMembers)
-    .leftJoin(groupPermissions, eq(groupPermissions.groupId, groupMembers.groupId))
-    .where(and(eq(groupMembers.userId, userId), eq(groupMembers.active, true)));
-  const groupIds = [...new Set(rows.map((row) => row.groupId))];
+/** One row per active membership and permission of its group (the permission null for a group without any). */
+interface GrantRow {
+  groupId: string | null;
+  key: string | null;
+  value: boolean | null;
+}
+
+function grantsOf(rows: GrantRow[]): UserGrants {
+  const groupIds = [...new Set(rows.flatMap((row) => (row.groupId === null ? [] : [row.groupId])))];
   const grants = rows.flatMap((row) =>
     row.key === null || row.value === null ? [] : [{ key: row.key, value: row.value }],
   );
   return { permissions: mergeGrants(grants), groupIds };
+}
+
+const grantColumns = {
+  groupId: groupMembers.groupId,
+  key: groupPermissions.permissionKey,
+  value: groupPermissions.permissionValue,
+};
+
+export async function loadUserGrants(db: Database, userId: string): Promise<UserGrants> {
+  const rows = await db
+    .select(grantColumns)
+    .from(groupMembers)
+    .leftJoin(groupPermissions, eq(groupPermissions.groupId, groupMembers.groupId))
+    .where(and(eq(groupMembers.userId, userId), eq(groupMembers.active, true)));
+  return grantsOf(rows);
+}
+
+/** The user and their grants in one query (every request's authentication reads both); null without the user. */
+export async function loadUserWithGrants(
+  db: Database,
+  userId: string,
+): Promise<{ user: User; grants: UserGrants } | null> {
+  const rows = await db
+    .select({ user: users, ...grantColumns })
+    .from(users)
+    .leftJoin(groupMembers, and(eq(groupMembers.userId, users.id), eq(groupMembers.active, true)))
+    .leftJoin(groupPermissions, eq(groupPermissions.groupId, groupMembers.groupId))
+    .where(eq(users.id, userId));
+  const [first] = rows;
+  return first ? { user: first.user, grants: grantsOf(rows) } : null;
 }

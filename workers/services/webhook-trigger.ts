@@ -3,7 +3,7 @@
  * and function in one query, checks the caller (execute permission, or the webhook's secret when it needs no
  * auth), applies the per-webhook rate limit, and starts the run at most once per Idempotency-Key.
  */
-import { and, eq } from "drizzle-orm";
+import { and, eq, sql } from "drizzle-orm";
 import type { RunState } from "../../durable-objects/execution-run";
 import { accessScope } from "../auth/access";
 import { permissions } from "../auth/catalogue";
@@ -28,6 +28,7 @@ import { AppError } from "../lib/errors";
 import { claimIdempotencyKey, releaseIdempotencyKey } from "../lib/idempotency";
 import { enforceRateLimit } from "../lib/rate-limit";
 import { verifyWebhookRequest } from "../lib/webhook-signature";
+import { type CallableRow, callableRowsSql } from "./callable-scope";
 import { findExecution } from "./execution-records";
 import { type ExecutionRequest, startExecution, waitForExecution } from "./executions";
 import type { Services } from "./services";
@@ -40,21 +41,35 @@ export interface WebhookTarget {
   owner: Pick<User, "id" | "email" | "isActive">;
   /** The active function the webhook names, if it still exists. */
   fn: StoredFunction | null;
+  /** What the function may call when run as the user the webhook runs as (see `findWebhookTarget`). */
+  callable: CallableRow[];
 }
 
-/** The active webhook at exactly `path` and `method`, with its owner and function: one query. */
-export async function findWebhookTarget(db: Database, path: string, method: string): Promise<WebhookTarget> {
+/**
+ * The active webhook at exactly `path` and `method`, with its owner, its function and what that function may
+ * call: one query. The run's user is the webhook's owner, or `callerId` (the caller whose credentials the
+ * request carries, checked already) when the webhook requires auth.
+ */
+export async function findWebhookTarget(
+  db: Database,
+  path: string,
+  method: string,
+  callerId: string | null,
+): Promise<WebhookTarget> {
   const notFound = new AppError(
     "NOT_FOUND",
     `No active webhook found for path '${path}' and method '${method}'`,
   );
   const verb = httpMethod.enumValues.find((value) => value === method);
   if (!verb) throw notFound;
+  const runAs = sql`(case when ${webhooks.requiresAuth} then ${callerId}::uuid else ${webhooks.userId} end)`;
+  const namespaces = sql`(jsonb_build_array(${functions.namespace}) || ${functions.enabledNamespaces}::jsonb)`;
   const [row] = await db
     .select({
       webhook: webhooks,
       owner: { id: users.id, email: users.email, isActive: users.isActive },
       fn: functions,
+      callable: callableRowsSql(namespaces, runAs),
     })
     .from(webhooks)
     .innerJoin(users, eq(users.id, webhooks.userId))
