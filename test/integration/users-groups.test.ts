@@ -79,6 +79,11 @@ describe("API keys (S6, D-12, D-14)", () => {
     });
     expect(check.body).toMatchObject({ checks: [{ has_permission: true }, { has_permission: false }] });
 
+    // Its use is recorded after the response (at most once a minute per Worker isolate).
+    const lastUsed = async () =>
+      ((await api(stack, alice, "GET", `/api/v1/api-keys/${key.id}`)).body as Row).last_used_at;
+    await expect.poll(lastUsed).toMatch(/^\d{4}-/);
+
     const listed = await api(stack, alice, "GET", "/api/v1/api-keys");
     expect(JSON.stringify(listed.body)).not.toContain(key.key);
     expect((listed.body as Row[]).find((row) => row.id === key.id)).toMatchObject({ is_active: true });

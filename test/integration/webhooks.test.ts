@@ -277,6 +277,30 @@ describe("webhook routing, activation and auth (S14)", () => {
     await api(stack, alice, "PATCH", "/api/v1/webhooks/greet", { requires_auth: true });
   });
 
+  it("lets the function call what its run-as user may call: the owner's without auth, the caller's with", async () => {
+    await createFunction(stack, alice, {
+      ...pythonFunction("twice", '    return {"n": input["n"] * 2}'),
+      namespace: "helpers",
+    });
+    await createFunction(stack, alice, {
+      ...pythonFunction("doubler", '    return helpers.twice({"n": input["body"]["n"]}, context)'),
+      enabled_namespaces: ["helpers"],
+    });
+    await createWebhook(alice, { path: "calls/public", function_name: "doubler", requires_auth: false });
+    await createWebhook(alice, { path: "calls/private", function_name: "doubler" });
+    const body = JSON.stringify({ n: 21 });
+    const asOwner = await call("calls/public", { headers: json(null), body });
+    expect(asOwner.status, JSON.stringify(asOwner.body)).toBe(200);
+    expect(asOwner.body.result).toEqual({ n: 42 });
+    const asAlice = await call("calls/private", { headers: json(alice), body });
+    expect(asAlice.body.result).toEqual({ n: 42 });
+    // The superadmin may execute alice's function, but runs it as itself: alice's helper is not its to call.
+    const asAdmin = await call("calls/private", { headers: json(admin), body });
+    expect(asAdmin.status).toBe(500);
+    expect(asAdmin.body).toMatchObject({ code: "FUNCTION_FAILED" });
+    expect(String(asAdmin.body.detail)).toContain("helpers");
+  });
+
   it("refuses duplicate paths, unknown functions and bad fields, storing nothing", async () => {
     const duplicate = await api(stack, alice, "POST", "/api/v1/webhooks", {
       path: "greet",
