@@ -55,3 +55,5 @@ const stop = async () => {
 };
 process.on("SIGINT", stop);
 process.on("SIGTERM", stop);
+// Started by the launcher: its pipe on stdin closes when the launcher dies, even by SIGKILL.
+if (process.env.SINAS_STOP_WITH_LAUNCHER === "true") process.stdin.on("end", stop).on("error", stop).resume();

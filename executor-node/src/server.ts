@@ -27,6 +27,11 @@ function shutdown(signal: NodeJS.Signals): void {
 async function main(): Promise<void> {
   // Before anything is printed: whoever reads the listening line may signal at once.
   for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => shutdown(signal));
+  // Started by the local launcher: its pipe on stdin closes when the launcher dies, even by SIGKILL.
+  if (process.env.SINAS_STOP_WITH_LAUNCHER === "true") {
+    const launcherGone = () => shutdown("SIGTERM");
+    process.stdin.on("end", launcherGone).on("error", launcherGone).resume();
+  }
   const config = loadConfig();
   const started = await startExecutor(config);
   executor = started;

@@ -1,7 +1,7 @@
 /**
  * @module Child processes of the local stack: spawned in their own process group (so wrangler's workerd
  * and esbuild die with it), their output kept in a ring buffer, and an unexpected exit reported with
- * the last lines instead of passing silently.
+ * the last lines instead of passing silently. Each stops by itself when the launcher dies (its stdin closes).
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
@@ -19,6 +19,8 @@ export interface ChildOptions {
 }
 
 const TAIL_LINES = 40;
+/** Set for every child: it stops when its stdin (a pipe from the launcher) closes. */
+export const STOP_WITH_LAUNCHER = "SINAS_STOP_WITH_LAUNCHER";
 
 export class ManagedChild {
   readonly name: string;
@@ -32,8 +34,10 @@ export class ManagedChild {
     this.name = options.name;
     this.process = spawn(options.command, options.args, {
       cwd: options.cwd,
-      env: options.env ?? process.env,
-      stdio: ["ignore", "pipe", "pipe"],
+      // The child stops when this pipe closes: the launcher died, even by SIGKILL, which it cannot clean up
+      // after. A detached child would otherwise live on holding its port (and PGlite its data folder).
+      env: { ...(options.env ?? process.env), [STOP_WITH_LAUNCHER]: "true" },
+      stdio: ["pipe", "pipe", "pipe"],
       detached: true,
     });
     for (const stream of [this.process.stdout, this.process.stderr]) {

@@ -97,6 +97,20 @@ describe("npm start (the launcher)", () => {
     await stack.stop();
   });
 
+  it("leaves no process behind when the launcher itself is killed with SIGKILL", async () => {
+    const stack = await startTestStack();
+    const children = descendants(stack.pid);
+    for (const name of ["scripts/wrangler-dev.mjs", "executor-node/src/server.ts", "workerd"]) {
+      expect(children.some((child) => child.command.includes(name))).toBe(true);
+    }
+    // Nothing in the launcher runs on SIGKILL: its children notice their stdin pipe closing.
+    process.kill(stack.pid, "SIGKILL");
+    await stack.exited;
+    const survivors = () => children.filter((child) => isAlive(child.pid)).map((child) => child.command);
+    expect(await waitUntil(() => survivors().length === 0, 20_000), survivors().join("\n")).toBe(true);
+    await stack.stop();
+  });
+
   it("restarts the executor when it dies, reporting its last lines", async () => {
     const stack = await startTestStack();
     try {
