@@ -19,17 +19,12 @@ import {
 } from "../workers/chat/turn";
 import type { Env } from "../workers/env";
 import { AppError, type ErrorCode } from "../workers/lib/errors";
-import {
-  appendMessages,
-  appendUserMessage,
-  listChatMessages,
-  toMessageResponse,
-} from "../workers/services/chats";
+import { appendMessages, listChatMessages, toMessageResponse } from "../workers/services/chats";
 import { createServices, type Services } from "../workers/services/services";
 import { type Decision, recordDecisions } from "./chat-approvals";
 import { ChatLog, type TurnStatus } from "./chat-log";
 import type { StreamFormat } from "./chat-stream";
-import { loadTurnSubjects, partialAnswerOf, type TurnSubjects } from "./chat-turn-data";
+import { beginTurnRecord, loadTurnSubjects, partialAnswerOf, type TurnSubjects } from "./chat-turn-data";
 import { ChatViewers } from "./chat-viewers";
 
 export type MessageView = ReturnType<typeof toMessageResponse>;
@@ -131,19 +126,13 @@ export class ChatSession extends DurableObject<Env> {
     let userMessageId: string | null | undefined;
     try {
       const services = this.#services();
-      const db = services.db();
       // §5.3 step C: the user message is committed before the model is called, so it survives a failure. It is
-      // stored only for the chat's owner while the agent is active, so the insert, the lookup of chat and agent
-      // and the reading of the history go out together.
+      // stored only for the chat's owner while the agent is active, in the statement that reads chat, agent and
+      // provider; the history is read beside it.
       const { chatId, userId, content } = request;
-      const stored = listChatMessages(db, chatId);
-      const saving = appendUserMessage(db, { chatId, userId, content });
-      // Both are awaited below; a failed lookup must not leave them unhandled.
-      stored.catch(() => undefined);
-      saving.catch(() => undefined);
-      const subjects = await loadTurnSubjects(services, chatId, userId);
-      const userMessage = await saving;
-      if (!userMessage) throw new AppError("NOT_FOUND", "The chat's agent no longer exists or is inactive");
+      const stored = listChatMessages(services.db(), chatId);
+      stored.catch(() => undefined); // awaited below; a refused send must not leave it unhandled
+      const { subjects, message: userMessage } = await beginTurnRecord(services, { chatId, userId, content });
       userMessageId = userMessage.id;
       const setup = this.#setup(services, subjects, request, controller, undefined);
       const prepared = await prepareTurn(setup, { stored, added: Promise.resolve(userMessage) });

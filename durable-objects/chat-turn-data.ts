@@ -4,6 +4,8 @@
  */
 import { and, eq, sql } from "drizzle-orm";
 import type { LoggedEvent } from "../workers/chat/events";
+import type { Database } from "../workers/db/client";
+import { isNotNullViolation } from "../workers/db/errors";
 import {
   type Agent,
   agents,
@@ -12,10 +14,11 @@ import {
   executions,
   type LlmProvider,
   llmProviders,
+  type Message,
   users,
 } from "../workers/db/schema";
 import { AppError } from "../workers/lib/errors";
-import { type ChatSenderAction, SENDER_DENIED } from "../workers/services/chats";
+import { type ChatSenderAction, SENDER_DENIED, userMessageCtes } from "../workers/services/chats";
 import type { Services } from "../workers/services/services";
 
 export interface TurnSubjects {
@@ -26,6 +29,46 @@ export interface TurnSubjects {
   agentProvider: LlmProvider | null;
   /** Whether an execution of this chat awaits input (then the model is offered `continue_execution`). */
   hasPausedExecutions: boolean;
+}
+
+/** The columns both lookups below read: the chat, its user's e-mail, its active agent and that agent's provider. */
+function subjectColumns(db: Database) {
+  return {
+    chat: chats,
+    email: users.email,
+    agent: agents,
+    agentProvider: llmProviders,
+    hasPausedExecutions: sql<boolean>`exists (${db
+      .select({ one: sql`1` })
+      .from(executions)
+      .where(and(eq(executions.chatId, chats.id), eq(executions.status, "AWAITING_INPUT")))})`,
+  };
+}
+
+type SubjectRow = {
+  chat: Chat;
+  email: string;
+  agent: Agent | null;
+  agentProvider: LlmProvider | null;
+  hasPausedExecutions: boolean;
+};
+
+/** 404 / 403 / 404 (inactive agent) as the row says, else the subjects. */
+function subjectsOf(
+  row: SubjectRow | undefined,
+  userId: string,
+  action: ChatSenderAction = "send",
+): TurnSubjects {
+  if (!row) throw new AppError("NOT_FOUND", "Chat not found");
+  if (row.chat.userId !== userId) throw new AppError("FORBIDDEN", SENDER_DENIED[action]);
+  if (!row.agent) throw new AppError("NOT_FOUND", "The chat's agent no longer exists or is inactive");
+  return {
+    chat: row.chat,
+    agent: row.agent,
+    user: { id: userId, email: row.email },
+    agentProvider: row.agentProvider,
+    hasPausedExecutions: row.hasPausedExecutions,
+  };
 }
 
 /**
@@ -41,32 +84,63 @@ export async function loadTurnSubjects(
 ): Promise<TurnSubjects> {
   const db = services.db();
   const [row] = await db
-    .select({
-      chat: chats,
-      email: users.email,
-      agent: agents,
-      agentProvider: llmProviders,
-      hasPausedExecutions: sql<boolean>`exists (${db
-        .select({ one: sql`1` })
-        .from(executions)
-        .where(and(eq(executions.chatId, chats.id), eq(executions.status, "AWAITING_INPUT")))})`,
-    })
+    .select(subjectColumns(db))
     .from(chats)
     .innerJoin(users, eq(users.id, chats.userId))
     .leftJoin(agents, and(eq(agents.id, chats.agentId), eq(agents.isActive, true)))
     .leftJoin(llmProviders, eq(llmProviders.id, agents.llmProviderId))
     .where(eq(chats.id, chatId))
     .limit(1);
-  if (!row) throw new AppError("NOT_FOUND", "Chat not found");
-  if (row.chat.userId !== userId) throw new AppError("FORBIDDEN", SENDER_DENIED[action]);
-  if (!row.agent) throw new AppError("NOT_FOUND", "The chat's agent no longer exists or is inactive");
-  return {
-    chat: row.chat,
-    agent: row.agent,
-    user: { id: userId, email: row.email },
-    agentProvider: row.agentProvider,
-    hasPausedExecutions: row.hasPausedExecutions,
-  };
+  return subjectsOf(row, userId, action);
+}
+
+/**
+ * A sent turn's start in one statement: stores the user message (§5.3 step C) and reads the turn's subjects.
+ * When the message may not be stored (not the owner, no chat, inactive agent), nothing is, and the subjects
+ * are read alone to say why (404 / 403).
+ */
+export async function beginTurnRecord(
+  services: Services,
+  turn: { chatId: string; userId: string; content: string },
+): Promise<{ subjects: TurnSubjects; message: Message }> {
+  const db = services.db();
+  const { touched, added } = userMessageCtes(db, turn);
+  let row: (SubjectRow & { message: Message }) | undefined;
+  try {
+    [row] = await db
+      .with(touched, added)
+      .select({
+        ...subjectColumns(db),
+        message: {
+          id: added.id,
+          chatId: added.chatId,
+          sequence: added.sequence,
+          role: added.role,
+          content: added.content,
+          toolCalls: added.toolCalls,
+          toolCallId: added.toolCallId,
+          name: added.name,
+          enabledFunctions: added.enabledFunctions,
+          enabledMcpTools: added.enabledMcpTools,
+          createdAt: added.createdAt,
+        },
+      })
+      .from(chats)
+      .innerJoin(users, eq(users.id, chats.userId))
+      .leftJoin(agents, and(eq(agents.id, chats.agentId), eq(agents.isActive, true)))
+      .leftJoin(llmProviders, eq(llmProviders.id, agents.llmProviderId))
+      .innerJoin(added, eq(added.chatId, chats.id))
+      .where(eq(chats.id, turn.chatId))
+      .limit(1);
+  } catch (error) {
+    if (!isNotNullViolation(error)) throw error;
+  }
+  if (!row) {
+    // Nothing was stored: the lookup alone says why (it throws), unless the agent changed in between.
+    await loadTurnSubjects(services, turn.chatId, turn.userId);
+    throw new AppError("NOT_FOUND", "The chat's agent no longer exists or is inactive");
+  }
+  return { subjects: subjectsOf(row, turn.userId), message: row.message };
 }
 
 /** The text streamed by the turn's last step, when that step never ended. */

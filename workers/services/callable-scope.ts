@@ -35,7 +35,9 @@ export function callableRowsSql(namespaces: SQL, userId: SQL): SQL<CallableRow[]
   const callee = alias(functions, CALLEE);
   const row = sql`json_build_object('namespace', ${callee.namespace}, 'name', ${callee.name}, 'code', ${callee.code}, 'requirements', ${callee.requirements})`;
   const userGroups = sql`select ${groupMembers.groupId} from ${groupMembers} where ${groupMembers.userId} = ${userId} and ${groupMembers.active}`;
-  return sql<CallableRow[]>`(select coalesce(json_agg(${row}), '[]'::json) from ${functions} as ${sql.identifier(CALLEE)}
+  return sql<
+    CallableRow[]
+  >`(select coalesce(json_agg(${row}), '[]'::json) from ${functions} as ${sql.identifier(CALLEE)}
     where ${callee.namespace} in (select jsonb_array_elements_text(${namespaces}))
       and ${callee.isActive}
       and (${callee.userId} = ${userId} or ${callee.groupId} in (${userGroups})))`.mapWith(parseRows);

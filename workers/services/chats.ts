@@ -7,8 +7,7 @@
  * its messages and pending approvals with it and leaves its executions with `chat_id` null (the foreign keys).
  */
 import { and, asc, desc, eq, exists, max, sql } from "drizzle-orm";
-import type { DbOrTx } from "../db/client";
-import { isNotNullViolation } from "../db/errors";
+import type { Database, DbOrTx } from "../db/client";
 import {
   type Agent,
   agents,
@@ -150,14 +149,12 @@ export async function appendMessages(db: DbOrTx, chatId: string, rows: NewChatMe
 }
 
 /**
- * A turn's user message (§5.3 step C), stored only if `userId` owns the chat and its agent is active, in one
- * statement: it runs beside the turn's lookups instead of after them. Null when nothing was stored (the
- * lookups say why). The chat's `updated_at` is touched in the same statement.
+ * A turn's user message (§5.3 step C) as the CTEs of one statement (`added` returns the stored row): stored
+ * only if `userId` owns the chat and its agent is active, touching the chat's `updated_at`. Otherwise no chat
+ * row is touched, `chat_id` stays null and NOT NULL refuses the whole statement (`isNotNullViolation`), so a
+ * refused send stores nothing.
  */
-export async function appendUserMessage(
-  db: DbOrTx,
-  turn: { chatId: string; userId: string; content: string },
-): Promise<Message | null> {
+export function userMessageCtes(db: Database, turn: { chatId: string; userId: string; content: string }) {
   const activeAgent = db
     .select({ id: agents.id })
     .from(agents)
@@ -169,18 +166,13 @@ export async function appendUserMessage(
       .where(and(eq(chats.id, turn.chatId), eq(chats.userId, turn.userId), exists(activeAgent)))
       .returning({ id: chats.id }),
   );
-  try {
-    const [inserted] = await db
-      .with(touched)
+  const added = db.$with("added").as(
+    db
       .insert(messages)
-      // No touched row leaves chat_id null, which the NOT NULL constraint refuses: nothing is stored.
       .values({ chatId: sql`(select ${touched.id} from ${touched})`, role: "user", content: turn.content })
-      .returning();
-    return inserted ?? null;
-  } catch (error) {
-    if (isNotNullViolation(error)) return null;
-    throw error;
-  }
+      .returning(),
+  );
+  return { touched, added };
 }
 
 /**
