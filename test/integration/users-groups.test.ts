@@ -79,6 +79,13 @@ describe("API keys (S6, D-12, D-14)", () => {
     });
     expect(check.body).toMatchObject({ checks: [{ has_permission: true }, { has_permission: false }] });
 
+    // The key acts in its owner's groups (group-scoped access): it lists the same groups as her token.
+    const groupNames = async (session: Pick<Session, "headers">) =>
+      ((await api(stack, session, "GET", "/api/v1/groups")).body as Row[]).map((group) => group.name);
+    const ownGroups = await groupNames(alice);
+    expect(ownGroups.length).toBeGreaterThan(0);
+    expect(await groupNames({ headers: { "x-api-key": key.key } })).toEqual(ownGroups);
+
     // Its use is recorded after the response (at most once a minute per Worker isolate).
     const lastUsed = async () =>
       ((await api(stack, alice, "GET", `/api/v1/api-keys/${key.id}`)).body as Row).last_used_at;

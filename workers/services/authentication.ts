@@ -9,7 +9,7 @@ import { requireSecret } from "../env";
 import { sha256Hex } from "../lib/crypto";
 import { AppError } from "../lib/errors";
 import { ensureBootstrapped } from "./bootstrap";
-import { loadUserGrants, loadUserWithGrants } from "./grants";
+import { activeGroupIdsSql, loadUserWithGrants } from "./grants";
 import type { Services } from "./services";
 
 const INVALID_CREDENTIALS = "Invalid or expired credentials";
@@ -60,7 +60,7 @@ async function authenticateApiKey(services: Services, token: string): Promise<Au
   const db = services.db();
   const hash = await sha256Hex(token);
   const [row] = await db
-    .select({ key: apiKeys, user: users })
+    .select({ key: apiKeys, user: users, groupIds: activeGroupIdsSql(users.id) })
     .from(apiKeys)
     .innerJoin(users, eq(users.id, apiKeys.userId))
     .where(
@@ -73,12 +73,11 @@ async function authenticateApiKey(services: Services, token: string): Promise<Au
     .limit(1);
   if (!row) throw new AppError("UNAUTHORIZED", INVALID_CREDENTIALS);
   ensureActive(row.user);
-  const { groupIds } = await loadUserGrants(db, row.user.id);
   return {
     principal: {
       user: row.user,
       permissions: row.key.permissions,
-      groupIds,
+      groupIds: row.groupIds,
       method: "api_key",
       apiKeyId: row.key.id,
     },

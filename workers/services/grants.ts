@@ -2,7 +2,7 @@
  * @module Loading a user's effective group grants (sinas-spec §3.4): the union over active memberships,
  * read on every request so that changes apply immediately.
  */
-import { and, eq } from "drizzle-orm";
+import { and, eq, type SQL, type SQLWrapper, sql } from "drizzle-orm";
 import { mergeGrants } from "../auth/permissions";
 import type { Database } from "../db/client";
 import { groupMembers, groupPermissions, type PermissionMap, type User, users } from "../db/schema";
@@ -55,4 +55,12 @@ export async function loadUserWithGrants(
     .where(eq(users.id, userId));
   const [first] = rows;
   return first ? { user: first.user, grants: grantsOf(rows) } : null;
+}
+
+/** The user's active group ids as one `json` column, for folding into a query that reads the user. */
+export function activeGroupIdsSql(userId: SQLWrapper): SQL<string[]> {
+  return sql<string[]>`(select coalesce(json_agg(${groupMembers.groupId}), '[]'::json) from ${groupMembers}
+    where ${groupMembers.userId} = ${userId} and ${groupMembers.active})`.mapWith((value: unknown) =>
+    typeof value === "string" ? (JSON.parse(value) as string[]) : (value as string[]),
+  );
 }
