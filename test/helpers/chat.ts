@@ -16,7 +16,6 @@ export interface SseEvent {
   data: unknown;
 }
 
-/** Creates `fake-openai` and `fake-anthropic` providers; returns their ids by wire format. */
 /** Creates an LLM provider (`POST /api/v1/llm-providers`, 201 expected) and returns its id. */
 export async function createProvider(stack: TestStack, admin: Session, body: Record<string, unknown>) {
   const response = await api(stack, admin, "POST", "/api/v1/llm-providers", body);
@@ -24,6 +23,7 @@ export async function createProvider(stack: TestStack, admin: Session, body: Rec
   return (response.body as { id: string }).id;
 }
 
+/** Creates `fake-openai` and `fake-anthropic` providers; returns their ids by wire format. */
 export async function createFakeProviders(stack: TestStack, admin: Session, fake: FakeLlm) {
   const ids = {} as Record<WireFormat, string>;
   for (const format of WIRE_FORMATS) {

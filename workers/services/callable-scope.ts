@@ -6,9 +6,11 @@
 import { type SQL, sql } from "drizzle-orm";
 import { alias } from "drizzle-orm/pg-core";
 import type { Database } from "../db/client";
-import { functions, groupMembers, type StoredFunction } from "../db/schema";
+import { jsonColumn } from "../db/json";
+import { functions, type StoredFunction } from "../db/schema";
 import { sha256Hex } from "../lib/crypto";
 import type { CallableScope } from "../lib/executor-protocol";
+import { activeGroupIdsOf } from "./grants";
 
 const CALLEE = "callee";
 
@@ -20,9 +22,8 @@ export interface CallableRow {
   requirements: string[];
 }
 
-/** The driver parses `json` columns, but a value may still arrive as text (raw-text query paths). */
 function parseRows(value: unknown): CallableRow[] {
-  const rows = typeof value === "string" ? JSON.parse(value) : value;
+  const rows = jsonColumn<unknown>(value);
   return Array.isArray(rows) ? (rows as CallableRow[]) : [];
 }
 
@@ -34,13 +35,14 @@ export function callableRowsSql(namespaces: SQL, userId: SQL): SQL<CallableRow[]
   // A table alias renders as its bare name inside `sql`, so the FROM clause names the table itself.
   const callee = alias(functions, CALLEE);
   const row = sql`json_build_object('namespace', ${callee.namespace}, 'name', ${callee.name}, 'code', ${callee.code}, 'requirements', ${callee.requirements})`;
-  const userGroups = sql`select ${groupMembers.groupId} from ${groupMembers} where ${groupMembers.userId} = ${userId} and ${groupMembers.active}`;
   return sql<
     CallableRow[]
   >`(select coalesce(json_agg(${row}), '[]'::json) from ${functions} as ${sql.identifier(CALLEE)}
     where ${callee.namespace} in (select jsonb_array_elements_text(${namespaces}))
       and ${callee.isActive}
-      and (${callee.userId} = ${userId} or ${callee.groupId} in (${userGroups})))`.mapWith(parseRows);
+      and (${callee.userId} = ${userId} or ${callee.groupId} in (${activeGroupIdsOf(userId)})))`.mapWith(
+    parseRows,
+  );
 }
 
 /** Reads the callable functions of `fn` run as `userId` (one round trip). */

@@ -5,6 +5,7 @@
 import { and, eq, type SQL, type SQLWrapper, sql } from "drizzle-orm";
 import { mergeGrants } from "../auth/permissions";
 import type { Database } from "../db/client";
+import { jsonColumn } from "../db/json";
 import { groupMembers, groupPermissions, type PermissionMap, type User, users } from "../db/schema";
 
 export interface UserGrants {
@@ -57,10 +58,16 @@ export async function loadUserWithGrants(
   return first ? { user: first.user, grants: grantsOf(rows) } : null;
 }
 
+/** `select group_id` of the user's active memberships, as a subquery for other queries (`in (...)`). */
+export function activeGroupIdsOf(userId: SQLWrapper): SQL {
+  return sql`select ${groupMembers.groupId} from ${groupMembers} where ${groupMembers.userId} = ${userId} and ${groupMembers.active}`;
+}
+
 /** The user's active group ids as one `json` column, for folding into a query that reads the user. */
 export function activeGroupIdsSql(userId: SQLWrapper): SQL<string[]> {
-  return sql<string[]>`(select coalesce(json_agg(${groupMembers.groupId}), '[]'::json) from ${groupMembers}
-    where ${groupMembers.userId} = ${userId} and ${groupMembers.active})`.mapWith((value: unknown) =>
-    typeof value === "string" ? (JSON.parse(value) as string[]) : (value as string[]),
+  return sql<
+    string[]
+  >`(select coalesce(json_agg(g.group_id), '[]'::json) from (${activeGroupIdsOf(userId)}) g)`.mapWith(
+    jsonColumn<string[]>,
   );
 }
