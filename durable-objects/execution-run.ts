@@ -108,14 +108,13 @@ export class ExecutionRun extends DurableObject<Env> {
     return { status: 200 };
   }
 
-  /** In order; the steps up to a result (or the end) are written together, one statement per batch. */
+  /**
+   * In order; the steps up to a result (or the end) are written together, with the result's outcome when
+   * there is one: a fast run's whole callback is one statement.
+   */
   async #applyEvents(services: Services, plan: RunPlan, events: ExecutorEvent[]): Promise<void> {
     const executionId = plan.record.executionId;
     let steps: Step[] = [];
-    const writeSteps = async () => {
-      await upsertSteps(services.db(), executionId, steps);
-      steps = [];
-    };
     for (const event of events) {
       switch (event.type) {
         case "started":
@@ -128,12 +127,12 @@ export class ExecutionRun extends DurableObject<Env> {
           steps.push(event.step);
           break;
         case "result":
-          await writeSteps();
-          await this.#finish(executionId, outcomeOf(event, plan.outputSchema), event.result);
+          await this.#finish(executionId, outcomeOf(event, plan.outputSchema), event.result, steps);
+          steps = [];
           break;
       }
     }
-    await writeSteps();
+    await upsertSteps(services.db(), executionId, steps);
   }
 
   #notifyLogListeners(executionId: string): void {
@@ -142,10 +141,19 @@ export class ExecutionRun extends DurableObject<Env> {
     for (const listener of listeners ?? []) listener();
   }
 
-  async #finish(executionId: string, outcome: ExecutionOutcome, result: unknown = null): Promise<void> {
+  /** Records the outcome (with `steps` reported alongside it), then wakes waiters and listeners. */
+  async #finish(
+    executionId: string,
+    outcome: ExecutionOutcome,
+    result: unknown = null,
+    steps: Step[] = [],
+  ): Promise<void> {
     const state = this.#store.state(executionId);
-    if (!state || (state.status !== "running" && outcome.status !== "AWAITING_INPUT")) return;
-    await this.#withServices((services) => recordOutcome(services.db(), executionId, outcome));
+    if (!state || (state.status !== "running" && outcome.status !== "AWAITING_INPUT")) {
+      await this.#withServices((services) => upsertSteps(services.db(), executionId, steps));
+      return;
+    }
+    await this.#withServices((services) => recordOutcome(services.db(), executionId, outcome, steps));
     const timing = {
       roundTripMs: state.dispatchedAt ? Date.now() - state.dispatchedAt : null,
       durationMs: outcome.status === "AWAITING_INPUT" ? null : outcome.durationMs,

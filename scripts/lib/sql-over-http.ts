@@ -64,9 +64,29 @@ function send(response: ServerResponse, status: number, body: unknown): void {
   response.writeHead(status, { "content-type": "application/json" }).end(JSON.stringify(body));
 }
 
+/** Names of the statements prepared on every connection, by their text (see `statementNameOf`). */
+const statementNames = new Map<string, string>();
+const MAX_PREPARED_STATEMENTS = 1000;
+
+/**
+ * A name to prepare `query` under, so that a connection parses and plans a repeated statement once (on
+ * PGlite, parsing is a large part of a small query's cost); null once the cap is reached, as texts with a
+ * varying number of rows or list items are endless.
+ */
+function statementNameOf(query: string): string | null {
+  let name = statementNames.get(query);
+  if (name === undefined && statementNames.size < MAX_PREPARED_STATEMENTS) {
+    name = `sinas_${statementNames.size}`;
+    statementNames.set(query, name);
+  }
+  return name ?? null;
+}
+
 /** `turns`: pglite-server takes one conversation at a time (pg-turns.ts); each query waits for its turn. */
 export function createSqlOverHttp(turns: TurnQueue | null): SqlOverHttp {
   const pools = new Map<string, pg.Pool>();
+  /** Connections whose session was cleared of prepared statements (see `run`). */
+  const cleared = new WeakSet<pg.PoolClient>();
 
   const poolFor = (target: { host: string; port: number }, connectionString: string): pg.Pool => {
     const url = new URL(connectionString);
@@ -90,9 +110,32 @@ export function createSqlOverHttp(turns: TurnQueue | null): SqlOverHttp {
 
   const run = async (pool: pg.Pool, query: string, params: unknown[]) => {
     const release = turns ? await turns.acquire() : null;
+    let broken: Error | undefined;
+    const client = await pool.connect().catch((error: Error) => {
+      release?.();
+      throw error;
+    });
     try {
-      return await pool.query({ text: query, values: params, rowMode: "array", types: RAW_TEXT });
+      if (!cleared.has(client)) {
+        // PGlite has one session for all connections: what a closed connection of ours prepared is still
+        // there, under the names this one would prepare again ("already exists"). A real server has nothing.
+        await client.query("deallocate all");
+        cleared.add(client);
+      }
+      const name = statementNameOf(query);
+      return await client.query({
+        ...(name ? { name } : {}),
+        text: query,
+        values: params,
+        rowMode: "array",
+        types: RAW_TEXT,
+      });
+    } catch (error) {
+      // An error the server reported (it has a SQLSTATE) leaves the connection usable; any other drops it.
+      if (!(error as { code?: unknown }).code) broken = error as Error;
+      throw error;
     } finally {
+      client.release(broken);
       release?.();
     }
   };

@@ -92,7 +92,8 @@ async function eventually<T>(
   for (;;) {
     const found = find(await allRows());
     if (found !== undefined) return found;
-    if (Date.now() > deadline) throw new Error("the expected request_logs row did not appear within 5 s");
+    if (Date.now() > deadline)
+      throw new Error(`the expected request_logs rows did not appear within ${timeoutMs} ms`);
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
@@ -283,6 +284,22 @@ describe("writing request logs", () => {
     );
     expect(row.request_id).toMatch(UUID_PATTERN);
     expect(row.status_code).toBe(404);
+  });
+
+  it("logs every one of many simultaneous requests exactly once (rows are written in batches)", async () => {
+    // More than one batch (MAX_BATCH_ROWS = 100) arriving at once, then a straggler on its own.
+    const burst = await Promise.all(
+      Array.from({ length: 150 }, (_, index) => stack.fetch(`/api/v1/nothing?burst=${index}`)),
+    );
+    const straggler = await stack.fetch("/api/v1/nothing?burst=last");
+    const ids = [...burst, straggler].map((response) => response.headers.get("x-request-id"));
+    expect(new Set(ids).size).toBe(151);
+    const logged = await eventually((rows) => {
+      const matching = rows.filter((row) => ids.includes(row.request_id as string));
+      return matching.length >= ids.length ? matching : undefined;
+    }, 10_000);
+    expect(logged).toHaveLength(151);
+    expect(new Set(logged.map((row) => row.request_id)).size).toBe(151);
   });
 
   it("logs API-key creation as in S36, and no row contains the raw token, OTP or API key", async () => {

@@ -182,6 +182,17 @@ describe("POST /sql (Neon's HTTP query protocol)", () => {
     expect(await noQuery.json()).toEqual({ message: "query is required" });
   });
 
+  it("keeps answering a repeated (prepared) statement after query errors on PGlite's shared session", async () => {
+    const repeated = { query: "select $1::int * 2 as doubled", params: ["21"] };
+    for (let round = 0; round < 3; round++) {
+      const answer = await post(repeated);
+      expect(answer.status, await answer.clone().text()).toBe(200);
+      expect(((await answer.json()) as { rows: unknown[][] }).rows).toEqual([["42"]]);
+      // A failed query must not cost the connection: a new one would prepare the same name again.
+      expect((await post({ query: "select 1/0", params: [] })).status).toBe(400);
+    }
+  });
+
   it("serves drizzle through the driver: typed rows, constraint errors, and transactions over WebSocket", async () => {
     const handle = openNodeDb({ databaseUrl, wsProxy: proxy.address, httpQueries: true }, 2);
     try {

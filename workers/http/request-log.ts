@@ -1,6 +1,7 @@
 /**
  * @module The request-log middleware (sinas-spec §10.5): one `request_logs` row per request, written after
- * the response so it never delays or breaks it.
+ * the response so it never delays or breaks it, batched with other requests' rows of the isolate
+ * (services/request-log-batches.ts).
  *
  * Install it right after the services middleware: it reads `services`, and what inner middleware and
  * handlers set (`principal`, `permissionUsed`, `c.error`).
@@ -15,7 +16,7 @@ import {
   redactUrlQuery,
   stripNulCharacters,
 } from "../lib/redaction";
-import { insertRequestLog } from "../services/request-logs";
+import { writeRequestLogBatched } from "../services/request-log-batches";
 import type { AppEnv } from "./app-env";
 import { toAppError } from "./fallbacks";
 
@@ -210,7 +211,7 @@ export function requestLog() {
     const insert = (async () => {
       const [body, size] = await Promise.all([loggedBody, responseSize]);
       const skipped = body !== null && "skipped" in body ? { request_body_skipped: body.skipped } : null;
-      await insertRequestLog(services.db(), {
+      await writeRequestLogBatched(() => services.db(), {
         ...row,
         requestBody: body !== null && "body" in body ? body.body : null,
         responseSizeBytes: size,

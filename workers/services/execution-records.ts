@@ -43,13 +43,14 @@ export async function insertExecution(db: DbOrTx, record: NewExecutionRecord): P
 }
 
 /**
- * Writes steps as reported, in one statement; a later report of a step id (its end) overwrites the earlier
- * one, also within `steps` (the executor sends a fast step's start and end in one callback).
+ * The statement that writes steps as reported; a later report of a step id (its end) overwrites the earlier
+ * one, also within `steps` (the executor sends a fast step's start and end in one callback). Null when there
+ * is nothing to write.
  */
-export async function upsertSteps(db: DbOrTx, executionId: string, steps: Step[]): Promise<void> {
+function stepsUpsert(db: DbOrTx, executionId: string, steps: Step[]) {
   const latest = new Map<string, Step>();
   for (const step of steps) latest.set(step.id, step);
-  if (latest.size === 0) return;
+  if (latest.size === 0) return null;
   const rows = [...latest.values()].map((step) => ({
     id: step.id,
     executionId,
@@ -68,7 +69,7 @@ export async function upsertSteps(db: DbOrTx, executionId: string, steps: Step[]
     completedAt: step.completed_at ? sql`${step.completed_at}::timestamptz` : null,
   }));
   const excluded = (column: { name: string }) => sql.raw(`excluded."${column.name}"`);
-  await db
+  return db
     .insert(stepExecutions)
     .values(rows)
     .onConflictDoUpdate({
@@ -83,7 +84,13 @@ export async function upsertSteps(db: DbOrTx, executionId: string, steps: Step[]
       },
       // A late RUNNING report must not overwrite a finished step.
       setWhere: sql`${stepExecutions.status} = 'RUNNING'`,
-    });
+    })
+    .returning({ id: stepExecutions.id });
+}
+
+/** Writes steps as reported, in one statement (see `stepsUpsert`). */
+export async function upsertSteps(db: DbOrTx, executionId: string, steps: Step[]): Promise<void> {
+  await stepsUpsert(db, executionId, steps);
 }
 
 export type ExecutionOutcome =
@@ -97,11 +104,16 @@ export type ExecutionOutcome =
     }
   | { status: "AWAITING_INPUT"; prompt: string | null; schema: JsonObject | null };
 
-/** Records the outcome; only a RUNNING execution changes, so a stale or repeated report changes nothing. */
+/**
+ * Records the outcome; only a RUNNING execution changes, so a stale or repeated report changes nothing.
+ * `steps` reported with the outcome are written first, in the same statement unless the run failed (its
+ * still-running steps are then closed by a second statement, which must see them).
+ */
 export async function recordOutcome(
   db: DbOrTx,
   executionId: string,
   outcome: ExecutionOutcome,
+  steps: Step[] = [],
 ): Promise<boolean> {
   const running = and(eq(executions.executionId, executionId), eq(executions.status, "RUNNING"));
   const changes =
@@ -124,7 +136,15 @@ export async function recordOutcome(
             completedAt: sql`now()`,
             durationMs: outcome.durationMs == null ? null : Math.round(outcome.durationMs),
           };
-  const updated = await db.update(executions).set(changes).where(running).returning({ id: executions.id });
+  const written = stepsUpsert(db, executionId, steps);
+  if (written && outcome.status === "FAILED") await written;
+  // Every data-modifying CTE runs to completion whether or not the main statement reads it.
+  const update = written && outcome.status !== "FAILED" ? db.with(db.$with("steps").as(written)) : db;
+  const updated = await update
+    .update(executions)
+    .set(changes)
+    .where(running)
+    .returning({ id: executions.id });
   if (outcome.status === "FAILED") {
     // Steps still marked running belonged to the failed run: close them so the tree tells the truth.
     await db

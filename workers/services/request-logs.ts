@@ -47,9 +47,9 @@ export interface RequestLogStats {
 
 const TOP_ENTRIES = 10;
 
-/** Writes one log row. The caller runs it after the response and swallows its failure. */
-export async function insertRequestLog(db: Database, row: NewRequestLog): Promise<void> {
-  await db.insert(requestLogs).values(row);
+/** Writes log rows in one statement. The caller runs it after the response and swallows its failure. */
+export async function insertRequestLogs(db: Database, rows: NewRequestLog[]): Promise<void> {
+  if (rows.length > 0) await db.insert(requestLogs).values(rows);
 }
 
 /**

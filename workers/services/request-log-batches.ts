@@ -1,0 +1,45 @@
+/**
+ * @module Request-log rows written in batches (sinas-spec §10.5): a row waits in its isolate's buffer for up to
+ * `BATCH_WINDOW_MS`, and the request whose row opened the batch writes every row gathered by then in one
+ * INSERT. Under load one statement then carries many requests' rows instead of one each; a lone request's
+ * row is written `BATCH_WINDOW_MS` after its response, as before but later.
+ *
+ * Only plain rows cross requests: the insert runs in the opening request's own context (its `waitUntil`,
+ * its database pool), as a Worker's I/O must.
+ */
+import type { Database } from "../db/client";
+import type { NewRequestLog } from "../db/schema";
+import { insertRequestLogs } from "./request-logs";
+
+/** How long the first row of a batch waits for others; also the delay before a lone row is visible. */
+export const BATCH_WINDOW_MS = 100;
+/** A batch this large is written at once by the request that filled it. */
+export const MAX_BATCH_ROWS = 100;
+
+let buffered: NewRequestLog[] = [];
+let batchOpen = false;
+
+function takeBatch(): NewRequestLog[] {
+  const batch = buffered;
+  buffered = [];
+  batchOpen = false;
+  return batch;
+}
+
+/**
+ * Adds `row` to the isolate's batch. Resolves once the rows this request is responsible for are written
+ * (at once when it had nothing to write); rejects with the insert's error. `db` is the request's own.
+ */
+export async function writeRequestLogBatched(db: () => Database, row: NewRequestLog): Promise<void> {
+  buffered.push(row);
+  if (buffered.length >= MAX_BATCH_ROWS) {
+    await insertRequestLogs(db(), takeBatch());
+    return;
+  }
+  if (batchOpen) return;
+  batchOpen = true;
+  await new Promise((resolve) => setTimeout(resolve, BATCH_WINDOW_MS));
+  // A full batch may have been written meanwhile by another request; the rows since then are ours.
+  const batch = takeBatch();
+  if (batch.length > 0) await insertRequestLogs(db(), batch);
+}
