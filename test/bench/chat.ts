@@ -10,6 +10,7 @@ import OpenAI from "openai";
 import { api, IDENTITY_VARS, login, type Session, SUPERADMIN_EMAIL } from "../helpers/auth";
 import { startTestStack, type TestStack } from "../helpers/stack";
 import { measureStopLatency } from "./chat-stop";
+import { cpuPerUnit, formatCpu, sampleCpu } from "./cpu";
 import { ms, percentile } from "./stats";
 
 const SAMPLES = Number(process.env.BENCH_CHAT_SAMPLES ?? 50);
@@ -233,9 +234,11 @@ export async function runChatBenchmarks(): Promise<string[]> {
     const directLoaded = await runSeries(CONCURRENCY, ROUNDS, (index, round) =>
       directTurn(client, say(index, round)),
     );
+    const cpuBefore = sampleCpu();
     const platformLoaded = await runSeries(CONCURRENCY, ROUNDS, (index, round) =>
       platformTurn(stack, session, concurrentChats[index] as string, say(index, round)),
     );
+    const loadedCpu = formatCpu(cpuPerUnit(cpuBefore, sampleCpu(), platformLoaded.samples.length));
 
     const failures = [...platformAlone.failures, ...followUps.failures, ...platformLoaded.failures];
     const stopLines = await measureStopLatency(stack, session);
@@ -254,6 +257,7 @@ export async function runChatBenchmarks(): Promise<string[]> {
         `p95 ${added(platformAlone, directAlone, 0.95)} ms (follow-up turns: p50 ${added(followUps, directAlone, 0.5)} ms, ` +
         `p95 ${added(followUps, directAlone, 0.95)} ms); ${CONCURRENCY} concurrent chats p50 ` +
         `${added(platformLoaded, directLoaded, 0.5)} ms, p95 ${added(platformLoaded, directLoaded, 0.95)} ms.`,
+      `CPU ms per streamed turn under load (whole turn, all processes): ${loadedCpu}.`,
       ...stopLines,
       ...(failures.length > 0
         ? [

@@ -18,6 +18,7 @@ import { stackSecrets } from "../helpers/secrets";
 import type { TestStack } from "../helpers/stack";
 import { cpuPerUnit, formatCpu, sampleCpu } from "./cpu";
 import { startDriverStack } from "./driver-stack";
+import { createLoadClient } from "./load-client";
 import { ms, percentile } from "./stats";
 
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
@@ -84,16 +85,13 @@ async function benchWebhook(
   headers: Record<string, string>,
   notes: string[],
 ): Promise<string> {
+  const client = createLoadClient(stack.apiUrl);
   const cpuBefore = sampleCpu();
   const load = await runLoad(async () => {
-    const response = await stack.fetch(`/webhooks/${webhook.path}?async=true`, {
-      method: "POST",
-      headers: { "content-type": "application/json", ...headers },
-      body: '{"n":1}',
-    });
-    await response.arrayBuffer();
-    return response.status === 202;
-  });
+    const path = `/webhooks/${webhook.path}?async=true`;
+    const headersOut = { "content-type": "application/json", ...headers };
+    return (await client.send("POST", path, headersOut, '{"n":1}')).status === 202;
+  }).finally(() => client.close());
   const deadline = Date.now() + DRAIN_TIMEOUT_MS;
   let counts = { completed: 0, failed: 0, running: 0, seconds: Number.NaN };
   while (Date.now() < deadline) {
@@ -141,6 +139,7 @@ async function benchExecutor(driver: string, stack: TestStack, user: Session["us
   const receiver = await startCallbackReceiver();
   const privateKey = stackSecrets(stack).EXECUTOR_JOB_PRIVATE_KEY;
   const codeHash = await sha256Hex(NOOP.code);
+  const client = createLoadClient(stack.executorUrl);
   try {
     const started = performance.now();
     const load = await runLoad(async () => {
@@ -179,13 +178,8 @@ async function benchExecutor(driver: string, stack: TestStack, user: Session["us
         body,
         subject: executionId,
       });
-      const response = await fetch(new URL("/v1/jobs", stack.executorUrl), {
-        method: "POST",
-        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-        body,
-      });
-      await response.arrayBuffer();
-      return response.status === 202;
+      const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
+      return (await client.send("POST", "/v1/jobs", headers, body)).status === 202;
     });
     const deadline = Date.now() + DRAIN_TIMEOUT_MS;
     while (receiver.results.completed + receiver.results.failed < load.accepted && Date.now() < deadline) {
@@ -194,6 +188,7 @@ async function benchExecutor(driver: string, stack: TestStack, user: Session["us
     const { completed, failed, lastAt } = receiver.results;
     return row(driver, "executor direct: POST /v1/jobs", load, completed, failed, (lastAt - started) / 1000);
   } finally {
+    client.close();
     receiver.close();
   }
 }
