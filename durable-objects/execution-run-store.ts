@@ -72,6 +72,12 @@ function parsePlan(text: string): RunPlan {
 }
 
 export class RunStore {
+  /**
+   * States of the runs not over yet, as last saved: a run's state is read several times per start and per
+   * callback. Only this object writes them, so memory and SQLite agree; an over run is read from SQLite.
+   */
+  readonly #unfinished = new Map<string, RunState>();
+
   constructor(private readonly sql: SqlStorage) {
     sql.exec(`
       create table if not exists runs (execution_id text primary key, plan text not null,
@@ -85,6 +91,8 @@ export class RunStore {
   }
 
   state(executionId: string): RunState | null {
+    const kept = this.#unfinished.get(executionId);
+    if (kept) return { ...kept };
     const [row] = this.sql
       .exec<{ state: string }>("select state from runs where execution_id = ?", executionId)
       .toArray();
@@ -106,10 +114,17 @@ export class RunStore {
       state.status,
       JSON.stringify(state),
     );
+    this.#keep(state);
   }
 
   remove(executionId: string): void {
     this.sql.exec("delete from runs where execution_id = ?", executionId);
+    this.#unfinished.delete(executionId);
+  }
+
+  #keep(state: RunState): void {
+    if (state.status === "completed" || state.status === "failed") this.#unfinished.delete(state.executionId);
+    else this.#unfinished.set(state.executionId, { ...state });
   }
 
   /**
@@ -131,6 +146,7 @@ export class RunStore {
       Date.now(),
       state.executionId,
     );
+    this.#keep(state);
   }
 
   /** Records a callback post; false when this sequence number was applied before. */

@@ -34,6 +34,8 @@ export class ExecutionRun extends DurableObject<Env> {
   #waiters = new Map<string, Set<(state: RunState) => void>>();
   #logListeners = new Map<string, Set<() => void>>();
   #services: Services | undefined;
+  /** The alarm as this instance last set it; undefined until then, and once it fired. */
+  #alarmAt: number | null | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -51,10 +53,13 @@ export class ExecutionRun extends DurableObject<Env> {
     return work(this.#services);
   }
 
+  /** Sets the alarm to the next wake-up; a write only when that changed (most starts and ends leave it). */
   async #scheduleAlarm(): Promise<void> {
     const next = this.#store.nextWakeUp();
+    if (next === this.#alarmAt) return;
     if (next === null) await this.ctx.storage.deleteAlarm();
     else await this.ctx.storage.setAlarm(next);
+    this.#alarmAt = next;
   }
 
   /** Seconds past the function's timeout the watchdog waits for the executor (EXECUTION_WATCHDOG_GRACE_SECONDS). */
@@ -220,6 +225,7 @@ export class ExecutionRun extends DurableObject<Env> {
 
   /** The watchdog: runs whose executor never reported a result in time fail; old finished runs go. */
   override async alarm(): Promise<void> {
+    this.#alarmAt = undefined;
     const now = Date.now();
     const grace = this.#graceSeconds();
     for (const executionId of this.#store.overdue(now)) {

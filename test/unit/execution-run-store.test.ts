@@ -62,6 +62,28 @@ describe("RunStore (one ExecutionRun shard's tables)", () => {
       expect(store.state("missing")).toBeNull();
     }));
 
+  it("reads what it saved, also through a new store over the same storage (a restarted object)", async () => {
+    const stub = env.EXECUTION_RUN.get(env.EXECUTION_RUN.newUniqueId());
+    await runInDurableObject(stub, (_instance, state) => {
+      const store = new RunStore(state.storage.sql);
+      store.insert(planOf("a"), stateOf("a"));
+      store.save({ ...stateOf("a"), dispatchedAt: 7 });
+      store.insert(planOf("b"), stateOf("b"));
+      store.save({ ...stateOf("b"), status: "awaiting_input", prompt: "name?" });
+      store.insert(planOf("c"), stateOf("c"));
+      store.save({ ...stateOf("c"), status: "failed", error: "boom" });
+      const returned = store.state("a") as RunState;
+      returned.status = "failed"; // a caller's change to what it read is not a save
+      for (const reader of [store, new RunStore(state.storage.sql)]) {
+        expect(reader.state("a")).toMatchObject({ status: "running", dispatchedAt: 7 });
+        expect(reader.state("b")).toMatchObject({ status: "awaiting_input", prompt: "name?" });
+        expect(reader.state("c")).toMatchObject({ status: "failed", error: "boom" });
+      }
+      store.remove("a");
+      expect(store.state("a")).toBeNull();
+    });
+  });
+
   it("applies a callback sequence number once per execution", () =>
     withStore((store) => {
       expect(store.markCallback("a", 1)).toBe(true);

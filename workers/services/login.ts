@@ -65,7 +65,8 @@ export async function startLogin(
       throw new AppError("UNAVAILABLE", `Failed to send OTP email: ${reason}`, { cause: error });
     }
   } else if (config.DEV_PRINT_OTP && config.ENVIRONMENT !== "production") {
-    console.log(`${"=".repeat(60)}\nOTP CODE FOR ${email}: ${code}\n${"=".repeat(60)}`);
+    // A warning (no mail goes out): shown at every log level of the local stack, also with request logs off.
+    console.warn(`${"=".repeat(60)}\nOTP CODE FOR ${email}: ${code}\n${"=".repeat(60)}`);
   }
   return { message: "OTP sent to your email", session_id: sessionId };
 }
