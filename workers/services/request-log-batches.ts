@@ -2,7 +2,7 @@
  * @module Request-log rows written in batches (sinas-spec §10.5): a row waits in its isolate's buffer for up to
  * `BATCH_WINDOW_MS`, and the request whose row opened the batch writes every row gathered by then in one
  * INSERT. Under load one statement then carries many requests' rows instead of one each; a lone request's
- * row is written `BATCH_WINDOW_MS` after its response, as before but later.
+ * row is written `BATCH_WINDOW_MS` after its response instead of at once.
  *
  * Only plain rows cross requests: the insert runs in the opening request's own context (its `waitUntil`,
  * its database pool), as a Worker's I/O must.
