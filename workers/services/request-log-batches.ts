@@ -16,13 +16,12 @@ export const BATCH_WINDOW_MS = 100;
 /** A batch this large is written at once by the request that filled it. */
 export const MAX_BATCH_ROWS = 100;
 
+/** The isolate's open batch; its first row's request writes it. */
 let buffered: NewRequestLog[] = [];
-let batchOpen = false;
 
 function takeBatch(): NewRequestLog[] {
   const batch = buffered;
   buffered = [];
-  batchOpen = false;
   return batch;
 }
 
@@ -32,14 +31,9 @@ function takeBatch(): NewRequestLog[] {
  */
 export async function writeRequestLogBatched(db: () => Database, row: NewRequestLog): Promise<void> {
   buffered.push(row);
-  if (buffered.length >= MAX_BATCH_ROWS) {
-    await insertRequestLogs(db(), takeBatch());
-    return;
-  }
-  if (batchOpen) return;
-  batchOpen = true;
+  if (buffered.length >= MAX_BATCH_ROWS) return insertRequestLogs(db(), takeBatch());
+  if (buffered.length > 1) return; // a batch is open: its first row's request writes this row too
   await new Promise((resolve) => setTimeout(resolve, BATCH_WINDOW_MS));
-  // A full batch may have been written meanwhile by another request; the rows since then are ours.
-  const batch = takeBatch();
-  if (batch.length > 0) await insertRequestLogs(db(), batch);
+  // A full batch may have been written meanwhile by another request; what is buffered now is ours.
+  await insertRequestLogs(db(), takeBatch());
 }
