@@ -77,6 +77,8 @@ export class RunStore {
    * callback. Only this object writes them, so memory and SQLite agree; an over run is read from SQLite.
    */
   readonly #unfinished = new Map<string, RunState>();
+  /** Plans of the running runs (each callback reads one); paused and over runs' plans are read from SQLite. */
+  readonly #runningPlans = new Map<string, RunPlan>();
 
   constructor(private readonly sql: SqlStorage) {
     sql.exec(`
@@ -100,6 +102,8 @@ export class RunStore {
   }
 
   plan(executionId: string): RunPlan | null {
+    const kept = this.#runningPlans.get(executionId);
+    if (kept) return kept;
     const [row] = this.sql
       .exec<{ plan: string }>("select plan from runs where execution_id = ?", executionId)
       .toArray();
@@ -114,17 +118,20 @@ export class RunStore {
       state.status,
       JSON.stringify(state),
     );
-    this.#keep(state);
+    this.#keep(state, plan);
   }
 
   remove(executionId: string): void {
     this.sql.exec("delete from runs where execution_id = ?", executionId);
     this.#unfinished.delete(executionId);
+    this.#runningPlans.delete(executionId);
   }
 
-  #keep(state: RunState): void {
+  #keep(state: RunState, plan?: RunPlan): void {
     if (state.status === "completed" || state.status === "failed") this.#unfinished.delete(state.executionId);
     else this.#unfinished.set(state.executionId, { ...state });
+    if (state.status !== "running") this.#runningPlans.delete(state.executionId);
+    else if (plan) this.#runningPlans.set(state.executionId, plan);
   }
 
   /**

@@ -4,13 +4,13 @@
  * Runtime API at `/` (docs at /docs, /openapi.json), management API at `/api/v1` (its own docs), as in
  * SINAS (sinas-spec §0.1).
  */
-import { cors } from "hono/cors";
 import { requestId } from "hono/request-id";
 import { agentsRouter } from "./http/agents";
 import { apiKeysRouter } from "./http/api-keys";
 import { authRouter } from "./http/auth-routes";
 import { chatTurnsRouter } from "./http/chat-turns";
 import { chatsRouter } from "./http/chats";
+import { corsHeaders } from "./http/cors";
 import { renderDocsPage } from "./http/docs";
 import { executionsRouter } from "./http/executions";
 import { installFallbacks } from "./http/fallbacks";
@@ -90,7 +90,7 @@ function createManagementApp() {
 export function createApp() {
   const app = createRouter();
   app.use(requestId());
-  app.use(cors({ origin: (origin) => origin || "*", credentials: true }));
+  app.use(corsHeaders);
   app.use(async (c, next) => {
     const services = createServices(c.env);
     c.set("services", services);

@@ -2,7 +2,7 @@
  * @module Request signing (PROTOCOL.md §1): verifies the API's signed requests against the exact body bytes
  * received, refuses replayed `jti`s, and signs the executor's callbacks.
  */
-import { importJWK, type JWK, type JWTPayload, jwtVerify } from "jose";
+import { randomUUID } from "node:crypto";
 import {
   API_AUDIENCE,
   CALLBACK_ISSUER,
@@ -10,7 +10,14 @@ import {
   JOB_ISSUER,
   SIGNED_REQUEST_TTL_SECONDS,
 } from "../../workers/lib/executor-protocol";
-import { bodyHash, signRequest } from "../../workers/lib/signed-request";
+import {
+  bodyHashOf,
+  type Claims,
+  ed25519PrivateKey,
+  ed25519PublicKey,
+  signToken,
+  verifyToken,
+} from "./ed25519-jwt";
 import type { ReplayCache } from "./replay-cache";
 
 /** Any reason to refuse a request; the HTTP layer answers 401 with its message. */
@@ -45,20 +52,20 @@ export async function createSigner(options: {
   callbackPrivateKey: string;
   replayCache: ReplayCache;
 }): Promise<Signer> {
-  const publicKey = await importJWK(JSON.parse(options.jobPublicKey) as JWK, "EdDSA");
+  const publicKey = ed25519PublicKey(options.jobPublicKey);
+  const callbackKey = ed25519PrivateKey(options.callbackPrivateKey);
   return {
     async verify(request) {
       const match = /^Bearer\s+(\S+)$/i.exec(request.authorization ?? "");
       if (!match?.[1]) throw new AuthError("missing bearer token");
-      let payload: JWTPayload;
+      let payload: Claims;
       try {
-        ({ payload } = await jwtVerify(match[1], publicKey, {
-          algorithms: ["EdDSA"],
+        payload = verifyToken(match[1], publicKey, {
           issuer: JOB_ISSUER,
           audience: EXECUTOR_AUDIENCE,
           clockTolerance: CLOCK_TOLERANCE_SECONDS,
-          requiredClaims: ["iat", "exp", "jti", "sub"],
-        }));
+          now: Math.floor(Date.now() / 1000),
+        });
       } catch (error) {
         throw new AuthError(`invalid token: ${error instanceof Error ? error.message : String(error)}`);
       }
@@ -72,23 +79,29 @@ export async function createSigner(options: {
       if (payload.htm !== request.method.toUpperCase())
         throw new AuthError("token was signed for another method");
       if (payload.htu !== request.path) throw new AuthError("token was signed for another path");
-      if (payload.bsh !== (await bodyHash(request.body)))
-        throw new AuthError("body does not match its signature");
+      if (payload.bsh !== bodyHashOf(request.body)) throw new AuthError("body does not match its signature");
       // Remember the jti until the token can no longer pass the exp check anywhere.
       const ttl = Math.max(1, exp + CLOCK_TOLERANCE_SECONDS - Math.floor(Date.now() / 1000));
       if (!(await options.replayCache.claim(jti, ttl)))
         throw new AuthError("token was already used (replay)");
       return { jti, sub };
     },
-    signCallback(url, body, executionId) {
-      return signRequest(options.callbackPrivateKey, {
-        issuer: CALLBACK_ISSUER,
-        audience: API_AUDIENCE,
-        method: "POST",
-        path: new URL(url).pathname,
-        body,
-        subject: executionId,
-      });
+    async signCallback(url, body, executionId) {
+      const now = Math.floor(Date.now() / 1000);
+      return signToken(
+        {
+          htm: "POST",
+          htu: new URL(url).pathname,
+          bsh: bodyHashOf(body),
+          iss: CALLBACK_ISSUER,
+          aud: API_AUDIENCE,
+          sub: executionId,
+          jti: randomUUID(),
+          iat: now,
+          exp: now + SIGNED_REQUEST_TTL_SECONDS,
+        },
+        callbackKey,
+      );
     },
   };
 }

@@ -5,6 +5,7 @@
  */
 import type { CallbackBody, ExecutorEvent } from "../../workers/lib/executor-protocol";
 import type { Signer } from "./auth";
+import { type PostText, postText } from "./http-post";
 
 export interface CallbackPosterOptions {
   url: string;
@@ -15,7 +16,7 @@ export interface CallbackPosterOptions {
   log(line: string): void;
   batchMs?: number;
   retryForMs?: number;
-  fetch?: typeof fetch;
+  post?: PostText;
 }
 
 const MAX_EVENTS_PER_POST = 1000;
@@ -33,12 +34,12 @@ export class CallbackPoster {
   private stoppedFlag = false;
   private readonly batchMs: number;
   private readonly retryForMs: number;
-  private readonly fetcher: typeof fetch;
+  private readonly postText: PostText;
 
   constructor(private readonly options: CallbackPosterOptions) {
     this.batchMs = options.batchMs ?? 50;
     this.retryForMs = options.retryForMs ?? 30_000;
-    this.fetcher = options.fetch ?? fetch;
+    this.postText = options.post ?? postText;
   }
 
   /** True after a 409 or stop(): nothing more is posted. */
@@ -104,19 +105,18 @@ export class CallbackPoster {
           text,
           this.options.executionId,
         );
-        const response = await this.fetcher(this.options.url, {
-          method: "POST",
-          // The answer is a few bytes: asking for it uncompressed spares both sides a gzip stream per post.
-          headers: {
+        // The answer is a few bytes: asking for it uncompressed spares both sides a gzip stream per post.
+        const response = await this.postText(
+          this.options.url,
+          {
             authorization: `Bearer ${token}`,
             "content-type": "application/json",
             "accept-encoding": "identity",
           },
-          body: text,
-          signal: AbortSignal.timeout(Math.max(1000, Math.min(REQUEST_TIMEOUT_MS, deadline - Date.now()))),
-        });
-        await response.arrayBuffer().catch(() => undefined);
-        if (response.ok) return;
+          text,
+          Math.max(1000, Math.min(REQUEST_TIMEOUT_MS, deadline - Date.now())),
+        );
+        if (response.status >= 200 && response.status < 300) return;
         if (response.status === 409) {
           this.stop();
           this.options.onConflict();

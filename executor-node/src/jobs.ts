@@ -11,6 +11,7 @@ import { randomUUID } from "node:crypto";
 import type { ErrorType, ExecutorEvent, Job, ResultEvent } from "../../workers/lib/executor-protocol";
 import type { Signer } from "./auth";
 import { CallbackPoster } from "./callbacks";
+import type { PostText } from "./http-post";
 import { NO_PACKAGES, PackageInstallError, type PackageInstaller, type PackageSet } from "./packages";
 import { type Pool, PoolClosedError } from "./pool";
 import type { JobMessage } from "./runtime-protocol";
@@ -56,7 +57,8 @@ export interface JobRunnerOptions {
   packages: PackageInstaller;
   memoryLimitMb: number;
   log?: (line: string) => void;
-  fetch?: typeof fetch;
+  /** How callbacks are posted (tests); `node:http` by default. */
+  post?: PostText;
 }
 
 export class JobRunner {
@@ -85,7 +87,7 @@ export class JobRunner {
         signer: this.options.signer,
         onConflict: () => this.stop(active, "conflict"),
         log: this.log,
-        fetch: this.options.fetch,
+        post: this.options.post,
       }),
       abort: new AbortController(),
       session: null,

@@ -119,8 +119,10 @@ describe("resume and viewers", () => {
     const seen = [...first.events];
     const lastId = seen[seen.length - 1]?.id as string;
     const resumed = await stack.fetch(`/chats/${chat}/stream`, {
-      headers: { ...admin.headers, "last-event-id": lastId },
+      headers: { ...admin.headers, "last-event-id": lastId, origin: "https://console.example" },
     });
+    // The object's own response (immutable headers) still gets the CORS headers.
+    expect(resumed.headers.get("access-control-allow-origin")).toBe("https://console.example");
     const rest = parseSse(await resumed.text());
     expect(rest[0]?.id && Number(rest[0].id)).toBeGreaterThan(Number(lastId));
     expect(rest[rest.length - 1]?.event).toBe("done");

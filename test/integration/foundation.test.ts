@@ -87,7 +87,7 @@ describe("the running stack", () => {
     expect(after.last_cron_tick).not.toBe(before.last_cron_tick);
   });
 
-  it("lets CORS preflights from any origin through", async () => {
+  it("lets CORS preflights and calls from any origin through", async () => {
     const response = await stack.fetch("/health", {
       method: "OPTIONS",
       headers: { origin: "https://console.example", "access-control-request-method": "GET" },
@@ -95,6 +95,21 @@ describe("the running stack", () => {
     expect(response.status).toBe(204);
     expect(response.headers.get("access-control-allow-origin")).toBe("https://console.example");
     expect(response.headers.get("access-control-allow-credentials")).toBe("true");
+    expect(response.headers.get("access-control-allow-methods")).toContain("PATCH");
+    const asked = await stack.fetch("/api/v1/functions", {
+      method: "OPTIONS",
+      headers: {
+        origin: "https://console.example",
+        "access-control-request-headers": "authorization, content-type",
+      },
+    });
+    expect(asked.headers.get("access-control-allow-headers")).toBe("authorization,content-type");
+    expect(asked.headers.get("vary")).toContain("Origin");
+
+    const answer = await stack.fetch("/health", { headers: { origin: "https://console.example" } });
+    expect(answer.headers.get("access-control-allow-origin")).toBe("https://console.example");
+    expect(answer.headers.get("access-control-allow-credentials")).toBe("true");
+    expect(answer.headers.get("x-request-id")).toBeTruthy();
   });
 
   it("delivers mail over SMTP to the sink, readable by tests", async () => {

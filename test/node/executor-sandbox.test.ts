@@ -7,7 +7,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { SignJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { EXECUTOR_AUDIENCE, JOB_ISSUER, type Job } from "../../workers/lib/executor-protocol";
+import {
+  API_AUDIENCE,
+  CALLBACK_ISSUER,
+  EXECUTOR_AUDIENCE,
+  JOB_ISSUER,
+  type Job,
+} from "../../workers/lib/executor-protocol";
 import { bodyHash, signRequest } from "../../workers/lib/signed-request";
 import { type Harness, makeKeys, SECRET_ENV, SECRET_VALUE, startHarness } from "../helpers/executor-harness";
 
@@ -334,12 +340,18 @@ describe("executor: signed requests", () => {
     return { status: response.status, body: (await response.json()) as { code?: string; message?: string } };
   };
 
-  const craft = async (key: string, claims: Record<string, unknown>, iat: number, exp: number) => {
+  const craft = async (
+    key: string,
+    claims: Record<string, unknown>,
+    iat: number,
+    exp: number,
+    by = { issuer: JOB_ISSUER, audience: EXECUTOR_AUDIENCE },
+  ) => {
     const { importJWK } = await import("jose");
     return new SignJWT(claims)
       .setProtectedHeader({ alg: "EdDSA", typ: "JWT" })
-      .setIssuer(JOB_ISSUER)
-      .setAudience(EXECUTOR_AUDIENCE)
+      .setIssuer(by.issuer)
+      .setAudience(by.audience)
       .setSubject("-")
       .setJti(randomUUID())
       .setIssuedAt(iat)
@@ -395,6 +407,18 @@ describe("executor: signed requests", () => {
     expect((await post("/v1/jobs", wrongPathText, wrongMethod)).status).toBe(401);
 
     expect((await post("/v1/jobs", wrongPathText, "not-a-jwt")).status).toBe(401);
+    // The job key, but another issuer or audience (a token made for a callback); and an unsigned token.
+    const otherClaims = { htm: "POST", htu: "/v1/jobs", bsh: await bodyHash(wrongPathText) };
+    const byExecutor = { issuer: CALLBACK_ISSUER, audience: EXECUTOR_AUDIENCE };
+    const forApi = { issuer: JOB_ISSUER, audience: API_AUDIENCE };
+    for (const by of [byExecutor, forApi]) {
+      const misdirected = await craft(h.keys.jobPrivate, otherClaims, now, now + 30, by);
+      expect((await post("/v1/jobs", wrongPathText, misdirected)).status).toBe(401);
+    }
+    const part = (value: object) => Buffer.from(JSON.stringify(value)).toString("base64url");
+    const payload = { ...otherClaims, iss: JOB_ISSUER, aud: EXECUTOR_AUDIENCE, sub: "-", jti: randomUUID() };
+    const unsignedToken = `${part({ alg: "none" })}.${part({ ...payload, iat: now, exp: now + 30 })}.`;
+    expect((await post("/v1/jobs", wrongPathText, unsignedToken)).body.message).toContain("alg");
     const unsigned = await fetch(`${h.executor.url}/v1/pools`);
     expect(unsigned.status).toBe(401);
 

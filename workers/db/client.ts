@@ -5,7 +5,7 @@
  * Locally the driver's WebSocket goes through our proxy (scripts/ws-proxy.ts) to PGlite or a plain
  * Postgres, so TLS and pipelining are off there; in production Neon's own endpoint is used as is.
  */
-import { neonConfig, Pool } from "@neondatabase/serverless";
+import { type CustomTypesConfig, neon, neonConfig, Pool } from "@neondatabase/serverless";
 import { drizzle, type NeonDatabase } from "drizzle-orm/neon-serverless";
 
 /**
@@ -56,6 +56,35 @@ function configureDriver(options: DbOptions): void {
   }
 }
 
+/** What drizzle passes to `Pool.query`: a config (text, row mode, type parsers) and the values. */
+interface DrizzleQueryConfig {
+  text: string;
+  values?: unknown[];
+  rowMode?: string;
+  types?: CustomTypesConfig;
+}
+
+/**
+ * `pool.query` over HTTP with one query function for the pool: the driver's own (with `poolQueryViaFetch`)
+ * parses the connection string and builds a new query function for every query, a visible share of a
+ * short request's CPU. The result is the same object (`fullResults`); other call forms go to the driver.
+ */
+function queryOverHttp(pool: Pool, databaseUrl: string): Pool["query"] {
+  const http = neon(databaseUrl, { fullResults: true });
+  const driverQuery = pool.query.bind(pool);
+  const query = (config: string | DrizzleQueryConfig, values?: unknown, callback?: unknown) => {
+    if (typeof config === "string" || callback !== undefined || typeof values === "function") {
+      return (driverQuery as (...args: unknown[]) => unknown)(config, values, callback);
+    }
+    return http.query(config.text, (values as unknown[] | undefined) ?? config.values ?? [], {
+      arrayMode: config.rowMode === "array",
+      fullResults: true,
+      types: config.types ?? pool.options.types,
+    });
+  };
+  return query as Pool["query"];
+}
+
 /** Opens a pool. In a Worker, open one per request and close it in `waitUntil`: I/O cannot cross requests. */
 export function createDb(options: DbOptions): DbHandle {
   configureDriver(options);
@@ -68,6 +97,23 @@ export function createDb(options: DbOptions): DbHandle {
   });
   // An idle client's socket error must not crash the isolate; the next query reports it instead.
   pool.on("error", () => {});
+  if (options.httpQueries) pool.query = queryOverHttp(pool, options.databaseUrl);
   const db = drizzle({ client: pool });
   return { db, pool, close: () => pool.end() };
+}
+
+const httpDbs = new Map<string, Database>();
+
+/**
+ * One handle per isolate (and database) for queries sent over HTTP only: it never opens a connection, so
+ * it is no request's I/O and every request may use it. Never run a transaction on it.
+ */
+export function sharedHttpDb(options: Pick<DbOptions, "databaseUrl" | "wsProxy">): Database {
+  const key = `${options.databaseUrl}\n${options.wsProxy ?? ""}`;
+  let db = httpDbs.get(key);
+  if (!db) {
+    db = createDb({ ...options, httpQueries: true }).db;
+    httpDbs.set(key, db);
+  }
+  return db;
 }

@@ -211,7 +211,7 @@ export function requestLog() {
     const insert = (async () => {
       const [body, size] = await Promise.all([loggedBody, responseSize]);
       const skipped = body !== null && "skipped" in body ? { request_body_skipped: body.skipped } : null;
-      await writeRequestLogBatched(() => services.db(), {
+      await writeRequestLogBatched(() => services.statementDb(), {
         ...row,
         requestBody: body !== null && "body" in body ? body.body : null,
         responseSizeBytes: size,

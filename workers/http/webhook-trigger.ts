@@ -107,7 +107,7 @@ async function invokeWebhook(c: Context<AppEnv>): Promise<Response> {
   // Credentials are checked before the webhook is read, so that its query also reads what the function may
   // call as the caller; whether they were needed (and valid) is decided once the webhook is known.
   const caller = checkCaller(c);
-  const target = await findWebhookTarget(services.db(), path, method, callerIdOf(await caller));
+  const target = await findWebhookTarget(services.statementDb(), path, method, callerIdOf(await caller));
   const { webhook, fn } = target;
   const runAs = await runAsUser(c, target, caller, body);
   await enforceWebhookRateLimit(services, webhook);
@@ -124,7 +124,7 @@ async function invokeWebhook(c: Context<AppEnv>): Promise<Response> {
     ),
     triggerType: "WEBHOOK" as const,
     triggerId: webhook.id,
-    chatId: await chatOfHeader(services.db(), c.req.header("x-chat-id"), runAs.id),
+    chatId: await chatOfHeader(services.statementDb(), c.req.header("x-chat-id"), runAs.id),
     invalidInput: "record" as const,
     callable: target.callable,
   };

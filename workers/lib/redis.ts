@@ -14,7 +14,9 @@ export interface RedisEnv {
 export type RedisPingResult = { ok: true; latencyMs: number } | { ok: false; error: string };
 
 /**
- * Builds a client from the per-request env. Values are JSON-(de)serialized automatically.
+ * Builds a client. Values are JSON-(de)serialized automatically. Auto-pipelining is off: it built a pipeline
+ * object (hundreds of closures) per client and per command, and our commands are single calls or explicit
+ * pipelines anyway. Telemetry is off: no SDK and platform headers on every call.
  *
  * @example
  * ```ts
@@ -24,7 +26,28 @@ export type RedisPingResult = { ok: true; latencyMs: number } | { ok: false; err
  * @see https://upstash.com/docs/redis/sdks/ts/overview
  */
 export function createRedis(env: RedisEnv): Redis {
-  return new Redis({ url: env.UPSTASH_REDIS_REST_URL, token: env.UPSTASH_REDIS_REST_TOKEN });
+  return new Redis({
+    url: env.UPSTASH_REDIS_REST_URL,
+    token: env.UPSTASH_REDIS_REST_TOKEN,
+    enableAutoPipelining: false,
+    enableTelemetry: false,
+  });
+}
+
+const clients = new Map<string, Redis>();
+
+/**
+ * The isolate's client for these settings. Sharing one across requests is safe in a Worker: it holds no I/O
+ * object (each command is a `fetch` of the request that sends it), only its settings.
+ */
+export function sharedRedis(env: RedisEnv): Redis {
+  const key = `${env.UPSTASH_REDIS_REST_URL}\n${env.UPSTASH_REDIS_REST_TOKEN}`;
+  let client = clients.get(key);
+  if (!client) {
+    client = createRedis(env);
+    clients.set(key, client);
+  }
+  return client;
 }
 
 /** Round-trips a PING for health checks; failures are a value, never a throw. */

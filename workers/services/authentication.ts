@@ -96,7 +96,7 @@ export async function authenticate(services: Services, token: string): Promise<A
   if (check.kind === "not_a_valid_jwt") return authenticateApiKey(services, token);
   if (check.kind === "bad_payload") throw new AppError("UNAUTHORIZED", "Invalid token payload");
   // The token names the user, so the grants are read with the user row, not after it.
-  const found = await loadUserWithGrants(services.db(), check.claims.sub);
+  const found = await loadUserWithGrants(services.statementDb(), check.claims.sub);
   if (!found) throw new AppError("UNAUTHORIZED", "User not found");
   const { user, grants } = found;
   ensureActive(user);

@@ -3,7 +3,8 @@
  * ExecutionRun Durable Object as the executor reports progress.
  */
 import { and, eq, inArray, sql } from "drizzle-orm";
-import type { DbOrTx } from "../db/client";
+import type { Database, DbOrTx } from "../db/client";
+import { preparedOnce } from "../db/prepared";
 import {
   type Execution,
   executions,
@@ -25,49 +26,87 @@ export interface NewExecutionRecord {
   input: JsonObject;
 }
 
-export async function insertExecution(db: DbOrTx, record: NewExecutionRecord): Promise<void> {
-  await db
+const insertExecutionStatement = preparedOnce((db) =>
+  db
     .insert(executions)
     .values({
-      executionId: record.executionId,
-      userId: record.userId,
-      functionNamespace: record.functionNamespace,
-      functionName: record.functionName,
-      triggerType: record.triggerType,
-      triggerId: record.triggerId,
-      chatId: record.chatId,
-      inputData: record.input,
+      executionId: sql.placeholder("executionId"),
+      userId: sql.placeholder("userId"),
+      functionNamespace: sql.placeholder("functionNamespace"),
+      functionName: sql.placeholder("functionName"),
+      triggerType: sql.placeholder("triggerType"),
+      triggerId: sql.placeholder("triggerId"),
+      chatId: sql.placeholder("chatId"),
+      inputData: sql.placeholder("input"),
       status: "RUNNING",
     })
-    .onConflictDoNothing({ target: executions.executionId });
+    .onConflictDoNothing({ target: executions.executionId })
+    .prepare("insert_execution"),
+);
+
+export async function insertExecution(db: Database, record: NewExecutionRecord): Promise<void> {
+  // A placeholder skips the column's own encoding: json text, as drizzle would send it.
+  await insertExecutionStatement(db).execute({ ...record, input: JSON.stringify(record.input) });
+}
+
+/** Statements for up to this many step rows are kept prepared; a larger report is built for itself. */
+const PREPARED_STEP_ROWS = 8;
+
+/** Json text, as drizzle encodes a json column (placeholders skip the column's encoding); SQL NULL for none. */
+function jsonParam(value: unknown): string | null {
+  return value === undefined || value === null ? null : JSON.stringify(value);
 }
 
 /**
- * The statement that writes steps as reported; a later report of a step id (its end) overwrites the earlier
- * one, also within `steps` (the executor sends a fast step's start and end in one callback). Null when there
- * is nothing to write.
+ * The placeholder values of reported steps: the latest report of each step id (its end overwrites its start,
+ * also within one callback: the executor sends a fast step's start and end together), as `s{i}_{column}`.
  */
-function stepsUpsert(db: DbOrTx, executionId: string, steps: Step[]) {
+function stepParams(steps: Step[]): { count: number; params: Record<string, unknown> } {
   const latest = new Map<string, Step>();
   for (const step of steps) latest.set(step.id, step);
-  if (latest.size === 0) return null;
-  const rows = [...latest.values()].map((step) => ({
-    id: step.id,
-    executionId,
-    parentStepId: step.parent_id,
-    functionNamespace: step.namespace,
-    functionName: step.name,
-    status: step.status,
-    inputData: step.input ?? null,
-    outputData: step.output ?? null,
-    error: step.error ?? null,
-    traceback: step.traceback ?? null,
-    durationMs: step.duration_ms == null ? null : Math.round(step.duration_ms),
-    // Kept as text so Postgres stores the runtime's microseconds (a JS Date would cut them to
-    // milliseconds, and nested calls in the same millisecond would lose their order).
-    startedAt: sql`${step.started_at}::timestamptz`,
-    completedAt: step.completed_at ? sql`${step.completed_at}::timestamptz` : null,
-  }));
+  const params: Record<string, unknown> = {};
+  [...latest.values()].forEach((step, index) => {
+    const values = {
+      id: step.id,
+      parentStepId: step.parent_id,
+      functionNamespace: step.namespace,
+      functionName: step.name,
+      status: step.status,
+      inputData: jsonParam(step.input),
+      outputData: jsonParam(step.output),
+      error: step.error ?? null,
+      traceback: step.traceback ?? null,
+      durationMs: step.duration_ms == null ? null : Math.round(step.duration_ms),
+      startedAt: step.started_at,
+      completedAt: step.completed_at ?? null,
+    };
+    for (const [column, value] of Object.entries(values)) params[`s${index}_${column}`] = value;
+  });
+  return { count: latest.size, params };
+}
+
+/** The upsert of `count` step rows (placeholders `s{i}_{column}` and `executionId`). */
+function stepsInsert(db: Database, count: number) {
+  const rows = Array.from({ length: count }, (_, index) => {
+    const param = (column: string) => sql.placeholder(`s${index}_${column}`);
+    return {
+      id: param("id"),
+      executionId: sql.placeholder("executionId"),
+      parentStepId: param("parentStepId"),
+      functionNamespace: param("functionNamespace"),
+      functionName: param("functionName"),
+      status: param("status"),
+      inputData: param("inputData"),
+      outputData: param("outputData"),
+      error: param("error"),
+      traceback: param("traceback"),
+      durationMs: param("durationMs"),
+      // Text cast in SQL, so Postgres stores the runtime's microseconds (a JS Date would cut them to
+      // milliseconds, and nested calls in the same millisecond would lose their order).
+      startedAt: sql`${param("startedAt")}::timestamptz`,
+      completedAt: sql`${param("completedAt")}::timestamptz`,
+    };
+  });
   const excluded = (column: { name: string }) => sql.raw(`excluded."${column.name}"`);
   return db
     .insert(stepExecutions)
@@ -88,9 +127,27 @@ function stepsUpsert(db: DbOrTx, executionId: string, steps: Step[]) {
     .returning({ id: stepExecutions.id });
 }
 
-/** Writes steps as reported, in one statement (see `stepsUpsert`). */
-export async function upsertSteps(db: DbOrTx, executionId: string, steps: Step[]): Promise<void> {
-  await stepsUpsert(db, executionId, steps);
+/** A statement per shape (`key` and step count), prepared once while the count is small. */
+function statementCache<T>(build: (db: Database, count: number, name: string) => T) {
+  const cached = new Map<string, (db: Database) => T>();
+  return (db: Database, key: string, count: number): T => {
+    const name = `${key}_${count}`;
+    if (count > PREPARED_STEP_ROWS) return build(db, count, name);
+    let statement = cached.get(name);
+    if (!statement) {
+      statement = preparedOnce((handle) => build(handle, count, name));
+      cached.set(name, statement);
+    }
+    return statement(db);
+  };
+}
+
+const stepsStatement = statementCache((db, count, name) => stepsInsert(db, count).prepare(name));
+
+/** Writes steps as reported, in one statement. */
+export async function upsertSteps(db: Database, executionId: string, steps: Step[]): Promise<void> {
+  const { count, params } = stepParams(steps);
+  if (count > 0) await stepsStatement(db, "upsert_steps", count).execute({ ...params, executionId });
 }
 
 export type ExecutionOutcome =
@@ -104,48 +161,86 @@ export type ExecutionOutcome =
     }
   | { status: "AWAITING_INPUT"; prompt: string | null; schema: JsonObject | null };
 
+/** A placeholder where drizzle's `set` wants SQL. */
+const setParam = (name: string) => sql`${sql.placeholder(name)}`;
+
+/** What an outcome writes into its execution row, as placeholders (`outcome_{column}`). */
+const OUTCOME_CHANGES = {
+  COMPLETED: {
+    status: "COMPLETED",
+    outputData: setParam("outcome_output"),
+    completedAt: sql`now()`,
+    durationMs: setParam("outcome_durationMs"),
+    inputPrompt: null,
+    inputSchema: null,
+  },
+  FAILED: {
+    status: "FAILED",
+    error: setParam("outcome_error"),
+    errorType: setParam("outcome_errorType"),
+    traceback: setParam("outcome_traceback"),
+    completedAt: sql`now()`,
+    durationMs: setParam("outcome_durationMs"),
+  },
+  AWAITING_INPUT: {
+    status: "AWAITING_INPUT",
+    inputPrompt: setParam("outcome_prompt"),
+    inputSchema: setParam("outcome_schema"),
+  },
+} as const;
+
+function outcomeParams(outcome: ExecutionOutcome): Record<string, unknown> {
+  const duration = (ms: number | null) => (ms == null ? null : Math.round(ms));
+  switch (outcome.status) {
+    case "COMPLETED":
+      return { outcome_output: jsonParam(outcome.output), outcome_durationMs: duration(outcome.durationMs) };
+    case "FAILED":
+      return {
+        outcome_error: outcome.error,
+        outcome_errorType: outcome.errorType,
+        outcome_traceback: outcome.traceback,
+        outcome_durationMs: duration(outcome.durationMs),
+      };
+    case "AWAITING_INPUT":
+      return { outcome_prompt: outcome.prompt, outcome_schema: jsonParam(outcome.schema) };
+  }
+}
+
+/**
+ * The outcome's update of a RUNNING execution, with `count` step rows written first in the same statement
+ * (a data-modifying CTE runs to completion whether or not the main statement reads it).
+ */
+const outcomeStatement = statementCache((db, count, name) => {
+  const status = name.slice("outcome_".length, name.lastIndexOf("_")) as ExecutionOutcome["status"];
+  const update = count > 0 ? db.with(db.$with("steps").as(stepsInsert(db, count))) : db;
+  return update
+    .update(executions)
+    .set(OUTCOME_CHANGES[status])
+    .where(and(eq(executions.executionId, sql.placeholder("executionId")), eq(executions.status, "RUNNING")))
+    .returning({ id: executions.id })
+    .prepare(name);
+});
+
 /**
  * Records the outcome; only a RUNNING execution changes, so a stale or repeated report changes nothing.
  * `steps` reported with the outcome are written first, in the same statement unless the run failed (its
  * still-running steps are then closed by a second statement, which must see them).
  */
 export async function recordOutcome(
-  db: DbOrTx,
+  db: Database,
   executionId: string,
   outcome: ExecutionOutcome,
   steps: Step[] = [],
 ): Promise<boolean> {
-  const running = and(eq(executions.executionId, executionId), eq(executions.status, "RUNNING"));
-  const changes =
-    outcome.status === "AWAITING_INPUT"
-      ? { status: outcome.status, inputPrompt: outcome.prompt, inputSchema: outcome.schema }
-      : outcome.status === "COMPLETED"
-        ? {
-            status: outcome.status,
-            outputData: outcome.output ?? null,
-            completedAt: sql`now()`,
-            durationMs: outcome.durationMs == null ? null : Math.round(outcome.durationMs),
-            inputPrompt: null,
-            inputSchema: null,
-          }
-        : {
-            status: outcome.status,
-            error: outcome.error,
-            errorType: outcome.errorType,
-            traceback: outcome.traceback,
-            completedAt: sql`now()`,
-            durationMs: outcome.durationMs == null ? null : Math.round(outcome.durationMs),
-          };
-  const written = stepsUpsert(db, executionId, steps);
-  if (written && outcome.status === "FAILED") await written;
-  // Every data-modifying CTE runs to completion whether or not the main statement reads it.
-  const update = written && outcome.status !== "FAILED" ? db.with(db.$with("steps").as(written)) : db;
-  const updated = await update
-    .update(executions)
-    .set(changes)
-    .where(running)
-    .returning({ id: executions.id });
-  if (outcome.status === "FAILED") {
+  const failed = outcome.status === "FAILED";
+  if (failed) await upsertSteps(db, executionId, steps);
+  const { count, params } = failed ? { count: 0, params: {} } : stepParams(steps);
+  const updated = await outcomeStatement(db, `outcome_${outcome.status}`, count).execute({
+    ...params,
+    ...outcomeParams(outcome),
+    executionId,
+  });
+  if (failed) {
     // Steps still marked running belonged to the failed run: close them so the tree tells the truth.
     await db
       .update(stepExecutions)

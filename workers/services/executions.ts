@@ -119,7 +119,8 @@ export async function startExecution(services: Services, request: ExecutionReque
       })),
     );
   }
-  const db = services.db();
+  // Reads only, outside any transaction: no request pool is opened for them.
+  const db = services.statementDb();
   const executionId = request.executionId ?? crypto.randomUUID();
   const { fn, runAs } = request;
   const callable = await callableScopeOf(request.callable ?? (await readCallableRows(db, fn, runAs.id)), fn);

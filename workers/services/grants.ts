@@ -6,6 +6,7 @@ import { and, eq, type SQL, type SQLWrapper, sql } from "drizzle-orm";
 import { mergeGrants } from "../auth/permissions";
 import type { Database } from "../db/client";
 import { jsonColumn } from "../db/json";
+import { preparedOnce } from "../db/prepared";
 import { groupMembers, groupPermissions, type PermissionMap, type User, users } from "../db/schema";
 
 export interface UserGrants {
@@ -43,17 +44,25 @@ export async function loadUserGrants(db: Database, userId: string): Promise<User
   return grantsOf(rows);
 }
 
-/** The user and their grants in one query (every request's authentication reads both); null without the user. */
-export async function loadUserWithGrants(
-  db: Database,
-  userId: string,
-): Promise<{ user: User; grants: UserGrants } | null> {
-  const rows = await db
+const userWithGrantsStatement = preparedOnce((db) =>
+  db
     .select({ user: users, ...grantColumns })
     .from(users)
     .leftJoin(groupMembers, and(eq(groupMembers.userId, users.id), eq(groupMembers.active, true)))
     .leftJoin(groupPermissions, eq(groupPermissions.groupId, groupMembers.groupId))
-    .where(eq(users.id, userId));
+    .where(eq(users.id, sql.placeholder("userId")))
+    .prepare("user_with_grants"),
+);
+
+/**
+ * The user and their grants in one prepared statement (every request's authentication reads both); null
+ * without the user.
+ */
+export async function loadUserWithGrants(
+  db: Database,
+  userId: string,
+): Promise<{ user: User; grants: UserGrants } | null> {
+  const rows = await userWithGrantsStatement(db).execute({ userId });
   const [first] = rows;
   return first ? { user: first.user, grants: grantsOf(rows) } : null;
 }

@@ -5,15 +5,21 @@
  * call `createServices(env)` directly. Nothing here sees Hono's `Context`.
  */
 import type { Redis } from "@upstash/redis/cloudflare";
-import { createDb, type Database, type DbHandle } from "../db/client";
+import { createDb, type Database, type DbHandle, sharedHttpDb } from "../db/client";
 import { type AppConfig, type Env, loadConfig } from "../env";
-import { createRedis } from "../lib/redis";
+import { sharedRedis } from "../lib/redis";
 
 export interface Services {
   readonly env: Env;
   readonly config: AppConfig;
   /** Opens the request's pool on first use. */
   db(): Database;
+  /**
+   * For single statements outside transactions, prepared ones (db/prepared.ts) above all: an isolate-wide
+   * handle when such queries go over HTTP (it never connects, so requests may share it, and a statement is
+   * prepared once per isolate), else the request's `db()`. Saves opening a request pool for a few reads.
+   */
+  statementDb(): Database;
   redis(): Redis;
   /**
    * Tracks work that runs after the response (the request log, `last_used_at` bookkeeping) so that
@@ -33,7 +39,6 @@ export interface Services {
 /** Config is parsed on first use, so routes that need no dependency (docs) work even when it is bad. */
 export function createServices(env: Env, options: { maxConnections?: number } = {}): Services {
   let dbHandle: DbHandle | undefined;
-  let redis: Redis | undefined;
   const pending = new Set<Promise<void>>();
   const releaseDb = async () => {
     const handle = dbHandle;
@@ -55,13 +60,17 @@ export function createServices(env: Env, options: { maxConnections?: number } = 
       });
       return dbHandle.db;
     },
+    statementDb() {
+      const config = loadConfig(env);
+      if (!config.DB_HTTP_QUERIES) return this.db();
+      return sharedHttpDb({ databaseUrl: config.DATABASE_URL, wsProxy: config.DB_WS_PROXY });
+    },
     redis() {
       const config = loadConfig(env);
-      redis ??= createRedis({
+      return sharedRedis({
         UPSTASH_REDIS_REST_URL: config.UPSTASH_REDIS_REST_URL,
         UPSTASH_REDIS_REST_TOKEN: config.UPSTASH_REDIS_REST_TOKEN,
       });
-      return redis;
     },
     runAfterResponse(task) {
       const settled = task.then(

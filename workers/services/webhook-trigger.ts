@@ -10,6 +10,7 @@ import { permissions } from "../auth/catalogue";
 import type { Scope } from "../auth/permissions";
 import type { Principal } from "../auth/principal";
 import type { Database } from "../db/client";
+import { preparedOnce } from "../db/prepared";
 import {
   chats,
   type Execution,
@@ -45,26 +46,11 @@ export interface WebhookTarget {
   callable: CallableRow[];
 }
 
-/**
- * The active webhook at exactly `path` and `method`, with its owner, its function and what that function may
- * call: one query. The run's user is the webhook's owner, or `callerId` (the caller whose credentials the
- * request carries, checked already) when the webhook requires auth.
- */
-export async function findWebhookTarget(
-  db: Database,
-  path: string,
-  method: string,
-  callerId: string | null,
-): Promise<WebhookTarget> {
-  const notFound = new AppError(
-    "NOT_FOUND",
-    `No active webhook found for path '${path}' and method '${method}'`,
-  );
-  const verb = httpMethod.enumValues.find((value) => value === method);
-  if (!verb) throw notFound;
+const webhookTargetStatement = preparedOnce((db) => {
+  const callerId = sql.placeholder("callerId");
   const runAs = sql`(case when ${webhooks.requiresAuth} then ${callerId}::uuid else ${webhooks.userId} end)`;
   const namespaces = sql`(jsonb_build_array(${functions.namespace}) || ${functions.enabledNamespaces}::jsonb)`;
-  const [row] = await db
+  return db
     .select({
       webhook: webhooks,
       owner: { id: users.id, email: users.email, isActive: users.isActive },
@@ -81,8 +67,35 @@ export async function findWebhookTarget(
         eq(functions.isActive, true),
       ),
     )
-    .where(and(eq(webhooks.path, path), eq(webhooks.httpMethod, verb), eq(webhooks.isActive, true)))
-    .limit(1);
+    .where(
+      and(
+        eq(webhooks.path, sql.placeholder("path")),
+        eq(webhooks.httpMethod, sql.placeholder("method")),
+        eq(webhooks.isActive, true),
+      ),
+    )
+    .limit(1)
+    .prepare("webhook_target");
+});
+
+/**
+ * The active webhook at exactly `path` and `method`, with its owner, its function and what that function may
+ * call: one prepared statement. The run's user is the webhook's owner, or `callerId` (the caller whose
+ * credentials the request carries, checked already) when the webhook requires auth.
+ */
+export async function findWebhookTarget(
+  db: Database,
+  path: string,
+  method: string,
+  callerId: string | null,
+): Promise<WebhookTarget> {
+  const notFound = new AppError(
+    "NOT_FOUND",
+    `No active webhook found for path '${path}' and method '${method}'`,
+  );
+  const verb = httpMethod.enumValues.find((value) => value === method);
+  if (!verb) throw notFound;
+  const [row] = await webhookTargetStatement(db).execute({ path, method: verb, callerId });
   if (!row) throw notFound;
   return row;
 }
