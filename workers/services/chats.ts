@@ -150,11 +150,12 @@ export async function appendMessages(db: DbOrTx, chatId: string, rows: NewChatMe
 
 /**
  * A turn's user message (§5.3 step C) as the CTEs of one statement (`added` returns the stored row): stored
- * only if `userId` owns the chat and its agent is active, touching the chat's `updated_at`. Otherwise no chat
+ * only if the user owns the chat and its agent is active, touching the chat's `updated_at`. Otherwise no chat
  * row is touched, `chat_id` stays null and NOT NULL refuses the whole statement (`isNotNullViolation`), so a
- * refused send stores nothing.
+ * refused send stores nothing. Values are the placeholders `chatId`, `userId` and `content` (the statement
+ * is prepared once).
  */
-export function userMessageCtes(db: Database, turn: { chatId: string; userId: string; content: string }) {
+export function userMessageCtes(db: Database) {
   const activeAgent = db
     .select({ id: agents.id })
     .from(agents)
@@ -163,13 +164,23 @@ export function userMessageCtes(db: Database, turn: { chatId: string; userId: st
     db
       .update(chats)
       .set({ updatedAt: sql`now()` })
-      .where(and(eq(chats.id, turn.chatId), eq(chats.userId, turn.userId), exists(activeAgent)))
+      .where(
+        and(
+          eq(chats.id, sql.placeholder("chatId")),
+          eq(chats.userId, sql.placeholder("userId")),
+          exists(activeAgent),
+        ),
+      )
       .returning({ id: chats.id }),
   );
   const added = db.$with("added").as(
     db
       .insert(messages)
-      .values({ chatId: sql`(select ${touched.id} from ${touched})`, role: "user", content: turn.content })
+      .values({
+        chatId: sql`(select ${touched.id} from ${touched})`,
+        role: "user",
+        content: sql.placeholder("content"),
+      })
       .returning(),
   );
   return { touched, added };
