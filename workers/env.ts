@@ -8,6 +8,7 @@ import { z } from "zod";
 import type { ChatSession } from "../durable-objects/chat-session";
 import type { ExecutionRun } from "../durable-objects/execution-run";
 import type { LoginSession } from "../durable-objects/login-session";
+import type { RateLimitSetting } from "./lib/rate-limit";
 
 export interface Env {
   CHAT_SESSION: DurableObjectNamespace<ChatSession>;
@@ -168,10 +169,6 @@ export class ConfigError extends Error {
   override readonly name = "ConfigError";
 }
 
-export interface RateLimitSetting {
-  limit: number;
-  windowSeconds: number;
-}
 
 /** A secret that only some features need: fails with a message naming the variable when it is unset. */
 export function requireSecret(

@@ -4,6 +4,8 @@ import { Ratelimit } from "@upstash/ratelimit";
 import { Redis } from "@upstash/redis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RedisBridge, startRedisBridge } from "../../scripts/redis-bridge";
+import type { AppError } from "../../workers/lib/errors";
+import { enforceRateLimit } from "../../workers/lib/rate-limit";
 
 // One suite for both backends: in memory always, against a real redis-server when TEST_REDIS_URL is set.
 const TOKEN = "test-token";
@@ -150,6 +152,45 @@ describe.each(backends)("redis bridge ($mode)", ({ mode, redisUrl }) => {
     for (let attempt = 0; attempt < 3; attempt++) results.push((await limiter.limit("alice")).success);
     expect(results).toEqual([true, true, false]);
     expect((await limiter.limit("bob")).success).toBe(true);
+  });
+
+  it("carries the API's sliding-window rate limit: the limit per window, refusals not counted, the previous window weighted", async () => {
+    const name = `test-${randomUUID()}`;
+    const setting = { limit: 3, windowSeconds: 60 };
+    const start = Math.ceil(Date.now() / 60_000) * 60_000 + 10_000; // 10 s into a window
+    const call = (at: number) =>
+      enforceRateLimit(
+        redis as unknown as Parameters<typeof enforceRateLimit>[0],
+        name,
+        setting,
+        "alice",
+        at,
+      ).then(
+        () => "ok",
+        (error: AppError) => `${error.code} ${error.headers?.["Retry-After"]}`,
+      );
+    const calls = async (at: number, count: number) => {
+      const answers = [];
+      for (let index = 0; index < count; index++) answers.push(await call(at));
+      return answers;
+    };
+    expect(await calls(start, 5)).toEqual(["ok", "ok", "ok", "RATE_LIMITED 50", "RATE_LIMITED 50"]);
+    // 10 s into the next window 5/6 of the previous one still counts: floor(3 * 5/6) = 2, so one more call.
+    expect(await calls(start + 60_000, 2)).toEqual(["ok", "RATE_LIMITED 50"]);
+    // Two windows on, only that one call weighs (floor(1 * 5/6) = 0): three calls again.
+    expect(await calls(start + 120_000, 4)).toEqual(["ok", "ok", "ok", "RATE_LIMITED 50"]);
+    expect(await call(start)).toBe("RATE_LIMITED 50"); // another identifier is counted apart:
+    await expect(
+      enforceRateLimit(
+        redis as unknown as Parameters<typeof enforceRateLimit>[0],
+        name,
+        setting,
+        "bob",
+        start,
+      ),
+    ).resolves.toBeUndefined();
+    const keys = await redis.keys(`sinas:ratelimit:${name}:*`);
+    if (keys.length > 0) await redis.del(...keys);
   });
 
   it("frees its port when closed", async () => {
