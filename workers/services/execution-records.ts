@@ -127,27 +127,29 @@ function stepsInsert(db: Database, count: number) {
     .returning({ id: stepExecutions.id });
 }
 
-/** A statement per shape (`key` and step count), prepared once while the count is small. */
-function statementCache<T>(build: (db: Database, count: number, name: string) => T) {
-  const cached = new Map<string, (db: Database) => T>();
-  return (db: Database, key: string, count: number): T => {
-    const name = `${key}_${count}`;
+/** Statements named `{prefix}_{step count}`, each prepared once while the count is small. */
+function statementCache<T>(prefix: string, build: (db: Database, count: number, name: string) => T) {
+  const cached = new Map<number, (db: Database) => T>();
+  return (db: Database, count: number): T => {
+    const name = `${prefix}_${count}`;
     if (count > PREPARED_STEP_ROWS) return build(db, count, name);
-    let statement = cached.get(name);
+    let statement = cached.get(count);
     if (!statement) {
       statement = preparedOnce((handle) => build(handle, count, name));
-      cached.set(name, statement);
+      cached.set(count, statement);
     }
     return statement(db);
   };
 }
 
-const stepsStatement = statementCache((db, count, name) => stepsInsert(db, count).prepare(name));
+const stepsStatement = statementCache("upsert_steps", (db, count, name) =>
+  stepsInsert(db, count).prepare(name),
+);
 
 /** Writes steps as reported, in one statement. */
 export async function upsertSteps(db: Database, executionId: string, steps: Step[]): Promise<void> {
   const { count, params } = stepParams(steps);
-  if (count > 0) await stepsStatement(db, "upsert_steps", count).execute({ ...params, executionId });
+  if (count > 0) await stepsStatement(db, count).execute({ ...params, executionId });
 }
 
 export type ExecutionOutcome =
@@ -210,16 +212,25 @@ function outcomeParams(outcome: ExecutionOutcome): Record<string, unknown> {
  * The outcome's update of a RUNNING execution, with `count` step rows written first in the same statement
  * (a data-modifying CTE runs to completion whether or not the main statement reads it).
  */
-const outcomeStatement = statementCache((db, count, name) => {
-  const status = name.slice("outcome_".length, name.lastIndexOf("_")) as ExecutionOutcome["status"];
-  const update = count > 0 ? db.with(db.$with("steps").as(stepsInsert(db, count))) : db;
-  return update
-    .update(executions)
-    .set(OUTCOME_CHANGES[status])
-    .where(and(eq(executions.executionId, sql.placeholder("executionId")), eq(executions.status, "RUNNING")))
-    .returning({ id: executions.id })
-    .prepare(name);
-});
+function outcomeStatements(status: ExecutionOutcome["status"]) {
+  return statementCache(`outcome_${status.toLowerCase()}`, (db, count, name) => {
+    const update = count > 0 ? db.with(db.$with("steps").as(stepsInsert(db, count))) : db;
+    return update
+      .update(executions)
+      .set(OUTCOME_CHANGES[status])
+      .where(
+        and(eq(executions.executionId, sql.placeholder("executionId")), eq(executions.status, "RUNNING")),
+      )
+      .returning({ id: executions.id })
+      .prepare(name);
+  });
+}
+
+const OUTCOME_STATEMENTS = {
+  COMPLETED: outcomeStatements("COMPLETED"),
+  FAILED: outcomeStatements("FAILED"),
+  AWAITING_INPUT: outcomeStatements("AWAITING_INPUT"),
+};
 
 /**
  * Records the outcome; only a RUNNING execution changes, so a stale or repeated report changes nothing.
@@ -235,7 +246,7 @@ export async function recordOutcome(
   const failed = outcome.status === "FAILED";
   if (failed) await upsertSteps(db, executionId, steps);
   const { count, params } = failed ? { count: 0, params: {} } : stepParams(steps);
-  const updated = await outcomeStatement(db, `outcome_${outcome.status}`, count).execute({
+  const updated = await OUTCOME_STATEMENTS[outcome.status](db, count).execute({
     ...params,
     ...outcomeParams(outcome),
     executionId,
