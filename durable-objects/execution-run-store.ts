@@ -110,15 +110,18 @@ export class RunStore {
     return row ? parsePlan(row.plan) : null;
   }
 
-  insert(plan: RunPlan, state: RunState): void {
-    this.sql.exec(
-      "insert into runs (execution_id, plan, status, state) values (?, ?, ?, ?)",
+  /** Stores a new run; false (and nothing changes) when the execution id is known already. */
+  insertNew(plan: RunPlan, state: RunState): boolean {
+    const cursor = this.sql.exec(
+      "insert into runs (execution_id, plan, status, state) values (?, ?, ?, ?) on conflict do nothing",
       state.executionId,
       serializePlan(plan),
       state.status,
       JSON.stringify(state),
     );
+    if (cursor.rowsWritten === 0) return false;
     this.#keep(state, plan);
+    return true;
   }
 
   remove(executionId: string): void {

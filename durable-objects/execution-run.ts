@@ -81,10 +81,8 @@ export class ExecutionRun extends DurableObject<Env> {
   /** Starts the run once; a repeated call returns the current state. */
   async start(plan: RunPlan): Promise<RunState> {
     const executionId = plan.record.executionId;
-    const existing = this.#store.state(executionId);
-    if (existing) return existing;
     const state = newRunState(executionId);
-    this.#store.insert(plan, state);
+    if (!this.#store.insertNew(plan, state)) return this.#store.state(executionId) as RunState;
     try {
       await this.#withServices((services) => insertExecution(services.statementDb(), plan.record));
     } catch (error) {

@@ -169,7 +169,6 @@ export class ConfigError extends Error {
   override readonly name = "ConfigError";
 }
 
-
 /** A secret that only some features need: fails with a message naming the variable when it is unset. */
 export function requireSecret(
   config: AppConfig,

@@ -53,8 +53,8 @@ describe("execution shards", () => {
 describe("RunStore (one ExecutionRun shard's tables)", () => {
   it("keeps each run's plan, with the input stored once, and state apart", () =>
     withStore((store) => {
-      store.insert(planOf("a"), stateOf("a"));
-      store.insert(planOf("b"), stateOf("b"));
+      store.insertNew(planOf("a"), stateOf("a"));
+      store.insertNew(planOf("b"), stateOf("b"));
       store.save({ ...stateOf("b"), status: "completed", result: 42 });
       expect(store.state("a")?.status).toBe("running");
       expect(store.state("b")).toMatchObject({ status: "completed", result: 42 });
@@ -62,15 +62,23 @@ describe("RunStore (one ExecutionRun shard's tables)", () => {
       expect(store.state("missing")).toBeNull();
     }));
 
+  it("stores a run once: a second insert of its id changes nothing", () =>
+    withStore((store) => {
+      expect(store.insertNew(planOf("a"), stateOf("a"))).toBe(true);
+      store.save({ ...stateOf("a"), status: "completed", result: 1 });
+      expect(store.insertNew(planOf("a"), stateOf("a"))).toBe(false);
+      expect(store.state("a")).toMatchObject({ status: "completed", result: 1 });
+    }));
+
   it("reads what it saved, also through a new store over the same storage (a restarted object)", async () => {
     const stub = env.EXECUTION_RUN.get(env.EXECUTION_RUN.newUniqueId());
     await runInDurableObject(stub, (_instance, state) => {
       const store = new RunStore(state.storage.sql);
-      store.insert(planOf("a"), stateOf("a"));
+      store.insertNew(planOf("a"), stateOf("a"));
       store.save({ ...stateOf("a"), dispatchedAt: 7 });
-      store.insert(planOf("b"), stateOf("b"));
+      store.insertNew(planOf("b"), stateOf("b"));
       store.save({ ...stateOf("b"), status: "awaiting_input", prompt: "name?" });
-      store.insert(planOf("c"), stateOf("c"));
+      store.insertNew(planOf("c"), stateOf("c"));
       store.save({ ...stateOf("c"), status: "failed", error: "boom" });
       const returned = store.state("a") as RunState;
       returned.status = "failed"; // a caller's change to what it read is not a save
@@ -108,8 +116,8 @@ describe("RunStore (one ExecutionRun shard's tables)", () => {
   it("wakes at the earliest watchdog deadline; a run that stops loses its deadline", () =>
     withStore((store) => {
       const now = Date.now();
-      store.insert(planOf("a"), stateOf("a"));
-      store.insert(planOf("b"), stateOf("b"));
+      store.insertNew(planOf("a"), stateOf("a"));
+      store.insertNew(planOf("b"), stateOf("b"));
       store.save(stateOf("a"), now + 5_000);
       store.save(stateOf("b"), now + 1_000);
       expect(store.nextWakeUp()).toBe(now + 1_000);
@@ -125,13 +133,13 @@ describe("RunStore (one ExecutionRun shard's tables)", () => {
 
   it("sweeps runs finished longer ago than the retention, with their logs and callbacks", () =>
     withStore((store) => {
-      store.insert(planOf("old"), stateOf("old"));
+      store.insertNew(planOf("old"), stateOf("old"));
       store.appendLog("old", { stream: "stdout", text: "x", at: "t" });
       store.markCallback("old", 1);
       store.save({ ...stateOf("old"), status: "completed" });
-      store.insert(planOf("paused"), stateOf("paused"));
+      store.insertNew(planOf("paused"), stateOf("paused"));
       store.save({ ...stateOf("paused"), status: "awaiting_input" });
-      store.insert(planOf("live"), stateOf("live"));
+      store.insertNew(planOf("live"), stateOf("live"));
       store.sweep(Date.now());
       expect(store.state("old")).not.toBeNull();
       store.sweep(Date.now() + FINISHED_RUN_RETENTION_MS + 1_000);

@@ -39,6 +39,7 @@ export interface Services {
 /** Config is parsed on first use, so routes that need no dependency (docs) work even when it is bad. */
 export function createServices(env: Env, options: { maxConnections?: number } = {}): Services {
   let dbHandle: DbHandle | undefined;
+  let statementHandle: Database | undefined;
   const pending = new Set<Promise<void>>();
   const releaseDb = async () => {
     const handle = dbHandle;
@@ -63,7 +64,8 @@ export function createServices(env: Env, options: { maxConnections?: number } = 
     statementDb() {
       const config = loadConfig(env);
       if (!config.DB_HTTP_QUERIES) return this.db();
-      return sharedHttpDb({ databaseUrl: config.DATABASE_URL, wsProxy: config.DB_WS_PROXY });
+      statementHandle ??= sharedHttpDb({ databaseUrl: config.DATABASE_URL, wsProxy: config.DB_WS_PROXY });
+      return statementHandle;
     },
     redis() {
       const config = loadConfig(env);
