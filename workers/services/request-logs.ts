@@ -48,6 +48,11 @@ export interface RequestLogStats {
 
 const TOP_ENTRIES = 10;
 
+/** Property name to column name (`requestId` -> `request_id`). */
+const COLUMN_NAMES = new Map(
+  Object.entries(getTableColumns(requestLogs)).map(([key, column]) => [key, column.name]),
+);
+
 /** SQL defaults of the columns a row may leave out (`jsonb_populate_recordset` yields NULL for them). */
 const COLUMN_DEFAULTS: Record<string, SQL> = {
   request_id: sql`gen_random_uuid()`,
@@ -77,12 +82,11 @@ const insertLogsStatement = preparedOnce((db) => {
 /** Writes log rows in one statement. The caller runs it after the response and swallows its failure. */
 export async function insertRequestLogs(db: Database, rows: NewRequestLog[]): Promise<void> {
   if (rows.length === 0) return;
-  const columns = getTableColumns(requestLogs);
-  const byName = rows.map((row) =>
-    Object.fromEntries(
-      Object.entries(row).map(([key, value]) => [columns[key as keyof typeof columns]?.name ?? key, value]),
-    ),
-  );
+  const byName = rows.map((row) => {
+    const named: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(row)) named[COLUMN_NAMES.get(key) ?? key] = value;
+    return named;
+  });
   await insertLogsStatement(db).execute({ rows: JSON.stringify(byName) });
 }
 

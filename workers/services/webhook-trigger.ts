@@ -89,14 +89,13 @@ export async function findWebhookTarget(
   method: string,
   callerId: string | null,
 ): Promise<WebhookTarget> {
-  const notFound = new AppError(
-    "NOT_FOUND",
-    `No active webhook found for path '${path}' and method '${method}'`,
-  );
+  // Made only when needed: an error captures a stack trace, a visible cost on every call.
+  const notFound = () =>
+    new AppError("NOT_FOUND", `No active webhook found for path '${path}' and method '${method}'`);
   const verb = httpMethod.enumValues.find((value) => value === method);
-  if (!verb) throw notFound;
+  if (!verb) throw notFound();
   const [row] = await webhookTargetStatement(db).execute({ path, method: verb, callerId });
-  if (!row) throw notFound;
+  if (!row) throw notFound();
   return row;
 }
 
