@@ -195,6 +195,12 @@ describe("writing request logs", () => {
       nested: { api_key: REDACTED, list: [{ Authorization: REDACTED }] },
     });
 
+    // A webhook reads its body from the raw stream (for its size limit); the log still gets it.
+    const hook = await api(stack, alice, "POST", "/webhooks/no/such/hook", { a: 1, token: "t" });
+    expect(hook.status).toBe(404);
+    const hookRow = await eventually(rowWith(hook.headers.get("x-request-id")));
+    expect(hookRow.request_body).toEqual({ a: 1, token: REDACTED });
+
     // S36's body on the API-key route: refused (our schemas reject unknown fields), yet logged, redacted.
     const refused = await api(stack, alice, "POST", "/api/v1/api-keys", {
       name: "t",

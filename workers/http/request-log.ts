@@ -30,8 +30,11 @@ const BODY_METHODS = new Set(["POST", "PUT", "PATCH"]);
 const MEASURED_CONTENT_TYPE =
   /^(?:application\/(?:[\w.+-]+\+)?json|application\/x-yaml|text\/(?:plain|html))/i;
 
-/** Why a request body is absent from its row, kept in `metadata` so an empty column is not a mystery. */
-type BodySkipReason = "too_large" | "unparseable";
+/**
+ * Why a request body is absent from its row, kept in `metadata` so an empty column is not a mystery
+ * (`unavailable`: a handler read the raw stream without leaving it in Hono's body cache).
+ */
+type BodySkipReason = "too_large" | "unparseable" | "unavailable";
 type LoggedBody = { body: unknown } | { skipped: BodySkipReason } | null;
 
 /**
@@ -71,26 +74,48 @@ async function readBounded(stream: ReadableStream<Uint8Array>, maxBytes: number)
   return bytes;
 }
 
+/** What Hono's `c.req.bodyCache` holds at run time (its declared type is `Partial<Body>`): read bodies. */
+export interface ReadBodies {
+  text?: Promise<string>;
+  arrayBuffer?: Promise<ArrayBuffer>;
+}
+
+export function readBodiesOf(c: Context<AppEnv>): ReadBodies {
+  return c.req.bodyCache as unknown as ReadBodies;
+}
+
+/** The body's text as the handler left it: from Hono's body cache, else read now if nothing read it. */
+async function bodyTextAfterHandler(c: Context<AppEnv>): Promise<string | LoggedBody> {
+  const bodyCache = readBodiesOf(c);
+  const { raw } = c.req;
+  if (bodyCache.text) return bodyCache.text;
+  if (bodyCache.arrayBuffer) return new TextDecoder().decode(await bodyCache.arrayBuffer);
+  if (raw.bodyUsed || !raw.body) return { skipped: "unavailable" };
+  const bytes = await readBounded(raw.body, MAX_LOGGED_BODY_BYTES);
+  return bytes ? new TextDecoder().decode(bytes) : { skipped: "too_large" };
+}
+
 /**
- * Starts reading a redacted copy of a JSON body from a clone of the request, before the handler consumes the
- * original. Null when the body is not logged at all (method, content type, auth path).
+ * A redacted copy of a JSON body, taken once the handler is done: what it read (Hono's body cache, where the
+ * validator's `c.req.json()` leaves the text) or, if nothing read the body, the body itself. No copy of the
+ * request is made (cloning a request tees its body, a visible cost per request). Null when the body is not
+ * logged at all (method, content type, auth path).
  */
-function readLoggedBody(request: Request, path: string): Promise<LoggedBody> | null {
-  if (!BODY_METHODS.has(request.method) || isAuthPath(path) || !request.body) return null;
+async function loggedBodyAfterHandler(c: Context<AppEnv>): Promise<LoggedBody> {
+  const request = c.req.raw;
+  if (!BODY_METHODS.has(request.method) || isAuthPath(c.req.path) || !request.body) return null;
   if (!request.headers.get("content-type")?.toLowerCase().includes("application/json")) return null;
   const declaredLength = Number(request.headers.get("content-length") ?? "0");
-  if (declaredLength > MAX_LOGGED_BODY_BYTES) return Promise.resolve({ skipped: "too_large" });
-  const clone = request.clone();
-  return (async (): Promise<LoggedBody> => {
-    const bytes = clone.body ? await readBounded(clone.body, MAX_LOGGED_BODY_BYTES) : new Uint8Array();
-    if (!bytes) return { skipped: "too_large" };
-    try {
-      const parsed: unknown = JSON.parse(new TextDecoder().decode(bytes));
-      return { body: stripNulCharacters(redactSecrets(parsed)) };
-    } catch {
-      return { skipped: "unparseable" };
-    }
-  })().catch((): LoggedBody => ({ skipped: "unparseable" }));
+  if (declaredLength > MAX_LOGGED_BODY_BYTES) return { skipped: "too_large" };
+  try {
+    const text = await bodyTextAfterHandler(c);
+    if (typeof text !== "string") return text;
+    const tooLong = text.length > MAX_LOGGED_BODY_BYTES / 3 && new TextEncoder().encode(text).byteLength;
+    if (tooLong && tooLong > MAX_LOGGED_BODY_BYTES) return { skipped: "too_large" };
+    return { body: stripNulCharacters(redactSecrets(JSON.parse(text) as unknown)) };
+  } catch {
+    return { skipped: "unparseable" };
+  }
 }
 
 /**
@@ -202,14 +227,16 @@ export function requestLog() {
   return createMiddleware<AppEnv>(async function requestLog(c, next) {
     if (!isLogged(c.req.method, c.req.path)) return next();
     const startedAt = Date.now();
-    const loggedBody = readLoggedBody(c.req.raw, c.req.path);
     await next();
 
+    // Awaited before the response goes: a body nothing read is read here, while the request is current.
+    const loggedBody = await loggedBodyAfterHandler(c);
     const row = describeRequest(c, startedAt);
     const responseSize = measureResponse(c.res);
     const services = c.get("services");
     const insert = (async () => {
-      const [body, size] = await Promise.all([loggedBody, responseSize]);
+      const body = loggedBody;
+      const size = await responseSize;
       const skipped = body !== null && "skipped" in body ? { request_body_skipped: body.skipped } : null;
       await writeRequestLogBatched(() => services.statementDb(), {
         ...row,

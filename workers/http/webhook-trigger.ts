@@ -27,6 +27,7 @@ import {
 } from "../services/webhook-trigger";
 import type { AppEnv } from "./app-env";
 import { authenticateCaller, type CallerCheck, callerIdOf, checkCaller, recordPermission } from "./auth";
+import { readBodiesOf } from "./request-log";
 import { createRouter, errorResponse } from "./router";
 import { runReply } from "./run-reply";
 import { jsonResponse } from "./schemas";
@@ -104,6 +105,8 @@ async function invokeWebhook(c: Context<AppEnv>): Promise<Response> {
   const path = c.req.param("path") ?? "";
   const method = c.req.method.toUpperCase();
   const body = await readBody(c.req.raw, services.config.WEBHOOK_MAX_BODY_BYTES);
+  // Left where Hono keeps a read body, so the request log finds it without copying the request.
+  readBodiesOf(c).arrayBuffer = Promise.resolve(body.buffer as ArrayBuffer);
   // Credentials are checked before the webhook is read, so that its query also reads what the function may
   // call as the caller; whether they were needed (and valid) is decided once the webhook is known.
   const caller = checkCaller(c);
