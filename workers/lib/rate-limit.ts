@@ -40,7 +40,8 @@ export async function enforceRateLimit(
     .exec<[number, number, number | null]>();
   const stillCovered = 1 - (now - window * windowMs) / windowMs;
   if (Math.floor(Number(before ?? 0) * stillCovered) + count <= setting.limit) return;
-  await redis.decr(current);
+  // Best effort: if the take-back fails, the count stays one high for this window, and the answer is a 429.
+  await redis.decr(current).catch(() => undefined);
   const retryAfter = Math.max(1, Math.ceil(((window + 1) * windowMs - now) / 1000));
   throw new AppError("RATE_LIMITED", `Too many requests. Try again in ${retryAfter} seconds.`, {
     headers: { "Retry-After": String(retryAfter) },
