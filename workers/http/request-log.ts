@@ -235,12 +235,12 @@ export function requestLog() {
     const responseSize = measureResponse(c.res);
     const services = c.get("services");
     const insert = (async () => {
-      const body = loggedBody;
       const size = await responseSize;
-      const skipped = body !== null && "skipped" in body ? { request_body_skipped: body.skipped } : null;
+      const skipped =
+        loggedBody !== null && "skipped" in loggedBody ? { request_body_skipped: loggedBody.skipped } : null;
       await writeRequestLogBatched(() => services.statementDb(), {
         ...row,
-        requestBody: body !== null && "body" in body ? body.body : null,
+        requestBody: loggedBody !== null && "body" in loggedBody ? loggedBody.body : null,
         responseSizeBytes: size,
         metadata: row.metadata || skipped ? { ...row.metadata, ...skipped } : null,
       });
