@@ -9,6 +9,7 @@
 import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
 import type { NewRequestLog } from "../db/schema";
+import { readBounded } from "../lib/read-bounded";
 import {
   isAuthPath,
   parseQueryParams,
@@ -50,30 +51,6 @@ function isLogged(method: string, path: string): boolean {
   return !path.startsWith("/docs-assets/") && !path.startsWith("/internal/");
 }
 
-/** Reads at most `maxBytes` of a stream; null when it is longer (the rest is cancelled, not buffered). */
-async function readBounded(stream: ReadableStream<Uint8Array>, maxBytes: number): Promise<Uint8Array | null> {
-  const reader = stream.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > maxBytes) {
-      await reader.cancel();
-      return null;
-    }
-    chunks.push(value);
-  }
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return bytes;
-}
-
 /** What Hono's `c.req.bodyCache` holds at run time (its declared type is `Partial<Body>`): read bodies. */
 export interface ReadBodies {
   text?: Promise<string>;
@@ -110,8 +87,11 @@ async function loggedBodyAfterHandler(c: Context<AppEnv>): Promise<LoggedBody> {
   try {
     const text = await bodyTextAfterHandler(c);
     if (typeof text !== "string") return text;
-    const tooLong = text.length > MAX_LOGGED_BODY_BYTES / 3 && new TextEncoder().encode(text).byteLength;
-    if (tooLong && tooLong > MAX_LOGGED_BODY_BYTES) return { skipped: "too_large" };
+    // A UTF-16 unit is at most 3 UTF-8 bytes: only a text that may be over the limit is encoded to measure it.
+    const mayBeTooLarge = text.length > MAX_LOGGED_BODY_BYTES / 3;
+    if (mayBeTooLarge && new TextEncoder().encode(text).byteLength > MAX_LOGGED_BODY_BYTES) {
+      return { skipped: "too_large" };
+    }
     return { body: stripNulCharacters(redactSecrets(JSON.parse(text) as unknown)) };
   } catch {
     return { skipped: "unparseable" };

@@ -13,6 +13,7 @@ import { permissions } from "../auth/catalogue";
 import type { User } from "../db/schema";
 import { httpMethod } from "../db/schema";
 import { AppError } from "../lib/errors";
+import { readBounded } from "../lib/read-bounded";
 import { startExecution, timeoutOf, waitForExecution } from "../services/executions";
 import { webhookInput } from "../services/webhook-envelope";
 import {
@@ -40,23 +41,8 @@ async function readBody(request: Request, maxBytes: number): Promise<Uint8Array>
     new AppError("PAYLOAD_TOO_LARGE", `The request body exceeds the limit of ${maxBytes} bytes`);
   if (Number(request.headers.get("content-length") ?? 0) > maxBytes) throw tooLarge();
   if (!request.body) return new Uint8Array();
-  const reader = request.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (let chunk = await reader.read(); !chunk.done; chunk = await reader.read()) {
-    size += chunk.value.byteLength;
-    if (size > maxBytes) {
-      await reader.cancel();
-      throw tooLarge();
-    }
-    chunks.push(chunk.value);
-  }
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
+  const bytes = await readBounded(request.body, maxBytes);
+  if (!bytes) throw tooLarge();
   return bytes;
 }
 

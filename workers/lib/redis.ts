@@ -5,7 +5,7 @@
  */
 import { Redis } from "@upstash/redis/cloudflare";
 
-/** The bindings `createRedis` reads. */
+/** The bindings `sharedRedis` reads. */
 export interface RedisEnv {
   UPSTASH_REDIS_REST_URL: string;
   UPSTASH_REDIS_REST_TOKEN: string;
@@ -17,15 +17,9 @@ export type RedisPingResult = { ok: true; latencyMs: number } | { ok: false; err
  * Builds a client. Values are JSON-(de)serialized automatically. Auto-pipelining is off: it built a pipeline
  * object (hundreds of closures) per client and per command, and our commands are single calls or explicit
  * pipelines anyway. Telemetry is off: no SDK and platform headers on every call.
- *
- * @example
- * ```ts
- * const redis = createRedis(c.env);
- * await redis.set("otp:ada@example.com", "123456", { ex: 600 });
- * ```
  * @see https://upstash.com/docs/redis/sdks/ts/overview
  */
-export function createRedis(env: RedisEnv): Redis {
+function createRedis(env: RedisEnv): Redis {
   return new Redis({
     url: env.UPSTASH_REDIS_REST_URL,
     token: env.UPSTASH_REDIS_REST_TOKEN,
@@ -39,6 +33,12 @@ const clients = new Map<string, Redis>();
 /**
  * The isolate's client for these settings. Sharing one across requests is safe in a Worker: it holds no I/O
  * object (each command is a `fetch` of the request that sends it), only its settings.
+ *
+ * @example
+ * ```ts
+ * const redis = sharedRedis(c.env);
+ * await redis.set("otp:ada@example.com", "123456", { ex: 600 });
+ * ```
  */
 export function sharedRedis(env: RedisEnv): Redis {
   const key = `${env.UPSTASH_REDIS_REST_URL}\n${env.UPSTASH_REDIS_REST_TOKEN}`;
