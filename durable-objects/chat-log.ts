@@ -1,6 +1,8 @@
 /**
  * @module The ChatSession's SQLite log: turns and their events, each event numbered by one increasing
- * sequence per chat. Viewers replay from any sequence (`Last-Event-ID`), so the log is the stream.
+ * sequence per chat. Viewers replay from any sequence (`Last-Event-ID`), so the log is the stream. The latest
+ * events and the statuses of this instance's turns are also kept in memory: a live viewer asks for what came
+ * after the last event it sent at every event, and those answers need no query and no JSON parse.
  */
 import type { ChatEvent, LoggedEvent } from "../workers/chat/events";
 
@@ -20,11 +22,21 @@ export interface TurnRow {
 const RETENTION_MS = 48 * 60 * 60 * 1000;
 /** The purge scans the turns: once in this long per instance is plenty against a 48 h retention. */
 const PURGE_INTERVAL_MS = 10 * 60 * 1000;
+/** Events kept in memory (between this and twice this many): a live turn's viewers are never further behind. */
+const TAIL_EVENTS = 256;
 
 type Row = Record<string, SqlStorageValue>;
 
 export class ChatLog {
   #purgedAt = 0;
+  /**
+   * Every event this instance appended since the first one held, oldest first. Sequences only grow, so no
+   * event of an earlier instance comes after the first held one. Logged events are not changed afterwards:
+   * viewers share these objects.
+   */
+  #tail: LoggedEvent[] = [];
+  /** Statuses of the turns this instance started or ended. */
+  #statuses = new Map<string, TurnStatus>();
 
   constructor(private readonly sql: SqlStorage) {
     sql.exec(`
@@ -46,7 +58,10 @@ export class ChatLog {
         Date.now(),
       )
       .toArray();
-    return { seq: (row as { seq: number }).seq, turnId, event };
+    const logged = { seq: (row as { seq: number }).seq, turnId, event };
+    this.#tail.push(logged);
+    if (this.#tail.length >= 2 * TAIL_EVENTS) this.#tail = this.#tail.slice(-TAIL_EVENTS);
+    return logged;
   }
 
   /** Starts a turn whose first event is `first`. */
@@ -60,11 +75,18 @@ export class ChatLog {
       logged.seq,
       Date.now(),
     );
+    this.#statuses.set(turnId, "running");
     return logged;
   }
 
   endTurn(turnId: string, status: TurnStatus): void {
     this.sql.exec("update turns set status = ?, ended_at = ? where id = ?", status, Date.now(), turnId);
+    this.#statuses.set(turnId, status);
+  }
+
+  /** A turn's status (null: no such turn). */
+  turnStatus(turnId: string): TurnStatus | null {
+    return this.#statuses.get(turnId) ?? this.turn(turnId)?.status ?? null;
   }
 
   turn(turnId: string): TurnRow | null {
@@ -91,6 +113,13 @@ export class ChatLog {
 
   /** Events after `afterSeq`, optionally of one turn only. */
   eventsAfter(afterSeq: number, turnId?: string): LoggedEvent[] {
+    const first = this.#tail[0];
+    if (first && afterSeq >= first.seq - 1) {
+      let start = this.#tail.length;
+      while (start > 0 && (this.#tail[start - 1] as LoggedEvent).seq > afterSeq) start--;
+      const after = this.#tail.slice(start);
+      return turnId === undefined ? after : after.filter((logged) => logged.turnId === turnId);
+    }
     const rows = turnId
       ? this.sql.exec<Row>(
           "select seq, turn_id, data from events where seq > ? and turn_id = ? order by seq",
@@ -122,6 +151,8 @@ export class ChatLog {
   purgeExpired(now = Date.now()): void {
     if (now - this.#purgedAt < PURGE_INTERVAL_MS) return;
     this.#purgedAt = now;
+    this.#tail = [];
+    this.#statuses.clear();
     const cutoff = now - RETENTION_MS;
     this.sql.exec(
       "delete from events where turn_id in (select id from turns where ended_at is not null and ended_at < ?)",

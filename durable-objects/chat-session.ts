@@ -22,6 +22,7 @@ import { AppError, type ErrorCode } from "../workers/lib/errors";
 import { appendMessages, listChatMessages, toMessageResponse } from "../workers/services/chats";
 import { createServices, type Services } from "../workers/services/services";
 import { type Decision, recordDecisions } from "./chat-approvals";
+import { ChunkCoalescer } from "./chat-coalescer";
 import { ChatLog, type TurnStatus } from "./chat-log";
 import type { StreamFormat } from "./chat-stream";
 import { beginTurnRecord, loadTurnSubjects, partialAnswerOf, type TurnSubjects } from "./chat-turn-data";
@@ -329,7 +330,9 @@ export class ChatSession extends DurableObject<Env> {
   }
 
   async #run(setup: TurnSetup, prepared: PreparedTurn, turnId: string): Promise<TurnOutcome> {
-    const emit = (event: ChatEvent) => this.#emit(turnId, event);
+    // Text chunks are coalesced (chat-coalescer.ts); the turn's end events send what is held first.
+    const coalescer = new ChunkCoalescer((event) => this.#emit(turnId, event));
+    const emit = (event: ChatEvent) => coalescer.push(event);
     try {
       const result = await runTurn({ ...setup, emit }, prepared);
       emit({

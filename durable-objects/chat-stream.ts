@@ -15,8 +15,8 @@ export type StreamFormat = "sinas" | "ui";
 
 export interface StreamSource {
   log: ChatLog;
-  /** Resolves at the next appended event, or after `timeoutMs` (false then). */
-  nextEvent(timeoutMs: number): Promise<boolean>;
+  /** Resolves at the next appended event. */
+  nextEvent(): Promise<void>;
 }
 
 /** SSE comment lines keep proxies from closing an idle stream (SINAS sends them every 15 s too). */
@@ -53,6 +53,13 @@ export function turnStream(
     const frame = renderSinasEvent(logged);
     return frame === null ? [] : [frame];
   };
+  // One timer per stream, not one per wait: a wait per event would set and clear a timer per event.
+  let wroteAt = Date.now();
+  const pinger = setInterval(() => {
+    if (Date.now() - wroteAt < PING_MS) return;
+    wroteAt = Date.now();
+    writer.write(encoder.encode(`: ping - ${new Date().toISOString()}\n\n`)).catch(() => {});
+  }, PING_MS / 3);
   const pump = async () => {
     try {
       for (;;) {
@@ -63,15 +70,16 @@ export function turnStream(
           for (const frame of render(logged)) await writer.write(encoder.encode(frame));
           if (isTurnEnd(logged.event)) ended = true;
         }
-        if (ended || (events.length === 0 && log.turn(options.turnId)?.status !== "running")) break;
-        if (events.length === 0 && !(await source.nextEvent(PING_MS))) {
-          await writer.write(encoder.encode(`: ping - ${new Date().toISOString()}\n\n`));
-        }
+        if (events.length > 0) wroteAt = Date.now();
+        if (ended || (events.length === 0 && log.turnStatus(options.turnId) !== "running")) break;
+        if (events.length === 0) await source.nextEvent();
       }
       await writer.close();
     } catch {
       // The client went away; the turn goes on and stays resumable.
       await writer.abort().catch(() => {});
+    } finally {
+      clearInterval(pinger);
     }
   };
   void pump();

@@ -35,18 +35,10 @@ export class ChatViewers {
     }
   }
 
-  /** Resolves true at the next appended event, or false after `timeoutMs`. */
-  nextEvent(timeoutMs: number): Promise<boolean> {
+  /** Resolves at the next appended event. */
+  nextEvent(): Promise<void> {
     return new Promise((resolve) => {
-      const listener = () => {
-        clearTimeout(timer);
-        resolve(true);
-      };
-      const timer = setTimeout(() => {
-        this.#listeners.delete(listener);
-        resolve(false);
-      }, timeoutMs);
-      this.#listeners.add(listener);
+      this.#listeners.add(resolve);
     });
   }
 
@@ -68,10 +60,7 @@ export class ChatViewers {
 
   /** One turn's events after `afterSeq` as SSE, replayed then followed live until the turn ends. */
   streamTurn(turnId: string, afterSeq: number, format: StreamFormat): Response {
-    return turnStream(
-      { log: this.log, nextEvent: (timeoutMs) => this.nextEvent(timeoutMs) },
-      { format, afterSeq, turnId },
-    );
+    return turnStream({ log: this.log, nextEvent: () => this.nextEvent() }, { format, afterSeq, turnId });
   }
 
   #target(

@@ -263,6 +263,43 @@ describe("script, echo, hold and timing", () => {
     expect(message.usage.output_tokens).toBeGreaterThan(0);
   });
 
+  it("paces the echo as told: pieces and the delays before and between them", async () => {
+    const paced = await startFakeLlm({ echo: { pieces: 10, delayMs: 60, chunkDelayMs: 15 } });
+    try {
+      const client = new OpenAI({ baseURL: paced.openaiUrl, apiKey: "sk-test", maxRetries: 0 });
+      const started = performance.now();
+      const stream = await client.chat.completions.create({
+        model: "m",
+        messages: [{ role: "user", content: "a sentence long enough for ten pieces" }],
+        stream: true,
+      });
+      const arrivals: number[] = [];
+      const deltas: string[] = [];
+      for await (const chunk of stream) {
+        const content = chunk.choices[0]?.delta.content;
+        if (!content) continue;
+        deltas.push(content);
+        arrivals.push(performance.now() - started);
+      }
+      expect(deltas).toHaveLength(10);
+      expect(deltas.join("")).toBe("You said: a sentence long enough for ten pieces");
+      expect(arrivals[0]).toBeGreaterThanOrEqual(55);
+      expect((arrivals[9] ?? 0) - (arrivals[0] ?? 0)).toBeGreaterThanOrEqual(9 * 15 - 10);
+      // A scripted reply keeps its own pace.
+      paced.script({ content: "now" });
+      const scripted = await client.chat.completions.create({
+        model: "m",
+        messages: [{ role: "user", content: "x" }],
+        stream: true,
+      });
+      let pieces = 0;
+      for await (const chunk of scripted) if (chunk.choices[0]?.delta.content) pieces++;
+      expect(pieces).toBe(3);
+    } finally {
+      await paced.close();
+    }
+  });
+
   it("shares one FIFO script between both APIs", async () => {
     fake.script({ content: "one" }, { content: "two" });
     const first = await anthropic.messages.create({

@@ -41,10 +41,19 @@ function accumulateToolCalls(calls: Map<number, ToolCall>, deltas: ToolCallDelta
   }
 }
 
-/** Aborts `signal`'s derived signal when `idleMs` pass without `touch()`; `idle` tells which abort it was. */
+/**
+ * Aborts `signal`'s derived signal when `idleMs` pass without `touch()`; `idle` tells which abort it was.
+ * `touch()` only notes the time (it runs per chunk); the one timer re-arms itself for what is left.
+ */
 function idleWatch(signal: AbortSignal | undefined, idleMs: number) {
   const idle = new AbortController();
-  let timer = setTimeout(() => idle.abort(), idleMs);
+  let touchedAt = Date.now();
+  const check = () => {
+    const left = touchedAt + idleMs - Date.now();
+    if (left <= 0) idle.abort();
+    else timer = setTimeout(check, left);
+  };
+  let timer = setTimeout(check, idleMs);
   return {
     signal: signal ? AbortSignal.any([signal, idle.signal]) : idle.signal,
     idleMs,
@@ -52,8 +61,7 @@ function idleWatch(signal: AbortSignal | undefined, idleMs: number) {
       return idle.signal.aborted;
     },
     touch() {
-      clearTimeout(timer);
-      timer = setTimeout(() => idle.abort(), idleMs);
+      touchedAt = Date.now();
     },
     done() {
       clearTimeout(timer);
