@@ -131,7 +131,7 @@ export class ChatSession extends DurableObject<Env> {
       // stored only for the chat's owner while the agent is active, in the statement that reads chat, agent and
       // provider; the history is read beside it.
       const { chatId, userId, content } = request;
-      const stored = listChatMessages(services.db(), chatId);
+      const stored = listChatMessages(services.statementDb(), chatId);
       stored.catch(() => undefined); // awaited below; a refused send must not leave it unhandled
       const { subjects, message: userMessage } = await beginTurnRecord(services, { chatId, userId, content });
       userMessageId = userMessage.id;

@@ -3,7 +3,7 @@
  * one case suite per wire API (complete, stream, tools, tool calls, usage, errors, abort, timeout), plus the
  * OpenAI-compatible variants (Mistral, keyless Ollama) and `createProvider` decrypting a stored key.
  */
-import { createServer, type Server } from "node:http";
+import { createServer, request as httpRequest, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { LlmProvider as LlmProviderRow } from "../../workers/db/schema";
@@ -123,7 +123,61 @@ const cases: AdapterCase[] = [
   },
 ];
 
+/** A proxy to the fake that drops the connection of its first `drops` requests without answering. */
+async function flakyProxy(drops: number): Promise<{ url: string; seen: () => number; close: () => void }> {
+  let seen = 0;
+  const server = createServer((incoming, outgoing) => {
+    seen++;
+    if (seen <= drops) {
+      incoming.socket.destroy();
+      return;
+    }
+    const upstream = httpRequest(
+      new URL(incoming.url ?? "/", fake.url),
+      { method: incoming.method, headers: incoming.headers },
+      (answer) => {
+        outgoing.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(outgoing);
+      },
+    );
+    incoming.pipe(upstream);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    seen: () => seen,
+    close: () => {
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}
+
 describe.each(cases)("$label adapter against the fake", ({ label, api, make, unreachable }) => {
+  it("sends a request once more when its connection drops before any answer, and only once", async () => {
+    const endpoint = (url: string) => (api === "openai" ? `${url}/v1` : url);
+    const once = await flakyProxy(1);
+    try {
+      fake.script({ content: "made it" });
+      const reply = await make({ apiEndpoint: endpoint(once.url) }).complete(request());
+      expect(reply.content).toBe("made it");
+      expect(once.seen()).toBe(2);
+      expect(fake.requests).toHaveLength(1);
+    } finally {
+      once.close();
+    }
+    const always = await flakyProxy(Number.POSITIVE_INFINITY);
+    try {
+      const error = await rejectionOf(make({ apiEndpoint: endpoint(always.url) }).complete(request()));
+      expect(error).toBeInstanceOf(LlmError);
+      expect(error.message).toMatch(new RegExp(`^Could not reach ${label}`));
+      expect(always.seen()).toBe(2);
+    } finally {
+      always.close();
+    }
+  });
+
   it("completes a plain turn: content, finish reason, usage, and the request it sent", async () => {
     fake.script({ content: "Hi there", usage: { prompt_tokens: 7, completion_tokens: 3 } });
     const result = await make().complete(request());

@@ -9,6 +9,24 @@ import { randomToken, sha256Hex } from "../lib/crypto";
 
 const encoder = new TextEncoder();
 
+/**
+ * The HMAC key of a secret, imported once per isolate: jose imports a raw key on every call otherwise, and
+ * every authenticated request verifies a token.
+ */
+const hmacKeys = new Map<string, Promise<CryptoKey>>();
+
+function hmacKeyOf(secret: string): Promise<CryptoKey> {
+  let key = hmacKeys.get(secret);
+  if (!key) {
+    key = crypto.subtle.importKey("raw", encoder.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, [
+      "sign",
+      "verify",
+    ]);
+    hmacKeys.set(secret, key);
+  }
+  return key;
+}
+
 export interface AccessClaims {
   sub: string;
   email: string;
@@ -25,7 +43,7 @@ export async function signAccessToken(
     .setSubject(claims.sub)
     .setIssuedAt(now)
     .setExpirationTime(now + ttlSeconds)
-    .sign(encoder.encode(secret));
+    .sign(await hmacKeyOf(secret));
 }
 
 export type AccessTokenCheck =
@@ -37,7 +55,7 @@ export type AccessTokenCheck =
 
 export async function verifyAccessToken(token: string, secret: string): Promise<AccessTokenCheck> {
   try {
-    const { payload } = await jwtVerify(token, encoder.encode(secret), { algorithms: ["HS256"] });
+    const { payload } = await jwtVerify(token, await hmacKeyOf(secret), { algorithms: ["HS256"] });
     if (typeof payload.sub !== "string" || typeof payload.email !== "string") return { kind: "bad_payload" };
     return { kind: "valid", claims: { sub: payload.sub, email: payload.email } };
   } catch (error) {

@@ -208,7 +208,7 @@ chatsRouter
     const principal = principalOf(c);
     const db = c.get("services").db();
     const chat = await findOwnedChat(db, c.req.valid("param").chat_id, principal.user.id);
-    const messages = await listChatMessages(db, chat.id);
+    const messages = await listChatMessages(c.get("services").statementDb(), chat.id);
     const summary = { userEmail: principal.user.email, lastMessageAt: lastMessageTime(messages) };
     return c.json({ ...toChatResponse(chat, summary), messages: messages.map(toMessageResponse) }, 200);
   })

@@ -20,6 +20,7 @@ import {
 import type { JsonObject } from "../db/schema";
 import { textOf, toAnthropicBlocks, type WirePart } from "./content";
 import { abortError, type ProviderTarget, type SdkErrorClasses, toLlmError, usageOf } from "./errors";
+import { fetchOnceMore } from "./fetch-once-more";
 import type {
   CompletionRequest,
   CompletionResult,
@@ -279,7 +280,7 @@ export function createAnthropicProvider(options: AnthropicOptions): LlmProvider 
     baseURL,
     maxRetries: 0,
     timeout: target.timeoutMs,
-    fetch: options.fetch ?? ((input, init) => fetch(input, init)),
+    fetch: fetchOnceMore(options.fetch ?? ((input, init) => fetch(input, init))),
     dangerouslyAllowBrowser: true,
   });
 

@@ -3,7 +3,8 @@
  * `mistral` and `ollama` (Ollama's OpenAI-compatible `/v1` endpoint), through the `openai` SDK.
  *
  * The SDK only uses `fetch`, so it runs in workerd. Retries are off: a chat turn reports the failure instead of
- * silently waiting minutes, and the caller's `signal` decides when to give up.
+ * silently waiting minutes, and the caller's `signal` decides when to give up. A connection lost before any
+ * answer is tried once more (fetch-once-more.ts).
  */
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from "openai";
 import type {
@@ -13,6 +14,7 @@ import type {
 } from "openai/resources/chat/completions";
 import { toOpenAiCompatibleParts } from "./content";
 import { abortError, type ProviderTarget, type SdkErrorClasses, toLlmError, usageOf } from "./errors";
+import { fetchOnceMore } from "./fetch-once-more";
 import type {
   CompletionRequest,
   CompletionResult,
@@ -173,7 +175,7 @@ export function createOpenAiProvider(options: OpenAiCompatibleOptions): LlmProvi
     baseURL: openAiBaseUrl(type, options.apiEndpoint),
     timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
   };
-  const fetchImpl = options.fetch ?? ((input, init) => fetch(input, init));
+  const fetchImpl = fetchOnceMore(options.fetch ?? ((input, init) => fetch(input, init)));
   const client = new OpenAI({
     // The SDK insists on a credential; without a key the placeholder is never sent (the header is removed).
     apiKey: options.apiKey || "none",

@@ -8,6 +8,7 @@
  */
 import { and, asc, desc, eq, exists, max, sql } from "drizzle-orm";
 import type { Database, DbOrTx } from "../db/client";
+import { preparedOnce } from "../db/prepared";
 import {
   type Agent,
   agents,
@@ -256,8 +257,18 @@ export async function findOwnedChat(db: DbOrTx, chatId: string, userId: string):
 }
 
 /** Every message of the chat in conversation order. */
-export async function listChatMessages(db: DbOrTx, chatId: string): Promise<Message[]> {
-  return db.select().from(messages).where(eq(messages.chatId, chatId)).orderBy(asc(messages.sequence));
+const chatMessagesStatement = preparedOnce((db) =>
+  db
+    .select()
+    .from(messages)
+    .where(eq(messages.chatId, sql.placeholder("chatId")))
+    .orderBy(asc(messages.sequence))
+    .prepare("chat_messages"),
+);
+
+/** The chat's messages in order; a prepared statement (every turn reads them), best on `statementDb()`. */
+export async function listChatMessages(db: Database, chatId: string): Promise<Message[]> {
+  return chatMessagesStatement(db).execute({ chatId });
 }
 
 /** The chat's last message time, or null. */
