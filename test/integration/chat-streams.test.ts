@@ -136,6 +136,31 @@ describe("resume and viewers", () => {
     expect(history[history.length - 1]).toMatchObject({ role: "assistant", content: words.join("") });
   });
 
+  it("joins text streamed faster than every 50 ms, sending the first at once and the end apart", async () => {
+    const chat = await createChat(stack, admin, "talker");
+    const words = Array.from({ length: 30 }, (_, index) => `w${index} `);
+    fake.script({ content: words.join(""), chunks: words, chunkDelayMs: 2 });
+    const stream = await openStream(`/chats/${chat}/messages/stream`, {
+      method: "POST",
+      body: JSON.stringify({ content: "go" }),
+    });
+    await stream.ended;
+    const messages = stream.events.filter((event) => event.event === "message");
+    const texts = messages
+      .map((event) => (event.data as { content: string | null }).content)
+      .filter((content): content is string => Boolean(content));
+    expect(texts[0]).toBe("w0 ");
+    expect(texts.join("")).toBe(words.join(""));
+    expect(texts.length).toBeLessThanOrEqual(15);
+    for (const message of messages) {
+      expect(Object.keys(message.data as object).sort()).toEqual(["content", "finish_reason", "tool_calls"]);
+    }
+    expect(messages[messages.length - 1]?.data).toMatchObject({ content: null, finish_reason: "stop" });
+    expect(stream.events[stream.events.length - 1]?.event).toBe("done");
+    const history = await chatMessages(stack, admin, chat);
+    expect(history[history.length - 1]).toMatchObject({ role: "assistant", content: words.join("") });
+  });
+
   it("two viewers (SSE and WebSocket) see identical sequences, and stop ends the turn for both", async () => {
     const chat = await createChat(stack, admin, "claude");
     fake.script({ content: "partial answer", chunks: ["partial ", "answer"], hold: true });
