@@ -331,7 +331,10 @@ export class ChatSession extends DurableObject<Env> {
 
   async #run(setup: TurnSetup, prepared: PreparedTurn, turnId: string): Promise<TurnOutcome> {
     // Text chunks are coalesced (chat-coalescer.ts); the turn's end events send what is held first.
-    const coalescer = new ChunkCoalescer((event) => this.#emit(turnId, event));
+    const coalescer = new ChunkCoalescer(
+      (event) => this.#emit(turnId, event),
+      setup.services.config.CHAT_STREAM_COALESCE_MS,
+    );
     const emit = (event: ChatEvent) => coalescer.push(event);
     try {
       const result = await runTurn({ ...setup, emit }, prepared);

@@ -46,6 +46,7 @@ export interface Env {
   FUNCTION_TIMEOUT?: string;
   EXECUTION_WATCHDOG_GRACE_SECONDS?: string;
   LLM_STREAM_IDLE_SECONDS?: string;
+  CHAT_STREAM_COALESCE_MS?: string;
   ALLOW_PACKAGE_INSTALLATION?: string;
   ALLOWED_PACKAGES?: string;
   WEBHOOK_MAX_BODY_BYTES?: string;
@@ -141,6 +142,8 @@ const configSchema = z.object({
   EXECUTION_WATCHDOG_GRACE_SECONDS: positiveInt(35),
   /** A provider stream that sends nothing for this long fails the turn (a clear error, never a hung stream). */
   LLM_STREAM_IDLE_SECONDS: positiveInt(60),
+  /** Text a model streams within this many ms of the last text sent is joined into one event (0: never). */
+  CHAT_STREAM_COALESCE_MS: z.coerce.number().int().min(0).max(1000).default(50),
   ALLOW_PACKAGE_INSTALLATION: z
     .enum(["true", "false", "1", "0", ""])
     .default("true")

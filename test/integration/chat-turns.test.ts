@@ -40,6 +40,8 @@ beforeAll(async () => {
     providers,
   } = await startChatStack("bob@acme.io", {
     LLM_STREAM_IDLE_SECONDS: "2",
+    // Every text chunk its own event here (chat-streams.test.ts covers the default window of 50 ms).
+    CHAT_STREAM_COALESCE_MS: "0",
   }));
   await createFunction(
     stack,
@@ -154,6 +156,16 @@ describe.each(WIRE_FORMATS)("on the %s wire format", (format) => {
       { role: "user", content: "hi" },
       { role: "assistant", content: "Hello" },
     ]);
+  });
+
+  it("sends every text chunk as its own event with CHAT_STREAM_COALESCE_MS=0", async () => {
+    fake.script({ content: "abcd", chunks: ["a", "b", "c", "d"] });
+    const stream = await streamMessage(stack, admin, helperChat, "letters");
+    const texts = stream.events
+      .filter((event) => event.event === "message")
+      .map((event) => (event.data as { content: string | null }).content)
+      .filter(Boolean);
+    expect(texts).toEqual(["a", "b", "c", "d"]);
   });
 
   it("ends a stream with an error event when the provider fails, keeping the user message (S25)", async () => {
