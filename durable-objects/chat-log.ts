@@ -22,8 +22,12 @@ export interface TurnRow {
 const RETENTION_MS = 48 * 60 * 60 * 1000;
 /** The purge scans the turns: once in this long per instance is plenty against a 48 h retention. */
 const PURGE_INTERVAL_MS = 10 * 60 * 1000;
-/** Events kept in memory (between this and twice this many): a live turn's viewers are never further behind. */
-const TAIL_EVENTS = 256;
+/**
+ * Events kept in memory (between this and twice this many) while a turn runs: its live viewers are a few
+ * events behind at most; a slower one reads the table. Dropped when the turn ends, so an idle chat holds none
+ * (an isolate hosts many chat objects; a tool result in an event may be large).
+ */
+const TAIL_EVENTS = 64;
 
 type Row = Record<string, SqlStorageValue>;
 
@@ -82,6 +86,7 @@ export class ChatLog {
   endTurn(turnId: string, status: TurnStatus): void {
     this.sql.exec("update turns set status = ?, ended_at = ? where id = ?", status, Date.now(), turnId);
     this.#statuses.set(turnId, status);
+    this.#tail = [];
   }
 
   /** A turn's status (null: no such turn). */

@@ -29,15 +29,23 @@ describe("ChatLog", () => {
       log.startTurn("t2", "c", "stream", { type: "turn_start", turn_id: "t2", message_id: null });
       log.append("t2", text("b"));
       const fromTable = reopen();
-      for (let after = 0; after <= log.lastSeq() + 1; after++) {
-        expect(log.eventsAfter(after)).toEqual(fromTable.eventsAfter(after));
-        expect(log.eventsAfter(after, "t1")).toEqual(fromTable.eventsAfter(after, "t1"));
-        expect(log.eventsAfter(after, "t2")).toEqual(fromTable.eventsAfter(after, "t2"));
-      }
+      const compare = () => {
+        for (let after = 0; after <= log.lastSeq() + 1; after++) {
+          expect(log.eventsAfter(after)).toEqual(fromTable.eventsAfter(after));
+          expect(log.eventsAfter(after, "t1")).toEqual(fromTable.eventsAfter(after, "t1"));
+          expect(log.eventsAfter(after, "t2")).toEqual(fromTable.eventsAfter(after, "t2"));
+        }
+      };
+      compare();
+      log.append("t2", text("c"));
+      compare();
       expect(log.turnStatus("t1")).toBe("completed");
       expect(fromTable.turnStatus("t1")).toBe("completed");
       expect(log.turnStatus("t2")).toBe("running");
       expect(log.turnStatus("nope")).toBeNull();
+      log.endTurn("t2", "stopped");
+      compare();
+      expect(log.turnStatus("t2")).toBe("stopped");
     });
   });
 
