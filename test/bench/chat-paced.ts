@@ -27,7 +27,7 @@ const PIECES = Number(process.env.BENCH_CHAT_PACED_PIECES ?? 50);
 const CHUNK_MS = Number(process.env.BENCH_CHAT_PACED_CHUNK_MS ?? 20);
 /** Counted rounds after the ramp-up round. */
 const ROUNDS = Number(process.env.BENCH_CHAT_PACED_ROUNDS ?? 3);
-const AGENT = `bench-paced-${Date.now().toString(36)}`;
+const AGENT = "bench-paced";
 
 /** A question whose echo splits into `PIECES` pieces of about 4 characters (a token's worth). */
 function question(client: number, round: number): string {

@@ -267,34 +267,14 @@ describe("script, echo, hold and timing", () => {
     const paced = await startFakeLlm({ echo: { pieces: 10, delayMs: 60, chunkDelayMs: 15 } });
     try {
       const client = new OpenAI({ baseURL: paced.openaiUrl, apiKey: "sk-test", maxRetries: 0 });
-      const started = performance.now();
-      const stream = await client.chat.completions.create({
-        model: "m",
-        messages: [{ role: "user", content: "a sentence long enough for ten pieces" }],
-        stream: true,
-      });
-      const arrivals: number[] = [];
-      const deltas: string[] = [];
-      for await (const chunk of stream) {
-        const content = chunk.choices[0]?.delta.content;
-        if (!content) continue;
-        deltas.push(content);
-        arrivals.push(performance.now() - started);
-      }
+      const { deltas, arrivals } = await streamedDeltas(client, "a sentence long enough for ten pieces");
       expect(deltas).toHaveLength(10);
       expect(deltas.join("")).toBe("You said: a sentence long enough for ten pieces");
       expect(arrivals[0]).toBeGreaterThanOrEqual(55);
       expect((arrivals[9] ?? 0) - (arrivals[0] ?? 0)).toBeGreaterThanOrEqual(9 * 15 - 10);
       // A scripted reply keeps its own pace.
       paced.script({ content: "now" });
-      const scripted = await client.chat.completions.create({
-        model: "m",
-        messages: [{ role: "user", content: "x" }],
-        stream: true,
-      });
-      let pieces = 0;
-      for await (const chunk of scripted) if (chunk.choices[0]?.delta.content) pieces++;
-      expect(pieces).toBe(3);
+      expect((await streamedDeltas(client, "x")).deltas).toHaveLength(3);
     } finally {
       await paced.close();
     }
@@ -393,16 +373,7 @@ describe("script, echo, hold and timing", () => {
 
   it("waits delayMs before the first byte and chunkDelayMs between chunks", async () => {
     fake.script({ chunks: ["a", "b", "c"], delayMs: 150, chunkDelayMs: 60 });
-    const started = performance.now();
-    const stream = await openai.chat.completions.create({
-      model: "m",
-      messages: [{ role: "user", content: "x" }],
-      stream: true,
-    });
-    const arrivals: number[] = [];
-    for await (const chunk of stream) {
-      if (chunk.choices[0]?.delta.content) arrivals.push(performance.now() - started);
-    }
+    const { arrivals } = await streamedDeltas(openai, "x");
     expect(arrivals[0]).toBeGreaterThanOrEqual(140);
     expect((arrivals[2] ?? 0) - (arrivals[0] ?? 0)).toBeGreaterThanOrEqual(100);
   });
@@ -419,6 +390,28 @@ describe("script, echo, hold and timing", () => {
     await expect(fake.waitForRequests(3, 50)).rejects.toThrow("2 of 3 requests");
   });
 });
+
+/** A streamed completion's content deltas and when each arrived (ms since the request was sent). */
+async function streamedDeltas(
+  client: OpenAI,
+  text: string,
+): Promise<{ deltas: string[]; arrivals: number[] }> {
+  const started = performance.now();
+  const stream = await client.chat.completions.create({
+    model: "m",
+    messages: [{ role: "user", content: text }],
+    stream: true,
+  });
+  const deltas: string[] = [];
+  const arrivals: number[] = [];
+  for await (const chunk of stream) {
+    const content = chunk.choices[0]?.delta.content;
+    if (!content) continue;
+    deltas.push(content);
+    arrivals.push(performance.now() - started);
+  }
+  return { deltas, arrivals };
+}
 
 async function waitUntil(condition: () => boolean, timeoutMs = 5_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
