@@ -61,8 +61,24 @@ async function allocateRedisDb(redisUrl: string): Promise<string> {
   }
 }
 
+/**
+ * Below the integration hook timeout (180 s), so a launcher that never gets ready fails with its own last
+ * lines instead of a bare "Hook timed out".
+ */
+const READY_TIMEOUT_MS = 150_000;
+
 function waitForReady(child: ChildProcess, logs: string[]): Promise<StackInfo> {
   return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () =>
+        reject(
+          new Error(
+            `launcher not ready after ${READY_TIMEOUT_MS / 1000} s; its last lines:\n${logs.slice(-60).join("\n")}`,
+          ),
+        ),
+      READY_TIMEOUT_MS,
+    );
+    timer.unref();
     const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream });
     const errors = createInterface({ input: child.stderr as NodeJS.ReadableStream });
     const remember = (line: string) => {
@@ -70,8 +86,9 @@ function waitForReady(child: ChildProcess, logs: string[]): Promise<StackInfo> {
       if (logs.length > LOG_LINES) logs.shift();
     };
     lines.on("line", (line) => {
-      if (line.startsWith(READY_PREFIX)) resolve(JSON.parse(line.slice(READY_PREFIX.length)) as StackInfo);
-      else remember(line);
+      if (!line.startsWith(READY_PREFIX)) return remember(line);
+      clearTimeout(timer);
+      resolve(JSON.parse(line.slice(READY_PREFIX.length)) as StackInfo);
     });
     errors.on("line", remember);
     child.once("exit", (code) =>
