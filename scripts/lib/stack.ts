@@ -19,10 +19,12 @@ import { startWsProxy } from "../ws-proxy";
 import { ManagedChild } from "./child";
 import { createDatabase, dropDatabase, MIGRATIONS_FOLDER, runMigrations, withDatabaseName } from "./migrate";
 import { findPort } from "./ports";
-import { waitForHttp, waitForPort } from "./wait";
+import { waitForHttp, waitForPort, withinTime } from "./wait";
 import { loadDevSecrets, PASS_THROUGH_VARS, writeEnvFile } from "./worker-vars";
 
 const execFileAsync = promisify(execFile);
+/** Creating the database or applying the migrations takes seconds; past this the start fails, naming the step. */
+const DATABASE_STEP_MS = 60_000;
 
 export const ROOT_DIR = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -375,10 +377,15 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     if (options.freshDatabase) {
       const admin = { databaseUrl: serverUrl, wsProxy: proxy.address };
       const name = options.freshDatabase;
-      await createDatabase(admin, name);
+      await withinTime(createDatabase(admin, name), DATABASE_STEP_MS, `creating database ${name}`);
       cleanups.push(() => dropDatabase(admin, name));
     }
-    await runMigrations({ databaseUrl, wsProxy: proxy.address });
+    await withinTime(
+      runMigrations({ databaseUrl, wsProxy: proxy.address }),
+      DATABASE_STEP_MS,
+      "applying the migrations",
+    );
+    log("database ready");
 
     const bridge = await startRedisBridge({
       port: ports.redisBridge,

@@ -5,6 +5,19 @@ import { connect } from "node:net";
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/** `step`'s result, or an error naming the step once `timeoutMs` pass (a start-up step must never hang). */
+export async function withinTime<T>(step: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([step, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Resolves once a TCP connection to host:port succeeds; rejects after `timeoutMs` or when `abort` fires. */
 export async function waitForPort(
   port: number,

@@ -62,10 +62,10 @@ async function allocateRedisDb(redisUrl: string): Promise<string> {
 }
 
 /**
- * Below the integration hook timeout (180 s), so a launcher that never gets ready fails with its own last
- * lines instead of a bare "Hook timed out".
+ * A stack is ready in ~10-40 s. Past this the start fails with the launcher's last lines and is tried once more,
+ * both within the integration hook timeout (180 s), which alone says nothing about where a start hung.
  */
-const READY_TIMEOUT_MS = 150_000;
+const READY_TIMEOUT_MS = 80_000;
 
 function waitForReady(child: ChildProcess, logs: string[]): Promise<StackInfo> {
   return new Promise((resolve, reject) => {
@@ -101,7 +101,21 @@ function waitForReady(child: ChildProcess, logs: string[]): Promise<StackInfo> {
   });
 }
 
+/**
+ * Starts the stack; a start that fails or hangs is reported on stderr and tried once more (twice in CI a
+ * launcher hung before its database step finished; not reproduced since: see the launcher's step timeouts).
+ */
 export async function startTestStack(options: TestStackOptions = {}): Promise<TestStack> {
+  try {
+    return await launchStack(options);
+  } catch (error) {
+    if (options.dataDir !== undefined) throw error;
+    console.warn(`the test stack did not start; trying once more. ${String(error)}`);
+    return launchStack(options);
+  }
+}
+
+async function launchStack(options: TestStackOptions): Promise<TestStack> {
   const keepData = options.dataDir !== undefined;
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), "sinas-test-"));
   const args = ["--import", "tsx", "scripts/start.ts", "--json", "--exit-on-stdin-close"];
@@ -140,7 +154,11 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
   try {
     info = await waitForReady(child, logs);
   } catch (error) {
-    child.kill("SIGKILL");
+    // SIGTERM first: the launcher stops its children; a killed launcher would leave them running.
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+    await exited;
+    clearTimeout(timer);
     if (!keepData) rmSync(dataDir, { recursive: true, force: true });
     throw error;
   }
