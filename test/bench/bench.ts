@@ -8,12 +8,14 @@
 import { performance } from "node:perf_hooks";
 import { startTestStack } from "../helpers/stack";
 import { runChatBenchmarks } from "./chat";
+import { formatSteal, sampleMachine } from "./cpu";
 import { runFunctionBenchmarks } from "./functions";
 import { runHttpBenchmarks } from "./http";
 import { runWebhookBenchmarks } from "./webhooks";
 
 const parts = process.argv.slice(2);
 const wants = (part: string) => parts.length === 0 || parts.includes(part);
+const machineBefore = sampleMachine();
 
 if (wants("http")) {
   const bootStarted = performance.now();
@@ -41,3 +43,4 @@ if (wants("chat")) {
   console.log("\nChat: time to first token through the platform, against the fake LLM called directly\n");
   console.log((await runChatBenchmarks()).join("\n"));
 }
+console.log(`\n${formatSteal(machineBefore, sampleMachine())}`);

@@ -30,6 +30,13 @@ const CONCURRENCY = Number(process.env.BENCH_CHAT_CONCURRENCY ?? 100);
 const ROUNDS = Number(process.env.BENCH_CHAT_ROUNDS ?? 2);
 const WARMUP_TURNS = 5;
 const AGENT = "bench";
+/** Numbers of chats streaming at a model's pace at once (chat-paced.ts). */
+const PACED_LEVELS = [
+  ...new Set((process.env.BENCH_CHAT_PACED_CHATS ?? `10,${CONCURRENCY}`).split(",").map(Number)),
+];
+if (PACED_LEVELS.some((chats) => !Number.isInteger(chats) || chats < 1)) {
+  throw new Error(`BENCH_CHAT_PACED_CHATS must list positive whole numbers, e.g. "10,100"`);
+}
 
 export async function runChatBenchmarks(): Promise<string[]> {
   const stack = await startTestStack({
@@ -70,7 +77,7 @@ export async function runChatBenchmarks(): Promise<string[]> {
 
     const failures = [...platformAlone.failures, ...followUps.failures, ...platformLoaded.failures];
     const stopLines = await measureStopLatency(stack, session);
-    const paced = await measurePacedLoad(stack, session, CONCURRENCY);
+    const paced = await measurePacedLoad(stack, session, PACED_LEVELS);
     return [
       `Stack: ${stack.database.kind}, Redis ${stack.redisMode}; fake LLM in echo mode (3 chunks, no delay). ` +
         `Alone: ${SAMPLES} turns one after the other; loaded: ${CONCURRENCY} chats x ${ROUNDS} turns at once.\n`,

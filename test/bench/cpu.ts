@@ -64,3 +64,29 @@ export function formatCpu(rows: { label: string; ms: number }[]): string {
   const total = rows.reduce((sum, row) => sum + row.ms, 0);
   return `${rows.map((row) => `${row.label} ${row.ms.toFixed(1)}`).join(", ")} (total ${total.toFixed(1)} ms)`;
 }
+
+/** The machine's CPU time so far (/proc/stat, all cores): busy, idle and stolen ticks. */
+export function sampleMachine(): { busy: number; idle: number; steal: number } {
+  const fields = (readFileSync("/proc/stat", "utf8").split("\n")[0] ?? "")
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number);
+  const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] = fields;
+  return { busy: user + nice + system + irq + softirq, idle: idle + iowait, steal };
+}
+
+/**
+ * How much of the machine's time the hypervisor gave to other guests between two samples: on a virtual machine
+ * shared with busy neighbours every figure here is slower, so the bench prints it beside them.
+ */
+export function formatSteal(
+  before: ReturnType<typeof sampleMachine>,
+  after: ReturnType<typeof sampleMachine>,
+) {
+  const busy = after.busy - before.busy;
+  const steal = after.steal - before.steal;
+  const total = busy + steal + (after.idle - before.idle);
+  const percent = (part: number) => ((100 * part) / Math.max(total, 1)).toFixed(0);
+  return `Machine during this run: ${percent(busy)}% busy, ${percent(steal)}% stolen by the hypervisor (CPU steal).`;
+}
