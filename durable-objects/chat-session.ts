@@ -18,36 +18,24 @@ import {
   type TurnSetup,
 } from "../workers/chat/turn";
 import type { Env } from "../workers/env";
-import { AppError, type ErrorCode } from "../workers/lib/errors";
+import { AppError } from "../workers/lib/errors";
 import { appendMessages, listChatMessages, toMessageResponse } from "../workers/services/chats";
 import { createServices, type Services } from "../workers/services/services";
 import { type Decision, recordDecisions } from "./chat-approvals";
 import { ChunkCoalescer } from "./chat-coalescer";
 import { ChatLog, type TurnStatus } from "./chat-log";
+import {
+  type Answered,
+  type ApprovalAnswer,
+  type Failure,
+  failure,
+  failureOf,
+  type SendRequest,
+  type Started,
+} from "./chat-session-results";
 import type { StreamFormat } from "./chat-stream";
 import { beginTurnRecord, loadTurnSubjects, partialAnswerOf, type TurnSubjects } from "./chat-turn-data";
 import { ChatViewers } from "./chat-viewers";
-
-export type MessageView = ReturnType<typeof toMessageResponse>;
-
-export interface SendRequest {
-  chatId: string;
-  userId: string;
-  /** A string, or the JSON of universal content parts (§5.9), as stored. */
-  content: string;
-  mode: "stream" | "complete";
-  depth?: number;
-}
-
-export type Failure = { ok: false; code: ErrorCode; message: string };
-export type Started = { ok: true; turnId: string; afterSeq: number };
-export type Answered = { ok: true; message: MessageView | null; status: string; outputErrors?: string };
-export type ApprovalAnswer = {
-  ok: true;
-  status: "approved" | "rejected";
-  tool_call_id: string;
-  message: string;
-};
 
 interface ActiveTurn {
   id: string;
@@ -59,13 +47,6 @@ type TurnOutcome = { result: TurnResult | null; failure: Failure | null };
 
 /** While a turn runs an alarm fires this often: after a crash it finds the turn and ends it cleanly. */
 const HEARTBEAT_MS = 30_000;
-
-function failureOf(error: unknown): Failure {
-  if (error instanceof AppError) return { ok: false, code: error.code, message: error.message };
-  if (error instanceof Error && error.name === "LlmError")
-    return { ok: false, code: "PROVIDER_ERROR", message: error.message };
-  return { ok: false, code: "INTERNAL", message: error instanceof Error ? error.message : String(error) };
-}
 
 export class ChatSession extends DurableObject<Env> {
   #log: ChatLog;
@@ -432,8 +413,4 @@ export class ChatSession extends DurableObject<Env> {
       this.#log.endTurn(turn.id, "failed" satisfies TurnStatus);
     }
   }
-}
-
-function failure(code: ErrorCode, message: string): Failure {
-  return { ok: false, code, message };
 }

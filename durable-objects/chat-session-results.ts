@@ -1,0 +1,39 @@
+/**
+ * @module What a ChatSession's calls answer (RPC results: a failure is a value, not a thrown error, so that its
+ * code crosses the object boundary intact) and how an error becomes one.
+ */
+import { AppError, type ErrorCode } from "../workers/lib/errors";
+import type { toMessageResponse } from "../workers/services/chats";
+
+export type MessageView = ReturnType<typeof toMessageResponse>;
+
+export interface SendRequest {
+  chatId: string;
+  userId: string;
+  /** A string, or the JSON of universal content parts (§5.9), as stored. */
+  content: string;
+  mode: "stream" | "complete";
+  depth?: number;
+}
+
+export type Failure = { ok: false; code: ErrorCode; message: string };
+export type Started = { ok: true; turnId: string; afterSeq: number };
+export type Answered = { ok: true; message: MessageView | null; status: string; outputErrors?: string };
+export type ApprovalAnswer = {
+  ok: true;
+  status: "approved" | "rejected";
+  tool_call_id: string;
+  message: string;
+};
+
+export function failure(code: ErrorCode, message: string): Failure {
+  return { ok: false, code, message };
+}
+
+/** A thrown error as a failure: app errors keep their code, provider errors become PROVIDER_ERROR. */
+export function failureOf(error: unknown): Failure {
+  if (error instanceof AppError) return { ok: false, code: error.code, message: error.message };
+  if (error instanceof Error && error.name === "LlmError")
+    return { ok: false, code: "PROVIDER_ERROR", message: error.message };
+  return { ok: false, code: "INTERNAL", message: error instanceof Error ? error.message : String(error) };
+}
