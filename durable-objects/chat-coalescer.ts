@@ -3,7 +3,7 @@
  * insert, a wake-up of each viewer and a network frame to each; a model streaming 50-100 tokens a second in 100
  * chats is thousands of them a second. A chunk of text goes out at once when none went out in the last
  * `windowMs` (so the first token is never held); text arriving sooner waits at most `windowMs` and goes out
- * as one chunk (`CHAT_STREAM_COALESCE_MS`, default 50). Anything else (tool-call deltas, a finish reason, tool results, the turn's end) first sends
+ * as one chunk (`CHAT_STREAM_COALESCE_MS`, default 100). Anything else (tool-call deltas, a finish reason, tool results, the turn's end) first sends
  * the text held, so the order of events never changes.
  */
 import type { ChatEvent } from "../workers/chat/events";
@@ -21,7 +21,7 @@ export class ChunkCoalescer {
 
   constructor(
     private readonly send: (event: ChatEvent) => void,
-    /** `CHAT_STREAM_COALESCE_MS` (default 50: at most 20 text events a second); 0 sends every chunk. */
+    /** `CHAT_STREAM_COALESCE_MS` (default 100: at most 10 text events a second); 0 sends every chunk. */
     private readonly windowMs: number,
     private readonly now: () => number = Date.now,
   ) {}

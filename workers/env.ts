@@ -143,7 +143,7 @@ const configSchema = z.object({
   /** A provider stream that sends nothing for this long fails the turn (a clear error, never a hung stream). */
   LLM_STREAM_IDLE_SECONDS: positiveInt(60),
   /** Text a model streams within this many ms of the last text sent is joined into one event (0: never). */
-  CHAT_STREAM_COALESCE_MS: z.coerce.number().int().min(0).max(1000).default(50),
+  CHAT_STREAM_COALESCE_MS: z.coerce.number().int().min(0).max(1000).default(100),
   ALLOW_PACKAGE_INSTALLATION: z
     .enum(["true", "false", "1", "0", ""])
     .default("true")
