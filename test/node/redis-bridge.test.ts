@@ -175,10 +175,14 @@ describe.each(backends)("redis bridge ($mode)", ({ mode, redisUrl }) => {
       return answers;
     };
     expect(await calls(start, 5)).toEqual(["ok", "ok", "ok", "RATE_LIMITED 50", "RATE_LIMITED 50"]);
-    // 10 s into the next window 5/6 of the previous one still counts: floor(3 * 5/6) = 2, so one more call.
-    expect(await calls(start + 60_000, 2)).toEqual(["ok", "RATE_LIMITED 50"]);
-    // Two windows on, only that one call weighs (floor(1 * 5/6) = 0): three calls again.
-    expect(await calls(start + 120_000, 4)).toEqual(["ok", "ok", "ok", "RATE_LIMITED 50"]);
+    // 10 s into the next window 5/6 of the previous one still counts: ceil(3 * 5/6) = 3, so no call yet.
+    expect(await calls(start + 60_000, 1)).toEqual(["RATE_LIMITED 50"]);
+    // Just past the window's turn the previous window counts whole: no fourth call a moment after the third.
+    expect(await calls(start + 50_001, 1)).toEqual(["RATE_LIMITED 60"]);
+    // 50 s in, a sixth of it still counts (ceil(3 * 1/6) = 1): two calls.
+    expect(await calls(start + 100_000, 3)).toEqual(["ok", "ok", "RATE_LIMITED 10"]);
+    // 20 s into the window after, those two calls weigh ceil(2 * 2/3) = 2: one call.
+    expect(await calls(start + 130_000, 2)).toEqual(["ok", "RATE_LIMITED 40"]);
     expect(await call(start)).toBe("RATE_LIMITED 50"); // another identifier is counted apart:
     await expect(
       enforceRateLimit(

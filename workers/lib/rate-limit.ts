@@ -3,7 +3,7 @@
  *
  * The window is the usual two-counter approximation (as @upstash/ratelimit's `slidingWindow`): the calls of
  * the current fixed window plus the previous window's, weighted by how much of it the sliding window still
- * covers. One pipelined round trip per call and no Lua: the local in-memory Redis runs every script in a
+ * covers (rounded up, so that no moment lets more than the limit through). One pipelined round trip per call and no Lua: the local in-memory Redis runs every script in a
  * fresh JavaScript Lua VM (~1 ms each), and a script was one per webhook call. A refused call is taken back
  * (a second round trip, on refusals only), so refusals do not count against the limit.
  */
@@ -39,7 +39,9 @@ export async function enforceRateLimit(
     .get<number>(previous)
     .exec<[number, number, number | null]>();
   const stillCovered = 1 - (now - window * windowMs) / windowMs;
-  if (Math.floor(Number(before ?? 0) * stillCovered) + count <= setting.limit) return;
+  // Rounded up: rounded down, the first call of a new window saw 3 calls made a millisecond earlier as 2, and a
+  // limit of 3 let a fourth through at once (a CI run hit it at a window's turn).
+  if (Math.ceil(Number(before ?? 0) * stillCovered) + count <= setting.limit) return;
   // Best effort: if the take-back fails, the count stays one high for this window, and the answer is a 429.
   await redis.decr(current).catch(() => undefined);
   const retryAfter = Math.max(1, Math.ceil(((window + 1) * windowMs - now) / 1000));
