@@ -3,9 +3,10 @@
  *
  * The window is the usual two-counter approximation (as @upstash/ratelimit's `slidingWindow`): the calls of
  * the current fixed window plus the previous window's, weighted by how much of it the sliding window still
- * covers (rounded up, so that no moment lets more than the limit through). One pipelined round trip per call and no Lua: the local in-memory Redis runs every script in a
- * fresh JavaScript Lua VM (~1 ms each), and a script was one per webhook call. A refused call is taken back
- * (a second round trip, on refusals only), so refusals do not count against the limit.
+ * covers, rounded up (rounded down, a window's turn let a burst through). One pipelined round trip per call and
+ * no Lua: the local in-memory Redis runs every script in a fresh JavaScript Lua VM (~1 ms each), and a script
+ * was one per webhook call. A refused call is taken back (a second round trip, on refusals only), so refusals
+ * do not count against the limit.
  */
 import type { Redis } from "@upstash/redis/cloudflare";
 import { AppError } from "./errors";
