@@ -25,7 +25,7 @@ import { ROOT_DIR } from "../../scripts/lib/stack";
  * thread; on this project's machines that blocked the thread a fifth of the time under load and set the chat and
  * webhook figures by the disk, not by the platform (README, Benchmarks). `npm start` keeps its data on disk.
  */
-export function testDataRoot(): string {
+function testDataRoot(): string {
   if (process.env.SINAS_TEST_DATA_ROOT) return process.env.SINAS_TEST_DATA_ROOT;
   try {
     accessSync("/dev/shm", constants.W_OK);
