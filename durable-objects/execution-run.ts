@@ -11,9 +11,16 @@
 import { DurableObject } from "cloudflare:workers";
 import type { JsonObject, JsonSchema } from "../workers/db/schema";
 import { type Env, loadConfig } from "../workers/env";
-import type { CallbackBody, ExecutorEvent, Job, ResultEvent, Step } from "../workers/lib/executor-protocol";
+import type {
+  CallbackBody,
+  ExecutorEvent,
+  Job,
+  ResultEvent,
+  SignedCallback,
+  Step,
+} from "../workers/lib/executor-protocol";
 import { describeSchemaProblems, validateAgainstSchema } from "../workers/lib/json-schema";
-import { cancelJob, postJob } from "../workers/services/execution-dispatch";
+import { cancelJob, postJob, verifyCallback } from "../workers/services/execution-dispatch";
 import {
   type ExecutionOutcome,
   insertExecution,
@@ -100,15 +107,39 @@ export class ExecutionRun extends DurableObject<Env> {
     const deadline = Date.now() + (job.function.timeout_seconds + this.#graceSeconds()) * 1000;
     this.#store.save({ ...state, dispatchedAt: Date.now(), roundTripMs: null }, deadline);
     await this.#alarmBy(deadline);
-    const refused = await this.#withServices((services) => postJob(services.config, job));
-    if (refused)
+    const posting = await this.#withServices((services) => postJob(services.config, job));
+    if (!posting.accepted)
       await this.#finish(executionId, {
         status: "FAILED",
-        error: refused,
+        error: posting.problem,
         errorType: "internal",
         traceback: null,
         durationMs: null,
       });
+    else if (posting.reply) this.ctx.waitUntil(this.#applyReply(job, posting.reply));
+  }
+
+  /**
+   * Applies the callback the executor put in its answer to `job`, checked exactly like a posted one. The
+   * executor posts whatever it could not put in the answer; a reply lost in between ends as the watchdog says.
+   */
+  async #applyReply(job: Job, reply: Promise<SignedCallback | null>): Promise<void> {
+    const executionId = job.execution_id;
+    try {
+      const callback = await reply;
+      if (!callback) return;
+      const body = await this.#withServices((services) =>
+        verifyCallback(services.config, {
+          token: callback.token,
+          executionId,
+          path: new URL(job.callback_url).pathname,
+          body: callback.body,
+        }),
+      );
+      await this.applyCallback(body);
+    } catch (error) {
+      console.error(`execution ${executionId}: the executor's answer could not be applied:`, error);
+    }
   }
 
   /** Applies one callback post. 409 once the run is over (the executor then stops the job). */

@@ -45,6 +45,7 @@ export interface Env {
   API_PUBLIC_URL?: string;
   FUNCTION_TIMEOUT?: string;
   EXECUTION_WATCHDOG_GRACE_SECONDS?: string;
+  EXECUTOR_REPLY_WITHIN_MS?: string;
   LLM_STREAM_IDLE_SECONDS?: string;
   CHAT_STREAM_COALESCE_MS?: string;
   ALLOW_PACKAGE_INSTALLATION?: string;
@@ -140,6 +141,11 @@ const configSchema = z.object({
    * the executor's 30 s of callback retries, so a slow network never loses a result the executor has.
    */
   EXECUTION_WATCHDOG_GRACE_SECONDS: positiveInt(35),
+  /**
+   * How long the executor holds a job's answer so that a run ending sooner returns its result in it (one
+   * request instead of a job post and a callback); 0 turns that off (202 at once, results as callbacks).
+   */
+  EXECUTOR_REPLY_WITHIN_MS: z.coerce.number().int().min(0).max(5000).default(1000),
   /** A provider stream that sends nothing for this long fails the turn (a clear error, never a hung stream). */
   LLM_STREAM_IDLE_SECONDS: positiveInt(60),
   /** Text a model streams within this many ms of the last text sent is joined into one event (0: never). */

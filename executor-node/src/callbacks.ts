@@ -1,11 +1,14 @@
 /**
  * @module The per-job callback poster (PROTOCOL.md §3): batches events for at most 50 ms (a `result` goes
- * at once), numbers posts with `seq` from 1, posts them one at a time in order, retries failures with
- * backoff for up to 30 s, and stops for good on 409 (the execution finished elsewhere).
+ * at once; `started` alone waits for the next event, the API needs nothing from it), numbers posts with
+ * `seq` from 1, posts them one at a time in order, retries failures with backoff for up to 30 s, and stops
+ * for good on 409 (the execution finished elsewhere). The callback with the result goes in the job's held
+ * answer instead when that is still open (job-reply.ts).
  */
 import type { CallbackBody, ExecutorEvent } from "../../workers/lib/executor-protocol";
 import type { Signer } from "./auth";
 import { type PostText, postText } from "./http-post";
+import type { JobReplyChannel } from "./job-reply";
 
 export interface CallbackPosterOptions {
   url: string;
@@ -17,6 +20,8 @@ export interface CallbackPosterOptions {
   batchMs?: number;
   retryForMs?: number;
   post?: PostText;
+  /** The job's held answer, when the API asked for one (`reply_within_ms`). */
+  reply?: JobReplyChannel;
 }
 
 const MAX_EVENTS_PER_POST = 1000;
@@ -51,7 +56,7 @@ export class CallbackPoster {
     if (this.stoppedFlag) return;
     this.queue.push(event);
     if (event.type === "result") this.flush();
-    else if (!this.timer) {
+    else if (!this.timer && event.type !== "started") {
       this.timer = setTimeout(() => this.flush(), this.batchMs);
     }
   }
@@ -95,6 +100,11 @@ export class CallbackPoster {
     this.seq += 1;
     const body: CallbackBody = { execution_id: this.options.executionId, seq: this.seq, events };
     const text = JSON.stringify(body);
+    const reply = this.options.reply;
+    if (reply?.open && events.some((event) => event.type === "result")) {
+      const token = await this.options.signer.signCallback(this.options.url, text, this.options.executionId);
+      if (reply.offer({ token, body: text })) return;
+    }
     const deadline = Date.now() + this.retryForMs;
     let lastProblem = "";
     for (let attempt = 0; ; attempt++) {

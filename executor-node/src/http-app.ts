@@ -8,6 +8,7 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { z } from "zod";
 import { JobSchema } from "../../workers/lib/executor-protocol";
 import { AuthError, type Signer } from "./auth";
+import { JobReplyChannel } from "./job-reply";
 import { type JobRunner, NoCapacityError } from "./jobs";
 import type { Pool } from "./pool";
 import { ReplayCacheUnavailableError } from "./replay-cache";
@@ -96,13 +97,19 @@ export function createHttpApp(deps: HttpAppDeps): Hono<Env> {
         400,
       );
     }
+    const job = parsed.data;
+    const reply = job.reply_within_ms
+      ? new JobReplyChannel(job.execution_id, job.reply_within_ms)
+      : undefined;
     try {
-      deps.runner.submit(parsed.data);
+      deps.runner.submit(job, reply);
     } catch (error) {
+      reply?.close();
       if (error instanceof NoCapacityError) return c.json(problem("UNAVAILABLE", error.message), 503);
       throw error;
     }
-    return c.json({ accepted: true, execution_id: parsed.data.execution_id }, 202);
+    if (reply) return c.body(reply.body, 200, { "content-type": "application/json" });
+    return c.json({ accepted: true, execution_id: job.execution_id }, 202);
   });
 
   app.post("/v1/jobs/:execution_id/cancel", (c) =>

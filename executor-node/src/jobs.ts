@@ -12,6 +12,7 @@ import type { ErrorType, ExecutorEvent, Job, ResultEvent } from "../../workers/l
 import type { Signer } from "./auth";
 import { CallbackPoster } from "./callbacks";
 import type { PostText } from "./http-post";
+import type { JobReplyChannel } from "./job-reply";
 import { NO_PACKAGES, PackageInstallError, type PackageInstaller, type PackageSet } from "./packages";
 import { type Pool, PoolClosedError } from "./pool";
 import type { JobMessage } from "./runtime-protocol";
@@ -74,9 +75,15 @@ export class JobRunner {
     return this.active.size;
   }
 
-  /** Accepts a verified job and runs it in the background; a duplicate of an active job is a no-op. */
-  submit(job: Job): void {
-    if (this.active.has(job.execution_id)) return;
+  /**
+   * Accepts a verified job and runs it in the background; a duplicate of an active job is a no-op (its
+   * `reply` is closed empty). The result's callback goes in `reply` while that is open.
+   */
+  submit(job: Job, reply?: JobReplyChannel): void {
+    if (this.active.has(job.execution_id)) {
+      reply?.close();
+      return;
+    }
     if (this.closing) throw new NoCapacityError("The executor is shutting down");
     if (this.active.size >= MAX_ACTIVE_JOBS) throw new NoCapacityError("The executor has too many jobs");
     const active: ActiveJob = {
@@ -88,6 +95,7 @@ export class JobRunner {
         onConflict: () => this.stop(active, "conflict"),
         log: this.log,
         post: this.options.post,
+        reply,
       }),
       abort: new AbortController(),
       session: null,
@@ -111,6 +119,7 @@ export class JobRunner {
       .finally(async () => {
         if (active.timer) clearTimeout(active.timer);
         await active.poster.drain();
+        reply?.close();
         if (this.active.get(job.execution_id) === active) this.active.delete(job.execution_id);
       });
   }

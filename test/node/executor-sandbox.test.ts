@@ -10,11 +10,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   API_AUDIENCE,
   CALLBACK_ISSUER,
+  CallbackBodySchema,
   EXECUTOR_AUDIENCE,
   JOB_ISSUER,
   type Job,
+  JobReplySchema,
 } from "../../workers/lib/executor-protocol";
-import { bodyHash, signRequest } from "../../workers/lib/signed-request";
+import { bodyHash, signRequest, verifySignedRequest } from "../../workers/lib/signed-request";
 import { type Harness, makeKeys, SECRET_ENV, SECRET_VALUE, startHarness } from "../helpers/executor-harness";
 
 // The executor for real: signed HTTP jobs in, sandboxes running the Python runtime, signed callbacks out to
@@ -465,6 +467,59 @@ describe("executor: signed requests", () => {
       .toBe(0);
     await new Promise((resolve) => setTimeout(resolve, 300));
     expect(h.receiver.posts.get(job.execution_id)).toEqual([1]); // nothing after the 409
+  });
+
+  it("answers a job with reply_within_ms when it ends: its signed result in the answer, else posted", async () => {
+    const postHeld = async (job: Job, signal?: AbortSignal) => {
+      const text = JSON.stringify(job);
+      const token = await h.sign("POST", "/v1/jobs", text, job.execution_id);
+      return fetch(`${h.executor.url}/v1/jobs`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: text,
+        signal,
+      });
+    };
+    // Ends in time: the result's callback is in the answer, signed as if posted, and nothing is posted.
+    const fast = { ...h.job(ADD, { input: { a: 1, b: 2 }, userId: "held" }), reply_within_ms: 10_000 };
+    const fastAnswer = await postHeld(fast);
+    expect(fastAnswer.status).toBe(200);
+    const reply = JobReplySchema.parse(await fastAnswer.json());
+    expect(reply).toMatchObject({ accepted: true, execution_id: fast.execution_id });
+    const callback = reply.callback as { token: string; body: string };
+    await verifySignedRequest(h.keys.callbackPublic, callback.token, {
+      issuer: CALLBACK_ISSUER,
+      audience: API_AUDIENCE,
+      method: "POST",
+      path: new URL(fast.callback_url).pathname,
+      body: callback.body,
+    });
+    const body = CallbackBodySchema.parse(JSON.parse(callback.body));
+    expect(body.seq).toBe(1);
+    expect(body.events[0]?.type).toBe("started");
+    expect(body.events.at(-1)).toMatchObject({ type: "result", status: "completed", result: { sum: 3 } });
+
+    // Runs past the window: the answer ends empty when the window closes, and the result is posted.
+    const slowCode =
+      "import time\ndef slow(input, context):\n    time.sleep(1.5)\n    return {'done': True}\n";
+    const slow = { ...h.job(slowCode, { userId: "held" }), reply_within_ms: 300 };
+    const begun = Date.now();
+    const slowAnswer = await postHeld(slow);
+    expect(slowAnswer.status).toBe(200);
+    expect(JobReplySchema.parse(await slowAnswer.json()).callback).toBeNull();
+    expect(Date.now() - begun).toBeLessThan(1400);
+    expect(await h.receiver.result(slow.execution_id)).toMatchObject({ result: { done: true } });
+
+    // The API goes away while the answer is held: the result is posted.
+    const gone = { ...h.job(slowCode, { userId: "held" }), reply_within_ms: 10_000 };
+    const abort = new AbortController();
+    const goneAnswer = await postHeld(gone, abort.signal);
+    expect(goneAnswer.status).toBe(200);
+    abort.abort();
+    expect(await h.receiver.result(gone.execution_id)).toMatchObject({ result: { done: true } });
+
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(h.receiver.posts.get(fast.execution_id)).toBeUndefined();
   });
 
   it("checks Python syntax", async () => {

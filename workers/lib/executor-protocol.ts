@@ -62,6 +62,11 @@ export const JobSchema = z.object({
   input: JsonValue,
   context: ExecutionContextSchema,
   callback_url: z.string().url(),
+  /**
+   * Hold the answer (200, streamed) up to this long: a job that ends in time has its final callback in the
+   * answer instead of a post to `callback_url` (PROTOCOL.md §2, "Results in the answer"). 0 or absent: 202 at once.
+   */
+  reply_within_ms: z.number().int().min(0).max(60_000).optional(),
 });
 export type Job = z.infer<typeof JobSchema>;
 
@@ -113,6 +118,18 @@ export const CallbackBodySchema = z.object({
   events: z.array(ExecutorEventSchema).max(1000),
 });
 export type CallbackBody = z.infer<typeof CallbackBodySchema>;
+
+/** A callback carried in a job's answer: `body` is the exact text `token` signs, as if it had been posted. */
+export const SignedCallbackSchema = z.object({ token: z.string(), body: z.string() });
+export type SignedCallback = z.infer<typeof SignedCallbackSchema>;
+
+/** The 200 answer to a job with `reply_within_ms`: its last callback when the job ended in time, else null. */
+export const JobReplySchema = z.object({
+  accepted: z.literal(true),
+  execution_id: z.string().uuid(),
+  callback: SignedCallbackSchema.nullable(),
+});
+export type JobReply = z.infer<typeof JobReplySchema>;
 
 export const PoolsReportSchema = z.object({
   driver: z.enum(["docker", "bwrap", "process"]),

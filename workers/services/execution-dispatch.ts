@@ -8,9 +8,11 @@ import {
   type CallbackBody,
   CallbackBodySchema,
   type Job,
+  JobReplySchema,
+  type SignedCallback,
 } from "../lib/executor-protocol";
 import { SignatureError, verifySignedRequest } from "../lib/signed-request";
-import { callExecutor } from "./executor-client";
+import { callExecutor, readExecutorAnswer, sendToExecutor } from "./executor-client";
 
 export function callbackPath(executionId: string): string {
   return `/internal/executions/${executionId}/events`;
@@ -20,21 +22,39 @@ export function callbackUrl(config: AppConfig, executionId: string): string {
   return new URL(callbackPath(executionId), requireSecret(config, "API_PUBLIC_URL")).toString();
 }
 
-/** Posts a job; null when accepted, else why not (the execution then fails at once). */
-export async function postJob(config: AppConfig, job: Job): Promise<string | null> {
+/**
+ * What became of a posted job. `reply` (when the executor holds its answer, PROTOCOL.md §2) settles with the
+ * job's last callback if the job ended within `EXECUTOR_REPLY_WITHIN_MS`, else with null (callbacks follow).
+ */
+export type JobPosting =
+  | { accepted: false; problem: string }
+  | { accepted: true; reply: Promise<SignedCallback | null> | null };
+
+/** Posts a job; resolves once the executor accepted or refused it (a refused execution fails at once). */
+export async function postJob(config: AppConfig, job: Job): Promise<JobPosting> {
+  const replyWithinMs = config.EXECUTOR_REPLY_WITHIN_MS;
   try {
-    const answer = await callExecutor(config, {
+    const response = await sendToExecutor(config, {
       method: "POST",
       path: "/v1/jobs",
-      body: job,
+      body: replyWithinMs > 0 ? { ...job, reply_within_ms: replyWithinMs } : job,
       subject: job.execution_id,
+      timeoutMs: 10_000 + replyWithinMs,
     });
-    if (answer.status === 202) return null;
+    if (response.status === 200) return { accepted: true, reply: readJobReply(response) };
+    const answer = await readExecutorAnswer(response);
+    if (answer.status === 202) return { accepted: true, reply: null };
     const detail = (answer.body as { message?: string } | null)?.message ?? JSON.stringify(answer.body);
-    return `The executor refused the job (${answer.status}): ${detail}`;
+    return { accepted: false, problem: `The executor refused the job (${answer.status}): ${detail}` };
   } catch (error) {
-    return error instanceof Error ? error.message : String(error);
+    return { accepted: false, problem: error instanceof Error ? error.message : String(error) };
   }
+}
+
+async function readJobReply(response: Response): Promise<SignedCallback | null> {
+  const parsed = JobReplySchema.safeParse(JSON.parse(await response.text()));
+  if (!parsed.success) throw new Error("the executor's answer to a job does not match the protocol");
+  return parsed.data.callback;
 }
 
 /** Best effort: the watchdog and stop ask the executor to kill a job. */

@@ -11,17 +11,17 @@ export interface ExecutorAnswer {
   body: unknown;
 }
 
-/** Calls the executor; 503 when it is not configured or does not answer. */
-export async function callExecutor(
-  config: AppConfig,
-  request: {
-    method: "GET" | "POST" | "DELETE";
-    path: string;
-    body?: unknown;
-    subject?: string;
-    timeoutMs?: number;
-  },
-): Promise<ExecutorAnswer> {
+export interface ExecutorRequest {
+  method: "GET" | "POST" | "DELETE";
+  path: string;
+  body?: unknown;
+  subject?: string;
+  /** For the whole exchange, the answer's body included. */
+  timeoutMs?: number;
+}
+
+/** Sends a signed request to the executor; its answer unread. 503 when it is not configured or does not answer. */
+export async function sendToExecutor(config: AppConfig, request: ExecutorRequest): Promise<Response> {
   if (!config.EXECUTOR_URL)
     throw new AppError("UNAVAILABLE", "The function executor is not configured (EXECUTOR_URL)");
   const body = request.body === undefined ? "" : JSON.stringify(request.body);
@@ -33,9 +33,8 @@ export async function callExecutor(
     body,
     subject: request.subject ?? "-",
   });
-  let response: Response;
   try {
-    response = await fetch(new URL(request.path, config.EXECUTOR_URL), {
+    return await fetch(new URL(request.path, config.EXECUTOR_URL), {
       method: request.method,
       headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
       body: request.method === "GET" ? undefined : body,
@@ -45,14 +44,23 @@ export async function callExecutor(
     const reason = error instanceof Error ? error.message : String(error);
     throw new AppError("UNAVAILABLE", `The function executor did not answer: ${reason}`, { cause: error });
   }
+}
+
+/** An answer's body as JSON, or as its text when it is not JSON. */
+export async function readExecutorAnswer(response: Response): Promise<ExecutorAnswer> {
   const text = await response.text();
   let parsed: unknown = text;
   try {
     parsed = text ? JSON.parse(text) : null;
   } catch {
-    // Keep the text: it is part of the error message below.
+    // Keep the text: it is part of the error message of whoever reads it.
   }
   return { status: response.status, body: parsed };
+}
+
+/** Calls the executor and reads its answer; 503 when it is not configured or does not answer. */
+export async function callExecutor(config: AppConfig, request: ExecutorRequest): Promise<ExecutorAnswer> {
+  return readExecutorAnswer(await sendToExecutor(config, request));
 }
 
 /** Parses Python source on the executor (the Worker cannot run Python). Null when valid, else the error. */
