@@ -35,6 +35,11 @@ export type { RunPlan, RunState, RunStatus } from "./execution-run-store";
 
 /** Postgres connections one shard may hold while its runs start and finish side by side. */
 const SHARD_DB_CONNECTIONS = 3;
+/**
+ * Job answers one shard holds open at once (execution-dispatch.ts, `postJob`); further jobs get 202 and
+ * callbacks. An object may keep only 6 outgoing connections open on Cloudflare; the rest stay for its queries.
+ */
+const MAX_HELD_ANSWERS = 4;
 
 export class ExecutionRun extends DurableObject<Env> {
   readonly #store: RunStore;
@@ -43,6 +48,7 @@ export class ExecutionRun extends DurableObject<Env> {
   #services: Services | undefined;
   /** The alarm as this instance last set it; undefined until then, and once it fired. */
   #alarmAt: number | null | undefined;
+  #heldAnswers = 0;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -107,7 +113,11 @@ export class ExecutionRun extends DurableObject<Env> {
     const deadline = Date.now() + (job.function.timeout_seconds + this.#graceSeconds()) * 1000;
     this.#store.save({ ...state, dispatchedAt: Date.now(), roundTripMs: null }, deadline);
     await this.#alarmBy(deadline);
-    const posting = await this.#withServices((services) => postJob(services.config, job));
+    const hold = this.#heldAnswers < MAX_HELD_ANSWERS;
+    if (hold) this.#heldAnswers++;
+    const posting = await this.#withServices((services) => postJob(services.config, job, hold));
+    // A held answer is released when its reply settles (#applyReply); a refusal or a 202 holds nothing.
+    if (hold && !(posting.accepted && posting.reply)) this.#heldAnswers--;
     if (!posting.accepted)
       await this.#finish(executionId, {
         status: "FAILED",
@@ -126,7 +136,7 @@ export class ExecutionRun extends DurableObject<Env> {
   async #applyReply(job: Job, reply: Promise<SignedCallback | null>): Promise<void> {
     const executionId = job.execution_id;
     try {
-      const callback = await reply;
+      const callback = await reply.finally(() => this.#heldAnswers--);
       if (!callback) return;
       const body = await this.#withServices((services) =>
         verifyCallback(services.config, {

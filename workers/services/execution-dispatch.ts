@@ -30,9 +30,12 @@ export type JobPosting =
   | { accepted: false; problem: string }
   | { accepted: true; reply: Promise<SignedCallback | null> | null };
 
-/** Posts a job; resolves once the executor accepted or refused it (a refused execution fails at once). */
-export async function postJob(config: AppConfig, job: Job): Promise<JobPosting> {
-  const replyWithinMs = config.EXECUTOR_REPLY_WITHIN_MS;
+/**
+ * Posts a job; resolves once the executor accepted or refused it (a refused execution fails at once).
+ * `holdAnswer`: ask the executor to hold its answer for the result (EXECUTOR_REPLY_WITHIN_MS).
+ */
+export async function postJob(config: AppConfig, job: Job, holdAnswer = true): Promise<JobPosting> {
+  const replyWithinMs = holdAnswer ? config.EXECUTOR_REPLY_WITHIN_MS : 0;
   try {
     const response = await sendToExecutor(config, {
       method: "POST",
