@@ -110,14 +110,19 @@ export class RunStore {
     return row ? parsePlan(row.plan) : null;
   }
 
-  /** Stores a new run; false (and nothing changes) when the execution id is known already. */
-  insertNew(plan: RunPlan, state: RunState): boolean {
+  /**
+   * Stores a new run with its watchdog deadline; false (and nothing changes) when the execution id is known
+   * already. One write per start: the deadline is known before the job goes out.
+   */
+  insertNew(plan: RunPlan, state: RunState, deadline: number): boolean {
     const cursor = this.sql.exec(
-      "insert into runs (execution_id, plan, status, state) values (?, ?, ?, ?) on conflict do nothing",
+      `insert into runs (execution_id, plan, status, state, deadline) values (?, ?, ?, ?, ?)
+       on conflict do nothing`,
       state.executionId,
       serializePlan(plan),
       state.status,
       JSON.stringify(state),
+      deadline,
     );
     if (cursor.rowsWritten === 0) return false;
     this.#keep(state, plan);
@@ -157,6 +162,15 @@ export class RunStore {
       state.executionId,
     );
     this.#keep(state);
+  }
+
+  /**
+   * Notes when a run's job went out, in memory only: it feeds the run's Server-Timing, not its safety (the
+   * deadline is stored), so it costs no write; a restarted object reports no timing for the runs it had.
+   */
+  noteDispatch(executionId: string, at: number): void {
+    const kept = this.#unfinished.get(executionId);
+    if (kept) this.#unfinished.set(executionId, { ...kept, dispatchedAt: at, roundTripMs: null });
   }
 
   /** Records a callback post; false when this sequence number was applied before. */

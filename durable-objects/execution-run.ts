@@ -95,24 +95,38 @@ export class ExecutionRun extends DurableObject<Env> {
   async start(plan: RunPlan): Promise<RunState> {
     const executionId = plan.record.executionId;
     const state = newRunState(executionId);
-    if (!this.#store.insertNew(plan, state)) return this.#store.state(executionId) as RunState;
+    const deadline = this.#deadlineOf(plan.job);
+    if (!this.#store.insertNew(plan, state, deadline)) return this.#store.state(executionId) as RunState;
     try {
+      await this.#alarmBy(deadline);
       await this.#withServices((services) => insertExecution(services.statementDb(), plan.record));
     } catch (error) {
       // Nothing was recorded: the caller's retry starts afresh.
       this.#store.remove(executionId);
       throw error;
     }
-    await this.#dispatch(executionId, plan.job);
+    await this.#post(executionId, plan.job);
     return this.#store.state(executionId) ?? state;
   }
 
+  /** When the watchdog fails a run of `job` that sends no result: its timeout plus the grace, from now. */
+  #deadlineOf(job: Job): number {
+    return Date.now() + (job.function.timeout_seconds + this.#graceSeconds()) * 1000;
+  }
+
+  /** Sends a resume's job with a new watchdog deadline. */
   async #dispatch(executionId: string, job: Job): Promise<void> {
     const state = this.#store.state(executionId);
     if (!state) return;
-    const deadline = Date.now() + (job.function.timeout_seconds + this.#graceSeconds()) * 1000;
-    this.#store.save({ ...state, dispatchedAt: Date.now(), roundTripMs: null }, deadline);
+    const deadline = this.#deadlineOf(job);
+    this.#store.save(state, deadline);
     await this.#alarmBy(deadline);
+    await this.#post(executionId, job);
+  }
+
+  /** Posts the job (its answer held for the result while this shard holds few) and handles a refusal. */
+  async #post(executionId: string, job: Job): Promise<void> {
+    this.#store.noteDispatch(executionId, Date.now());
     const hold = this.#heldAnswers < MAX_HELD_ANSWERS;
     if (hold) this.#heldAnswers++;
     const posting = await this.#withServices((services) => postJob(services.config, job, hold));

@@ -132,6 +132,8 @@ describe("running functions", () => {
     expect(run.status, JSON.stringify(run.body)).toBe(200);
     const { execution_id: executionId, result } = run.body as { execution_id: string; result: Row };
     expect(result).toEqual({ greeting: "Hello Ada", user: "alice@acme.io", trigger: "API" });
+    // What the platform added around the call, and the call itself (the ExecutionRun object's timing).
+    expect(run.headers.get("server-timing")).toMatch(/^dispatch;dur=\d+\.\d, run;dur=\d+\.\d$/);
     const execution = (await api(stack, alice, "GET", `/executions/${executionId}`)).body as Row;
     expect(execution).toMatchObject({
       status: "COMPLETED",

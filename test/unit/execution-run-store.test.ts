@@ -11,6 +11,8 @@ import type { Env } from "../../workers/env";
 import { EXECUTION_RUN_SHARDS, executionShardOf } from "../../workers/services/execution-shards";
 
 const env = testEnv as unknown as Env;
+/** A watchdog deadline no test reaches. */
+const LATER = Date.now() + 3_600_000;
 
 function stateOf(executionId: string, status: RunState["status"] = "running"): RunState {
   return { ...newRunState(executionId), status };
@@ -53,8 +55,8 @@ describe("execution shards", () => {
 describe("RunStore (one ExecutionRun shard's tables)", () => {
   it("keeps each run's plan, with the input stored once, and state apart", () =>
     withStore((store) => {
-      store.insertNew(planOf("a"), stateOf("a"));
-      store.insertNew(planOf("b"), stateOf("b"));
+      store.insertNew(planOf("a"), stateOf("a"), LATER);
+      store.insertNew(planOf("b"), stateOf("b"), LATER);
       store.save({ ...stateOf("b"), status: "completed", result: 42 });
       expect(store.state("a")?.status).toBe("running");
       expect(store.state("b")).toMatchObject({ status: "completed", result: 42 });
@@ -64,9 +66,9 @@ describe("RunStore (one ExecutionRun shard's tables)", () => {
 
   it("stores a run once: a second insert of its id changes nothing", () =>
     withStore((store) => {
-      expect(store.insertNew(planOf("a"), stateOf("a"))).toBe(true);
+      expect(store.insertNew(planOf("a"), stateOf("a"), LATER)).toBe(true);
       store.save({ ...stateOf("a"), status: "completed", result: 1 });
-      expect(store.insertNew(planOf("a"), stateOf("a"))).toBe(false);
+      expect(store.insertNew(planOf("a"), stateOf("a"), LATER)).toBe(false);
       expect(store.state("a")).toMatchObject({ status: "completed", result: 1 });
     }));
 
@@ -74,11 +76,11 @@ describe("RunStore (one ExecutionRun shard's tables)", () => {
     const stub = env.EXECUTION_RUN.get(env.EXECUTION_RUN.newUniqueId());
     await runInDurableObject(stub, (_instance, state) => {
       const store = new RunStore(state.storage.sql);
-      store.insertNew(planOf("a"), stateOf("a"));
+      store.insertNew(planOf("a"), stateOf("a"), LATER);
       store.save({ ...stateOf("a"), dispatchedAt: 7 });
-      store.insertNew(planOf("b"), stateOf("b"));
+      store.insertNew(planOf("b"), stateOf("b"), LATER);
       store.save({ ...stateOf("b"), status: "awaiting_input", prompt: "name?" });
-      store.insertNew(planOf("c"), stateOf("c"));
+      store.insertNew(planOf("c"), stateOf("c"), LATER);
       store.save({ ...stateOf("c"), status: "failed", error: "boom" });
       const returned = store.state("a") as RunState;
       returned.status = "failed"; // a caller's change to what it read is not a save
@@ -89,6 +91,11 @@ describe("RunStore (one ExecutionRun shard's tables)", () => {
       }
       store.remove("a");
       expect(store.state("a")).toBeNull();
+      // When a job went out is kept in memory only (it feeds Server-Timing): a new store does not know it.
+      store.insertNew(planOf("d"), stateOf("d"), LATER);
+      store.noteDispatch("d", 9);
+      expect(store.state("d")?.dispatchedAt).toBe(9);
+      expect(new RunStore(state.storage.sql).state("d")?.dispatchedAt).toBeNull();
     });
   });
 
@@ -116,10 +123,10 @@ describe("RunStore (one ExecutionRun shard's tables)", () => {
   it("wakes at the earliest watchdog deadline; a run that stops loses its deadline", () =>
     withStore((store) => {
       const now = Date.now();
-      store.insertNew(planOf("a"), stateOf("a"));
-      store.insertNew(planOf("b"), stateOf("b"));
-      store.save(stateOf("a"), now + 5_000);
-      store.save(stateOf("b"), now + 1_000);
+      store.insertNew(planOf("a"), stateOf("a"), now + 5_000);
+      store.insertNew(planOf("b"), stateOf("b"), now + 3_000);
+      expect(store.nextWakeUp()).toBe(now + 3_000); // the deadline a run starts with
+      store.save(stateOf("b"), now + 1_000); // a resume sets a new one
       expect(store.nextWakeUp()).toBe(now + 1_000);
       expect(store.overdue(now + 2_000)).toEqual(["b"]);
       store.save({ ...stateOf("b"), status: "failed" });
@@ -133,13 +140,13 @@ describe("RunStore (one ExecutionRun shard's tables)", () => {
 
   it("sweeps runs finished longer ago than the retention, with their logs and callbacks", () =>
     withStore((store) => {
-      store.insertNew(planOf("old"), stateOf("old"));
+      store.insertNew(planOf("old"), stateOf("old"), LATER);
       store.appendLog("old", { stream: "stdout", text: "x", at: "t" });
       store.markCallback("old", 1);
       store.save({ ...stateOf("old"), status: "completed" });
-      store.insertNew(planOf("paused"), stateOf("paused"));
+      store.insertNew(planOf("paused"), stateOf("paused"), LATER);
       store.save({ ...stateOf("paused"), status: "awaiting_input" });
-      store.insertNew(planOf("live"), stateOf("live"));
+      store.insertNew(planOf("live"), stateOf("live"), LATER);
       store.sweep(Date.now());
       expect(store.state("old")).not.toBeNull();
       store.sweep(Date.now() + FINISHED_RUN_RETENTION_MS + 1_000);
