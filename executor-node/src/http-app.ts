@@ -2,8 +2,9 @@
  * @module The executor's HTTP API (PROTOCOL.md §2) as a Hono app. Every route but `GET /health` needs a
  * request signed by the API; the signature is checked against the exact body bytes before any parsing.
  */
+import type { IncomingMessage } from "node:http";
+import type { HttpBindings } from "@hono/node-server";
 import { Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { z } from "zod";
 import { JobSchema } from "../../workers/lib/executor-protocol";
@@ -26,7 +27,24 @@ export interface HttpAppDeps {
   pythonBin: string;
 }
 
-type Env = { Variables: { body: Uint8Array } };
+type Env = { Bindings: Partial<HttpBindings>; Variables: { body: Uint8Array } };
+
+/**
+ * The body's bytes straight from Node's request, or null past `limit`. Asking Hono's request for them built
+ * a WHATWG Request and stream per call in @hono/node-server: ~0.1 ms of the executor's CPU per job.
+ */
+function readBody(incoming: IncomingMessage, limit: number): Promise<Uint8Array | null> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    incoming.on("data", (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= limit) chunks.push(chunk);
+    });
+    incoming.on("end", () => resolve(size > limit ? null : Buffer.concat(chunks)));
+    incoming.on("error", reject);
+  });
+}
 
 const ScaleBodySchema = z.object({
   target_count: z.number().int({ error: "target_count must be an integer" }),
@@ -50,17 +68,15 @@ export function createHttpApp(deps: HttpAppDeps): Hono<Env> {
     }),
   );
 
-  app.use(
-    "/v1/*",
-    bodyLimit({
-      maxSize: MAX_BODY_BYTES,
-      onError: (c) =>
-        c.json(problem("PAYLOAD_TOO_LARGE", `request body exceeds ${MAX_BODY_BYTES} bytes`), 413),
-    }),
-  );
-
   app.use("/v1/*", async (c, next) => {
-    const body = new Uint8Array(await c.req.arrayBuffer());
+    const tooLarge = () =>
+      c.json(problem("PAYLOAD_TOO_LARGE", `request body exceeds ${MAX_BODY_BYTES} bytes`), 413);
+    if (Number(c.req.header("content-length") ?? 0) > MAX_BODY_BYTES) return tooLarge();
+    const incoming = c.env?.incoming;
+    const body = incoming
+      ? await readBody(incoming, MAX_BODY_BYTES)
+      : new Uint8Array(await c.req.arrayBuffer()); // not served by Node (tests calling `app.fetch`)
+    if (!body || body.byteLength > MAX_BODY_BYTES) return tooLarge();
     try {
       await deps.signer.verify({
         authorization: c.req.header("authorization"),

@@ -439,8 +439,26 @@ describe("executor: signed requests", () => {
     expect(h.executor.pool.stats().busy).toBe(0);
   });
 
-  it("answers 400 for an invalid job and /health without a signature", async () => {
+  it("answers 400 for an invalid job, 413 for a body over 16 MiB, and /health without a signature", async () => {
     expect((await h.send("POST", "/v1/jobs", { execution_id: "nope" })).status).toBe(400);
+    const huge = "x".repeat(16 * 1024 * 1024 + 1);
+    const declared = await fetch(`${h.executor.url}/v1/jobs`, { method: "POST", body: huge });
+    expect(declared.status).toBe(413);
+    expect(((await declared.json()) as { code: string }).code).toBe("PAYLOAD_TOO_LARGE");
+    // The same without a content-length (chunked): counted as it arrives.
+    const bytes = new TextEncoder().encode(huge);
+    const chunked = await fetch(`${h.executor.url}/v1/jobs`, {
+      method: "POST",
+      body: new ReadableStream({
+        start(controller) {
+          for (let at = 0; at < bytes.length; at += 1024 * 1024)
+            controller.enqueue(bytes.slice(at, at + 1024 * 1024));
+          controller.close();
+        },
+      }),
+      duplex: "half",
+    } as RequestInit);
+    expect(chunked.status).toBe(413);
     const health = await fetch(`${h.executor.url}/health`);
     expect(await health.json()).toMatchObject({
       status: "ok",
