@@ -44,7 +44,11 @@ export async function postJob(config: AppConfig, job: Job, holdAnswer = true): P
       subject: job.execution_id,
       timeoutMs: 10_000 + replyWithinMs,
     });
-    if (response.status === 200) return { accepted: true, reply: readJobReply(response) };
+    if (response.status === 200) {
+      const reply = readJobReply(response);
+      reply.catch(() => {}); // handled by whoever awaits it; a failure meanwhile is no unhandled rejection
+      return { accepted: true, reply };
+    }
     const answer = await readExecutorAnswer(response);
     if (answer.status === 202) return { accepted: true, reply: null };
     const detail = (answer.body as { message?: string } | null)?.message ?? JSON.stringify(answer.body);
