@@ -89,6 +89,8 @@ export class RunStore {
       create table if not exists logs (execution_id text not null, seq integer not null,
         stream text not null, text text not null, at text not null, primary key (execution_id, seq));
       create table if not exists callbacks (execution_id text not null, seq integer not null,
+        primary key (execution_id, seq));
+      create table if not exists callback_logs (execution_id text not null, seq integer not null,
         primary key (execution_id, seq));`);
   }
 
@@ -173,7 +175,15 @@ export class RunStore {
     if (kept) this.#unfinished.set(executionId, { ...kept, dispatchedAt: at, roundTripMs: null });
   }
 
-  /** Records a callback post; false when this sequence number was applied before. */
+  /** Whether the callback numbered `seq` was applied whole (its log lines, steps and outcome). */
+  callbackApplied(executionId: string, seq: number): boolean {
+    return (
+      this.sql.exec("select 1 from callbacks where execution_id = ? and seq = ?", executionId, seq).toArray()
+        .length > 0
+    );
+  }
+
+  /** Records that the callback numbered `seq` was applied whole; false when it was recorded before. */
   markCallback(executionId: string, seq: number): boolean {
     const cursor = this.sql.exec(
       "insert into callbacks (execution_id, seq) values (?, ?) on conflict do nothing",
@@ -183,9 +193,25 @@ export class RunStore {
     return cursor.rowsWritten > 0;
   }
 
+  /**
+   * Appends a callback's log lines once: a callback applied again (its Postgres writes failed the first time)
+   * adds none. The lines and the note that they were added are one commit (no await in between).
+   */
+  appendCallbackLogs(executionId: string, seq: number, lines: Omit<LogLine, "seq">[]): boolean {
+    const cursor = this.sql.exec(
+      "insert into callback_logs (execution_id, seq) values (?, ?) on conflict do nothing",
+      executionId,
+      seq,
+    );
+    if (cursor.rowsWritten === 0) return false;
+    for (const line of lines) this.appendLog(executionId, line);
+    return true;
+  }
+
   /** A resume is a new job whose callbacks number from 1 again. */
   forgetCallbacks(executionId: string): void {
     this.sql.exec("delete from callbacks where execution_id = ?", executionId);
+    this.sql.exec("delete from callback_logs where execution_id = ?", executionId);
   }
 
   appendLog(executionId: string, line: Omit<LogLine, "seq">): void {
@@ -240,6 +266,7 @@ export class RunStore {
     const filter = "select execution_id from runs where finished_at is not null and finished_at < ?";
     this.sql.exec(`delete from logs where execution_id in (${filter})`, before);
     this.sql.exec(`delete from callbacks where execution_id in (${filter})`, before);
+    this.sql.exec(`delete from callback_logs where execution_id in (${filter})`, before);
     this.sql.exec("delete from runs where finished_at is not null and finished_at < ?", before);
   }
 }

@@ -11,14 +11,7 @@
 import { DurableObject } from "cloudflare:workers";
 import type { JsonObject, JsonSchema } from "../workers/db/schema";
 import { type Env, loadConfig } from "../workers/env";
-import type {
-  CallbackBody,
-  ExecutorEvent,
-  Job,
-  ResultEvent,
-  SignedCallback,
-  Step,
-} from "../workers/lib/executor-protocol";
+import type { CallbackBody, Job, ResultEvent, SignedCallback, Step } from "../workers/lib/executor-protocol";
 import { describeSchemaProblems, validateAgainstSchema } from "../workers/lib/json-schema";
 import { cancelJob, postJob, verifyCallback } from "../workers/services/execution-dispatch";
 import {
@@ -40,6 +33,8 @@ const SHARD_DB_CONNECTIONS = 3;
  * callbacks. An object may keep only 6 outgoing connections open on Cloudflare; the rest stay for its queries.
  */
 const MAX_HELD_ANSWERS = 4;
+/** How long a callback from the executor's answer is retried when applying it fails (the executor's own 30 s). */
+const CALLBACK_RETRY_MS = 30_000;
 
 export class ExecutionRun extends DurableObject<Env> {
   readonly #store: RunStore;
@@ -49,6 +44,8 @@ export class ExecutionRun extends DurableObject<Env> {
   /** The alarm as this instance last set it; undefined until then, and once it fired. */
   #alarmAt: number | null | undefined;
   #heldAnswers = 0;
+  /** Callback posts (`execution/seq`) being applied now: a duplicate meanwhile gets 503. */
+  readonly #applying = new Set<string>();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -160,48 +157,73 @@ export class ExecutionRun extends DurableObject<Env> {
           body: callback.body,
         }),
       );
-      await this.applyCallback(body);
+      await this.#applyUntilDone(body);
     } catch (error) {
       console.error(`execution ${executionId}: the executor's answer could not be applied:`, error);
     }
   }
 
-  /** Applies one callback post. 409 once the run is over (the executor then stops the job). */
-  async applyCallback(body: CallbackBody): Promise<{ status: 200 | 409 }> {
+  /**
+   * Applies one callback post once: 409 once the run is over (the executor then stops the job), 503 while
+   * the same post is being applied (the executor retries). A post is marked applied only after its Postgres
+   * writes: one that failed (a database hiccup) is applied again when the executor retries it, its log lines
+   * only once.
+   */
+  async applyCallback(body: CallbackBody): Promise<{ status: 200 | 409 | 503 }> {
     const executionId = body.execution_id;
     const state = this.#store.state(executionId);
     if (!state || state.status === "completed" || state.status === "failed") return { status: 409 };
-    if (!this.#store.markCallback(executionId, body.seq)) return { status: 200 };
-    const plan = this.#store.plan(executionId) as RunPlan;
-    await this.#withServices((services) => this.#applyEvents(services, plan, body.events));
+    const key = `${executionId}/${body.seq}`;
+    if (this.#applying.has(key)) return { status: 503 };
+    if (this.#store.callbackApplied(executionId, body.seq)) return { status: 200 };
+    this.#applying.add(key);
+    try {
+      const plan = this.#store.plan(executionId) as RunPlan;
+      await this.#withServices((services) => this.#applyEvents(services, plan, body));
+      this.#store.markCallback(executionId, body.seq);
+    } finally {
+      this.#applying.delete(key);
+    }
     return { status: 200 };
   }
 
   /**
-   * In order; the steps up to a result (or the end) are written together, with the result's outcome when
-   * there is one: a fast run's whole callback is one statement.
+   * Log lines first (SQLite, once per post), then in order the steps up to a result (or the end), written
+   * together with the result's outcome when there is one: a fast run's whole callback is one statement.
    */
-  async #applyEvents(services: Services, plan: RunPlan, events: ExecutorEvent[]): Promise<void> {
+  async #applyEvents(services: Services, plan: RunPlan, body: CallbackBody): Promise<void> {
     const executionId = plan.record.executionId;
+    const lines = body.events.flatMap((event) =>
+      event.type === "log" ? [{ stream: event.stream, text: event.text, at: event.at }] : [],
+    );
+    if (lines.length > 0 && this.#store.appendCallbackLogs(executionId, body.seq, lines)) {
+      this.#notifyLogListeners(executionId);
+    }
     let steps: Step[] = [];
-    for (const event of events) {
-      switch (event.type) {
-        case "started":
-          break;
-        case "log":
-          this.#store.appendLog(executionId, { stream: event.stream, text: event.text, at: event.at });
-          this.#notifyLogListeners(executionId);
-          break;
-        case "step":
-          steps.push(event.step);
-          break;
-        case "result":
-          await this.#finish(executionId, outcomeOf(event, plan.outputSchema), event.result, steps);
-          steps = [];
-          break;
-      }
+    for (const event of body.events) {
+      if (event.type === "step") steps.push(event.step);
+      if (event.type !== "result") continue;
+      await this.#finish(executionId, outcomeOf(event, plan.outputSchema), event.result, steps);
+      steps = [];
     }
     await upsertSteps(services.statementDb(), executionId, steps);
+  }
+
+  /**
+   * Applies a callback that came in the executor's answer. The executor does not retry those, so this object
+   * does, as the executor would for a post: with backoff, for up to `CALLBACK_RETRY_MS`.
+   */
+  async #applyUntilDone(body: CallbackBody): Promise<void> {
+    const giveUpAt = Date.now() + CALLBACK_RETRY_MS;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        if ((await this.applyCallback(body)).status !== 503) return;
+      } catch (error) {
+        if (Date.now() >= giveUpAt) throw error;
+      }
+      if (Date.now() >= giveUpAt) return;
+      await new Promise((resolve) => setTimeout(resolve, Math.min(5_000, 100 * 2 ** attempt)));
+    }
   }
 
   #notifyLogListeners(executionId: string): void {

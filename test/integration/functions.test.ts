@@ -212,6 +212,44 @@ describe("running functions", () => {
     expect(final).toMatchObject({ status: "COMPLETED", output_data: { n: 7 } });
   });
 
+  it("keeps a result through a database hiccup: its outcome is written when Postgres answers again", async () => {
+    // The first two attempts to record each probe's outcome fail (a sequence is not rolled back by the error).
+    const handle = openStackDb(stack);
+    await handle.db.execute(
+      sql.raw(`
+      create sequence if not exists test_outcome_failures;
+      create or replace function test_fail_outcome() returns trigger language plpgsql as $$
+      begin
+        if new.function_name like 'db_hiccup_%' and nextval('test_outcome_failures') % 3 <> 0 then
+          raise exception 'injected failure';
+        end if;
+        return new;
+      end $$;
+      create trigger test_fail_outcome before update on executions for each row
+        when (new.status = 'COMPLETED') execute function test_fail_outcome();`),
+    );
+    try {
+      // A fast run's result comes in the executor's answer (the object retries); a slow one's as a callback
+      // post (the executor retries it).
+      for (const [name, body] of [
+        ["db_hiccup_fast", "    return {'ok': input['n']}"],
+        ["db_hiccup_slow", "    import time\n    time.sleep(1.3)\n    return {'ok': input['n']}"],
+      ] as const) {
+        await createFunction(stack, alice, pythonFunction(name, body));
+        const started = await execute(stack, alice, { name }, { n: 5 }, "?async=true");
+        expect(started.status).toBe(202);
+        const executionId = (started.body as { execution_id: string }).execution_id;
+        const final = await waitForFinalStatus(stack, alice, executionId, 15_000);
+        expect(final, name).toMatchObject({ status: "COMPLETED", output_data: { ok: 5 } });
+        const steps = (await api(stack, alice, "GET", `/executions/${executionId}/steps`)).body as Row[];
+        expect(steps.map((step) => step.status)).toEqual(["COMPLETED"]);
+      }
+    } finally {
+      await handle.db.execute(sql.raw("drop trigger if exists test_fail_outcome on executions"));
+      await handle.close();
+    }
+  });
+
   it("keeps executions private; admins see all; filters validate (S16)", async () => {
     const run = await execute(stack, alice, { name: "greet" }, { body: { name: "x" } });
     const executionId = (run.body as { execution_id: string }).execution_id;

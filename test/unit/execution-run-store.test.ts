@@ -99,13 +99,22 @@ describe("RunStore (one ExecutionRun shard's tables)", () => {
     });
   });
 
-  it("applies a callback sequence number once per execution", () =>
+  it("applies a callback sequence number once per execution, and its log lines once", () =>
     withStore((store) => {
+      expect(store.callbackApplied("a", 1)).toBe(false);
       expect(store.markCallback("a", 1)).toBe(true);
+      expect(store.callbackApplied("a", 1)).toBe(true);
       expect(store.markCallback("a", 1)).toBe(false);
       expect(store.markCallback("b", 1)).toBe(true);
+      // A post applied again (its Postgres writes failed) adds its lines only the first time.
+      const lines = [{ stream: "stdout", text: "hi", at: "t" }];
+      expect(store.appendCallbackLogs("a", 2, lines)).toBe(true);
+      expect(store.appendCallbackLogs("a", 2, lines)).toBe(false);
+      expect(store.logsAfter("a", 0).map((line) => line.text)).toEqual(["hi"]);
       store.forgetCallbacks("a");
+      expect(store.callbackApplied("a", 1)).toBe(false);
       expect(store.markCallback("a", 1)).toBe(true);
+      expect(store.appendCallbackLogs("a", 2, lines)).toBe(true);
     }));
 
   it("numbers log lines per execution, for resuming a stream", () =>

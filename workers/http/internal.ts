@@ -33,6 +33,7 @@ internalRouter.post("/internal/executions/:execution_id/events", async (c) => {
     throw error;
   }
   const { status } = await executionRunFor(services.env, executionId).applyCallback(callback);
+  if (status === 503) return c.json({ ok: false, reason: "this callback is being applied; retry" }, 503);
   return status === 200
     ? c.json({ ok: true }, 200)
     : c.json({ ok: false, reason: "execution already finished" }, 409);
