@@ -21,8 +21,11 @@ export class ChunkCoalescer {
 
   constructor(
     private readonly send: (event: ChatEvent) => void,
-    /** `CHAT_STREAM_COALESCE_MS` (default 100: at most 10 text events a second); 0 sends every chunk. */
-    private readonly windowMs: number,
+    /**
+     * `CHAT_STREAM_COALESCE_MS` (default 100: at most 10 text events a second), or a function read at each
+     * chunk (the window then follows the load: chat-stream-load.ts); 0 sends every chunk.
+     */
+    private readonly windowMs: number | (() => number),
     private readonly now: () => number = Date.now,
   ) {}
 
@@ -39,7 +42,8 @@ export class ChunkCoalescer {
       : { ...event.chunk };
     // An empty chunk (a role announcement) waits for the first text rather than spending the window on nothing.
     if (text === "" || this.#timer !== null) return;
-    const wait = this.#sentAt + this.windowMs - this.now();
+    const windowMs = typeof this.windowMs === "function" ? this.windowMs() : this.windowMs;
+    const wait = this.#sentAt + windowMs - this.now();
     if (wait <= 0) this.flush();
     else this.#timer = setTimeout(() => this.flush(), wait);
   }

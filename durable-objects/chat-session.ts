@@ -34,6 +34,7 @@ import {
   type Started,
 } from "./chat-session-results";
 import type { StreamFormat } from "./chat-stream";
+import { coalesceWindowMs, trackStreamingTurn } from "./chat-stream-load";
 import { beginTurnRecord, loadTurnSubjects, partialAnswerOf, type TurnSubjects } from "./chat-turn-data";
 import { ChatViewers } from "./chat-viewers";
 
@@ -312,11 +313,13 @@ export class ChatSession extends DurableObject<Env> {
 
   async #run(setup: TurnSetup, prepared: PreparedTurn, turnId: string): Promise<TurnOutcome> {
     // Text chunks are coalesced (chat-coalescer.ts); the turn's end events send what is held first.
+    const { CHAT_STREAM_COALESCE_MS: baseMs, CHAT_STREAM_BUSY_COALESCE_MS: busyMs } = setup.services.config;
     const coalescer = new ChunkCoalescer(
       (event) => this.#emit(turnId, event),
-      setup.services.config.CHAT_STREAM_COALESCE_MS,
+      () => coalesceWindowMs(baseMs, busyMs),
     );
     const emit = (event: ChatEvent) => coalescer.push(event);
+    const untrack = trackStreamingTurn();
     try {
       const result = await runTurn({ ...setup, emit }, prepared);
       emit({
@@ -333,6 +336,7 @@ export class ChatSession extends DurableObject<Env> {
       this.#log.endTurn(turnId, "failed");
       return { result: null, failure: failed };
     } finally {
+      untrack();
       this.#active = null;
     }
   }

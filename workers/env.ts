@@ -48,6 +48,7 @@ export interface Env {
   EXECUTOR_REPLY_WITHIN_MS?: string;
   LLM_STREAM_IDLE_SECONDS?: string;
   CHAT_STREAM_COALESCE_MS?: string;
+  CHAT_STREAM_BUSY_COALESCE_MS?: string;
   ALLOW_PACKAGE_INSTALLATION?: string;
   ALLOWED_PACKAGES?: string;
   WEBHOOK_MAX_BODY_BYTES?: string;
@@ -150,6 +151,11 @@ const configSchema = z.object({
   LLM_STREAM_IDLE_SECONDS: positiveInt(60),
   /** Text a model streams within this many ms of the last text sent is joined into one event (0: never). */
   CHAT_STREAM_COALESCE_MS: z.coerce.number().int().min(0).max(1000).default(100),
+  /**
+   * The coalescing window when many turns stream in one isolate (durable-objects/chat-stream-load.ts): it grows
+   * from CHAT_STREAM_COALESCE_MS above 20 streaming turns up to this at 60; at or below the base: no growth.
+   */
+  CHAT_STREAM_BUSY_COALESCE_MS: z.coerce.number().int().min(0).max(2000).default(300),
   ALLOW_PACKAGE_INSTALLATION: z
     .enum(["true", "false", "1", "0", ""])
     .default("true")
