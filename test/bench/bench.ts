@@ -6,12 +6,20 @@
  * `npm run bench -- http`, `-- functions`, `-- webhooks` or `-- chat` runs one part.
  */
 import { performance } from "node:perf_hooks";
-import { startTestStack } from "../helpers/stack";
+import { startTestStack, stopAllStacks } from "../helpers/stack";
 import { runChatBenchmarks } from "./chat";
 import { formatSteal, sampleMachine } from "./cpu";
 import { runFunctionBenchmarks } from "./functions";
 import { runHttpBenchmarks } from "./http";
 import { runWebhookBenchmarks } from "./webhooks";
+
+// Interrupted (Ctrl-C, a kill): stop the stacks first, so that no process or data folder outlives the run.
+for (const [signal, code] of [
+  ["SIGINT", 130],
+  ["SIGTERM", 143],
+] as const) {
+  process.once(signal, () => void stopAllStacks().finally(() => process.exit(code)));
+}
 
 const parts = process.argv.slice(2);
 const wants = (part: string) => parts.length === 0 || parts.includes(part);

@@ -131,6 +131,17 @@ export async function startTestStack(options: TestStackOptions = {}): Promise<Te
   }
 }
 
+/** `stop` of every stack this process started and has not stopped yet. */
+const runningStacks = new Set<() => Promise<void>>();
+
+/**
+ * Stops every stack still running (their processes and data folders); for a process that ends on a signal,
+ * e.g. the benchmark interrupted with Ctrl-C, which would otherwise leave its stacks' data folders behind.
+ */
+export async function stopAllStacks(): Promise<void> {
+  await Promise.all([...runningStacks].map((stop) => stop()));
+}
+
 async function launchStack(options: TestStackOptions): Promise<TestStack> {
   const keepData = options.dataDir !== undefined;
   const dataDir = options.dataDir ?? mkdtempSync(join(testDataRoot(), "sinas-test-"));
@@ -187,9 +198,11 @@ async function launchStack(options: TestStackOptions): Promise<TestStack> {
       await exited;
       clearTimeout(timer);
       if (!keepData) rmSync(dataDir, { recursive: true, force: true });
+      runningStacks.delete(stop);
     })();
     return stopped;
   };
+  runningStacks.add(stop);
   return {
     ...info,
     fetch: (path, init) => fetch(new URL(path, info.apiUrl), init),
