@@ -313,10 +313,15 @@ export class ChatSession extends DurableObject<Env> {
 
   async #run(setup: TurnSetup, prepared: PreparedTurn, turnId: string): Promise<TurnOutcome> {
     // Text chunks are coalesced (chat-coalescer.ts); the turn's end events send what is held first.
-    const { CHAT_STREAM_COALESCE_MS: baseMs, CHAT_STREAM_BUSY_COALESCE_MS: busyMs } = setup.services.config;
+    const { config } = setup.services;
     const coalescer = new ChunkCoalescer(
       (event) => this.#emit(turnId, event),
-      () => coalesceWindowMs(baseMs, busyMs),
+      () =>
+        coalesceWindowMs(
+          config.CHAT_STREAM_COALESCE_MS,
+          config.CHAT_STREAM_BUSY_COALESCE_MS,
+          config.CHAT_STREAM_BUSY_TURNS,
+        ),
     );
     const emit = (event: ChatEvent) => coalescer.push(event);
     const untrack = trackStreamingTurn();

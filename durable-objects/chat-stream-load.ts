@@ -3,15 +3,16 @@
  *
  * Every coalesced text event costs the chat's object a log write and a frame to each viewer; with many chats
  * streaming in one isolate those events delay every other turn's first token (all share the isolate's one
- * thread). So the window widens with the load: `CHAT_STREAM_COALESCE_MS` up to `BUSY_FROM` streaming turns,
- * then linearly up to `CHAT_STREAM_BUSY_COALESCE_MS` at `BUSY_FULL` turns and beyond. The first text of a
- * burst is never held, whatever the window. Measured with 100 chats streaming: README, Chat.
+ * thread). So the window widens with the load: `CHAT_STREAM_COALESCE_MS` up to `from` streaming turns, then
+ * linearly up to `CHAT_STREAM_BUSY_COALESCE_MS` at `full` turns and beyond (`CHAT_STREAM_BUSY_TURNS`, default
+ * 20-60). The first text of a burst is never held, whatever the window. Measured with 100 chats: README, Chat.
  */
 
-/** Streaming turns up to which the base window applies. */
-export const BUSY_FROM = 20;
-/** Streaming turns from which the busy window applies in full. */
-export const BUSY_FULL = 60;
+/** When the window starts to grow and when it is the busy one, in streaming turns. */
+export interface BusyTurns {
+  from: number;
+  full: number;
+}
 
 let streamingTurns = 0;
 
@@ -27,8 +28,13 @@ export function trackStreamingTurn(): () => void {
 }
 
 /** The window for `turns` streaming turns; 0 stays 0 (every chunk its own event, as configured). */
-export function coalesceWindowMs(baseMs: number, busyMs: number, turns = streamingTurns): number {
+export function coalesceWindowMs(
+  baseMs: number,
+  busyMs: number,
+  busy: BusyTurns,
+  turns = streamingTurns,
+): number {
   if (baseMs <= 0 || busyMs <= baseMs) return baseMs;
-  const load = Math.min(1, Math.max(0, (turns - BUSY_FROM) / (BUSY_FULL - BUSY_FROM)));
+  const load = Math.min(1, Math.max(0, (turns - busy.from) / (busy.full - busy.from)));
   return Math.round(baseMs + (busyMs - baseMs) * load);
 }

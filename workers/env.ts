@@ -49,6 +49,7 @@ export interface Env {
   LLM_STREAM_IDLE_SECONDS?: string;
   CHAT_STREAM_COALESCE_MS?: string;
   CHAT_STREAM_BUSY_COALESCE_MS?: string;
+  CHAT_STREAM_BUSY_TURNS?: string;
   ALLOW_PACKAGE_INSTALLATION?: string;
   ALLOWED_PACKAGES?: string;
   WEBHOOK_MAX_BODY_BYTES?: string;
@@ -85,6 +86,23 @@ const rateLimitVar = (fallback: string) =>
         return z.NEVER;
       }
       return setting;
+    });
+
+/** `FROM-FULL`, e.g. `20-60`: two turn counts, FULL above FROM (CHAT_STREAM_BUSY_TURNS). */
+const turnRangeVar = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .transform((value, context) => {
+      const match = /^(\d+)-(\d+)$/.exec(value.trim());
+      if (!match || Number(match[2]) <= Number(match[1])) {
+        context.addIssue({
+          code: "custom",
+          message: "must look like 20-60 (two turn counts, the second larger)",
+        });
+        return z.NEVER;
+      }
+      return { from: Number(match[1]), full: Number(match[2]) };
     });
 
 const optionalString = z
@@ -153,9 +171,11 @@ const configSchema = z.object({
   CHAT_STREAM_COALESCE_MS: z.coerce.number().int().min(0).max(1000).default(100),
   /**
    * The coalescing window when many turns stream in one isolate (durable-objects/chat-stream-load.ts): it grows
-   * from CHAT_STREAM_COALESCE_MS above 20 streaming turns up to this at 60; at or below the base: no growth.
+   * from CHAT_STREAM_COALESCE_MS above CHAT_STREAM_BUSY_TURNS' first count of streaming turns to this at its
+   * second; at or below the base: no growth.
    */
   CHAT_STREAM_BUSY_COALESCE_MS: z.coerce.number().int().min(0).max(2000).default(300),
+  CHAT_STREAM_BUSY_TURNS: turnRangeVar("20-60"),
   ALLOW_PACKAGE_INSTALLATION: z
     .enum(["true", "false", "1", "0", ""])
     .default("true")
