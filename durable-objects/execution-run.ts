@@ -11,7 +11,15 @@
 import { DurableObject } from "cloudflare:workers";
 import type { JsonObject, JsonSchema } from "../workers/db/schema";
 import { type Env, loadConfig } from "../workers/env";
-import type { CallbackBody, Job, ResultEvent, SignedCallback, Step } from "../workers/lib/executor-protocol";
+import {
+  CALLBACK_RETRY_MS,
+  type CallbackBody,
+  callbackRetryDelayMs,
+  type Job,
+  type ResultEvent,
+  type SignedCallback,
+  type Step,
+} from "../workers/lib/executor-protocol";
 import { describeSchemaProblems, validateAgainstSchema } from "../workers/lib/json-schema";
 import { cancelJob, postJob, verifyCallback } from "../workers/services/execution-dispatch";
 import {
@@ -33,8 +41,6 @@ const SHARD_DB_CONNECTIONS = 3;
  * callbacks. An object may keep only 6 outgoing connections open on Cloudflare; the rest stay for its queries.
  */
 const MAX_HELD_ANSWERS = 4;
-/** How long a callback from the executor's answer is retried when applying it fails (the executor's own 30 s). */
-const CALLBACK_RETRY_MS = 30_000;
 
 export class ExecutionRun extends DurableObject<Env> {
   readonly #store: RunStore;
@@ -127,8 +133,13 @@ export class ExecutionRun extends DurableObject<Env> {
     const hold = this.#heldAnswers < MAX_HELD_ANSWERS;
     if (hold) this.#heldAnswers++;
     const posting = await this.#withServices((services) => postJob(services.config, job, hold));
-    // A held answer is released when its reply settles (#applyReply); a refusal or a 202 holds nothing.
-    if (hold && !(posting.accepted && posting.reply)) this.#heldAnswers--;
+    if (hold) {
+      // A held answer counts until its reply settles; a refusal or a 202 holds nothing.
+      const release = () => {
+        this.#heldAnswers--;
+      };
+      void (posting.accepted && posting.reply ? posting.reply.then(release, release) : release());
+    }
     if (!posting.accepted)
       await this.#finish(executionId, {
         status: "FAILED",
@@ -147,7 +158,7 @@ export class ExecutionRun extends DurableObject<Env> {
   async #applyReply(job: Job, reply: Promise<SignedCallback | null>): Promise<void> {
     const executionId = job.execution_id;
     try {
-      const callback = await reply.finally(() => this.#heldAnswers--);
+      const callback = await reply;
       if (!callback) return;
       const body = await this.#withServices((services) =>
         verifyCallback(services.config, {
@@ -222,7 +233,7 @@ export class ExecutionRun extends DurableObject<Env> {
         if (Date.now() >= giveUpAt) throw error;
       }
       if (Date.now() >= giveUpAt) return;
-      await new Promise((resolve) => setTimeout(resolve, Math.min(5_000, 100 * 2 ** attempt)));
+      await new Promise((resolve) => setTimeout(resolve, callbackRetryDelayMs(attempt)));
     }
   }
 

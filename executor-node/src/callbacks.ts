@@ -5,7 +5,12 @@
  * for good on 409 (the execution finished elsewhere). The callback with the result goes in the job's held
  * answer instead when that is still open (job-reply.ts).
  */
-import type { CallbackBody, ExecutorEvent } from "../../workers/lib/executor-protocol";
+import {
+  CALLBACK_RETRY_MS,
+  type CallbackBody,
+  callbackRetryDelayMs,
+  type ExecutorEvent,
+} from "../../workers/lib/executor-protocol";
 import type { Signer } from "./auth";
 import { type PostText, postText } from "./http-post";
 import type { JobReplyChannel } from "./job-reply";
@@ -27,7 +32,6 @@ export interface CallbackPosterOptions {
 const MAX_EVENTS_PER_POST = 1000;
 const MAX_BYTES_PER_POST = 1024 * 1024;
 const REQUEST_TIMEOUT_MS = 10_000;
-const MAX_BACKOFF_MS = 5_000;
 /** Client errors that may pass on retry; any other 4xx is final. */
 const RETRYABLE_4XX = new Set([408, 425, 429]);
 
@@ -43,7 +47,7 @@ export class CallbackPoster {
 
   constructor(private readonly options: CallbackPosterOptions) {
     this.batchMs = options.batchMs ?? 50;
-    this.retryForMs = options.retryForMs ?? 30_000;
+    this.retryForMs = options.retryForMs ?? CALLBACK_RETRY_MS;
     this.postText = options.post ?? postText;
   }
 
@@ -137,7 +141,7 @@ export class CallbackPoster {
       } catch (error) {
         lastProblem = error instanceof Error ? error.message : String(error);
       }
-      const wait = Math.min(MAX_BACKOFF_MS, 100 * 2 ** attempt);
+      const wait = callbackRetryDelayMs(attempt);
       if (Date.now() + wait >= deadline) break;
       await new Promise((resolve) => setTimeout(resolve, wait));
     }

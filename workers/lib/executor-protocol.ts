@@ -11,6 +11,17 @@ export const API_AUDIENCE = "sinas-api";
 /** Signed requests live this long; receivers remember their `jti` for as long. */
 export const SIGNED_REQUEST_TTL_SECONDS = 60;
 
+/**
+ * How long a callback is retried when applying it fails (PROTOCOL.md §3): by the executor for a post, by the
+ * API for one that came in a held answer.
+ */
+export const CALLBACK_RETRY_MS = 30_000;
+
+/** The wait before retry number `attempt` (from 0) of a callback: 100 ms, doubling, at most 5 s. */
+export function callbackRetryDelayMs(attempt: number): number {
+  return Math.min(5_000, 100 * 2 ** attempt);
+}
+
 export const ERROR_TYPES = [
   "timeout",
   "memory",
