@@ -3,7 +3,7 @@
  *
  * Boots stacks like the integration tests (embedded defaults, or TEST_DATABASE_URL / TEST_REDIS_URL) and
  * prints Markdown tables. Loads are bounded in count and time and stay on this machine.
- * `npm run bench -- http`, `-- functions`, `-- webhooks` or `-- chat` runs one part.
+ * `npm run bench -- http`, `-- functions`, `-- webhooks`, `-- chat` or `-- runtime` runs one part.
  */
 import { performance } from "node:perf_hooks";
 import { startTestStack, stopAllStacks } from "../helpers/stack";
@@ -11,6 +11,7 @@ import { runChatBenchmarks } from "./chat";
 import { formatSteal, sampleMachine } from "./cpu";
 import { runFunctionBenchmarks } from "./functions";
 import { runHttpBenchmarks } from "./http";
+import { runRuntimeBenchmarks } from "./runtime";
 import { runWebhookBenchmarks } from "./webhooks";
 
 // Interrupted (Ctrl-C, a kill): stop the stacks first, so that no process or data folder outlives the run.
@@ -50,5 +51,9 @@ if (wants("webhooks")) {
 if (wants("chat")) {
   console.log("\nChat: time to first token through the platform, against the fake LLM called directly\n");
   console.log((await runChatBenchmarks()).join("\n"));
+}
+if (wants("runtime")) {
+  console.log("\nThe runtime's floor: workerd's CPU per streamed piece read by a bare Worker\n");
+  console.log((await runRuntimeBenchmarks()).join("\n"));
 }
 console.log(`\n${formatSteal(machineBefore, sampleMachine())}`);
