@@ -93,7 +93,7 @@ async function rejectionOf(promise: Promise<unknown>): Promise<Error> {
 interface AdapterCase {
   label: string;
   api: "openai" | "anthropic";
-  make(options?: { apiEndpoint?: string; timeoutMs?: number }): LlmProvider;
+  make(options?: { apiEndpoint?: string; timeoutMs?: number; fetch?: typeof fetch }): LlmProvider;
   unreachable: string;
 }
 
@@ -107,6 +107,7 @@ const cases: AdapterCase[] = [
         apiKey: "sk-test",
         apiEndpoint: options.apiEndpoint ?? fake.openaiUrl,
         ...(options.timeoutMs && { timeoutMs: options.timeoutMs }),
+        ...(options.fetch && { fetch: options.fetch }),
       }),
     unreachable: "http://127.0.0.1:9/v1",
   },
@@ -118,6 +119,7 @@ const cases: AdapterCase[] = [
         apiKey: "sk-test",
         apiEndpoint: options.apiEndpoint ?? fake.url,
         ...(options.timeoutMs && { timeoutMs: options.timeoutMs }),
+        ...(options.fetch && { fetch: options.fetch }),
       }),
     unreachable: "http://127.0.0.1:9",
   },
@@ -300,6 +302,32 @@ describe.each(cases)("$label adapter against the fake", ({ label, api, make, unr
     });
     expect(usage?.total_tokens).toBe(9);
     if (api === "openai") expect(fake.requests[0]?.body.stream_options).toEqual({ include_usage: true });
+  });
+
+  it("reads a stream through the body's reader, never its async iterator (read-by-reader.ts)", async () => {
+    const reads = { reader: 0, iterator: 0 };
+    const watched: typeof fetch = async (input, init) => {
+      const response = await fetch(input, init);
+      const body = response.body as ReadableStream<Uint8Array>;
+      const getReader = body.getReader.bind(body);
+      const iterable = body as unknown as { [Symbol.asyncIterator]?: () => AsyncIterator<Uint8Array> };
+      const iterator = iterable[Symbol.asyncIterator]?.bind(body);
+      Object.assign(body, {
+        getReader: (...args: []) => {
+          reads.reader++;
+          return getReader(...args);
+        },
+        [Symbol.asyncIterator]: () => {
+          reads.iterator++;
+          return iterator?.();
+        },
+      });
+      return response;
+    };
+    fake.script({ chunks: ["Hel", "lo"] });
+    const { content } = await drain(make({ fetch: watched }).stream(request()));
+    expect(content).toBe("Hello");
+    expect(reads).toEqual({ reader: 1, iterator: 0 });
   });
 
   it("streams tool calls as indexed deltas that accumulate into whole calls", async () => {

@@ -21,6 +21,7 @@ import type { JsonObject } from "../db/schema";
 import { textOf, toAnthropicBlocks, type WirePart } from "./content";
 import { abortError, type ProviderTarget, type SdkErrorClasses, toLlmError, usageOf } from "./errors";
 import { fetchOnceMore } from "./fetch-once-more";
+import { readEventStreamsByReader } from "./read-by-reader";
 import type {
   CompletionRequest,
   CompletionResult,
@@ -280,7 +281,7 @@ export function createAnthropicProvider(options: AnthropicOptions): LlmProvider 
     baseURL,
     maxRetries: 0,
     timeout: target.timeoutMs,
-    fetch: fetchOnceMore(options.fetch ?? ((input, init) => fetch(input, init))),
+    fetch: readEventStreamsByReader(fetchOnceMore(options.fetch ?? ((input, init) => fetch(input, init)))),
     dangerouslyAllowBrowser: true,
   });
 

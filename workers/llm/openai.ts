@@ -15,6 +15,7 @@ import type {
 import { toOpenAiCompatibleParts } from "./content";
 import { abortError, type ProviderTarget, type SdkErrorClasses, toLlmError, usageOf } from "./errors";
 import { fetchOnceMore } from "./fetch-once-more";
+import { readEventStreamsByReader } from "./read-by-reader";
 import type {
   CompletionRequest,
   CompletionResult,
@@ -175,7 +176,9 @@ export function createOpenAiProvider(options: OpenAiCompatibleOptions): LlmProvi
     baseURL: openAiBaseUrl(type, options.apiEndpoint),
     timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
   };
-  const fetchImpl = fetchOnceMore(options.fetch ?? ((input, init) => fetch(input, init)));
+  const fetchImpl = readEventStreamsByReader(
+    fetchOnceMore(options.fetch ?? ((input, init) => fetch(input, init))),
+  );
   const client = new OpenAI({
     // The SDK insists on a credential; without a key the placeholder is never sent (the header is removed).
     apiKey: options.apiKey || "none",
