@@ -51,7 +51,9 @@ describe("npm start (the launcher)", () => {
     }
   }, 150_000);
 
-  it("moves to a free port when the configured one is busy, and prints the Worker's console.log", async () => {
+  // The lifecycle cases share stacks (a stack start is the expensive part of this file): one stack sees its
+  // executor die and come back, then its API die; the other moves off a busy port, then loses its launcher.
+  it("moves to a free port when the configured one is busy, prints the Worker's console.log, and leaves no process behind when the launcher is killed with SIGKILL", async () => {
     const blocker: Server = createServer();
     await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve));
     const busyPort = (blocker.address() as { port: number }).port;
@@ -76,42 +78,23 @@ describe("npm start (the launcher)", () => {
         10_000,
       );
       expect(printed).toBe(true);
+
+      const children = descendants(stack.pid);
+      for (const name of ["scripts/wrangler-dev.mjs", "executor-node/src/server.ts", "workerd"]) {
+        expect(children.some((child) => child.command.includes(name))).toBe(true);
+      }
+      // Nothing in the launcher runs on SIGKILL: its children notice their stdin pipe closing.
+      process.kill(stack.pid, "SIGKILL");
+      await stack.exited;
+      const survivors = () => children.filter((child) => isAlive(child.pid)).map((child) => child.command);
+      expect(await waitUntil(() => survivors().length === 0, 20_000), survivors().join("\n")).toBe(true);
     } finally {
       await stack.stop();
       blocker.close();
     }
-  });
+  }, 150_000);
 
-  it("reports a child that dies with its last lines, then stops everything", async () => {
-    const stack = await startTestStack();
-    const children = descendants(stack.pid);
-    // wrangler (the API) runs on every database kind; pglite only without TEST_DATABASE_URL.
-    const api = children.find((child) => child.command.includes("scripts/wrangler-dev.mjs"));
-    expect(api).toBeDefined();
-    process.kill(api?.pid as number, "SIGKILL");
-
-    expect(await stack.exited).toBe(1);
-    const logs = stack.logs().join("\n");
-    expect(logs).toContain("api was killed by SIGKILL. Last lines:");
-    expect(await waitUntil(() => children.every((child) => !isAlive(child.pid)), 10_000)).toBe(true);
-    await stack.stop();
-  });
-
-  it("leaves no process behind when the launcher itself is killed with SIGKILL", async () => {
-    const stack = await startTestStack();
-    const children = descendants(stack.pid);
-    for (const name of ["scripts/wrangler-dev.mjs", "executor-node/src/server.ts", "workerd"]) {
-      expect(children.some((child) => child.command.includes(name))).toBe(true);
-    }
-    // Nothing in the launcher runs on SIGKILL: its children notice their stdin pipe closing.
-    process.kill(stack.pid, "SIGKILL");
-    await stack.exited;
-    const survivors = () => children.filter((child) => isAlive(child.pid)).map((child) => child.command);
-    expect(await waitUntil(() => survivors().length === 0, 20_000), survivors().join("\n")).toBe(true);
-    await stack.stop();
-  });
-
-  it("restarts the executor when it dies, reporting its last lines", async () => {
+  it("restarts the executor when it dies, reporting its last lines; a dying API stops everything", async () => {
     const stack = await startTestStack();
     try {
       const executor = descendants(stack.pid).find((child) =>
@@ -138,8 +121,18 @@ describe("npm start (the launcher)", () => {
         child.command.includes("executor-node/src/server.ts"),
       );
       expect(replacement?.pid).not.toBe(executor?.pid);
+
+      // The API is not restarted: the launcher reports it with its last lines and stops everything.
+      const children = descendants(stack.pid);
+      // wrangler (the API) runs on every database kind; pglite only without TEST_DATABASE_URL.
+      const api = children.find((child) => child.command.includes("scripts/wrangler-dev.mjs"));
+      expect(api).toBeDefined();
+      process.kill(api?.pid as number, "SIGKILL");
+      expect(await stack.exited).toBe(1);
+      expect(stack.logs().join("\n")).toContain("api was killed by SIGKILL. Last lines:");
+      expect(await waitUntil(() => children.every((child) => !isAlive(child.pid)), 10_000)).toBe(true);
     } finally {
       await stack.stop();
     }
-  });
+  }, 150_000);
 });
