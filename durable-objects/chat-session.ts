@@ -300,7 +300,7 @@ export class ChatSession extends DurableObject<Env> {
   }
 
   #startLogged(turnId: string, chatId: string, mode: string, messageId: string | null): LoggedEvent {
-    this.#log.purgeExpired();
+    // Old turns are purged by the alarm this sets, once the chat is idle: not on the way to the first token.
     const first = this.#log.startTurn(turnId, chatId, mode, {
       type: "turn_start",
       turn_id: turnId,

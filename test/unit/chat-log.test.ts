@@ -65,6 +65,31 @@ describe("ChatLog", () => {
     });
   });
 
+  it("purges turns ended over 48 h ago with their events, at most every 10 minutes per instance", async () => {
+    const hour = 60 * 60 * 1000;
+    await withLog((first, reopen) => {
+      first.startTurn("old", "c", "stream", { type: "turn_start", turn_id: "old", message_id: null });
+      first.append("old", text("gone later"));
+      first.endTurn("old", "completed");
+      first.startTurn("open", "c", "stream", { type: "turn_start", turn_id: "open", message_id: null });
+      const now = Date.now();
+      first.purgeExpired(now + 47 * hour);
+      expect(first.turn("old")).not.toBeNull();
+
+      const log = reopen();
+      log.purgeExpired(now + 49 * hour);
+      expect(log.turn("old")).toBeNull();
+      expect(log.turnEventsUpTo("old", log.lastSeq())).toEqual([]);
+      expect(log.turn("open")?.status).toBe("running");
+
+      log.endTurn("open", "stopped");
+      log.purgeExpired(now + 49 * hour + 60 * 1000);
+      expect(log.turn("open")).not.toBeNull(); // this instance purged less than 10 minutes before
+      log.purgeExpired(now + 49 * hour + 11 * 60 * 1000);
+      expect(log.turn("open")).toBeNull();
+    });
+  });
+
   it("keeps a bounded tail and still serves older sequences from the table", async () => {
     await withLog((log) => {
       log.startTurn("t1", "c", "stream", { type: "turn_start", turn_id: "t1", message_id: null });
