@@ -14,8 +14,9 @@ function isEventStream(response: Response): boolean {
 export function readEventStreamsByReader(base: typeof fetch): typeof fetch {
   return async (input, init) => {
     const response = await base(input, init);
+    // Reflect: a body that refuses the property (none seen) is read through its iterator, as before.
     if (response.body && isEventStream(response)) {
-      Object.defineProperty(response.body, Symbol.asyncIterator, { value: undefined });
+      Reflect.defineProperty(response.body, Symbol.asyncIterator, { value: undefined });
     }
     return response;
   };
