@@ -116,9 +116,14 @@ function summarize(profile, top) {
 }
 
 let profile = null;
-for (let attempt = 0; attempt < 3 && profile === null; attempt++) {
-  profile = await profileOnce(await findUserWorker(), Number(values.seconds));
+try {
+  for (let attempt = 0; attempt < 3 && profile === null; attempt++) {
+    profile = await profileOnce(await findUserWorker(), Number(values.seconds));
+  }
+  if (profile === null) throw new Error("the inspector closed the connection three times");
+} catch (error) {
+  console.error(`profile-workerd: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(1);
 }
-if (profile === null) throw new Error("the inspector closed the connection three times");
 writeFileSync(values.out, JSON.stringify(profile));
 console.log([...summarize(profile, Number(values.top)), "", `written: ${values.out}`].join("\n"));
