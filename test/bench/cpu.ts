@@ -6,6 +6,8 @@ import { readdirSync, readFileSync } from "node:fs";
 
 interface ProcessCpu {
   command: string;
+  /** The parent's pid. */
+  parent: number;
   ticks: number;
 }
 
@@ -38,7 +40,7 @@ export function sampleCpu(): Map<number, ProcessCpu> {
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
       const ticks = Number(fields[11]) + Number(fields[12]);
       const command = readFileSync(`/proc/${pid}/cmdline`, "utf8").replaceAll("\0", " ");
-      sample.set(pid, { command, ticks });
+      sample.set(pid, { command, parent: Number(fields[1]), ticks });
     } catch {
       // The process ended between listing and reading.
     }

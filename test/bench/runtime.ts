@@ -10,10 +10,11 @@
  * piece), with `getReader().read()`, and with `for await` (the body's async iterator, which the provider SDKs
  * use). workerd's CPU time comes from /proc; each mode runs `ROUNDS` times, in turns, and the median counts.
  */
-import { readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Miniflare } from "miniflare";
+import { sampleCpu } from "./cpu";
+import { percentile } from "./stats";
 
 const PIECES = Number(process.env.BENCH_RUNTIME_PIECES ?? 4000);
 const ROUNDS = 3;
@@ -63,28 +64,16 @@ async function startPieceServer() {
   return { url: `http://127.0.0.1:${port}/`, close: () => server.close() };
 }
 
-/** CPU ticks (1/100 s) of this process's workerd children. */
+/** CPU ticks (1/100 s) of this process's workerd children (Miniflare's; not a stack's running beside). */
 function workerdTicks(): number {
   let ticks = 0;
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(fields[1]) !== process.pid) continue;
-      if (!readFileSync(`/proc/${entry}/cmdline`, "utf8").includes("workerd")) continue;
-      ticks += Number(fields[11]) + Number(fields[12]);
-    } catch {
-      // The process ended between listing and reading.
-    }
+  for (const child of sampleCpu().values()) {
+    if (child.parent === process.pid && child.command.includes("workerd")) ticks += child.ticks;
   }
   return ticks;
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] as number;
-}
+const median = (values: number[]) => percentile(values, 0.5);
 
 export async function runRuntimeBenchmarks(): Promise<string[]> {
   const source = await startPieceServer();
