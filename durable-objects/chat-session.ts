@@ -8,6 +8,7 @@
  */
 import { DurableObject } from "cloudflare:workers";
 import type { ChatEvent, LoggedEvent } from "../workers/chat/events";
+import { ChatHistory } from "../workers/chat/history";
 import {
   type ApprovalResume,
   type PreparedTurn,
@@ -19,7 +20,7 @@ import {
 } from "../workers/chat/turn";
 import type { Env } from "../workers/env";
 import { AppError } from "../workers/lib/errors";
-import { appendMessages, listChatMessages, toMessageResponse } from "../workers/services/chats";
+import { appendMessages, toMessageResponse } from "../workers/services/chats";
 import { createServices, type Services } from "../workers/services/services";
 import { type Decision, recordDecisions } from "./chat-approvals";
 import { ChunkCoalescer } from "./chat-coalescer";
@@ -55,6 +56,8 @@ export class ChatSession extends DurableObject<Env> {
   #active: ActiveTurn | null = null;
   #approvals: Promise<unknown> = Promise.resolve();
   #servicesCache: Services | undefined;
+  /** The chat's messages between turns (one chat per object; its id comes with the first call). */
+  #history: ChatHistory | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -113,10 +116,12 @@ export class ChatSession extends DurableObject<Env> {
       // stored only for the chat's owner while the agent is active, in the statement that reads chat, agent and
       // provider; the history is read beside it.
       const { chatId, userId, content } = request;
-      const stored = listChatMessages(services.statementDb(), chatId);
+      const history = this.#historyOf(chatId);
+      const stored = history.read(services.statementDb());
       stored.catch(() => undefined); // awaited below; a refused send must not leave it unhandled
       const { subjects, message: userMessage } = await beginTurnRecord(services, { chatId, userId, content });
       userMessageId = userMessage.id;
+      history.remember(userMessage);
       const setup = this.#setup(services, subjects, request, controller, undefined);
       const prepared = await prepareTurn(setup, { stored, added: Promise.resolve(userMessage) });
       startFirstCall(setup, prepared);
@@ -157,6 +162,11 @@ export class ChatSession extends DurableObject<Env> {
     return this.#servicesCache;
   }
 
+  #historyOf(chatId: string): ChatHistory {
+    if (this.#history?.chatId !== chatId) this.#history = new ChatHistory(chatId);
+    return this.#history;
+  }
+
   #setup(
     services: Services,
     subjects: TurnSubjects,
@@ -170,6 +180,7 @@ export class ChatSession extends DurableObject<Env> {
       ...subjects,
       mode: request.mode,
       depth,
+      history: this.#historyOf(request.chatId),
       resume,
       signal: controller.signal,
       runSubChatTurn: (chatId, content) => this.#runSubChatTurn(chatId, request.userId, content, depth),
@@ -191,6 +202,7 @@ export class ChatSession extends DurableObject<Env> {
     for (const socket of this.ctx.getWebSockets()) socket.close(1000, "chat deleted");
     await this.ctx.storage.deleteAlarm();
     await this.ctx.storage.deleteAll();
+    this.#history = undefined;
     this.#log = new ChatLog(this.ctx.storage.sql);
     this.#viewers = new ChatViewers(this.ctx, this.#log);
   }

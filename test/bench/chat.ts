@@ -29,6 +29,8 @@ const CONCURRENCY = Number(process.env.BENCH_CHAT_CONCURRENCY ?? 100);
 /** Turns each concurrent chat sends, one after the other. */
 const ROUNDS = Number(process.env.BENCH_CHAT_ROUNDS ?? 2);
 const WARMUP_TURNS = 5;
+/** Turns sent to one chat before its follow-ups are measured again (each adds a user and an assistant message). */
+const LONG_TURNS = Number(process.env.BENCH_CHAT_LONG_TURNS ?? 200);
 const AGENT = "bench";
 /** Numbers of chats streaming at a model's pace at once (chat-paced.ts). */
 const PACED_LEVELS = [
@@ -66,6 +68,16 @@ export async function runChatBenchmarks(): Promise<string[]> {
     const followUps = await runSeries(1, SAMPLES, (_, round) =>
       platformTurn(stack, session, sequentialChats[0] as string, say(1, round)),
     );
+    // The same follow-ups once the chat is long: every turn's conversation carries its whole history.
+    await runSeries(1, LONG_TURNS, (_, round) =>
+      platformTurn(stack, session, sequentialChats[0] as string, say(2, round)),
+    );
+    const longCpuBefore = sampleCpu();
+    const longFollowUps = await runSeries(1, SAMPLES, (_, round) =>
+      platformTurn(stack, session, sequentialChats[0] as string, say(3, round)),
+    );
+    const longCpu = formatCpu(cpuPerUnit(longCpuBefore, sampleCpu(), longFollowUps.samples.length));
+    const longMessages = 2 * (1 + SAMPLES + LONG_TURNS);
     const directLoaded = await runSeries(CONCURRENCY, ROUNDS, (index, round) =>
       directTurn(client, say(index, round)),
     );
@@ -75,7 +87,12 @@ export async function runChatBenchmarks(): Promise<string[]> {
     );
     const loadedCpu = formatCpu(cpuPerUnit(cpuBefore, sampleCpu(), platformLoaded.samples.length));
 
-    const failures = [...platformAlone.failures, ...followUps.failures, ...platformLoaded.failures];
+    const failures = [
+      ...platformAlone.failures,
+      ...followUps.failures,
+      ...longFollowUps.failures,
+      ...platformLoaded.failures,
+    ];
     const stopLines = await measureStopLatency(stack, session);
     const paced = await measurePacedLoad(stack, session, PACED_LEVELS);
     return [
@@ -85,6 +102,7 @@ export async function runChatBenchmarks(): Promise<string[]> {
       row("fake LLM direct (openai SDK)", 1, directAlone),
       row("POST /chats/{id}/messages/stream, first turn of a new chat", 1, platformAlone),
       row("POST /chats/{id}/messages/stream, follow-up turns of one chat", 1, followUps),
+      row(`... follow-up turns of a chat of ${longMessages}+ messages`, 1, longFollowUps),
       row("fake LLM direct (openai SDK)", CONCURRENCY, directLoaded),
       row("POST /chats/{id}/messages/stream", CONCURRENCY, platformLoaded),
       "",
@@ -92,6 +110,8 @@ export async function runChatBenchmarks(): Promise<string[]> {
         `p95 ${added(platformAlone, directAlone, 0.95)} ms (follow-up turns: p50 ${added(followUps, directAlone, 0.5)} ms, ` +
         `p95 ${added(followUps, directAlone, 0.95)} ms); ${CONCURRENCY} concurrent chats p50 ` +
         `${added(platformLoaded, directLoaded, 0.5)} ms, p95 ${added(platformLoaded, directLoaded, 0.95)} ms.`,
+      `Follow-up turns of a chat of ${longMessages}+ messages: p50 ${added(longFollowUps, directAlone, 0.5)} ms, ` +
+        `p95 ${added(longFollowUps, directAlone, 0.95)} ms; CPU ms per turn: ${longCpu}.`,
       `CPU ms per streamed turn under load (whole turn, all processes): ${loadedCpu}.`,
       ...stopLines,
       ...paced.lines,

@@ -6,7 +6,9 @@
 import { randomUUID } from "node:crypto";
 import { eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ChatHistory } from "../../workers/chat/history";
 import { buildConversation, type PromptServices } from "../../workers/chat/prompt";
+import { sharedHttpDb } from "../../workers/db/client";
 import {
   chats,
   executions,
@@ -85,6 +87,14 @@ afterAll(async () => {
   await db?.close();
   await stack?.stop();
 });
+
+/**
+ * The Worker's own way to the database (`statementDb()`): queries over HTTP. Prepared statements need it on
+ * PGlite, whose one session would see a name prepared by two of the test pool's connections.
+ */
+function httpDb() {
+  return sharedHttpDb({ databaseUrl: stack.database.url, wsProxy: stack.database.wsProxy });
+}
 
 async function createAgent(session: Session, body: Row): Promise<Row & { id: string }> {
   const response = await api(stack, session, "POST", "/api/v1/agents", body);
@@ -503,11 +513,11 @@ describe("appending messages and building the conversation (services against the
     const agentRow = await findAgentForChat(db.db, row?.agentId as string);
     if (!row || !agentRow) throw new Error("chat or agent missing");
 
-    const conversation = await buildConversation(services(), {
-      chat: row,
-      agent: agentRow,
-      userId: alice.user.id,
-    });
+    const conversation = await buildConversation(
+      services(),
+      { chat: row, agent: agentRow, userId: alice.user.id },
+      new ChatHistory(chat.id).read(httpDb()),
+    );
     expect(conversation.map((message) => message.role)).toEqual(["system", "user", "assistant", "user"]);
     expect(conversation.slice(1)).toEqual([
       { role: "user", content: "Hello" },
@@ -521,5 +531,68 @@ describe("appending messages and building the conversation (services against the
     expect(titles).toEqual(["prefs/later", "prefs/tz", "shared/secret", "shared/team-note", "prefs/low1"]);
     expect(system).toContain('**prefs/tz** - timezone\n```json\n{\n  "tz": "CET"\n}\n```');
     expect(system).toContain('"pin": "1234"');
+  });
+});
+
+describe("a chat's history kept between reads (ChatHistory, against the stack's database)", () => {
+  const say = (content: string) => ({ role: "user" as const, content });
+  const contents = (rows: readonly { content: string | null }[]) => rows.map((row) => row.content);
+  beforeAll(async () => {
+    await createAgent(alice, { name: "historian" });
+  });
+
+  it("reads the whole chat once, then only what was added", async () => {
+    const chat = await createChat(alice, "default/historian");
+    await appendMessages(db.db, chat.id, [say("one"), say("two")]);
+    const history = new ChatHistory(chat.id);
+    const first = await history.read(httpDb());
+    expect(contents(first)).toEqual(["one", "two"]);
+
+    await appendMessages(db.db, chat.id, [say("three")]);
+    const second = await history.read(httpDb());
+    expect(contents(second)).toEqual(["one", "two", "three"]);
+    expect(second[0], "rows already held are not read again").toBe(first[0]);
+    expect(await history.read(httpDb())).toEqual(second);
+  });
+
+  it("takes a message it stored beside a read once, whether remembered before or after the read ends", async () => {
+    const chat = await createChat(alice, "default/historian");
+    const [, second] = await appendMessages(db.db, chat.id, [say("one"), say("two")]);
+    if (!second) throw new Error("no row");
+    const fresh = new ChatHistory(chat.id);
+    const reading = fresh.read(httpDb());
+    fresh.remember(second); // its insert answered first; the read (from the start) returns it too
+    expect(contents(await reading)).toEqual(["one", "two"]);
+    expect(contents(await fresh.read(httpDb()))).toEqual(["one", "two"]);
+
+    const [third] = await appendMessages(db.db, chat.id, [say("three")]);
+    if (!third) throw new Error("no row");
+    const read = await fresh.read(httpDb());
+    fresh.remember(third);
+    fresh.remember(second);
+    expect(contents(read)).toEqual(["one", "two", "three"]);
+    expect(contents(await fresh.read(httpDb()))).toEqual(["one", "two", "three"]);
+  });
+
+  it("reads everything again when the count shows a row it does not hold", async () => {
+    const chat = await createChat(alice, "default/historian");
+    const [kept, dropped] = await appendMessages(db.db, chat.id, [say("kept"), say("dropped")]);
+    const history = new ChatHistory(chat.id);
+    await history.read(httpDb());
+    await db.db.delete(messages).where(eq(messages.id, dropped?.id as string));
+    await appendMessages(db.db, chat.id, [say("later")]);
+    expect(contents(await history.read(httpDb()))).toEqual(["kept", "later"]);
+    const [reread] = await history.read(httpDb());
+    expect(reread?.id).toBe(kept?.id);
+  });
+
+  it("does not hold a history larger than its limit, and forgets nothing for it", async () => {
+    const chat = await createChat(alice, "default/historian");
+    await appendMessages(db.db, chat.id, [say("a long message"), say("another")]);
+    const history = new ChatHistory(chat.id, 10);
+    const first = await history.read(httpDb());
+    const second = await history.read(httpDb());
+    expect(contents(second)).toEqual(["a long message", "another"]);
+    expect(second[0], "read again, not held").not.toBe(first[0]);
   });
 });

@@ -23,7 +23,6 @@ import { decryptText } from "../lib/crypto";
 import { renderTemplate } from "../lib/jinja";
 import type { ProviderServices } from "../llm/registry";
 import type { ContentPart, LlmMessage } from "../llm/types";
-import { listChatMessages } from "../services/chats";
 
 /** How many stored-context entries the system message carries at most (§5.3 D.1c). */
 export const STORED_CONTEXT_LIMIT = 5;
@@ -208,25 +207,22 @@ export interface FirstRoundMessages {
 }
 
 /** Every message before `added`, then `added`. */
-async function storedWith(first: FirstRoundMessages): Promise<Message[]> {
+export async function storedWith(first: FirstRoundMessages): Promise<Message[]> {
   const [stored, added] = await Promise.all([first.stored, first.added]);
   return [...stored.filter((message) => message.sequence < added.sequence), added];
 }
 
 /**
- * The full conversation for the next model call (§5.3 step D, D-25); `first`: the first round of a turn, whose
- * messages were read beside the user message's insert.
+ * The full conversation for the next model call (§5.3 step D, D-25): the system message, then `storedMessages`, the
+ * chat's messages in order (read by the caller, see ChatHistory).
  */
 export async function buildConversation(
   services: PromptServices,
   { chat, agent, userId }: ConversationRequest,
-  first?: FirstRoundMessages,
+  storedMessages: Promise<Message[]>,
 ): Promise<LlmMessage[]> {
   const db = services.db();
-  const [contextStates, stored] = await Promise.all([
-    loadContextStates(db, agent, userId),
-    first ? storedWith(first) : listChatMessages(db, chat.id),
-  ]);
+  const [contextStates, stored] = await Promise.all([loadContextStates(db, agent, userId), storedMessages]);
   const entries = await Promise.all(contextStates.map((state) => toContextEntry(services, state)));
   const system = systemContent(
     agent,

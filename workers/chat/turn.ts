@@ -13,8 +13,9 @@ import type { CompletionRequest, LlmMessage } from "../llm/types";
 import { appendMessages, type NewChatMessage } from "../services/chats";
 import type { Services } from "../services/services";
 import type { ChatEvent, TurnEndStatus } from "./events";
+import type { ChatHistory } from "./history";
 import { completeReply, type StartedCall, startCall, streamReply } from "./model-call";
-import { buildConversation, type FirstRoundMessages, responseFormatFor } from "./prompt";
+import { buildConversation, type FirstRoundMessages, responseFormatFor, storedWith } from "./prompt";
 import {
   approvalNeeded,
   assembleTools,
@@ -49,6 +50,8 @@ export interface TurnRequest {
   mode: "stream" | "complete";
   /** Nesting of agent-to-agent calls (0 for a user's turn). */
   depth: number;
+  /** The chat's messages, kept by its object between reads. */
+  history: ChatHistory;
   resume?: ApprovalResume;
   signal: AbortSignal;
   emit(event: ChatEvent): void;
@@ -117,13 +120,13 @@ export async function prepareTurn(setup: TurnSetup, first?: FirstRoundMessages):
 
 /** The conversation in universal content; each adapter converts it for its wire format. */
 function buildConversationFor(
-  setup: Pick<TurnSetup, "services" | "chat" | "agent" | "user">,
+  setup: Pick<TurnSetup, "services" | "chat" | "agent" | "user" | "history">,
   first?: FirstRoundMessages,
 ) {
   return buildConversation(
     setup.services,
     { chat: setup.chat, agent: setup.agent, userId: setup.user.id },
-    first,
+    first ? storedWith(first) : setup.history.read(setup.services.statementDb()),
   );
 }
 

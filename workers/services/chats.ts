@@ -6,7 +6,7 @@
  * `sequence` identity, never by `created_at`, which ties inside one transaction (D-17). Deleting a chat takes
  * its messages and pending approvals with it and leaves its executions with `chat_id` null (the foreign keys).
  */
-import { and, asc, desc, eq, exists, max, sql } from "drizzle-orm";
+import { and, asc, count, desc, eq, exists, gt, max, sql } from "drizzle-orm";
 import type { Database, DbOrTx } from "../db/client";
 import { preparedOnce } from "../db/prepared";
 import {
@@ -269,6 +269,40 @@ const chatMessagesStatement = preparedOnce((db) =>
 /** The chat's messages in order; a prepared statement (every turn reads them), best on `statementDb()`. */
 export async function listChatMessages(db: Database, chatId: string): Promise<Message[]> {
   return chatMessagesStatement(db).execute({ chatId });
+}
+
+/**
+ * The chat's messages after sequence `after` in order, each row with the chat's message count (`total`), so that
+ * a caller holding the earlier ones can tell whether it missed any; a chat with none after gives one row with
+ * `message` null.
+ */
+const chatMessagesAfterStatement = preparedOnce((db) => {
+  const counted = db
+    .select({ total: count().as("total") })
+    .from(messages)
+    .where(eq(messages.chatId, sql.placeholder("chatId")))
+    .as("counted");
+  return db
+    .select({ total: counted.total, message: messages })
+    .from(counted)
+    .leftJoin(
+      messages,
+      and(eq(messages.chatId, sql.placeholder("chatId")), gt(messages.sequence, sql.placeholder("after"))),
+    )
+    .orderBy(asc(messages.sequence))
+    .prepare("chat_messages_after");
+});
+
+/** The messages added to a chat after sequence `after`, and how many the chat holds in all. */
+export async function listChatMessagesAfter(
+  db: Database,
+  chatId: string,
+  after: number,
+): Promise<{ added: Message[]; total: number }> {
+  const rows = await chatMessagesAfterStatement(db).execute({ chatId, after });
+  const added: Message[] = [];
+  for (const row of rows) if (row.message) added.push(row.message);
+  return { added, total: Number(rows[0]?.total ?? 0) };
 }
 
 /** The chat's last message time, or null. */
