@@ -292,6 +292,8 @@ describe("chat CRUD (S22, without a model)", () => {
     const listed = rows.find((chat) => chat.id === t1.id);
     expect(listed).toBeDefined();
     expect(Object.keys(listed ?? {}).sort()).toEqual(CHAT_RESPONSE_FIELDS);
+    const read = (await api(stack, admin, "GET", `/chats/${t1.id}`)).body as Row;
+    expect(listed?.last_message_at, "the last message's time").toBe(read.last_message_at);
     expect(listed?.last_message_at).not.toBeNull();
     expect(rows.every((chat) => chat.user_id === admin.user.id)).toBe(true);
     const updated = rows.map((chat) => Date.parse(chat.updated_at as string));
@@ -310,9 +312,10 @@ describe("chat CRUD (S22, without a model)", () => {
     const renamed = await api(stack, admin, "PUT", `/chats/${t1.id}`, { title: "renamed" });
     expect(renamed.status).toBe(200);
     expect(renamed.body).toMatchObject({ id: t1.id, title: "renamed", user_email: "admin@acme.io" });
-    expect((renamed.body as Row).last_message_at).not.toBeNull();
     const rows = (await api(stack, admin, "GET", "/chats")).body as Row[];
     expect(rows[0]?.id).toBe(t1.id);
+    expect((renamed.body as Row).last_message_at).not.toBeNull();
+    expect((renamed.body as Row).last_message_at).toBe(rows[0]?.last_message_at);
 
     const unchanged = await api(stack, admin, "PUT", `/chats/${t1.id}`, {});
     expect(unchanged.status).toBe(200);

@@ -6,7 +6,7 @@
  * `sequence` identity, never by `created_at`, which ties inside one transaction (D-17). Deleting a chat takes
  * its messages and pending approvals with it and leaves its executions with `chat_id` null (the foreign keys).
  */
-import { and, asc, count, desc, eq, exists, gt, max, sql } from "drizzle-orm";
+import { and, asc, count, desc, eq, exists, gt, sql } from "drizzle-orm";
 import type { Database, DbOrTx } from "../db/client";
 import { preparedOnce } from "../db/prepared";
 import {
@@ -305,14 +305,28 @@ export async function listChatMessagesAfter(
   return { added, total: Number(rows[0]?.total ?? 0) };
 }
 
-/** The chat's last message time, or null. */
+/**
+ * The chat's last message time, or null: the last message by sequence, one step down the (chat_id, sequence)
+ * index, where `max(created_at)` read every message of the chat. The chat's object writes its messages one
+ * statement after another, so the last by sequence is also the latest.
+ */
 export async function lastMessageAt(db: DbOrTx, chatId: string): Promise<Date | null> {
   const [row] = await db
-    .select({ at: max(messages.createdAt) })
+    .select({ at: messages.createdAt })
     .from(messages)
-    .where(eq(messages.chatId, chatId));
+    .where(eq(messages.chatId, chatId))
+    .orderBy(desc(messages.sequence))
+    .limit(1);
   return row?.at ?? null;
 }
+
+/**
+ * `lastMessageAt` for each chat of a list, as a scalar subquery (evaluated for the page's chats only). Written
+ * out: in a select list drizzle leaves columns unqualified, and `"id"` would be the message's.
+ */
+const lastMessageAtOfChat = () =>
+  sql<Date | null>`(select m.created_at from messages m where m.chat_id = "chats"."id"
+    order by m.sequence desc limit 1)`.mapWith(messages.createdAt);
 
 export interface ChatListPage {
   skip: number;
@@ -326,12 +340,11 @@ export async function listChats(
   userId: string,
   page: ChatListPage,
 ): Promise<{ chat: Chat; lastMessageAt: Date | null }[]> {
+  // The subquery runs for the page's chats only; a join and `group by` aggregated every message of every chat.
   const query = db
-    .select({ chat: chats, lastMessageAt: max(messages.createdAt) })
+    .select({ chat: chats, lastMessageAt: lastMessageAtOfChat() })
     .from(chats)
-    .leftJoin(messages, eq(messages.chatId, chats.id))
     .where(eq(chats.userId, userId))
-    .groupBy(chats.id)
     .orderBy(desc(chats.updatedAt), desc(chats.id))
     .offset(page.skip);
   return page.limit === undefined ? query : query.limit(page.limit);
