@@ -523,6 +523,9 @@ export const executions = pgTable(
   },
   (t) => [
     index("executions_user_id_started_at_idx").on(t.userId, t.startedAt),
+    // An admin's list (every user's runs, newest first, optionally of one function) reads these, not the table.
+    index("executions_started_at_idx").on(t.startedAt),
+    index("executions_function_name_started_at_idx").on(t.functionName, t.startedAt),
     index("executions_status_idx").on(t.status),
     index("executions_chat_id_idx").on(t.chatId),
   ],

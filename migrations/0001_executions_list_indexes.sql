@@ -1,0 +1,2 @@
+CREATE INDEX "executions_started_at_idx" ON "executions" USING btree ("started_at");--> statement-breakpoint
+CREATE INDEX "executions_function_name_started_at_idx" ON "executions" USING btree ("function_name","started_at");
