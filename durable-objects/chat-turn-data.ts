@@ -37,6 +37,7 @@ function subjectColumns(db: Database) {
   return {
     chat: chats,
     email: users.email,
+    userActive: users.isActive,
     agent: agents,
     agentProvider: llmProviders,
     hasPausedExecutions: sql<boolean>`exists (${db
@@ -49,6 +50,7 @@ function subjectColumns(db: Database) {
 type SubjectRow = {
   chat: Chat;
   email: string;
+  userActive: boolean;
   agent: Agent | null;
   agentProvider: LlmProvider | null;
   hasPausedExecutions: boolean;
@@ -62,6 +64,8 @@ function subjectsOf(
 ): TurnSubjects {
   if (!row) throw new AppError("NOT_FOUND", "Chat not found");
   if (row.chat.userId !== userId) throw new AppError("FORBIDDEN", SENDER_DENIED[action]);
+  // The Worker may send a caller here on a verified token alone (authenticateSender): this is the user check.
+  if (!row.userActive) throw new AppError("UNAUTHORIZED", "User is inactive");
   if (!row.agent) throw new AppError("NOT_FOUND", "The chat's agent no longer exists or is inactive");
   return {
     chat: row.chat,

@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { FakeLlm } from "../fixtures/fake-llm";
-import { api, type Session } from "../helpers/auth";
+import { api, login, type Session } from "../helpers/auth";
 import {
   chatMessages,
   contentOf,
@@ -461,5 +461,52 @@ describe("who may send, and what the model sees", () => {
     expect((await streamMessage(stack, admin, chat, "w")).status).toBe(404);
     expect(await stored()).toBe(6);
     expect(fake.requests).toHaveLength(3);
+  });
+
+  it("starts a turn on a verified token alone; an inactive user's token or key stores nothing (401)", async () => {
+    const dora = await login(stack, "dora@acme.io");
+    await createAgent(stack, dora, { name: "doras", llm_provider_id: providers.openai, model: "fake-model" });
+    const chat = await createChat(stack, dora, "doras");
+    const created = await api(stack, dora, "POST", "/api/v1/api-keys", { name: "dora-key", permissions: {} });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    const byKey = (path: string) =>
+      stack.fetch(path, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-api-key": (created.body as { key: string }).key },
+        body: JSON.stringify({ content: "by key" }),
+      });
+
+    fake.script({ content: "hello dora" }, { content: "hello key" });
+    const streamed = await streamMessage(stack, dora, chat, "hi");
+    expect(streamed.status).toBe(200);
+    expect(contentOf(streamed.events)).toBe("hello dora");
+    expect((await byKey(`/chats/${chat}/messages`)).status).toBe(200);
+    const stored = async () => (await chatMessages(stack, dora, chat)).length;
+    expect(await stored()).toBe(4);
+
+    // The request log names the sender of a turn started on the token alone.
+    const path = `/chats/${chat}/messages/stream`;
+    let logged: Record<string, unknown>[] = [];
+    for (let attempt = 0; attempt < 50 && logged.length === 0; attempt++) {
+      const logs = await api(stack, admin, "GET", `/api/v1/request-logs?user_id=${dora.user.id}`);
+      logged = (logs.body as Record<string, unknown>[]).filter((row) => row.path === path);
+      if (logged.length === 0) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(logged[0]).toMatchObject({ user_id: dora.user.id, user_email: "dora@acme.io", status_code: 200 });
+
+    const off = await api(stack, admin, "PATCH", `/api/v1/users/${dora.user.id}`, { is_active: false });
+    expect(off.status).toBe(200);
+    try {
+      const refused = await streamMessage(stack, dora, chat, "still there?");
+      expect(refused.status).toBe(401);
+      expect(JSON.parse(refused.text)).toMatchObject({ detail: "User is inactive" });
+      const plain = await api(stack, dora, "POST", `/chats/${chat}/messages`, { content: "and now?" });
+      expect(plain.status).toBe(401);
+      expect((await byKey(path)).status).toBe(401);
+      expect(fake.requests).toHaveLength(2);
+    } finally {
+      await api(stack, admin, "PATCH", `/api/v1/users/${dora.user.id}`, { is_active: true });
+    }
+    expect(await stored(), "nothing stored while inactive").toBe(4);
   });
 });

@@ -7,7 +7,7 @@ import { createMiddleware } from "hono/factory";
 import { authorize } from "../auth/access";
 import type { Principal } from "../auth/principal";
 import { AppError } from "../lib/errors";
-import { authenticate as authenticateToken } from "../services/authentication";
+import { authenticate as authenticateToken, verifyTokenUser } from "../services/authentication";
 import type { AppEnv } from "./app-env";
 
 /** The WebSocket subprotocol that carries a browser's token: `new WebSocket(url, ["sinas.v1", "bearer.<token>"])`. */
@@ -51,6 +51,45 @@ export const authenticate = createMiddleware<AppEnv>(async function authenticate
     c.executionCtx.waitUntil(services.runAfterResponse(afterResponse()));
   }
 });
+
+/**
+ * `authenticate` for sending a chat turn, whose first statement checks the caller itself (the chat's owner and
+ * an active user: durable-objects/chat-turn-data.ts). A valid bearer JWT lets the handler go on at once: one
+ * database round trip fewer before the model is called. The user row is read only if the turn is refused, so
+ * that the answer is the one `authenticate` would give (`confirmSender`). API keys, which carry their own
+ * permissions, take `authenticate`'s path. Sets `sender`, or `principal`.
+ */
+export const authenticateSender = createMiddleware<AppEnv>(async function authenticateSender(c, next) {
+  const token = credentialOf({ get: (name) => c.req.header(name) });
+  if (!token) throw missingCredentials();
+  const services = c.get("services");
+  const verified = await verifyTokenUser(services, token);
+  if (!verified) return authenticate(c, next);
+  c.set("sender", { userId: verified.userId, email: verified.email });
+  try {
+    await next();
+  } finally {
+    c.executionCtx.waitUntil(services.runAfterResponse(verified.afterResponse()));
+  }
+});
+
+/** The id of the caller behind `authenticate` or `authenticateSender`. */
+export function senderIdOf(c: Context<AppEnv>): string {
+  const id = c.get("principal")?.user.id ?? c.get("sender")?.userId;
+  if (!id) throw new AppError("UNAUTHORIZED", "Missing authorization header");
+  return id;
+}
+
+/**
+ * Behind `authenticateSender`, when the service refused: reads the user as `authenticate` does, which throws
+ * its 401 (unknown or inactive user) before the service's own answer is given.
+ */
+export async function confirmSender(c: Context<AppEnv>): Promise<void> {
+  if (c.get("principal")) return;
+  const token = credentialOf({ get: (name) => c.req.header(name) });
+  if (!token) throw missingCredentials();
+  c.set("principal", (await authenticateToken(c.get("services"), token)).principal);
+}
 
 /** The outcome of checking a request's credentials before it is known whether they are needed. */
 export type CallerCheck =

@@ -7,12 +7,21 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { createMiddleware } from "hono/factory";
 import { permissions } from "../auth/catalogue";
 import { AppError } from "../lib/errors";
 import type { ContentPart } from "../llm/types";
 import { findChatForSender, findOwnedChat } from "../services/chats";
 import type { AppEnv } from "./app-env";
-import { authenticate, principalOf, recordPermission, WEBSOCKET_TOKEN_PREFIX } from "./auth";
+import {
+  authenticate,
+  authenticateSender,
+  confirmSender,
+  principalOf,
+  recordPermission,
+  senderIdOf,
+  WEBSOCKET_TOKEN_PREFIX,
+} from "./auth";
 import { createRouter, errorResponse } from "./router";
 import { jsonBody, jsonResponse } from "./schemas";
 import { approvalDecisionsOf, messageContentOfUiMessages, UiChatRequestSchema } from "./ui-chat";
@@ -235,8 +244,13 @@ export const chatTurnsRouter = createRouter();
 const tooLarge = () => {
   throw new AppError("PAYLOAD_TOO_LARGE", `The message exceeds ${MAX_MESSAGE_BYTES / 1024 / 1024} MiB`);
 };
+/** `POST /chats/{id}/messages` and `.../messages/stream`: the turn's first statement checks the sender. */
+const SEND_PATH = /^\/chats\/[^/]+\/messages(\/stream)?$/;
+const authenticateChatCaller = createMiddleware<AppEnv>((c, next) =>
+  c.req.method === "POST" && SEND_PATH.test(c.req.path) ? authenticateSender(c, next) : authenticate(c, next),
+);
 for (const path of ["/chats/*", "/ui/*"]) {
-  chatTurnsRouter.use(path, authenticate);
+  chatTurnsRouter.use(path, authenticateChatCaller);
   chatTurnsRouter.use(path, bodyLimit({ maxSize: MAX_MESSAGE_BYTES, onError: tooLarge }));
 }
 
@@ -270,9 +284,9 @@ chatTurnsRouter
     recordPermission(c, permissions.chats("write"));
     const { chat_id } = c.req.valid("param");
     const { content } = c.req.valid("json");
-    const userId = principalOf(c).user.id;
-    // The ChatSession checks that the caller owns the chat; the turn may take long, and this request's
-    // Postgres connection is not needed meanwhile.
+    const userId = senderIdOf(c);
+    // The ChatSession checks that the caller owns the chat and is active; the turn may take long, and this
+    // request's Postgres connection is not needed meanwhile.
     await c.var.services.releaseDb();
     const answer = await chatSession(c, chat_id).sendMessage({
       chatId: chat_id,
@@ -280,7 +294,10 @@ chatTurnsRouter
       content: contentText(content),
       mode: "complete",
     });
-    if (!answer.ok) raise(answer);
+    if (!answer.ok) {
+      await confirmSender(c);
+      raise(answer);
+    }
     if (!answer.message) throw new AppError("INTERNAL", "The turn ended without an answer");
     if (answer.outputErrors) c.header("X-Output-Schema-Errors", answer.outputErrors.slice(0, 1000));
     return c.json(answer.message, 200);
@@ -289,13 +306,16 @@ chatTurnsRouter
     recordPermission(c, permissions.chats("write"));
     const { chat_id } = c.req.valid("param");
     const { content } = c.req.valid("json");
-    const userId = principalOf(c).user.id;
+    const userId = senderIdOf(c);
     // The pool is kept: the request log reuses its connection as soon as the stream's headers are out.
     const stream = await chatSession(c, chat_id).startTurnStream(
       { chatId: chat_id, userId, content: contentText(content) },
       "sinas",
     );
-    if (!(stream instanceof Response)) raise(stream);
+    if (!(stream instanceof Response)) {
+      await confirmSender(c);
+      raise(stream);
+    }
     return stream as never;
   })
   .openapi(resumeRoute, async (c) => {

@@ -143,9 +143,17 @@ function rowIdentity(c: Context<AppEnv>): { requestId: string; clientRequestId: 
   return { requestId: crypto.randomUUID(), clientRequestId: clientSupplied ? requestId : null };
 }
 
+/** The authenticated caller, whichever middleware named it. */
+function callerOfRequest(c: Context<AppEnv>): { id: string; email: string } | null {
+  const principal = c.get("principal");
+  if (principal) return principal.user;
+  const sender = c.get("sender");
+  return sender ? { id: sender.userId, email: sender.email } : null;
+}
+
 /** Everything known once the handler has returned; the body and response size are awaited later. */
 function describeRequest(c: Context<AppEnv>, startedAt: number): Omit<NewRequestLog, "requestBody"> {
-  const principal = c.get("principal");
+  const caller = callerOfRequest(c);
   const permissionUsed = c.get("permissionUsed");
   const error = c.error ? toAppError(c.error) : null;
   const url = new URL(c.req.url);
@@ -153,8 +161,8 @@ function describeRequest(c: Context<AppEnv>, startedAt: number): Omit<NewRequest
   const { requestId, clientRequestId } = rowIdentity(c);
   return {
     requestId,
-    userId: principal?.user.id ?? null,
-    userEmail: principal?.user.email ?? null,
+    userId: caller?.id ?? null,
+    userEmail: caller?.email ?? null,
     permissionUsed: permissionUsed?.permission ?? null,
     hasPermission: permissionUsed?.granted ?? true,
     method: c.req.method,

@@ -89,6 +89,25 @@ async function authenticateApiKey(services: Services, token: string): Promise<Au
   };
 }
 
+/** The user a bearer token names, once its signature and expiry are checked; null when it is no valid JWT. */
+export interface TokenUser {
+  userId: string;
+  email: string;
+  afterResponse(): Promise<void>;
+}
+
+/**
+ * A bearer JWT's user without reading the user row or grants: for a service that checks the user itself in
+ * its own first statement (a chat turn). Null for an API key or any token `authenticate` would refuse.
+ */
+export async function verifyTokenUser(services: Services, token: string): Promise<TokenUser | null> {
+  await ensureBootstrapped(services);
+  const check = await verifyAccessToken(token, requireSecret(services.config, "SECRET_KEY"));
+  if (check.kind !== "valid") return null;
+  const { sub: userId, email } = check.claims;
+  return { userId, email, afterResponse: () => touchUser(services, userId) };
+}
+
 export async function authenticate(services: Services, token: string): Promise<Authentication> {
   // Default groups and the superadmin must exist before any grant is read.
   await ensureBootstrapped(services);

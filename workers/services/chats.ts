@@ -19,6 +19,7 @@ import {
   type MessageRole,
   messages,
   type ToolCall,
+  users,
 } from "../db/schema";
 import { AppError } from "../lib/errors";
 import { validateAgainstSchema } from "../lib/json-schema";
@@ -151,7 +152,7 @@ export async function appendMessages(db: DbOrTx, chatId: string, rows: NewChatMe
 
 /**
  * A turn's user message (§5.3 step C) as the CTEs of one statement (`added` returns the stored row): stored
- * only if the user owns the chat and its agent is active, touching the chat's `updated_at`. Otherwise no chat
+ * only if the user owns the chat, is active, and the chat's agent is active, touching the chat's `updated_at`. Otherwise no chat
  * row is touched, `chat_id` stays null and NOT NULL refuses the whole statement (`isNotNullViolation`), so a
  * refused send stores nothing. Values are the placeholders `chatId`, `userId` and `content` (the statement
  * is prepared once).
@@ -161,6 +162,10 @@ export function userMessageCtes(db: Database) {
     .select({ id: agents.id })
     .from(agents)
     .where(and(eq(agents.id, chats.agentId), eq(agents.isActive, true)));
+  const activeUser = db
+    .select({ id: users.id })
+    .from(users)
+    .where(and(eq(users.id, chats.userId), eq(users.isActive, true)));
   const touched = db.$with("touched").as(
     db
       .update(chats)
@@ -169,6 +174,7 @@ export function userMessageCtes(db: Database) {
         and(
           eq(chats.id, sql.placeholder("chatId")),
           eq(chats.userId, sql.placeholder("userId")),
+          exists(activeUser),
           exists(activeAgent),
         ),
       )
