@@ -503,6 +503,11 @@ describe("who may send, and what the model sees", () => {
       const plain = await api(stack, dora, "POST", `/chats/${chat}/messages`, { content: "and now?" });
       expect(plain.status).toBe(401);
       expect((await byKey(path)).status).toBe(401);
+      const ui = await api(stack, dora, "POST", "/ui/chats", {
+        id: chat,
+        messages: [{ id: "m1", role: "user", parts: [{ type: "text", text: "from useChat" }] }],
+      });
+      expect(ui.status).toBe(401);
       expect(fake.requests).toHaveLength(2);
     } finally {
       await api(stack, admin, "PATCH", `/api/v1/users/${dora.user.id}`, { is_active: true });

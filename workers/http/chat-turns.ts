@@ -244,8 +244,8 @@ export const chatTurnsRouter = createRouter();
 const tooLarge = () => {
   throw new AppError("PAYLOAD_TOO_LARGE", `The message exceeds ${MAX_MESSAGE_BYTES / 1024 / 1024} MiB`);
 };
-/** `POST /chats/{id}/messages` and `.../messages/stream`: the turn's first statement checks the sender. */
-const SEND_PATH = /^\/chats\/[^/]+\/messages(\/stream)?$/;
+/** `POST /chats/{id}/messages`, `.../messages/stream` and `/ui/chats`: the turn's first statement checks the sender. */
+const SEND_PATH = /^\/(chats\/[^/]+\/messages(\/stream)?|ui\/chats)$/;
 const authenticateChatCaller = createMiddleware<AppEnv>((c, next) =>
   c.req.method === "POST" && SEND_PATH.test(c.req.path) ? authenticateSender(c, next) : authenticate(c, next),
 );
@@ -355,10 +355,11 @@ chatTurnsRouter
   .openapi(uiChatRoute, async (c) => {
     recordPermission(c, permissions.chats("write"));
     const body = c.req.valid("json");
-    const userId = principalOf(c).user.id;
+    const userId = senderIdOf(c);
     const session = chatSession(c, body.id);
     const decisions = approvalDecisionsOf(body.messages);
     if (decisions.length > 0) {
+      await confirmSender(c); // decisions take the usual path: the user is read first
       const decided = await session.decideApprovals({ chatId: body.id, userId, decisions });
       if (!decided.ok) raise(decided);
       // Other calls of that message still wait for a decision: nothing runs yet.
@@ -369,7 +370,10 @@ chatTurnsRouter
       { chatId: body.id, userId, content: messageContentOfUiMessages(body.messages) },
       "ui",
     );
-    if (!(stream instanceof Response)) raise(stream);
+    if (!(stream instanceof Response)) {
+      await confirmSender(c);
+      raise(stream);
+    }
     return stream as never;
   })
   .openapi(uiResumeRoute, async (c) => {
