@@ -11,8 +11,11 @@ import type { Database } from "../db/client";
 import type { Message } from "../db/schema";
 import { listChatMessagesAfter } from "../services/chats";
 
-/** Above this much message content the history is read in full every time rather than held in memory. */
-export const HISTORY_CACHE_MAX_CHARS = 4_000_000;
+/**
+ * Above this much message content (about 2 MB) the history is read in full every time rather than held: the
+ * chat objects of an isolate share its memory (128 MB on Cloudflare), and images sent as data URLs are large.
+ */
+export const HISTORY_CACHE_MAX_CHARS = 1_000_000;
 
 export class ChatHistory {
   readonly chatId: string;
