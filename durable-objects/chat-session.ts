@@ -20,7 +20,7 @@ import {
 } from "../workers/chat/turn";
 import type { Env } from "../workers/env";
 import { AppError } from "../workers/lib/errors";
-import { appendMessages, toMessageResponse } from "../workers/services/chats";
+import { toMessageResponse } from "../workers/services/chats";
 import { createServices, type Services } from "../workers/services/services";
 import { type Decision, recordDecisions } from "./chat-approvals";
 import { ChunkCoalescer } from "./chat-coalescer";
@@ -36,7 +36,7 @@ import {
 } from "./chat-session-results";
 import type { StreamFormat } from "./chat-stream";
 import { coalesceWindowMs, trackStreamingTurn } from "./chat-stream-load";
-import { beginTurnRecord, loadTurnSubjects, partialAnswerOf, type TurnSubjects } from "./chat-turn-data";
+import { beginTurnRecord, loadTurnSubjects, savePartialAnswer, type TurnSubjects } from "./chat-turn-data";
 import { ChatViewers } from "./chat-viewers";
 
 interface ActiveTurn {
@@ -414,18 +414,8 @@ export class ChatSession extends DurableObject<Env> {
     if (interrupted.length === 0) return;
     const services = this.#services();
     for (const turn of interrupted) {
-      const partial = partialAnswerOf(this.#log.eventsAfter(turn.firstSeq - 1, turn.id));
-      let messageId: string | null = null;
-      if (partial) {
-        try {
-          const [saved] = await appendMessages(services.db(), turn.chatId, [
-            { role: "assistant", content: partial },
-          ]);
-          messageId = saved?.id ?? null;
-        } catch {
-          // The database is unreachable: the error event still ends the turn.
-        }
-      }
+      const events = this.#log.eventsAfter(turn.firstSeq - 1, turn.id);
+      const messageId = await savePartialAnswer(services, turn.chatId, events);
       this.#emit(turn.id, {
         type: "error",
         error: "The turn was interrupted because the server restarted; send the message again",

@@ -19,7 +19,12 @@ import {
   users,
 } from "../workers/db/schema";
 import { AppError } from "../workers/lib/errors";
-import { type ChatSenderAction, SENDER_DENIED, userMessageCtes } from "../workers/services/chats";
+import {
+  appendMessages,
+  type ChatSenderAction,
+  SENDER_DENIED,
+  userMessageCtes,
+} from "../workers/services/chats";
 import type { Services } from "../workers/services/services";
 
 export interface TurnSubjects {
@@ -153,8 +158,27 @@ export async function beginTurnRecord(
   return { subjects: subjectsOf(row, turn.userId), message: row.message };
 }
 
+/**
+ * Saves what an interrupted turn had streamed (see `partialAnswerOf`) as the assistant's message; its id, or
+ * null when there was nothing or the database is unreachable (the turn is ended either way).
+ */
+export async function savePartialAnswer(
+  services: Services,
+  chatId: string,
+  events: LoggedEvent[],
+): Promise<string | null> {
+  const partial = partialAnswerOf(events);
+  if (!partial) return null;
+  try {
+    const [saved] = await appendMessages(services.db(), chatId, [{ role: "assistant", content: partial }]);
+    return saved?.id ?? null;
+  } catch {
+    return null;
+  }
+}
+
 /** The text streamed by the turn's last step, when that step never ended. */
-export function partialAnswerOf(events: LoggedEvent[]): string {
+function partialAnswerOf(events: LoggedEvent[]): string {
   let text = "";
   for (const { event } of events) {
     if (event.type === "step_start") text = "";
