@@ -6,6 +6,7 @@
  * `npm run bench -- http`, `-- functions`, `-- webhooks`, `-- chat` or `-- runtime` runs one part.
  */
 import { performance } from "node:perf_hooks";
+import { IDENTITY_VARS } from "../helpers/auth";
 import { startTestStack, stopAllStacks } from "../helpers/stack";
 import { runChatBenchmarks } from "./chat";
 import { formatSteal, sampleMachine } from "./cpu";
@@ -28,7 +29,7 @@ const machineBefore = sampleMachine();
 
 if (wants("http")) {
   const bootStarted = performance.now();
-  const stack = await startTestStack();
+  const stack = await startTestStack({ workerVars: { ...IDENTITY_VARS } });
   const bootSeconds = (performance.now() - bootStarted) / 1000;
   try {
     console.log(
