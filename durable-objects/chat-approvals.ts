@@ -2,10 +2,10 @@
  * @module Tool-approval decisions (sinas-spec §5.7 with D-29): recording them, and telling when every call of
  * the paused assistant message is decided, so that the turn can go on with exactly those decisions.
  */
-import { and, eq, isNull } from "drizzle-orm";
+import { and, eq, exists, isNull } from "drizzle-orm";
 import type { ApprovalResume } from "../workers/chat/turn";
 import type { DbOrTx } from "../workers/db/client";
-import { messages, pendingToolApprovals } from "../workers/db/schema";
+import { chats, messages, pendingToolApprovals } from "../workers/db/schema";
 
 export interface Decision {
   toolCallId: string;
@@ -20,8 +20,22 @@ export type Recorded =
   /** Every call of the message is decided: the turn goes on with `resume`. */
   | { kind: "complete"; resume: ApprovalResume };
 
-/** Records `decisions` (all for one message); pending approvals only, so a decision is never taken twice. */
-export async function recordDecisions(db: DbOrTx, chatId: string, decisions: Decision[]): Promise<Recorded> {
+/**
+ * Records `decisions` (all for one message); pending approvals only, so a decision is never taken twice, and
+ * only the chat owner's (the routes check that first too; this keeps a route that forgets from recording).
+ */
+export async function recordDecisions(
+  db: DbOrTx,
+  chat: { chatId: string; userId: string },
+  decisions: Decision[],
+): Promise<Recorded> {
+  const { chatId } = chat;
+  const owned = exists(
+    db
+      .select({ id: chats.id })
+      .from(chats)
+      .where(and(eq(chats.id, chatId), eq(chats.userId, chat.userId))),
+  );
   let messageId: string | null = null;
   for (const decision of decisions) {
     const [row] = await db
@@ -32,6 +46,7 @@ export async function recordDecisions(db: DbOrTx, chatId: string, decisions: Dec
           eq(pendingToolApprovals.chatId, chatId),
           eq(pendingToolApprovals.toolCallId, decision.toolCallId),
           isNull(pendingToolApprovals.approved),
+          owned,
         ),
       )
       .returning({ messageId: pendingToolApprovals.messageId });

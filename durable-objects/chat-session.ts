@@ -230,7 +230,7 @@ export class ChatSession extends DurableObject<Env> {
       if (this.#active)
         return failure("CONFLICT", "A turn is running in this chat; decide when it has ended");
       try {
-        const recorded = await recordDecisions(this.#services().db(), request.chatId, request.decisions);
+        const recorded = await recordDecisions(this.#services().db(), request, request.decisions);
         if (recorded.kind === "not_found")
           return failure("NOT_FOUND", "Pending approval not found or already processed");
         if (recorded.kind === "waiting") return { ok: true as const, waiting: recorded.waiting };
@@ -258,7 +258,7 @@ export class ChatSession extends DurableObject<Env> {
       message,
     });
     try {
-      const recorded = await recordDecisions(this.#services().db(), request.chatId, [request]);
+      const recorded = await recordDecisions(this.#services().db(), request, [request]);
       if (recorded.kind === "not_found")
         return failure("NOT_FOUND", "Pending approval not found or already processed");
       if (recorded.kind === "waiting") {

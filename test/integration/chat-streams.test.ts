@@ -335,6 +335,12 @@ describe("AI SDK UI-message stream", () => {
           : part,
       ),
     };
+    // Someone else's decision for this chat is refused and changes nothing: the owner's still counts.
+    const mallory = await login(stack, "mallory@acme.io");
+    const foreign = await api(stack, mallory, "POST", "/ui/chats", { id: chat, messages: [user, answered] });
+    expect(foreign.status, JSON.stringify(foreign.body)).toBe(403);
+    expect(fake.requests).toHaveLength(1);
+
     fake.script({ content: "Paid", chunks: ["Pa", "id"] });
     // readUIMessageStream updates the message it is given: keep `answered` as sent.
     const done = await read(

@@ -360,6 +360,9 @@ chatTurnsRouter
     const decisions = approvalDecisionsOf(body.messages);
     if (decisions.length > 0) {
       await confirmSender(c); // decisions take the usual path: the user is read first
+      // As for approve-tool: only the chat's owner decides (recording comes before the turn's own check).
+      await findChatForSender(c.var.services.db(), body.id, userId, "approve");
+      await c.var.services.releaseDb();
       const decided = await session.decideApprovals({ chatId: body.id, userId, decisions });
       if (!decided.ok) raise(decided);
       // Other calls of that message still wait for a decision: nothing runs yet.
