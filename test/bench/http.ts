@@ -3,7 +3,7 @@
  */
 import { performance } from "node:perf_hooks";
 import { sql } from "drizzle-orm";
-import { login, SUPERADMIN_EMAIL } from "../helpers/auth";
+import { api, login, SUPERADMIN_EMAIL } from "../helpers/auth";
 import { openStackDb } from "../helpers/db";
 import type { TestStack } from "../helpers/stack";
 import { ms, percentile } from "./stats";
@@ -26,13 +26,9 @@ const LIST_MESSAGES = 500;
  */
 async function seedChatList(stack: TestStack): Promise<Record<string, string>> {
   const session = await login(stack, SUPERADMIN_EMAIL);
-  const agent = await stack.fetch("/api/v1/agents", {
-    method: "POST",
-    headers: { ...session.headers, "content-type": "application/json" },
-    body: JSON.stringify({ name: "bench-list" }),
-  });
-  if (agent.status !== 201) throw new Error(`agent: ${agent.status} ${await agent.text()}`);
-  const agentId = ((await agent.json()) as { id: string }).id;
+  const agent = await api(stack, session, "POST", "/api/v1/agents", { name: "bench-list" });
+  if (agent.status !== 201) throw new Error(`agent: ${agent.status} ${JSON.stringify(agent.body)}`);
+  const agentId = (agent.body as { id: string }).id;
   const db = openStackDb(stack);
   try {
     await db.db.execute(sql`insert into chats (user_id, agent_id, agent_namespace, agent_name, title)

@@ -45,14 +45,14 @@ export class ChatHistory {
     if (message.chatId === this.chatId) this.#insert(message);
   }
 
-  /** Drops what is held (the chat was deleted, or a read went wrong). */
-  clear(): void {
+  /** Drops what is held (before a full read, or when it grew too large). */
+  #clear(): void {
     this.#messages = [];
     this.#chars = 0;
   }
 
   async #reload(db: Database): Promise<Message[]> {
-    this.clear();
+    this.#clear();
     const { added } = await listChatMessagesAfter(db, this.chatId, 0);
     for (const message of added) this.#insert(message);
     return this.#held();
@@ -61,7 +61,7 @@ export class ChatHistory {
   /** A copy of the held messages (later reads append to them); a history too large to keep is then dropped. */
   #held(): Message[] {
     const messages = this.#messages.slice();
-    if (this.#chars > this.#maxChars) this.clear();
+    if (this.#chars > this.#maxChars) this.#clear();
     return messages;
   }
 

@@ -152,10 +152,10 @@ export async function appendMessages(db: DbOrTx, chatId: string, rows: NewChatMe
 
 /**
  * A turn's user message (§5.3 step C) as the CTEs of one statement (`added` returns the stored row): stored
- * only if the user owns the chat, is active, and the chat's agent is active, touching the chat's `updated_at`. Otherwise no chat
- * row is touched, `chat_id` stays null and NOT NULL refuses the whole statement (`isNotNullViolation`), so a
- * refused send stores nothing. Values are the placeholders `chatId`, `userId` and `content` (the statement
- * is prepared once).
+ * only if the user owns the chat and is active and the chat's agent is active, touching the chat's
+ * `updated_at`. Otherwise no chat row is touched, `chat_id` stays null and NOT NULL refuses the whole
+ * statement (`isNotNullViolation`), so a refused send stores nothing. Values are the placeholders `chatId`,
+ * `userId` and `content` (the statement is prepared once).
  */
 export function userMessageCtes(db: Database) {
   const activeAgent = db
