@@ -3,6 +3,7 @@
  * OpenAI Chat Completions and Anthropic Messages and the platform drives it through the official SDKs.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import WebSocket from "ws";
 import type { FakeLlm } from "../fixtures/fake-llm";
 import { api, login, type Session } from "../helpers/auth";
 import {
@@ -30,6 +31,23 @@ let fake: FakeLlm;
 let admin: Session;
 let bob: Session;
 let providers: Record<WireFormat, string>;
+
+/** The status a chat's WebSocket upgrade gets with the session's token offered as a browser does: 101 if open. */
+function webSocketStatus(chat: string, session: Session): Promise<number> {
+  const url = `${stack.apiUrl.replace(/^http/, "ws")}/chats/${chat}/ws`;
+  const socket = new WebSocket(url, ["sinas.v1", `bearer.${session.accessToken}`]);
+  return new Promise((resolve, reject) => {
+    socket.on("error", reject);
+    socket.once("open", () => {
+      socket.close();
+      resolve(101);
+    });
+    socket.once("unexpected-response", (request, response) => {
+      resolve(response.statusCode ?? 0);
+      request.destroy();
+    });
+  });
+}
 
 beforeAll(async () => {
   ({
@@ -494,6 +512,28 @@ describe("who may send, and what the model sees", () => {
     }
     expect(logged[0]).toMatchObject({ user_id: dora.user.id, user_email: "dora@acme.io", status_code: 200 });
 
+    // While active, the token alone serves every chat route; another user gets the answer of a foreign chat.
+    const chatRoutes: ["GET" | "POST", string][] = [
+      ["GET", `/chats/${chat}/stream`],
+      ["GET", `/ui/chats/${chat}/stream`],
+      ["POST", `/chats/${chat}/stop`],
+      ["POST", `/chats/${chat}/approve-tool/call_none`],
+    ];
+    const expected = [
+      [200, 404],
+      [204, 404],
+      [200, 404],
+      [404, 403],
+    ];
+    for (const [index, [method, route]] of chatRoutes.entries()) {
+      const body = route.includes("approve-tool") ? { approved: true } : undefined;
+      const own = await api(stack, dora, method, route, body);
+      const foreign = await api(stack, bob, method, route, body);
+      expect([own.status, foreign.status], `${method} ${route}`).toEqual(expected[index]);
+    }
+    expect(await webSocketStatus(chat, dora)).toBe(101);
+    expect(await webSocketStatus(chat, bob)).toBe(404);
+
     const off = await api(stack, admin, "PATCH", `/api/v1/users/${dora.user.id}`, { is_active: false });
     expect(off.status).toBe(200);
     try {
@@ -509,6 +549,17 @@ describe("who may send, and what the model sees", () => {
       });
       expect(ui.status).toBe(401);
       expect(fake.requests).toHaveLength(2);
+      // The chat's other routes too: their lookup of the chat checks the user (authenticateSender).
+      for (const [method, route] of chatRoutes) {
+        const body = route.includes("approve-tool") ? { approved: true } : undefined;
+        const answer = await api(stack, dora, method, route, body);
+        expect(answer.status, `${method} ${route}`).toBe(401);
+        expect(answer.body, `${method} ${route}`).toMatchObject({ detail: "User is inactive" });
+      }
+      expect(await webSocketStatus(chat, dora)).toBe(401);
+      // A refusal for another reason (no such chat) is the inactive user's 401 too, as `authenticate` answers.
+      const missing = await api(stack, dora, "POST", `/chats/${crypto.randomUUID()}/stop`);
+      expect(missing.status).toBe(401);
     } finally {
       await api(stack, admin, "PATCH", `/api/v1/users/${dora.user.id}`, { is_active: true });
     }

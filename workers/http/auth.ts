@@ -53,11 +53,12 @@ export const authenticate = createMiddleware<AppEnv>(async function authenticate
 });
 
 /**
- * `authenticate` for sending a chat turn, whose first statement checks the caller itself (the chat's owner and
- * an active user: durable-objects/chat-turn-data.ts). A valid bearer JWT lets the handler go on at once: one
- * database round trip fewer before the model is called. The user row is read only if the turn is refused, so
- * that the answer is the one `authenticate` would give (`confirmSender`). API keys, which carry their own
- * permissions, take `authenticate`'s path. Sets `sender`, or `principal`.
+ * `authenticate` for the chat routes, whose services check the caller themselves in their first statement (the
+ * chat's owner, an active user: services/chats.ts, durable-objects/chat-turn-data.ts). A valid bearer JWT lets
+ * the handler go on at once: one database round trip fewer before the model is called or the stream is joined.
+ * A refused request (any 4xx) then reads the user as `authenticate` does, so that an unknown or inactive user
+ * gets `authenticate`'s 401 whatever the service answered. API keys, which carry their own permissions, take
+ * `authenticate`'s path. Sets `sender`, or `principal`.
  */
 export const authenticateSender = createMiddleware<AppEnv>(async function authenticateSender(c, next) {
   const token = credentialOf({ get: (name) => c.req.header(name) });
@@ -68,6 +69,9 @@ export const authenticateSender = createMiddleware<AppEnv>(async function authen
   c.set("sender", { userId: verified.userId, email: verified.email });
   try {
     await next();
+    if (c.res.status >= 400 && c.res.status < 500) {
+      c.set("principal", (await authenticateToken(services, token)).principal);
+    }
   } finally {
     c.executionCtx.waitUntil(services.runAfterResponse(verified.afterResponse()));
   }
@@ -78,17 +82,6 @@ export function senderIdOf(c: Context<AppEnv>): string {
   const id = c.get("principal")?.user.id ?? c.get("sender")?.userId;
   if (!id) throw new AppError("UNAUTHORIZED", "Missing authorization header");
   return id;
-}
-
-/**
- * Behind `authenticateSender`, when the service refused: reads the user as `authenticate` does, which throws
- * its 401 (unknown or inactive user) before the service's own answer is given.
- */
-export async function confirmSender(c: Context<AppEnv>): Promise<void> {
-  if (c.get("principal")) return;
-  const token = credentialOf({ get: (name) => c.req.header(name) });
-  if (!token) throw missingCredentials();
-  c.set("principal", (await authenticateToken(c.get("services"), token)).principal);
 }
 
 /** The outcome of checking a request's credentials before it is known whether they are needed. */

@@ -7,21 +7,12 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { createMiddleware } from "hono/factory";
 import { permissions } from "../auth/catalogue";
 import { AppError } from "../lib/errors";
 import type { ContentPart } from "../llm/types";
 import { findChatForSender, findOwnedChat } from "../services/chats";
 import type { AppEnv } from "./app-env";
-import {
-  authenticate,
-  authenticateSender,
-  confirmSender,
-  principalOf,
-  recordPermission,
-  senderIdOf,
-  WEBSOCKET_TOKEN_PREFIX,
-} from "./auth";
+import { authenticateSender, recordPermission, senderIdOf, WEBSOCKET_TOKEN_PREFIX } from "./auth";
 import { createRouter, errorResponse } from "./router";
 import { jsonBody, jsonResponse } from "./schemas";
 import { approvalDecisionsOf, messageContentOfUiMessages, UiChatRequestSchema } from "./ui-chat";
@@ -244,13 +235,9 @@ export const chatTurnsRouter = createRouter();
 const tooLarge = () => {
   throw new AppError("PAYLOAD_TOO_LARGE", `The message exceeds ${MAX_MESSAGE_BYTES / 1024 / 1024} MiB`);
 };
-/** `POST /chats/{id}/messages`, `.../messages/stream` and `/ui/chats`: the turn's first statement checks the sender. */
-const SEND_PATH = /^\/(chats\/[^/]+\/messages(\/stream)?|ui\/chats)$/;
-const authenticateChatCaller = createMiddleware<AppEnv>((c, next) =>
-  c.req.method === "POST" && SEND_PATH.test(c.req.path) ? authenticateSender(c, next) : authenticate(c, next),
-);
+// Every route's first statement (the chat's lookup, or the turn's own) checks the caller: see authenticateSender.
 for (const path of ["/chats/*", "/ui/*"]) {
-  chatTurnsRouter.use(path, authenticateChatCaller);
+  chatTurnsRouter.use(path, authenticateSender);
   chatTurnsRouter.use(path, bodyLimit({ maxSize: MAX_MESSAGE_BYTES, onError: tooLarge }));
 }
 
@@ -260,7 +247,7 @@ chatTurnsRouter.get("/chats/:chat_id/ws", async (c) => {
   if (c.req.header("upgrade")?.toLowerCase() !== "websocket")
     throw new AppError("BAD_REQUEST", "Expected a WebSocket upgrade");
   const chatId = ChatParams.parse({ chat_id: c.req.param("chat_id") }).chat_id;
-  await findOwnedChat(c.var.services.db(), chatId, principalOf(c).user.id);
+  await findOwnedChat(c.var.services.statementDb(), chatId, senderIdOf(c));
   await c.var.services.releaseDb();
   const url = new URL("https://chat-session/ws");
   const after = c.req.query("after");
@@ -294,10 +281,7 @@ chatTurnsRouter
       content: contentText(content),
       mode: "complete",
     });
-    if (!answer.ok) {
-      await confirmSender(c);
-      raise(answer);
-    }
+    if (!answer.ok) raise(answer);
     if (!answer.message) throw new AppError("INTERNAL", "The turn ended without an answer");
     if (answer.outputErrors) c.header("X-Output-Schema-Errors", answer.outputErrors.slice(0, 1000));
     return c.json(answer.message, 200);
@@ -312,17 +296,14 @@ chatTurnsRouter
       { chatId: chat_id, userId, content: contentText(content) },
       "sinas",
     );
-    if (!(stream instanceof Response)) {
-      await confirmSender(c);
-      raise(stream);
-    }
+    if (!(stream instanceof Response)) raise(stream);
     return stream as never;
   })
   .openapi(resumeRoute, async (c) => {
     recordPermission(c, permissions.chats("get"));
     const { chat_id } = c.req.valid("param");
     const { after, format } = c.req.valid("query");
-    await findOwnedChat(c.var.services.db(), chat_id, principalOf(c).user.id);
+    await findOwnedChat(c.var.services.statementDb(), chat_id, senderIdOf(c));
     await c.var.services.releaseDb();
     const params: Record<string, string> = { format };
     if (after !== undefined) params.after = String(after);
@@ -331,7 +312,7 @@ chatTurnsRouter
   .openapi(stopRoute, async (c) => {
     recordPermission(c, permissions.chats("write"));
     const { chat_id } = c.req.valid("param");
-    await findOwnedChat(c.var.services.db(), chat_id, principalOf(c).user.id);
+    await findOwnedChat(c.var.services.statementDb(), chat_id, senderIdOf(c));
     await c.var.services.releaseDb();
     return c.json(await chatSession(c, chat_id).stop(), 200);
   })
@@ -339,8 +320,8 @@ chatTurnsRouter
     recordPermission(c, permissions.chats("write"));
     const { chat_id, tool_call_id } = c.req.valid("param");
     const { approved } = c.req.valid("json");
-    const userId = principalOf(c).user.id;
-    await findChatForSender(c.var.services.db(), chat_id, userId, "approve");
+    const userId = senderIdOf(c);
+    await findChatForSender(c.var.services.statementDb(), chat_id, userId, "approve");
     await c.var.services.releaseDb();
     const answer = await chatSession(c, chat_id).decideApproval({
       chatId: chat_id,
@@ -359,9 +340,8 @@ chatTurnsRouter
     const session = chatSession(c, body.id);
     const decisions = approvalDecisionsOf(body.messages);
     if (decisions.length > 0) {
-      await confirmSender(c); // decisions take the usual path: the user is read first
       // As for approve-tool: only the chat's owner decides (recording comes before the turn's own check).
-      await findChatForSender(c.var.services.db(), body.id, userId, "approve");
+      await findChatForSender(c.var.services.statementDb(), body.id, userId, "approve");
       await c.var.services.releaseDb();
       const decided = await session.decideApprovals({ chatId: body.id, userId, decisions });
       if (!decided.ok) raise(decided);
@@ -373,16 +353,13 @@ chatTurnsRouter
       { chatId: body.id, userId, content: messageContentOfUiMessages(body.messages) },
       "ui",
     );
-    if (!(stream instanceof Response)) {
-      await confirmSender(c);
-      raise(stream);
-    }
+    if (!(stream instanceof Response)) raise(stream);
     return stream as never;
   })
   .openapi(uiResumeRoute, async (c) => {
     recordPermission(c, permissions.chats("get"));
     const { chat_id } = c.req.valid("param");
-    await findOwnedChat(c.var.services.db(), chat_id, principalOf(c).user.id);
+    await findOwnedChat(c.var.services.statementDb(), chat_id, senderIdOf(c));
     await c.var.services.releaseDb();
     return chatSession(c, chat_id).fetch(streamRequest({ format: "ui", active: "true" })) as never;
   });

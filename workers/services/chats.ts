@@ -233,33 +233,46 @@ export async function createChatForAgent(db: DbOrTx, chat: NewChatForAgent): Pro
   return (await openChatForAgent(db, chat)).chat;
 }
 
-async function findChat(db: DbOrTx, chatId: string): Promise<Chat | null> {
-  const [chat] = await db.select().from(chats).where(eq(chats.id, chatId)).limit(1);
-  return chat ?? null;
+/** Whether `userId` is an active user: checked with the chat itself for callers known by their token alone. */
+function userActive(userId: string) {
+  return sql<boolean>`exists (select 1 from ${users} where ${users.id} = ${userId} and ${users.isActive})`;
 }
 
-/** The chat a user sends to or approves in: 404 when it does not exist, 403 when it is someone else's (§1.2). */
+/**
+ * The chat a user sends to or approves in: 404 when it does not exist, 403 when it is someone else's (§1.2). The
+ * sender must be an active user (401): one statement checks both, for callers known by their token alone.
+ */
 export async function findChatForSender(
   db: DbOrTx,
   chatId: string,
   userId: string,
   action: ChatSenderAction,
 ): Promise<Chat> {
-  const chat = await findChat(db, chatId);
-  if (!chat) throw chatNotFound();
-  if (chat.userId !== userId) throw new AppError("FORBIDDEN", SENDER_DENIED[action]);
-  return chat;
+  const [row] = await db
+    .select({ chat: chats, senderActive: userActive(userId) })
+    .from(chats)
+    .where(eq(chats.id, chatId))
+    .limit(1);
+  if (row && !row.senderActive) throw new AppError("UNAUTHORIZED", "User is inactive");
+  if (!row) throw chatNotFound();
+  if (row.chat.userId !== userId) throw new AppError("FORBIDDEN", SENDER_DENIED[action]);
+  return row.chat;
 }
 
-/** Owner-filtered lookup: another user's chat is a 404 like a missing one (§1.2). */
+/**
+ * Owner-filtered lookup: another user's chat is a 404 like a missing one (§1.2). The owner must be active (401),
+ * checked in the same statement for callers known by their token alone.
+ */
 export async function findOwnedChat(db: DbOrTx, chatId: string, userId: string): Promise<Chat> {
-  const [chat] = await db
-    .select()
+  const [row] = await db
+    .select({ chat: chats, ownerActive: users.isActive })
     .from(chats)
+    .innerJoin(users, eq(users.id, chats.userId))
     .where(and(eq(chats.id, chatId), eq(chats.userId, userId)))
     .limit(1);
-  if (!chat) throw chatNotFound();
-  return chat;
+  if (!row) throw chatNotFound();
+  if (!row.ownerActive) throw new AppError("UNAUTHORIZED", "User is inactive");
+  return row.chat;
 }
 
 /** Every message of the chat in conversation order. */
