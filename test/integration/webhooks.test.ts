@@ -191,6 +191,8 @@ describe("webhook input envelope (S13)", () => {
       "x-signature-256": "sha256=signature-secret-value",
       "x-signature-timestamp": "1700000000",
       "proxy-authorization": "Basic proxy-secret-value",
+      // How a browser's WebSocket carries a token (accepted as a credential with an upgrade).
+      "sec-websocket-protocol": "sinas.v1, bearer.websocket-secret-value",
       "x-visible": "kept",
     };
     const credentialSets: Record<string, string>[] = [
@@ -213,6 +215,7 @@ describe("webhook input envelope (S13)", () => {
         "x-signature-256",
         "x-signature-timestamp",
         "proxy-authorization",
+        "sec-websocket-protocol",
         "host",
         "user-agent",
         "accept-encoding",
@@ -229,6 +232,7 @@ describe("webhook input envelope (S13)", () => {
       }
       expect(stored).not.toContain("signature-secret-value");
       expect(stored).not.toContain("proxy-secret-value");
+      expect(stored).not.toContain("websocket-secret-value");
     }
   });
 });
@@ -299,6 +303,30 @@ describe("webhook routing, activation and auth (S14)", () => {
     expect(asAdmin.status).toBe(500);
     expect(asAdmin.body).toMatchObject({ code: "FUNCTION_FAILED" });
     expect(String(asAdmin.body.detail)).toContain("helpers");
+  });
+
+  it("never runs another user's function that took a deleted function's name", async () => {
+    await createFunction(stack, alice, pythonFunction("handover", '    return {"by": "alice"}'));
+    const webhook = await createWebhook(alice, {
+      path: "handover",
+      function_name: "handover",
+      requires_auth: false,
+    });
+    expect((await call("handover", { headers: json(null), body: "{}" })).body.result).toEqual({
+      by: "alice",
+    });
+    expect((await api(stack, alice, "DELETE", "/api/v1/functions/default/handover")).status).toBe(200);
+    // Bob may create functions in the namespace: the name is free again.
+    await createFunction(
+      stack,
+      bob,
+      pythonFunction("handover", '    return {"by": "bob", "as": context["user_id"]}'),
+    );
+    const replaced = await call("handover", { headers: json(null), body: "{}" });
+    expect(replaced.status).toBe(500);
+    expect(replaced.body).toMatchObject({ code: "FUNCTION_FAILED" });
+    expect(String(replaced.body.detail)).toContain("'default/handover' not found");
+    expect((await executionsOf(webhook.id)).map((row) => row.status)).toEqual(["COMPLETED"]);
   });
 
   it("refuses duplicate paths, unknown functions and bad fields, storing nothing", async () => {

@@ -5,6 +5,7 @@ import { Redis } from "@upstash/redis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RedisBridge, startRedisBridge } from "../../scripts/redis-bridge";
 import type { AppError } from "../../workers/lib/errors";
+import { claimIdempotencyKey } from "../../workers/lib/idempotency";
 import { enforceRateLimit } from "../../workers/lib/rate-limit";
 
 // One suite for both backends: in memory always, against a real redis-server when TEST_REDIS_URL is set.
@@ -51,6 +52,15 @@ describe.each(backends)("redis bridge ($mode)", ({ mode, redisUrl }) => {
     expect(ttl).toBeGreaterThan(0);
     expect(ttl).toBeLessThanOrEqual(10);
     expect(await redis.get(key("missing"))).toBeNull();
+  });
+
+  it("claims an idempotency key once; a claim whose SET landed unanswered is still its own", async () => {
+    const claim = (executionId: string) =>
+      claimIdempotencyKey(redis as never, key(`idempotency:${mode}`), executionId, 10);
+    expect(await claim("first")).toEqual({ kind: "claimed" });
+    expect(await claim("second")).toEqual({ kind: "repeat", executionId: "first" });
+    // The client's retry of a SET whose answer was lost is refused, and the key names this very request.
+    expect(await claim("first")).toEqual({ kind: "claimed" });
   });
 
   it("increments counters", async () => {

@@ -30,6 +30,8 @@ export async function claimIdempotencyKey(
     const set = await redis.set(PREFIX + key, executionId, { nx: true, ex: ttlSeconds });
     if (set === "OK") return { kind: "claimed" };
     const existing = await redis.get<string>(PREFIX + key);
+    // Our own id: the SET landed but its answer was lost, and the client's retry was refused.
+    if (existing === executionId) return { kind: "claimed" };
     if (existing) return { kind: "repeat", executionId: existing };
   }
   throw new AppError("CONFLICT", "The Idempotency-Key changed hands while it was read; retry the request");

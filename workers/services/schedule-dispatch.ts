@@ -92,8 +92,11 @@ async function reschedule(db: Database, row: DueRow, nextRun: Date): Promise<boo
 }
 
 async function takeIdempotencyKey(services: Services, key: string, value: string): Promise<boolean> {
+  const redis = services.redis();
   try {
-    return (await services.redis().set(key, value, { nx: true, ex: IDEMPOTENCY_TTL_SECONDS })) === "OK";
+    if ((await redis.set(key, value, { nx: true, ex: IDEMPOTENCY_TTL_SECONDS })) === "OK") return true;
+    // Our own value: the SET landed but its answer was lost, and the client's retry was refused.
+    return (await redis.get<string>(key)) === value;
   } catch (error) {
     console.warn(`schedule idempotency key ${key} not taken (Redis failed), running anyway:`, error);
     return true;
@@ -177,7 +180,13 @@ async function handleDueRow(services: Services, row: DueRow, now: Date): Promise
   if (!row.nextRun) return (await reschedule(db, row, nextRun)) ? "rescheduled" : "skipped";
   const job = await claimOccurrence(db, row, now, nextRun);
   if (!job) return "skipped";
-  if (!(await takeIdempotencyKey(services, idempotencyKey(job.id, row.nextRun), now.toISOString()))) {
+  if (
+    !(await takeIdempotencyKey(
+      services,
+      idempotencyKey(job.id, row.nextRun),
+      `${now.toISOString()} ${crypto.randomUUID()}`,
+    ))
+  ) {
     return "skipped";
   }
   const outcome = await runOccurrence(services, job);

@@ -14,6 +14,8 @@ const CREDENTIAL_HEADERS = new Set([
   "proxy-authorization",
   "x-api-key",
   "cookie",
+  // A browser's WebSocket carries its token here (http/auth.ts `credentialOf`), and so may any request.
+  "sec-websocket-protocol",
   SECRET_HEADER,
   SIGNATURE_HEADER,
   TIMESTAMP_HEADER,

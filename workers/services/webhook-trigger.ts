@@ -40,7 +40,7 @@ const FIRST_REQUEST_WAIT_MS = 10_000;
 export interface WebhookTarget {
   webhook: Webhook;
   owner: Pick<User, "id" | "email" | "isActive">;
-  /** The active function the webhook names, if it still exists. */
+  /** The active function the webhook names, if it still exists and is still its owner's. */
   fn: StoredFunction | null;
   /** What the function may call when run as the user the webhook runs as (see `findWebhookTarget`). */
   callable: CallableRow[];
@@ -65,6 +65,8 @@ const webhookTargetStatement = preparedOnce((db) => {
         eq(functions.namespace, webhooks.functionNamespace),
         eq(functions.name, webhooks.functionName),
         eq(functions.isActive, true),
+        // Still the owner's (checked at create and update): a deleted function's name is free for anyone.
+        eq(functions.userId, webhooks.userId),
       ),
     )
     .where(
