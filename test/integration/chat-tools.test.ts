@@ -10,6 +10,7 @@ import {
   chatMessages,
   createAgent,
   createChat,
+  lastUserText,
   startChatStack,
   stopChatStack,
   streamMessage,
@@ -126,6 +127,25 @@ describe.each(WIRE_FORMATS)("tool approval on the %s wire format (S27)", (format
     expect(JSON.parse(String(tool?.content))).toEqual({ error: "Tool call rejected by user: default/wire" });
     expect(messages[messages.length - 1]).toMatchObject({ role: "assistant", content: "Cancelled" });
     expect(fake.requests[fake.requests.length - 1]?.body.tools).toBeUndefined();
+    expect(await executionsOf("wire", chat)).toEqual([]);
+  });
+
+  it("answers a call left pending for the model when a new message comes instead of a decision", async () => {
+    const chat = await createChat(stack, admin, bank);
+    const call = `call_p${format}`;
+    fake.script({ tool_calls: [{ id: call, name: "default__wire", arguments: '{"amount":7}' }] });
+    await streamMessage(stack, admin, chat, "pay");
+    fake.script({ content: "Fine, nothing sent" });
+    const next = await streamMessage(stack, admin, chat, "never mind");
+    expect(next.status).toBe(200);
+    const request = fake.requests[fake.requests.length - 1] as never;
+    // Both wire formats refuse a call without its result: the model gets a stand-in, then the new message.
+    expect(toolResults(request)).toEqual([
+      { tool_call_id: call, content: { error: expect.stringContaining("No result") } },
+    ]);
+    expect(lastUserText(request)).toBe("never mind");
+    const messages = await chatMessages(stack, admin, chat);
+    expect(messages[messages.length - 1]).toMatchObject({ role: "assistant", content: "Fine, nothing sent" });
     expect(await executionsOf("wire", chat)).toEqual([]);
   });
 

@@ -16,7 +16,9 @@ import {
   systemContent,
   toLlmMessage,
 } from "../../workers/chat/prompt";
+import { MISSING_RESULT, withAnsweredToolCalls } from "../../workers/chat/tool-pairing";
 import type { Agent, Message } from "../../workers/db/schema";
+import type { LlmMessage } from "../../workers/llm/types";
 
 const OUTPUT_SCHEMA = { type: "object", properties: { a: { type: "string" } } };
 
@@ -190,5 +192,64 @@ describe("response_format (§5.3 step F)", () => {
     });
     const open = { ...OUTPUT_SCHEMA, additionalProperties: true };
     expect(responseFormatFor(agent({ outputSchema: open }))).toMatchObject({ json_schema: { schema: open } });
+  });
+});
+
+describe("every tool call answered before the conversation goes on", () => {
+  const call = (id: string, name = "fn") => ({
+    id,
+    type: "function" as const,
+    function: { name, arguments: "{}" },
+  });
+  const asks = (...ids: string[]): LlmMessage => ({
+    role: "assistant",
+    content: null,
+    tool_calls: ids.map((id) => call(id)),
+  });
+  const result = (id: string, content = "{}"): LlmMessage => ({
+    role: "tool",
+    content,
+    tool_call_id: id,
+    name: "fn",
+  });
+  const standIn = (id: string): LlmMessage => ({
+    role: "tool",
+    content: MISSING_RESULT,
+    tool_call_id: id,
+    name: "fn",
+  });
+  const user = (content: string): LlmMessage => ({ role: "user", content });
+
+  it("leaves a complete history as it is", () => {
+    const history = [
+      user("hi"),
+      asks("a", "b"),
+      result("b"),
+      result("a"),
+      { role: "assistant", content: "done" } as LlmMessage,
+    ];
+    expect(withAnsweredToolCalls(history)).toEqual(history);
+  });
+
+  it("answers calls a stopped round left without results, before the next message and at the end", () => {
+    expect(
+      withAnsweredToolCalls([user("1"), asks("a", "b"), result("a", '{"n":1}'), user("2"), asks("c")]),
+    ).toEqual([
+      user("1"),
+      asks("a", "b"),
+      result("a", '{"n":1}'),
+      standIn("b"),
+      user("2"),
+      asks("c"),
+      standIn("c"),
+    ]);
+  });
+
+  it("leaves out a result stored after a newer message (a late approval) and one that answers no call", () => {
+    expect(withAnsweredToolCalls([asks("a"), user("never mind"), result("a"), result("zzz")])).toEqual([
+      asks("a"),
+      standIn("a"),
+      user("never mind"),
+    ]);
   });
 });

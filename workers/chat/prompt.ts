@@ -23,6 +23,7 @@ import { decryptText } from "../lib/crypto";
 import { renderTemplate } from "../lib/jinja";
 import type { ProviderServices } from "../llm/registry";
 import type { ContentPart, LlmMessage } from "../llm/types";
+import { withAnsweredToolCalls } from "./tool-pairing";
 
 /** How many stored-context entries the system message carries at most (§5.3 D.1c). */
 export const STORED_CONTEXT_LIMIT = 5;
@@ -214,7 +215,7 @@ export async function storedWith(first: FirstRoundMessages): Promise<Message[]> 
 
 /**
  * The full conversation for the next model call (§5.3 step D, D-25): the system message, then `storedMessages`, the
- * chat's messages in order (read by the caller, see ChatHistory).
+ * chat's messages in order (read by the caller, see ChatHistory), every tool call answered (tool-pairing.ts).
  */
 export async function buildConversation(
   services: PromptServices,
@@ -230,8 +231,7 @@ export async function buildConversation(
     entries.filter((entry) => entry !== null),
   );
   const conversation: LlmMessage[] = system ? [{ role: "system", content: system }] : [];
-  for (const message of stored) conversation.push(toLlmMessage(message));
-  return conversation;
+  return [...conversation, ...withAnsweredToolCalls(stored.map(toLlmMessage))];
 }
 
 /**
