@@ -69,3 +69,14 @@ export async function recordDecisions(
     },
   };
 }
+
+/**
+ * A new message answers the chat's calls that still await a decision (workers/chat/tool-pairing.ts tells the model
+ * they have no result): they are rejected, so that no later decision runs them behind the user's back.
+ */
+export async function rejectPendingApprovals(db: DbOrTx, chatId: string): Promise<void> {
+  await db
+    .update(pendingToolApprovals)
+    .set({ approved: false })
+    .where(and(eq(pendingToolApprovals.chatId, chatId), isNull(pendingToolApprovals.approved)));
+}

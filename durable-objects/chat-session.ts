@@ -22,7 +22,7 @@ import type { Env } from "../workers/env";
 import { AppError } from "../workers/lib/errors";
 import { toMessageResponse } from "../workers/services/chats";
 import { createServices, type Services } from "../workers/services/services";
-import { type Decision, recordDecisions } from "./chat-approvals";
+import { type Decision, recordDecisions, rejectPendingApprovals } from "./chat-approvals";
 import { ChunkCoalescer } from "./chat-coalescer";
 import { ChatLog, type TurnStatus } from "./chat-log";
 import {
@@ -46,6 +46,15 @@ interface ActiveTurn {
 }
 
 type TurnOutcome = { result: TurnResult | null; failure: Failure | null };
+/** The turn slot a send or a decision holds: one turn at a time per chat. */
+type TurnClaim = {
+  turnId: string;
+  controller: AbortController;
+  ended: Promise<TurnOutcome>;
+  settle: (outcome: TurnOutcome) => void;
+  /** Handed to a continuation, which frees the slot when its turn ends. */
+  continued: boolean;
+};
 
 /** While a turn runs an alarm fires this often: after a crash it finds the turn and ends it cleanly. */
 const HEARTBEAT_MS = 30_000;
@@ -122,6 +131,8 @@ export class ChatSession extends DurableObject<Env> {
       const { subjects, message: userMessage } = await beginTurnRecord(services, { chatId, userId, content });
       userMessageId = userMessage.id;
       history.remember(userMessage);
+      if (this.#log.latestTurn()?.status === "awaiting_approval")
+        await rejectPendingApprovals(services.db(), chatId);
       const setup = this.#setup(services, subjects, request, controller, undefined);
       const prepared = await prepareTurn(setup, { stored, added: Promise.resolve(userMessage) });
       startFirstCall(setup, prepared);
@@ -144,13 +155,19 @@ export class ChatSession extends DurableObject<Env> {
   }
 
   /** Marks a turn as running, synchronously (before any await), so that a concurrent send sees it. */
-  #claimTurn() {
+  /** Frees the slot `claim` holds, if it still does. */
+  #release(claim: TurnClaim): void {
+    if (this.#active?.id === claim.turnId) this.#active = null;
+    claim.settle({ result: null, failure: null });
+  }
+
+  #claimTurn(): TurnClaim {
     const turnId = crypto.randomUUID();
     const controller = new AbortController();
     let settle: (outcome: TurnOutcome) => void = () => {};
     const ended = new Promise<TurnOutcome>((resolve) => (settle = resolve));
     this.#active = { id: turnId, controller, ended };
-    return { turnId, controller, ended, settle };
+    return { turnId, controller, ended, settle, continued: false };
   }
 
   /**
@@ -226,19 +243,32 @@ export class ChatSession extends DurableObject<Env> {
     userId: string;
     decisions: Decision[];
   }): Promise<Started | { ok: true; waiting: number } | Failure> {
-    return this.#serialized(async () => {
-      if (this.#active)
-        return failure("CONFLICT", "A turn is running in this chat; decide when it has ended");
-      try {
+    return this.#serialized(() =>
+      this.#whileDeciding(async (claim) => {
         const recorded = await recordDecisions(this.#services().db(), request, request.decisions);
         if (recorded.kind === "not_found")
           return failure("NOT_FOUND", "Pending approval not found or already processed");
         if (recorded.kind === "waiting") return { ok: true as const, waiting: recorded.waiting };
-        return (await this.#continueTurn(request, recorded.resume)).started;
-      } catch (error) {
-        return failureOf(error);
-      }
-    });
+        return (await this.#continueTurn(request, recorded.resume, claim)).started;
+      }),
+    );
+  }
+
+  /**
+   * Runs a decision holding the turn slot, claimed before the decision is recorded: a send arriving meanwhile
+   * gets 409 instead of a turn of its own beside the continuation. `decide` hands the claim to `#continueTurn`,
+   * or returns without it (the slot is then freed).
+   */
+  async #whileDeciding<T>(decide: (claim: TurnClaim) => Promise<T | Failure>): Promise<T | Failure> {
+    if (this.#active) return failure("CONFLICT", "A turn is running in this chat; decide when it has ended");
+    const claim = this.#claimTurn();
+    try {
+      return await decide(claim);
+    } catch (error) {
+      return failureOf(error);
+    } finally {
+      if (!claim.continued) this.#release(claim);
+    }
   }
 
   /** Decisions are serialized so that exactly one of two concurrent last decisions continues the turn. */
@@ -249,7 +279,6 @@ export class ChatSession extends DurableObject<Env> {
   }
 
   async #decide(request: { chatId: string; userId: string; toolCallId: string; approved: boolean }) {
-    if (this.#active) return failure("CONFLICT", "A turn is running in this chat; decide when it has ended");
     const status = request.approved ? ("approved" as const) : ("rejected" as const);
     const answer = (message: string) => ({
       ok: true as const,
@@ -257,7 +286,7 @@ export class ChatSession extends DurableObject<Env> {
       tool_call_id: request.toolCallId,
       message,
     });
-    try {
+    return this.#whileDeciding(async (claim) => {
       const recorded = await recordDecisions(this.#services().db(), request, [request]);
       if (recorded.kind === "not_found")
         return failure("NOT_FOUND", "Pending approval not found or already processed");
@@ -266,7 +295,7 @@ export class ChatSession extends DurableObject<Env> {
           `Decision recorded; ${recorded.waiting} other tool call(s) of this message still await approval`,
         );
       }
-      const outcome = await (await this.#continueTurn(request, recorded.resume)).ended;
+      const outcome = await (await this.#continueTurn(request, recorded.resume, claim)).ended;
       if (outcome.failure) {
         if (!request.approved) {
           return answer(`Tool call rejected but failed to get LLM response: ${outcome.failure.message}`);
@@ -279,16 +308,17 @@ export class ChatSession extends DurableObject<Env> {
           ? `Tool call executed successfully. Result message ID: ${resultId}`
           : `Tool call rejected. LLM responded with message ID: ${resultId}`,
       );
-    } catch (error) {
-      return failureOf(error);
-    }
+    });
   }
 
+  /** Goes on with the paused turn in the slot `claim` holds (see `#whileDeciding`). */
   async #continueTurn(
     request: { chatId: string; userId: string },
     resume: ApprovalResume,
+    claim: TurnClaim,
   ): Promise<{ started: Started | Failure; ended: Promise<TurnOutcome> }> {
-    const { turnId, controller, ended, settle } = this.#claimTurn();
+    claim.continued = true;
+    const { turnId, controller, ended, settle } = claim;
     try {
       const services = this.#services();
       const subjects = await loadTurnSubjects(services, request.chatId, request.userId);

@@ -130,7 +130,7 @@ describe.each(WIRE_FORMATS)("tool approval on the %s wire format (S27)", (format
     expect(await executionsOf("wire", chat)).toEqual([]);
   });
 
-  it("answers a call left pending for the model when a new message comes instead of a decision", async () => {
+  it("answers a call left pending when a new message comes instead of a decision; a late approval runs nothing", async () => {
     const chat = await createChat(stack, admin, bank);
     const call = `call_p${format}`;
     fake.script({ tool_calls: [{ id: call, name: "default__wire", arguments: '{"amount":7}' }] });
@@ -146,7 +146,11 @@ describe.each(WIRE_FORMATS)("tool approval on the %s wire format (S27)", (format
     expect(lastUserText(request)).toBe("never mind");
     const messages = await chatMessages(stack, admin, chat);
     expect(messages[messages.length - 1]).toMatchObject({ role: "assistant", content: "Fine, nothing sent" });
+    // The new message answered the call: a late approval runs nothing.
+    const late = await api(stack, admin, "POST", `/chats/${chat}/approve-tool/${call}`, { approved: true });
+    expect(late.status).toBe(404);
     expect(await executionsOf("wire", chat)).toEqual([]);
+    expect(await chatMessages(stack, admin, chat)).toHaveLength(messages.length);
   });
 
   it("runs nothing until every approval of the message is decided (D-29)", async () => {
