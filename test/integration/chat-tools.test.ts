@@ -190,28 +190,38 @@ describe.each(WIRE_FORMATS)("tool approval on the %s wire format (S27)", (format
 });
 
 describe("tool rounds", () => {
-  it("stops a model that keeps calling tools after 10 rounds (D-26) and runs a round's calls in parallel", async () => {
+  it("answers after 10 tool rounds, stops a model that asks for an 11th (D-26), and runs a round's calls in parallel", async () => {
     await createAgent(stack, admin, {
       name: "looper",
       enabled_functions: ["default/note"],
       llm_provider_id: providers.openai,
     });
     const chat = await createChat(stack, admin, "looper");
-    fake.script(
-      ...Array.from({ length: 10 }, (_, round) => ({
+    const rounds = (count: number, tag: string) =>
+      Array.from({ length: count }, (_, round) => ({
         tool_calls: [
-          { id: `r${round}a`, name: "default__note", arguments: "{}" },
-          { id: `r${round}b`, name: "default__note", arguments: "{}" },
+          { id: `${tag}${round}a`, name: "default__note", arguments: "{}" },
+          { id: `${tag}${round}b`, name: "default__note", arguments: "{}" },
         ],
-      })),
-    );
+      }));
+    // Ten rounds of tools, then the model answers with their results.
+    fake.script(...rounds(10, "s"), { content: "after ten rounds" });
+    const answered = await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "ten" });
+    expect(answered.body).toMatchObject({ role: "assistant", content: "after ten rounds" });
+    expect(fake.requests).toHaveLength(11);
+    expect(await executionsOf("note", chat)).toHaveLength(20);
+
+    // A model that asks for an eleventh round gets the cap, and those calls never run.
+    fake.reset();
+    fake.script(...rounds(11, "r"));
     const response = await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "loop" });
     expect(response.status, JSON.stringify(response.body)).toBe(200);
     expect(response.body).toMatchObject({ role: "assistant", content: "Maximum tool call rounds exceeded" });
-    expect(fake.requests).toHaveLength(10);
-    expect(await executionsOf("note", chat)).toHaveLength(20);
+    expect(fake.requests).toHaveLength(11);
+    expect(await executionsOf("note", chat)).toHaveLength(40);
     const messages = await chatMessages(stack, admin, chat);
-    expect(messages.filter((message) => message.role === "tool")).toHaveLength(20);
+    expect(messages.filter((message) => message.role === "tool")).toHaveLength(40);
+    expect(JSON.stringify(messages)).not.toContain("r10a");
   });
 
   it("offers a function shared with the user's group, and refuses a tool it did not offer (D-27)", async () => {

@@ -184,7 +184,8 @@ export async function runTurn(request: TurnRequest, prepared: PreparedTurn): Pro
     offerTools = outcome.anyRun;
   }
 
-  for (let round = 0; round < MAX_TOOL_ROUNDS; round++) {
+  // MAX_TOOL_ROUNDS rounds of tools, then one more model call to answer with their results (D-26).
+  for (let round = 0; round <= MAX_TOOL_ROUNDS; round++) {
     const messages = firstMessages ?? (await buildConversationFor(request));
     firstMessages = null;
     const completion = completionFor(request, prepared, messages, offerTools, round);
@@ -217,6 +218,8 @@ export async function runTurn(request: TurnRequest, prepared: PreparedTurn): Pro
       };
     }
 
+    // A model that asks for tools once more is not given them: nothing runs, and the cap answers instead.
+    if (round === MAX_TOOL_ROUNDS) break;
     const needing = reply.toolCalls.flatMap((call) => {
       const fn = approvalNeeded(tools, call);
       return fn ? [{ call, fn }] : [];
