@@ -200,7 +200,8 @@ export class ChatSession extends DurableObject<Env> {
       history: this.#historyOf(request.chatId),
       resume,
       signal: controller.signal,
-      runSubChatTurn: (chatId, content) => this.#runSubChatTurn(chatId, request.userId, content, depth),
+      runSubChatTurn: (chatId, content) =>
+        this.#runSubChatTurn(chatId, request.userId, content, depth, controller.signal),
     };
   }
 
@@ -388,11 +389,24 @@ export class ChatSession extends DurableObject<Env> {
     }
   }
 
-  async #runSubChatTurn(chatId: string, userId: string, content: string, depth: number): Promise<string> {
+  async #runSubChatTurn(
+    chatId: string,
+    userId: string,
+    content: string,
+    depth: number,
+    signal: AbortSignal,
+  ): Promise<string> {
     const stub = this.env.CHAT_SESSION.get(this.env.CHAT_SESSION.idFromName(chatId));
-    const answer = await stub.sendMessage({ chatId, userId, content, mode: "complete", depth: depth + 1 });
-    if (!answer.ok) throw new AppError(answer.code, answer.message);
-    return answer.message?.content ?? "";
+    // This turn's stop stops the sub-chat's turn as well (the caller stops waiting for it: agent-tools.ts).
+    const stopSubChat = () => void stub.stop().catch(() => undefined);
+    signal.addEventListener("abort", stopSubChat, { once: true });
+    try {
+      const answer = await stub.sendMessage({ chatId, userId, content, mode: "complete", depth: depth + 1 });
+      if (!answer.ok) throw new AppError(answer.code, answer.message);
+      return answer.message?.content ?? "";
+    } finally {
+      signal.removeEventListener("abort", stopSubChat);
+    }
   }
 
   #emit(turnId: string, event: ChatEvent): void {

@@ -224,6 +224,41 @@ describe("tool rounds", () => {
     expect(JSON.stringify(messages)).not.toContain("r10a");
   });
 
+  it("stops a turn at once while a function tool runs; the next message gets a stand-in result", async () => {
+    await createFunction(
+      stack,
+      admin,
+      pythonFunction("sleeper", '    import time\n    time.sleep(8)\n    return {"slept": True}'),
+    );
+    await createAgent(stack, admin, {
+      name: "napper",
+      enabled_functions: ["default/sleeper"],
+      llm_provider_id: providers.openai,
+    });
+    const chat = await createChat(stack, admin, "napper");
+    fake.script({ tool_calls: [{ id: "nap1", name: "default__sleeper", arguments: "{}" }] });
+    const sending = api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "sleep" });
+    let runs: Record<string, unknown>[] = [];
+    for (let attempt = 0; attempt < 100 && runs.length === 0; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      runs = await executionsOf("sleeper", chat);
+    }
+    expect(runs).toMatchObject([{ status: "RUNNING" }]);
+    const stop = await api(stack, admin, "POST", `/chats/${chat}/stop`);
+    expect(stop.body).toMatchObject({ stopped: true });
+    // The stop did not wait for the function: it still runs, and records its outcome later as any run.
+    expect(await executionsOf("sleeper", chat)).toMatchObject([{ status: "RUNNING" }]);
+    expect((await sending).status).toBeLessThan(500);
+
+    fake.script({ content: "awake" });
+    const next = await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "and now?" });
+    expect(next.body).toMatchObject({ role: "assistant", content: "awake" });
+    const request = fake.requests[fake.requests.length - 1] as never;
+    expect(toolResults(request)).toEqual([
+      { tool_call_id: "nap1", content: { error: expect.stringContaining("No result") } },
+    ]);
+  });
+
   it("offers a function shared with the user's group, and refuses a tool it did not offer (D-27)", async () => {
     const group = await api(stack, admin, "POST", "/api/v1/groups", { name: "Shared" });
     expect(group.status, JSON.stringify(group.body)).toBeLessThan(300);

@@ -6,6 +6,7 @@
  */
 import { and, eq, inArray, or, type SQL } from "drizzle-orm";
 import { type Agent, agents, type JsonObject } from "../db/schema";
+import { untilAborted } from "../lib/abort";
 import type { ToolDefinition } from "../llm/types";
 import { createChatForAgent, findAgentForChat } from "../services/chats";
 import type { OfferedTool, ToolContext } from "./tools";
@@ -142,6 +143,7 @@ export async function runAgentTool(
     title: `Sub-chat: ${agent.name}`,
     input,
   });
-  const response = await ctx.runSubChatTurn(subChat.id, content);
+  // A stop ends the wait at once; runSubChatTurn stops the sub-chat's turn too.
+  const response = await untilAborted(ctx.runSubChatTurn(subChat.id, content), ctx.signal);
   return { agent_name: agent.name, response, chat_id: subChat.id };
 }

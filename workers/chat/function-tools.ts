@@ -7,6 +7,7 @@
 import { and, eq, inArray, or } from "drizzle-orm";
 import type { RunState } from "../../durable-objects/execution-run";
 import { functions, groupMembers, type JsonObject, type StoredFunction } from "../db/schema";
+import { untilAborted } from "../lib/abort";
 import { AppError } from "../lib/errors";
 import { renderTemplate } from "../lib/jinja";
 import type { ToolDefinition } from "../llm/types";
@@ -218,7 +219,10 @@ export async function runFunctionTool(
     }
     throw error;
   }
-  ctx.signal?.throwIfAborted();
-  const state = await waitForExecution(services, executionId, timeoutOf(services, stored));
+  // A stop ends the wait, not the run: the execution goes on and records its outcome as any other.
+  const state = await untilAborted(
+    waitForExecution(services, executionId, timeoutOf(services, stored)),
+    ctx.signal,
+  );
   return executionOutcome(executionId, state);
 }

@@ -320,7 +320,7 @@ async function runCalls(
   calls: ToolCall[],
   rejected: Map<string, string>,
 ): Promise<boolean> {
-  const results = await Promise.all(
+  const running = Promise.all(
     calls.map(async (call) => {
       const rejection = rejected.get(call.id);
       const result =
@@ -337,7 +337,12 @@ async function runCalls(
       return { call, result };
     }),
   );
-  if (request.signal.aborted) return true;
+  // A stop rejects the calls still running (an AbortError): the turn ends as stopped, their results unsaved.
+  const results = await running.catch((error: unknown) => {
+    if (request.signal.aborted) return null;
+    throw error;
+  });
+  if (results === null || request.signal.aborted) return true;
   const rows: NewChatMessage[] = results.map(({ call, result }) => ({
     role: "tool",
     content: toolResultContent(result),
