@@ -41,6 +41,8 @@ const SHARD_DB_CONNECTIONS = 3;
  * callbacks. An object may keep only 6 outgoing connections open on Cloudflare; the rest stay for its queries.
  */
 const MAX_HELD_ANSWERS = 4;
+/** How soon the watchdog tries again when Postgres refused to record an overdue run's failure. */
+const WATCHDOG_RETRY_MS = 15_000;
 
 export class ExecutionRun extends DurableObject<Env> {
   readonly #store: RunStore;
@@ -328,21 +330,32 @@ export class ExecutionRun extends DurableObject<Env> {
     this.#alarmAt = undefined;
     const now = Date.now();
     const grace = this.#graceSeconds();
+    let unrecorded = 0;
     for (const executionId of this.#store.overdue(now)) {
       const plan = this.#store.plan(executionId);
       if (!plan) continue;
       const timeout = plan.job.function.timeout_seconds;
-      await this.#finish(executionId, {
-        status: "FAILED",
-        error: `No result from the executor within ${timeout + grace} s (timeout ${timeout} s + ${grace} s grace); the executor may have crashed`,
-        errorType: "timeout",
-        traceback: null,
-        durationMs: null,
-      });
+      try {
+        await this.#finish(executionId, {
+          status: "FAILED",
+          error: `No result from the executor within ${timeout + grace} s (timeout ${timeout} s + ${grace} s grace); the executor may have crashed`,
+          errorType: "timeout",
+          traceback: null,
+          durationMs: null,
+        });
+      } catch (error) {
+        // Postgres failed: the run stays overdue here, and the next alarm tries again. The other runs go on.
+        unrecorded++;
+        console.error(`execution ${executionId}: the watchdog could not record its failure:`, error);
+        continue;
+      }
       await this.#withServices((services) => cancelJob(services.config, executionId));
     }
     this.#store.sweep(now);
-    await this.#scheduleAlarm();
+    if (unrecorded === 0) return this.#scheduleAlarm();
+    // Not the platform's alarm retries, which give up after a few: this object keeps trying while it must.
+    this.#alarmAt = now + WATCHDOG_RETRY_MS;
+    await this.ctx.storage.setAlarm(this.#alarmAt);
   }
 
   /**

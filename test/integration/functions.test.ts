@@ -99,6 +99,39 @@ describe("function management (S10, S11)", () => {
     expect((await api(stack, admin, "GET", "/api/v1/functions/default/greet")).status).toBe(200);
   });
 
+  it("moves a function only into a namespace the caller may create functions in", async () => {
+    const created = await api(stack, admin, "POST", "/api/v1/users", { email: "sandboxer@acme.io" });
+    expect(created.status, JSON.stringify(created.body)).toBeLessThan(300);
+    const userId = (created.body as Row).id;
+    expect((await api(stack, admin, "POST", "/api/v1/groups", { name: "Sandboxers" })).status).toBeLessThan(
+      300,
+    );
+    const granted = await api(stack, admin, "POST", "/api/v1/groups/Sandboxers/permissions", {
+      permission_key: "sinas.functions.sandbox.*:own",
+      permission_value: true,
+    });
+    expect(granted.status, JSON.stringify(granted.body)).toBe(200);
+    expect(
+      (await api(stack, admin, "POST", "/api/v1/groups/Sandboxers/members", { user_id: userId })).status,
+    ).toBe(200);
+    const sandboxer = await login(stack, "sandboxer@acme.io");
+    const fn = { ...pythonFunction("boxed", "    return input"), namespace: "sandbox" };
+    expect((await api(stack, sandboxer, "POST", "/api/v1/functions", fn)).status).toBe(200);
+    expect(
+      (await api(stack, sandboxer, "POST", "/api/v1/functions", { ...fn, namespace: "prod" })).status,
+    ).toBe(403);
+
+    const moved = await api(stack, sandboxer, "PUT", "/api/v1/functions/sandbox/boxed", {
+      namespace: "prod",
+    });
+    expect(moved.status).toBe(403);
+    expect((moved.body as Row).detail).toBe("Not authorized to create functions in namespace 'prod'");
+    expect((await api(stack, sandboxer, "GET", "/api/v1/functions/sandbox/boxed")).status).toBe(200);
+    expect((await api(stack, admin, "GET", "/api/v1/functions/prod/boxed")).status).toBe(404);
+    const renamed = await api(stack, sandboxer, "PUT", "/api/v1/functions/sandbox/boxed", { name: "boxed2" });
+    expect(renamed.status, JSON.stringify(renamed.body)).toBe(200);
+  });
+
   it("approves packages that requirements may then name (S11)", async () => {
     const approved = await api(stack, admin, "POST", "/api/v1/packages", {
       package_name: "requests",

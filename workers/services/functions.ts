@@ -204,10 +204,17 @@ export async function updateFunction(
   if (input.shared_pool && !current.sharedPool) {
     ensureSharedPoolAllowed(principal, "Not authorized to enable shared pool (admin only)");
   }
-  if (input.requirements) await ensureApprovedPackages(db, input.requirements);
-  if (input.code !== undefined) await ensureValidCode(config, input.code);
   const namespace = input.namespace ?? current.namespace;
   const name = input.name ?? current.name;
+  // Moving a function creates it in the new namespace (as for agents and webhooks).
+  if (
+    namespace !== current.namespace &&
+    !can(principal, permissions.functionsNamespace(namespace, "post", "own"))
+  ) {
+    throw new AppError("FORBIDDEN", `Not authorized to create functions in namespace '${namespace}'`);
+  }
+  if (input.requirements) await ensureApprovedPackages(db, input.requirements);
+  if (input.code !== undefined) await ensureValidCode(config, input.code);
   try {
     return await db.transaction(async (tx) => {
       const [updated] = await tx
