@@ -483,4 +483,35 @@ describe("agent-to-agent (S29)", () => {
     const sub = (chats.body as { id: string; title: string }[]).find((row) => row.id === result.chat_id);
     expect(sub?.title).toBe("Sub-chat: child");
   });
+
+  it("refuses a call of an agent the chat's user may not use, creating no sub-chat", async () => {
+    const secret = await createAgent(stack, admin, { name: "secret", llm_provider_id: providers.openai });
+    await createAgent(stack, eve, {
+      name: "sneaky",
+      enabled_agents: ["default/secret"],
+      llm_provider_id: providers.openai,
+    });
+    expect((await api(stack, eve, "POST", "/agents/default/secret/chats", {})).status).toBe(403);
+    const chat = await createChat(stack, eve, "sneaky");
+    fake.script(
+      {
+        tool_calls: [
+          {
+            id: "s1",
+            name: "call_agent_secret",
+            arguments: JSON.stringify({ prompt: "hi", _agent_id: secret.id }),
+          },
+        ],
+      },
+      { content: "no luck" },
+    );
+    const response = await api(stack, eve, "POST", `/chats/${chat}/messages`, { content: "use it" });
+    expect(response.body).toMatchObject({ content: "no luck" });
+    expect(fake.requests).toHaveLength(2);
+    expect(toolResults(fake.requests[1] as never)[0]?.content).toEqual({
+      error: "Not authorized to use agent 'default/secret'",
+    });
+    const chats = (await api(stack, eve, "GET", "/chats")).body as { title: string }[];
+    expect(chats.map((row) => row.title)).not.toContain("Sub-chat: secret");
+  });
 });

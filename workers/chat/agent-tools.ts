@@ -5,10 +5,14 @@
  * answer.
  */
 import { and, eq, inArray, or, type SQL } from "drizzle-orm";
+import { accessScope } from "../auth/access";
+import { permissions } from "../auth/catalogue";
+import type { Principal } from "../auth/principal";
 import { type Agent, agents, type JsonObject } from "../db/schema";
 import { untilAborted } from "../lib/abort";
 import type { ToolDefinition } from "../llm/types";
 import { createChatForAgent, findAgentForChat } from "../services/chats";
+import { loadUserWithGrants } from "../services/grants";
 import type { OfferedTool, ToolContext } from "./tools";
 
 /**
@@ -123,6 +127,26 @@ export async function offerAgentTools(ctx: ToolContext): Promise<OfferedTool[]> 
  * Runs a `call_agent_*` call (§5.8). `enabledAgentIds` are the agents offered in this turn (the resolved
  * `enabled_agents`). Expected failures are `{error}` results; anything thrown is turned into one by the caller.
  */
+/**
+ * Whether the chat's user may start a chat with `agent` (§1.2, `sinas.agents.{ns}.{name}.read`, D-3), as the
+ * chat route asks: naming an agent in `enabled_agents` must not lend it to users who may not use it.
+ */
+async function mayUseAgent(ctx: ToolContext, agent: Agent): Promise<boolean> {
+  const found = await loadUserWithGrants(ctx.services.statementDb(), ctx.user.id);
+  if (!found?.user.isActive) return false;
+  const principal: Principal = {
+    user: found.user,
+    permissions: found.grants.permissions,
+    groupIds: found.grants.groupIds,
+    method: "jwt",
+    apiKeyId: null,
+  };
+  return (
+    accessScope(principal, (scope) => permissions.agentRead(agent.namespace, agent.name, scope), agent) !==
+    null
+  );
+}
+
 export async function runAgentTool(
   ctx: ToolContext,
   enabledAgentIds: string[],
@@ -135,6 +159,9 @@ export async function runAgentTool(
   const db = ctx.services.db();
   const agent = await findAgentForChat(db, agentId);
   if (!agent) return { error: `Agent not found: ${agentId}` };
+  if (!(await mayUseAgent(ctx, agent))) {
+    return { error: `Not authorized to use agent '${agent.namespace}/${agent.name}'` };
+  }
   const { content, input } = agentCallMessage(args);
   const subChat = await createChatForAgent(db, {
     agent,
