@@ -326,7 +326,10 @@ describe("webhook routing, activation and auth (S14)", () => {
     expect(replaced.status).toBe(500);
     expect(replaced.body).toMatchObject({ code: "FUNCTION_FAILED" });
     expect(String(replaced.body.detail)).toContain("'default/handover' not found");
-    expect((await executionsOf(webhook.id)).map((row) => row.status)).toEqual(["COMPLETED"]);
+    // The attempt is recorded, as every attempt is (§6.2), under the webhook's owner.
+    const rows = await executionsOf(webhook.id);
+    expect(rows.map((row) => row.status).sort()).toEqual(["COMPLETED", "FAILED"]);
+    expect(rows.map((row) => row.execution_id)).toContain(replaced.body.execution_id);
   });
 
   it("refuses duplicate paths, unknown functions and bad fields, storing nothing", async () => {

@@ -14,7 +14,7 @@ import type { User } from "../db/schema";
 import { httpMethod } from "../db/schema";
 import { AppError } from "../lib/errors";
 import { readBounded } from "../lib/read-bounded";
-import { startExecution, timeoutOf, waitForExecution } from "../services/executions";
+import { recordFailedAttempt, startExecution, timeoutOf, waitForExecution } from "../services/executions";
 import { webhookInput } from "../services/webhook-envelope";
 import {
   awaitStartedExecution,
@@ -100,12 +100,7 @@ async function invokeWebhook(c: Context<AppEnv>): Promise<Response> {
   const { webhook, fn } = target;
   const runAs = await runAsUser(c, target, caller, body);
   await enforceWebhookRateLimit(services, webhook);
-  if (!fn) {
-    const missing = `${webhook.functionNamespace}/${webhook.functionName}`;
-    throw new AppError("FUNCTION_FAILED", `Function execution failed: Function '${missing}' not found`);
-  }
-  const request = {
-    fn,
+  const attempt = {
     runAs,
     input: webhookInput(
       { method, url: c.req.url, path, headers: c.req.raw.headers, body },
@@ -114,9 +109,18 @@ async function invokeWebhook(c: Context<AppEnv>): Promise<Response> {
     triggerType: "WEBHOOK" as const,
     triggerId: webhook.id,
     chatId: await chatOfHeader(services.statementDb(), c.req.header("x-chat-id"), runAs.id),
-    invalidInput: "record" as const,
-    callable: target.callable,
   };
+  if (!fn) {
+    const { functionNamespace, functionName } = webhook;
+    const missing = `Function '${functionNamespace}/${functionName}' not found or inactive`;
+    throw await recordFailedAttempt(
+      services,
+      { ...attempt, functionNamespace, functionName },
+      missing,
+      "not_found",
+    );
+  }
+  const request = { ...attempt, fn, invalidInput: "record" as const, callable: target.callable };
   const runAsync = c.req.query("async") === "true" || webhook.async;
   const key = idempotencyKeyOf(c);
   const { executionId, repeat } = key

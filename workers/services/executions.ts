@@ -172,27 +172,49 @@ async function recordRejectedInput(
   request: ExecutionRequest,
   message: string,
 ): Promise<AppError> {
-  const executionId = request.executionId ?? crypto.randomUUID();
+  const { fn, ...attempt } = request;
+  return recordFailedAttempt(
+    services,
+    { ...attempt, functionNamespace: fn.namespace, functionName: fn.name },
+    message,
+    "invalid_input",
+  );
+}
+
+/**
+ * An attempt that cannot run (its input breaks the schema, its function is gone), stored as a FAILED execution as
+ * every attempt is (§6.2); returns the FUNCTION_FAILED error, with the execution's id, for the caller to throw.
+ */
+export async function recordFailedAttempt(
+  services: Services,
+  attempt: Omit<ExecutionRequest, "fn" | "callable" | "invalidInput"> & {
+    functionNamespace: string;
+    functionName: string;
+  },
+  message: string,
+  errorType: "invalid_input" | "not_found",
+): Promise<AppError> {
+  const executionId = attempt.executionId ?? crypto.randomUUID();
   const db = services.db();
   await insertExecution(db, {
     executionId,
-    userId: request.runAs.id,
-    functionNamespace: request.fn.namespace,
-    functionName: request.fn.name,
-    triggerType: request.triggerType,
-    triggerId: request.triggerId,
-    chatId: request.chatId,
-    input: request.input,
+    userId: attempt.runAs.id,
+    functionNamespace: attempt.functionNamespace,
+    functionName: attempt.functionName,
+    triggerType: attempt.triggerType,
+    triggerId: attempt.triggerId,
+    chatId: attempt.chatId,
+    input: attempt.input,
   });
   await recordOutcome(db, executionId, {
     status: "FAILED",
     error: message,
-    errorType: "invalid_input",
+    errorType,
     traceback: null,
     durationMs: 0,
   });
   return new AppError("FUNCTION_FAILED", `Function execution failed: ${message}`, {
-    extra: { execution_id: executionId, error_type: "invalid_input" },
+    extra: { execution_id: executionId, error_type: errorType },
   });
 }
 
