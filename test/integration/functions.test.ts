@@ -376,7 +376,7 @@ describe("running functions", () => {
       alice,
       pythonFunction(
         "interview",
-        '    name = yield {"prompt": "Your name?", "schema": {"type": "object", "required": ["name"]}}\n    return {"hello": name["name"]}',
+        '    name = yield {"prompt": "Your name?", "schema": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}}}\n    return {"hello": name["name"]}',
       ),
     );
     const run = await execute(stack, alice, { name: "interview" });
@@ -390,6 +390,15 @@ describe("running functions", () => {
     expect(
       (await api(stack, alice, "POST", `/executions/${executionId}/continue`, { input: {} })).status,
     ).toBe(422);
+    const badName = await api(stack, alice, "POST", `/executions/${executionId}/continue`, {
+      input: { name: 5 },
+    });
+    expect(badName.status).toBe(422);
+    expect((badName.body as { detail: { loc: unknown[] }[] }).detail[0]?.loc).toEqual([
+      "body",
+      "input",
+      "name",
+    ]);
     const resumed = await api(stack, alice, "POST", `/executions/${executionId}/continue`, {
       input: { name: "Ada" },
     });

@@ -277,7 +277,11 @@ export async function resumeExecution(
   const problems = validateAgainstSchema(execution.inputSchema, input);
   if (problems.length > 0) {
     throw validationError(
-      problems.map((problem) => ({ loc: ["body", "input"], msg: problem.message, type: "json_schema" })),
+      problems.map((problem) => ({
+        loc: ["body", "input", ...problem.location.replace(/^#\/?/, "").split("/").filter(Boolean)],
+        msg: problem.message,
+        type: "json_schema",
+      })),
     );
   }
   const [user] = await services.db().select().from(users).where(eq(users.id, execution.userId)).limit(1);
@@ -287,7 +291,10 @@ export async function resumeExecution(
     const { executionId } = execution;
     return await executionRunFor(services.env, executionId).resume(executionId, input, token);
   } catch (error) {
-    throw new AppError("BAD_REQUEST", error instanceof Error ? error.message : String(error));
+    const message = error instanceof Error ? error.message : String(error);
+    // Another continue got there first: the run is no longer paused. Anything else is ours (§1.4: 500).
+    if (message === "Execution is not awaiting input") throw new AppError("BAD_REQUEST", message);
+    throw new AppError("INTERNAL", `Failed to continue execution: ${message}`);
   }
 }
 
