@@ -124,10 +124,6 @@ export async function offerAgentTools(ctx: ToolContext): Promise<OfferedTool[]> 
 }
 
 /**
- * Runs a `call_agent_*` call (§5.8). `enabledAgentIds` are the agents offered in this turn (the resolved
- * `enabled_agents`). Expected failures are `{error}` results; anything thrown is turned into one by the caller.
- */
-/**
  * Whether the chat's user may start a chat with `agent` (§1.2, `sinas.agents.{ns}.{name}.read`, D-3), as the
  * chat route asks: naming an agent in `enabled_agents` must not lend it to users who may not use it.
  */
@@ -147,6 +143,10 @@ async function mayUseAgent(ctx: ToolContext, agent: Agent): Promise<boolean> {
   );
 }
 
+/**
+ * Runs a `call_agent_*` call (§5.8). `enabledAgentIds` are the agents offered in this turn (the resolved
+ * `enabled_agents`). Expected failures are `{error}` results; anything thrown is turned into one by the caller.
+ */
 export async function runAgentTool(
   ctx: ToolContext,
   enabledAgentIds: string[],
