@@ -48,7 +48,8 @@ export class ChatLog {
         first_seq integer not null, started_at integer not null, ended_at integer);
       create table if not exists events (seq integer primary key autoincrement, turn_id text not null,
         type text not null, data text not null, at integer not null);
-      create index if not exists events_turn_id on events (turn_id, seq);`);
+      create index if not exists events_turn_id on events (turn_id, seq);
+      create index if not exists turns_first_seq on turns (first_seq);`);
   }
 
   /** Appends an event and returns it with its sequence number. */

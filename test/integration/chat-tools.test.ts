@@ -39,6 +39,12 @@ beforeAll(async () => {
 afterAll(() => stopChatStack({ stack, fake }));
 beforeEach(() => fake.reset());
 
+/** A scripted model reply that calls the agent `name` (its `call_agent_*` tool) with `prompt`. */
+function agentCall(id: string, name: string, agentId: string, prompt: string) {
+  const args = JSON.stringify({ prompt, _agent_id: agentId });
+  return { tool_calls: [{ id, name: `call_agent_${name}`, arguments: args }] };
+}
+
 /** One message whose turn makes one tool call and then answers; returns that call's tool result. */
 async function toolRound(
   chat: string,
@@ -454,15 +460,7 @@ describe("agent-to-agent (S29)", () => {
     });
     const chat = await createChat(stack, admin, "parent");
     fake.script(
-      {
-        tool_calls: [
-          {
-            id: "c1",
-            name: "call_agent_child",
-            arguments: JSON.stringify({ prompt: "ping", _agent_id: child.id }),
-          },
-        ],
-      },
+      agentCall("c1", "child", child.id, "ping"),
       { content: "pong" },
       { content: "child said pong" },
     );
@@ -493,18 +491,7 @@ describe("agent-to-agent (S29)", () => {
     });
     expect((await api(stack, eve, "POST", "/agents/default/secret/chats", {})).status).toBe(403);
     const chat = await createChat(stack, eve, "sneaky");
-    fake.script(
-      {
-        tool_calls: [
-          {
-            id: "s1",
-            name: "call_agent_secret",
-            arguments: JSON.stringify({ prompt: "hi", _agent_id: secret.id }),
-          },
-        ],
-      },
-      { content: "no luck" },
-    );
+    fake.script(agentCall("s1", "secret", secret.id, "hi"), { content: "no luck" });
     const response = await api(stack, eve, "POST", `/chats/${chat}/messages`, { content: "use it" });
     expect(response.body).toMatchObject({ content: "no luck" });
     expect(fake.requests).toHaveLength(2);

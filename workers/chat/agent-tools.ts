@@ -7,12 +7,11 @@
 import { and, eq, inArray, or, type SQL } from "drizzle-orm";
 import { accessScope } from "../auth/access";
 import { permissions } from "../auth/catalogue";
-import type { Principal } from "../auth/principal";
 import { type Agent, agents, type JsonObject } from "../db/schema";
 import { untilAborted } from "../lib/abort";
 import type { ToolDefinition } from "../llm/types";
 import { createChatForAgent, findAgentForChat } from "../services/chats";
-import { loadUserWithGrants } from "../services/grants";
+import { loadUserWithGrants, userPrincipal } from "../services/grants";
 import type { OfferedTool, ToolContext } from "./tools";
 
 /**
@@ -130,13 +129,7 @@ export async function offerAgentTools(ctx: ToolContext): Promise<OfferedTool[]> 
 async function mayUseAgent(ctx: ToolContext, agent: Agent): Promise<boolean> {
   const found = await loadUserWithGrants(ctx.services.statementDb(), ctx.user.id);
   if (!found?.user.isActive) return false;
-  const principal: Principal = {
-    user: found.user,
-    permissions: found.grants.permissions,
-    groupIds: found.grants.groupIds,
-    method: "jwt",
-    apiKeyId: null,
-  };
+  const principal = userPrincipal(found.user, found.grants);
   return (
     accessScope(principal, (scope) => permissions.agentRead(agent.namespace, agent.name, scope), agent) !==
     null

@@ -9,7 +9,7 @@ import { requireSecret } from "../env";
 import { sha256Hex } from "../lib/crypto";
 import { AppError } from "../lib/errors";
 import { ensureBootstrapped } from "./bootstrap";
-import { activeGroupIdsSql, loadUserWithGrants } from "./grants";
+import { activeGroupIdsSql, loadUserWithGrants, userPrincipal } from "./grants";
 import type { Services } from "./services";
 
 const INVALID_CREDENTIALS = "Invalid or expired credentials";
@@ -120,13 +120,7 @@ export async function authenticate(services: Services, token: string): Promise<A
   const { user, grants } = found;
   ensureActive(user);
   return {
-    principal: {
-      user,
-      permissions: grants.permissions,
-      groupIds: grants.groupIds,
-      method: "jwt",
-      apiKeyId: null,
-    },
+    principal: userPrincipal(user, grants),
     afterResponse: () => touchUser(services, user.id),
   };
 }

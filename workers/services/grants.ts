@@ -2,8 +2,10 @@
  * @module Loading a user's effective group grants (sinas-spec §3.4): the union over active memberships,
  * read on every request so that changes apply immediately.
  */
+
 import { and, eq, type SQL, type SQLWrapper, sql } from "drizzle-orm";
 import { mergeGrants } from "../auth/permissions";
+import type { Principal } from "../auth/principal";
 import type { Database } from "../db/client";
 import { jsonColumn } from "../db/json";
 import { preparedOnce } from "../db/prepared";
@@ -58,6 +60,11 @@ const userWithGrantsStatement = preparedOnce((db) =>
  * The user and their grants in one prepared statement (every request's authentication reads both); null
  * without the user.
  */
+/** The principal of a user acting by their own grants (a JWT, or a chat's user in a tool call). */
+export function userPrincipal(user: User, grants: UserGrants): Principal {
+  return { user, permissions: grants.permissions, groupIds: grants.groupIds, method: "jwt", apiKeyId: null };
+}
+
 export async function loadUserWithGrants(
   db: Database,
   userId: string,
