@@ -114,8 +114,11 @@ export class ChatSession extends DurableObject<Env> {
 
   async #begin(request: SendRequest): Promise<{ started: Started | Failure; ended: Promise<TurnOutcome> }> {
     if (this.#active) {
-      const busy = failure("CONFLICT", "A turn is already running in this chat");
-      return { started: busy, ended: Promise.resolve({ result: null, failure: busy }) };
+      // Only the chat's sender learns that it is busy: anyone else gets the refusal they would get anyway.
+      const refused = await this.#senderRefusal(request);
+      const answer =
+        refused ?? (this.#active ? failure("CONFLICT", "A turn is already running in this chat") : null);
+      if (answer) return { started: answer, ended: Promise.resolve({ result: null, failure: answer }) };
     }
     const { turnId, controller, ended, settle } = this.#claimTurn();
     let userMessageId: string | null | undefined;
@@ -154,13 +157,23 @@ export class ChatSession extends DurableObject<Env> {
     }
   }
 
-  /** Marks a turn as running, synchronously (before any await), so that a concurrent send sees it. */
+  /** Why `request`'s sender may not send to this chat (404, 403, inactive 401), or null when they may. */
+  async #senderRefusal(request: SendRequest): Promise<Failure | null> {
+    try {
+      await loadTurnSubjects(this.#services(), request.chatId, request.userId);
+      return null;
+    } catch (error) {
+      return failureOf(error);
+    }
+  }
+
   /** Frees the slot `claim` holds, if it still does. */
   #release(claim: TurnClaim): void {
     if (this.#active?.id === claim.turnId) this.#active = null;
     claim.settle({ result: null, failure: null });
   }
 
+  /** Marks a turn as running, synchronously (before any await), so that a concurrent send sees it. */
   #claimTurn(): TurnClaim {
     const turnId = crypto.randomUUID();
     const controller = new AbortController();

@@ -186,6 +186,10 @@ describe("resume and viewers", () => {
 
     const busy = await api(stack, admin, "POST", `/chats/${chat}/messages/stream`, { content: "again" });
     expect(busy.status).toBe(409);
+    // Someone else's send is refused as it would be on an idle chat: the turn is not theirs to learn about.
+    const stranger = await login(stack, "eve@acme.io");
+    const foreign = await api(stack, stranger, "POST", `/chats/${chat}/messages`, { content: "hi" });
+    expect(foreign.status).toBe(403);
 
     const stop = await api(stack, admin, "POST", `/chats/${chat}/stop`);
     expect(stop.status).toBe(200);
