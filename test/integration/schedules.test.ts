@@ -358,13 +358,22 @@ describe("claiming", () => {
     expect((await waitForOutcome("fine")).last_status).toBe("STARTED");
     expect(await executionsOf(fine.id)).toBe(1);
 
-    // A deleted target is recorded too.
+    // A deleted target is recorded too, as a FAILED execution of its own.
     expect((await api(stack, alice, "DELETE", "/api/v1/functions/default/strict")).status).toBe(200);
     await makeDue("broken");
     await tick();
     const gone = await waitForOutcome("broken", failed);
-    expect(gone).toMatchObject({ last_status: "FAILED", last_execution_id: null });
-    expect(gone.last_error).toBe("Function 'default/strict' not found");
+    expect(gone).toMatchObject({ last_status: "FAILED" });
+    expect(gone.last_error).toBe("Function execution failed: Function 'default/strict' not found");
+    expect(gone.last_execution_id).not.toBe(failed.last_execution_id);
+    const missing = await api(stack, alice, "GET", `/executions/${gone.last_execution_id}`);
+    expect(missing.body).toMatchObject({
+      status: "FAILED",
+      function_name: "strict",
+      trigger_type: "SCHEDULE",
+      trigger_id: broken.id,
+      error: "Function 'default/strict' not found",
+    });
     for (const name of ["broken", "fine"]) {
       expect((await api(stack, alice, "DELETE", `/api/v1/schedules/${name}`)).status).toBe(200);
     }

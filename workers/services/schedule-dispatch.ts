@@ -18,14 +18,15 @@
  * guard that matters, so a Redis outage does not stop schedules (the run goes ahead and a warning is logged).
  *
  * Delivery is at most once: an occurrence whose dispatch fails (function gone, invalid input, executor
- * down) is recorded as `last_status: FAILED` with `last_error`, and is not retried.
+ * down) is recorded as `last_status: FAILED` with `last_error`, and is not retried. A gone function or an
+ * invalid input is also stored as a FAILED execution (`last_execution_id`), as every attempt is (§6.2).
  */
 import { and, asc, eq, gte, isNull, lt, lte, or } from "drizzle-orm";
 import type { Database } from "../db/client";
 import { type ScheduledJob, type ScheduleRunStatus, scheduledJobs, users } from "../db/schema";
 import { minuteOf, nextRunAfter } from "../lib/cron";
 import { AppError } from "../lib/errors";
-import { findActiveFunction, startExecution } from "./executions";
+import { findActiveFunction, recordFailedAttempt, startExecution } from "./executions";
 import { type ScheduleTarget, targetOf } from "./schedules";
 import type { Services } from "./services";
 
@@ -103,6 +104,11 @@ async function takeIdempotencyKey(services: Services, key: string, value: string
   }
 }
 
+function nullIfNotFound(error: unknown): null {
+  if (error instanceof AppError && error.code === "NOT_FOUND") return null;
+  throw error;
+}
+
 /** Starts the target as the schedule's owner; returns the execution id. */
 async function dispatchTarget(
   services: Services,
@@ -118,20 +124,25 @@ async function dispatchTarget(
   if (!owner?.isActive) throw new AppError("FORBIDDEN", "The schedule's owner is inactive");
   switch (target.kind) {
     case "function": {
-      const fn = await findActiveFunction(db, target.namespace, target.name);
-      // The target must still be the owner's (checked at create and update; a function may have been replaced).
-      if (fn.userId !== job.userId) {
-        throw new AppError("NOT_FOUND", `Function '${target.namespace}/${target.name}' not found`);
-      }
-      return startExecution(services, {
-        fn,
+      const { namespace, name } = target;
+      const fn = await findActiveFunction(db, namespace, name).catch(nullIfNotFound);
+      const attempt = {
         runAs: owner,
         input: job.inputData,
-        triggerType: "SCHEDULE",
+        triggerType: "SCHEDULE" as const,
         triggerId: job.id,
-        chatId: null,
-        invalidInput: "record",
-      });
+      };
+      // The target must still be the owner's (checked at create and update; a function may have been replaced).
+      // An occurrence that cannot run is still an attempt, stored as a FAILED execution as a webhook's is.
+      if (fn?.userId !== job.userId) {
+        throw await recordFailedAttempt(
+          services,
+          { ...attempt, chatId: null, functionNamespace: namespace, functionName: name },
+          `Function '${namespace}/${name}' not found`,
+          "not_found",
+        );
+      }
+      return startExecution(services, { ...attempt, fn, chatId: null, invalidInput: "record" });
     }
   }
 }
