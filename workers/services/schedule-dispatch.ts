@@ -26,6 +26,7 @@ import type { Database } from "../db/client";
 import { type ScheduledJob, type ScheduleRunStatus, scheduledJobs, users } from "../db/schema";
 import { minuteOf, nextRunAfter } from "../lib/cron";
 import { AppError } from "../lib/errors";
+import { claimIdempotencyKey } from "../lib/idempotency";
 import { findActiveFunction, recordFailedAttempt, startExecution } from "./executions";
 import { type ScheduleTarget, targetOf } from "./schedules";
 import type { Services } from "./services";
@@ -34,7 +35,6 @@ import type { Services } from "./services";
 const MAX_CLAIMS_PER_TICK = 200;
 /** Dispatches in flight at once (each uses the database and an ExecutionRun Durable Object). */
 const DISPATCH_CONCURRENCY = 4;
-const IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60;
 
 export interface ScheduleTickReport {
   /** Occurrences this tick claimed and started. */
@@ -49,8 +49,8 @@ export interface ScheduleTickReport {
 
 type DueRow = Pick<ScheduledJob, "id" | "cronExpression" | "timezone" | "nextRun">;
 
-export function idempotencyKey(scheduleId: string, scheduledFor: Date): string {
-  return `sinas:idempotency:schedule:${scheduleId}:${minuteOf(scheduledFor)}`;
+function idempotencyKey(scheduleId: string, scheduledFor: Date): string {
+  return `schedule:${scheduleId}:${minuteOf(scheduledFor)}`;
 }
 
 /**
@@ -92,12 +92,10 @@ async function reschedule(db: Database, row: DueRow, nextRun: Date): Promise<boo
   return updated.length > 0;
 }
 
-async function takeIdempotencyKey(services: Services, key: string, value: string): Promise<boolean> {
-  const redis = services.redis();
+/** Takes the occurrence's key (`claimIdempotencyKey`, with a value unique to this tick's claim). */
+async function takeIdempotencyKey(services: Services, key: string): Promise<boolean> {
   try {
-    if ((await redis.set(key, value, { nx: true, ex: IDEMPOTENCY_TTL_SECONDS })) === "OK") return true;
-    // Our own value: the SET landed but its answer was lost, and the client's retry was refused.
-    return (await redis.get<string>(key)) === value;
+    return (await claimIdempotencyKey(services.redis(), key, crypto.randomUUID())).kind === "claimed";
   } catch (error) {
     console.warn(`schedule idempotency key ${key} not taken (Redis failed), running anyway:`, error);
     return true;
@@ -191,15 +189,7 @@ async function handleDueRow(services: Services, row: DueRow, now: Date): Promise
   if (!row.nextRun) return (await reschedule(db, row, nextRun)) ? "rescheduled" : "skipped";
   const job = await claimOccurrence(db, row, now, nextRun);
   if (!job) return "skipped";
-  if (
-    !(await takeIdempotencyKey(
-      services,
-      idempotencyKey(job.id, row.nextRun),
-      `${now.toISOString()} ${crypto.randomUUID()}`,
-    ))
-  ) {
-    return "skipped";
-  }
+  if (!(await takeIdempotencyKey(services, idempotencyKey(job.id, row.nextRun)))) return "skipped";
   const outcome = await runOccurrence(services, job);
   await recordOutcome(db, job.id, outcome);
   if (outcome.error) console.warn(`schedule '${job.name}' (${job.id}) failed to start: ${outcome.error}`);
