@@ -119,16 +119,6 @@ export class ExecutionRun extends DurableObject<Env> {
     return Date.now() + (job.function.timeout_seconds + this.#graceSeconds()) * 1000;
   }
 
-  /** Sends a resume's job with a new watchdog deadline. */
-  async #dispatch(executionId: string, job: Job): Promise<void> {
-    const state = this.#store.state(executionId);
-    if (!state) return;
-    const deadline = this.#deadlineOf(job);
-    this.#store.save(state, deadline);
-    await this.#alarmBy(deadline);
-    await this.#post(executionId, job);
-  }
-
   /** Posts the job (its answer held for the result while this shard holds few) and handles a refusal. */
   async #post(executionId: string, job: Job): Promise<void> {
     this.#store.noteDispatch(executionId, Date.now());
@@ -310,18 +300,27 @@ export class ExecutionRun extends DurableObject<Env> {
     const plan = this.#store.plan(executionId);
     if (!state || !plan || state.status !== "awaiting_input")
       throw new Error("Execution is not awaiting input");
-    const resumed = await this.#withServices((services) => resumeRecord(services.db(), executionId));
-    if (!resumed) throw new Error("Execution is not awaiting input");
-    this.#store.save({ ...state, status: "running", prompt: null, schema: null });
-    // A resume is a new job whose callbacks number from 1 again; the previous job ended with its result.
-    this.#store.forgetCallbacks(executionId);
     const job: Job = {
       ...plan.job,
       kind: "resume",
       input,
       context: { ...plan.job.context, access_token: accessToken },
     };
-    await this.#dispatch(executionId, job);
+    // The run is running here, with its watchdog, before the database says so: an object that dies after the
+    // database's flip leaves a run the watchdog fails in both places (a FAILED outcome also ends a paused row).
+    const deadline = this.#deadlineOf(job);
+    this.#store.save({ ...state, status: "running", prompt: null, schema: null }, deadline);
+    await this.#alarmBy(deadline);
+    let resumed = false;
+    try {
+      resumed = await this.#withServices((services) => resumeRecord(services.db(), executionId));
+    } finally {
+      if (!resumed) this.#store.save(state);
+    }
+    if (!resumed) throw new Error("Execution is not awaiting input");
+    // A resume is a new job whose callbacks number from 1 again; the previous job ended with its result.
+    this.#store.forgetCallbacks(executionId);
+    await this.#post(executionId, job);
     return this.#store.state(executionId) as RunState;
   }
 

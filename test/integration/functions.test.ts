@@ -399,6 +399,25 @@ describe("running functions", () => {
       "input",
       "name",
     ]);
+    // A resume whose database write fails is a 500 (sinas-spec 1.4) and leaves the run paused, resumable later.
+    const handle = openStackDb(stack);
+    await handle.db.execute(
+      sql.raw(`
+      create or replace function test_fail_resume() returns trigger language plpgsql as $$
+      begin raise exception 'injected failure'; end $$;
+      create trigger test_fail_resume before update on executions for each row
+        when (old.status = 'AWAITING_INPUT' and new.status = 'RUNNING') execute function test_fail_resume();`),
+    );
+    try {
+      const failed = await api(stack, alice, "POST", `/executions/${executionId}/continue`, {
+        input: { name: "Ada" },
+      });
+      expect(failed.status).toBe(500);
+      expect(failed.body).toMatchObject({ detail: expect.stringContaining("Failed to continue execution") });
+    } finally {
+      await handle.db.execute(sql.raw("drop trigger if exists test_fail_resume on executions"));
+      await handle.close();
+    }
     const resumed = await api(stack, alice, "POST", `/executions/${executionId}/continue`, {
       input: { name: "Ada" },
     });

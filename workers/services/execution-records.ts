@@ -210,16 +210,19 @@ function outcomeParams(outcome: ExecutionOutcome): Record<string, unknown> {
 
 /**
  * The outcome's update of a RUNNING execution, with `count` step rows written first in the same statement
- * (a data-modifying CTE runs to completion whether or not the main statement reads it).
+ * (a data-modifying CTE runs to completion whether or not the main statement reads it). A failure also ends
+ * an AWAITING_INPUT row: the ExecutionRun object marks a resumed run running before the database does, and
+ * fails it (its watchdog) if it died in between.
  */
 function outcomeStatements(status: ExecutionOutcome["status"]) {
+  const from: Execution["status"][] = status === "FAILED" ? ["RUNNING", "AWAITING_INPUT"] : ["RUNNING"];
   return statementCache(`outcome_${status.toLowerCase()}`, (db, count, name) => {
     const update = count > 0 ? db.with(db.$with("steps").as(stepsInsert(db, count))) : db;
     return update
       .update(executions)
       .set(OUTCOME_CHANGES[status])
       .where(
-        and(eq(executions.executionId, sql.placeholder("executionId")), eq(executions.status, "RUNNING")),
+        and(eq(executions.executionId, sql.placeholder("executionId")), inArray(executions.status, from)),
       )
       .returning({ id: executions.id })
       .prepare(name);
