@@ -628,6 +628,14 @@ describe("async, idempotency and limits", () => {
     expect(syncRepeat.status).toBe(200);
     expect(syncRepeat.body.execution_id).toBe(asyncCalls[0]?.body.execution_id);
 
+    // The key reused for another request (body, query) is refused, naming the header, and nothing runs.
+    for (const other of [{ body: '{"n":9}' }, { body: '{"n":1}', query: "?x=1" }]) {
+      const reused = await call("idem/echo", { headers: headers("k-1"), ...other });
+      expect(reused.status).toBe(422);
+      expect(reused.body.detail).toEqual([expect.objectContaining({ loc: ["header", "idempotency-key"] })]);
+    }
+    expect(await executionsOf(webhook.id)).toHaveLength(3);
+
     // A failure is remembered too: the repeat answers with the same failed execution.
     const failed = await call("greet", { headers: json(alice, { "idempotency-key": "bad-1" }), body: "{}" });
     const failedAgain = await call("greet", {

@@ -55,12 +55,22 @@ describe.each(backends)("redis bridge ($mode)", ({ mode, redisUrl }) => {
   });
 
   it("claims an idempotency key once; a claim whose SET landed unanswered is still its own", async () => {
-    const claim = (executionId: string) =>
-      claimIdempotencyKey(redis as never, key(`idempotency:${mode}`), executionId, 10);
+    const claim = (executionId: string, fingerprint?: string) =>
+      claimIdempotencyKey(redis as never, key(`idempotency:${mode}`), executionId, {
+        ttlSeconds: 10,
+        fingerprint,
+      });
     expect(await claim("first")).toEqual({ kind: "claimed" });
     expect(await claim("second")).toEqual({ kind: "repeat", executionId: "first" });
     // The client's retry of a SET whose answer was lost is refused, and the key names this very request.
     expect(await claim("first")).toEqual({ kind: "claimed" });
+
+    const print = (executionId: string, fingerprint: string) =>
+      claimIdempotencyKey(redis as never, key(`fingerprinted:${mode}`), executionId, { fingerprint });
+    expect(await print("one", "aaa")).toEqual({ kind: "claimed" });
+    expect(await print("two", "aaa")).toEqual({ kind: "repeat", executionId: "one" });
+    expect(await print("three", "bbb")).toEqual({ kind: "mismatch" });
+    expect(await print("one", "aaa")).toEqual({ kind: "claimed" });
   });
 
   it("increments counters", async () => {

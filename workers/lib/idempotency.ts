@@ -9,11 +9,27 @@ import { AppError } from "./errors";
 export const IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60;
 const PREFIX = "sinas:idempotency:";
 
-export type IdempotencyClaim = { kind: "claimed" } | { kind: "repeat"; executionId: string };
+export type IdempotencyClaim =
+  | { kind: "claimed" }
+  | { kind: "repeat"; executionId: string }
+  /** The key was claimed for a different request (its fingerprint differs). */
+  | { kind: "mismatch" };
+
+export interface ClaimOptions {
+  ttlSeconds?: number;
+  /** What identifies the request (e.g. a hash of its method, path, query and body); stored beside the id. */
+  fingerprint?: string;
+}
+
+/** The key's value: the execution id, then the request's fingerprint when there is one. */
+function claimValue(executionId: string, fingerprint: string | undefined): string {
+  return fingerprint ? `${executionId} ${fingerprint}` : executionId;
+}
 
 /**
  * Claims `key` for `executionId`. `claimed`: this caller is first and must start `executionId`;
- * `repeat`: an earlier request owns the key, here is its execution id.
+ * `repeat`: an earlier request owns the key, here is its execution id; `mismatch`: an earlier request with
+ * another fingerprint owns it (the IETF Idempotency-Key draft answers that with 422).
  *
  * @example
  * const claim = await claimIdempotencyKey(redis, `webhook:${webhook.id}:${user.id}:${key}`, executionId);
@@ -23,16 +39,21 @@ export async function claimIdempotencyKey(
   redis: Redis,
   key: string,
   executionId: string,
-  ttlSeconds = IDEMPOTENCY_TTL_SECONDS,
+  { ttlSeconds = IDEMPOTENCY_TTL_SECONDS, fingerprint }: ClaimOptions = {},
 ): Promise<IdempotencyClaim> {
+  const value = claimValue(executionId, fingerprint);
   // Two tries: the key may expire between a refused SET NX and the GET.
   for (let attempt = 0; attempt < 2; attempt++) {
-    const set = await redis.set(PREFIX + key, executionId, { nx: true, ex: ttlSeconds });
+    const set = await redis.set(PREFIX + key, value, { nx: true, ex: ttlSeconds });
     if (set === "OK") return { kind: "claimed" };
     const existing = await redis.get<string>(PREFIX + key);
-    // Our own id: the SET landed but its answer was lost, and the client's retry was refused.
-    if (existing === executionId) return { kind: "claimed" };
-    if (existing) return { kind: "repeat", executionId: existing };
+    // Our own value: the SET landed but its answer was lost, and the client's retry was refused.
+    if (existing === value) return { kind: "claimed" };
+    if (existing) {
+      const [firstId = "", firstFingerprint] = existing.split(" ");
+      if (fingerprint !== undefined && firstFingerprint !== fingerprint) return { kind: "mismatch" };
+      return { kind: "repeat", executionId: firstId };
+    }
   }
   throw new AppError("CONFLICT", "The Idempotency-Key changed hands while it was read; retry the request");
 }
@@ -41,10 +62,15 @@ export async function claimIdempotencyKey(
  * Gives the key up when its run never started (the request failed before any execution was recorded), so a
  * retry can run. Only deletes the key while it still names `executionId`.
  */
-export async function releaseIdempotencyKey(redis: Redis, key: string, executionId: string): Promise<void> {
+export async function releaseIdempotencyKey(
+  redis: Redis,
+  key: string,
+  executionId: string,
+  fingerprint?: string,
+): Promise<void> {
   await redis.eval(
     "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0",
     [PREFIX + key],
-    [executionId],
+    [claimValue(executionId, fingerprint)],
   );
 }

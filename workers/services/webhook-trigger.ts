@@ -164,24 +164,44 @@ export async function chatOfHeader(
 }
 
 /**
+ * What makes two webhook calls the same request for their Idempotency-Key: method, path, query (but `async`,
+ * which only picks how the answer comes) and body. Headers are left out: proxies and clients vary them.
+ */
+async function requestFingerprint(input: JsonObject): Promise<string> {
+  const { async: _mode, ...query } = (input.query ?? {}) as JsonObject;
+  const identity = JSON.stringify([input.method, input.path, query, input.body ?? null]);
+  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(identity));
+  return [...new Uint8Array(digest, 0, 16)].map((byte) => byte.toString(16).padStart(2, "0")).join("");
+}
+
+/**
  * Starts the run unless `key` was claimed before (within 24 h): then returns the first request's execution
- * id with `repeat: true`, and nothing runs. A start that fails before any execution was recorded gives the
- * key up again, so a retry runs; a rejected input is recorded (FUNCTION_FAILED), so repeats get that failure.
+ * id with `repeat: true`, and nothing runs. The key reused for a different request (another body, query...)
+ * is a 422 naming the header, and nothing runs. A start that fails before any execution was recorded gives
+ * the key up again, so a retry runs; a rejected input is recorded (FUNCTION_FAILED), so repeats get that
+ * failure.
  */
 export async function startExecutionOnce(
   services: Services,
   key: string,
-  request: ExecutionRequest,
+  request: ExecutionRequest & { input: JsonObject },
 ): Promise<{ executionId: string; repeat: boolean }> {
   const executionId = crypto.randomUUID();
   const redis = services.redis();
-  const claim = await claimIdempotencyKey(redis, key, executionId);
+  const fingerprint = await requestFingerprint(request.input);
+  const claim = await claimIdempotencyKey(redis, key, executionId, { fingerprint });
   if (claim.kind === "repeat") return { executionId: claim.executionId, repeat: true };
+  if (claim.kind === "mismatch") {
+    const msg = "was already used within 24 h for a different request (method, path, query or body)";
+    throw new AppError("VALIDATION_FAILED", `header.idempotency-key: ${msg}`, {
+      issues: [{ loc: ["header", "idempotency-key"], msg, type: "idempotency_key_reused" }],
+    });
+  }
   try {
     await startExecution(services, { ...request, executionId });
   } catch (error) {
     if (!(error instanceof AppError && error.code === "FUNCTION_FAILED")) {
-      await releaseIdempotencyKey(redis, key, executionId).catch(() => undefined);
+      await releaseIdempotencyKey(redis, key, executionId, fingerprint).catch(() => undefined);
     }
     throw error;
   }
