@@ -258,26 +258,31 @@ export class ChatSession extends DurableObject<Env> {
     decisions: Decision[];
   }): Promise<Started | { ok: true; waiting: number } | Failure> {
     return this.#serialized(() =>
-      this.#whileDeciding(async (claim) => {
+      this.#whileDeciding(request, async (claim, subjects) => {
         const recorded = await recordDecisions(this.#services().db(), request, request.decisions);
         if (recorded.kind === "not_found")
           return failure("NOT_FOUND", "Pending approval not found or already processed");
         if (recorded.kind === "waiting") return { ok: true as const, waiting: recorded.waiting };
-        return (await this.#continueTurn(request, recorded.resume, claim)).started;
+        return (await this.#continueTurn(request, subjects, recorded.resume, claim)).started;
       }),
     );
   }
 
   /**
    * Runs a decision holding the turn slot, claimed before the decision is recorded: a send arriving meanwhile
-   * gets 409 instead of a turn of its own beside the continuation. `decide` hands the claim to `#continueTurn`,
-   * or returns without it (the slot is then freed).
+   * gets 409 instead of a turn of its own beside the continuation. The turn's subjects are read before anything
+   * is recorded, so that a decision is never consumed by a turn that cannot go on (agent gone, user inactive).
+   * `decide` hands the claim to `#continueTurn`, or returns without it (the slot is then freed).
    */
-  async #whileDeciding<T>(decide: (claim: TurnClaim) => Promise<T | Failure>): Promise<T | Failure> {
+  async #whileDeciding<T>(
+    request: { chatId: string; userId: string },
+    decide: (claim: TurnClaim, subjects: TurnSubjects) => Promise<T | Failure>,
+  ): Promise<T | Failure> {
     if (this.#active) return failure("CONFLICT", "A turn is running in this chat; decide when it has ended");
     const claim = this.#claimTurn();
     try {
-      return await decide(claim);
+      const subjects = await loadTurnSubjects(this.#services(), request.chatId, request.userId, "approve");
+      return await decide(claim, subjects);
     } catch (error) {
       return failureOf(error);
     } finally {
@@ -300,7 +305,7 @@ export class ChatSession extends DurableObject<Env> {
       tool_call_id: request.toolCallId,
       message,
     });
-    return this.#whileDeciding(async (claim) => {
+    return this.#whileDeciding(request, async (claim, subjects) => {
       const recorded = await recordDecisions(this.#services().db(), request, [request]);
       if (recorded.kind === "not_found")
         return failure("NOT_FOUND", "Pending approval not found or already processed");
@@ -309,7 +314,7 @@ export class ChatSession extends DurableObject<Env> {
           `Decision recorded; ${recorded.waiting} other tool call(s) of this message still await approval`,
         );
       }
-      const outcome = await (await this.#continueTurn(request, recorded.resume, claim)).ended;
+      const outcome = await (await this.#continueTurn(request, subjects, recorded.resume, claim)).ended;
       if (outcome.failure) {
         if (!request.approved) {
           return answer(`Tool call rejected but failed to get LLM response: ${outcome.failure.message}`);
@@ -328,6 +333,7 @@ export class ChatSession extends DurableObject<Env> {
   /** Goes on with the paused turn in the slot `claim` holds (see `#whileDeciding`). */
   async #continueTurn(
     request: { chatId: string; userId: string },
+    subjects: TurnSubjects,
     resume: ApprovalResume,
     claim: TurnClaim,
   ): Promise<{ started: Started | Failure; ended: Promise<TurnOutcome> }> {
@@ -335,7 +341,6 @@ export class ChatSession extends DurableObject<Env> {
     const { turnId, controller, ended, settle } = claim;
     try {
       const services = this.#services();
-      const subjects = await loadTurnSubjects(services, request.chatId, request.userId);
       const send: SendRequest = {
         chatId: request.chatId,
         userId: request.userId,

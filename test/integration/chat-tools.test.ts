@@ -136,6 +136,26 @@ describe.each(WIRE_FORMATS)("tool approval on the %s wire format (S27)", (format
     expect(await executionsOf("wire", chat)).toEqual([]);
   });
 
+  it("refuses a decision its turn could not go on with (agent deleted): 404, nothing run", async () => {
+    const name = `doomed-${format}`;
+    await createAgent(stack, admin, {
+      name,
+      enabled_functions: ["default/wire"],
+      llm_provider_id: providers[format],
+    });
+    const chat = await createChat(stack, admin, name);
+    const call = `call_d${format}`;
+    fake.script({ tool_calls: [{ id: call, name: "default__wire", arguments: '{"amount":3}' }] });
+    await streamMessage(stack, admin, chat, "pay");
+    expect((await api(stack, admin, "DELETE", `/api/v1/agents/default/${name}`)).status).toBe(204);
+    const refused = await api(stack, admin, "POST", `/chats/${chat}/approve-tool/${call}`, {
+      approved: true,
+    });
+    expect(refused.status).toBe(404);
+    expect(JSON.stringify(refused.body)).toContain("no longer exists or is inactive");
+    expect(await executionsOf("wire", chat)).toEqual([]);
+  });
+
   it("answers a call left pending when a new message comes instead of a decision; a late approval runs nothing", async () => {
     const chat = await createChat(stack, admin, bank);
     const call = `call_p${format}`;
