@@ -6,6 +6,8 @@ import { and, eq, exists, isNull } from "drizzle-orm";
 import type { ApprovalResume } from "../workers/chat/turn";
 import type { DbOrTx } from "../workers/db/client";
 import { chats, messages, pendingToolApprovals } from "../workers/db/schema";
+import { type ApprovalAnswer, type Failure, failure } from "./chat-session-results";
+import type { TurnOutcome } from "./chat-turn-slot";
 
 export interface Decision {
   toolCallId: string;
@@ -79,4 +81,37 @@ export async function rejectPendingApprovals(db: DbOrTx, chatId: string): Promis
     .update(pendingToolApprovals)
     .set({ approved: false })
     .where(and(eq(pendingToolApprovals.chatId, chatId), isNull(pendingToolApprovals.approved)));
+}
+
+/**
+ * §5.7's answer to one decision: recorded while `waiting` other calls of its message need one, else as its
+ * continued turn ended (an approved call whose turn failed is a failure; a rejection's is said in the answer).
+ */
+export function decisionAnswer(
+  decision: Decision,
+  after: { waiting: number } | TurnOutcome,
+): ApprovalAnswer | Failure {
+  const answer = (message: string): ApprovalAnswer => ({
+    ok: true,
+    status: decision.approved ? "approved" : "rejected",
+    tool_call_id: decision.toolCallId,
+    message,
+  });
+  if ("waiting" in after) {
+    return answer(
+      `Decision recorded; ${after.waiting} other tool call(s) of this message still await approval`,
+    );
+  }
+  if (after.failure) {
+    if (!decision.approved) {
+      return answer(`Tool call rejected but failed to get LLM response: ${after.failure.message}`);
+    }
+    return failure("INTERNAL", `Failed to execute approved tool call: ${after.failure.message}`);
+  }
+  const resultId = after.result?.message?.id ?? "none";
+  return answer(
+    decision.approved
+      ? `Tool call executed successfully. Result message ID: ${resultId}`
+      : `Tool call rejected. LLM responded with message ID: ${resultId}`,
+  );
 }

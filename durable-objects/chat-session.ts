@@ -22,7 +22,7 @@ import type { Env } from "../workers/env";
 import { AppError } from "../workers/lib/errors";
 import { toMessageResponse } from "../workers/services/chats";
 import { createServices, type Services } from "../workers/services/services";
-import { type Decision, recordDecisions, rejectPendingApprovals } from "./chat-approvals";
+import { type Decision, decisionAnswer, recordDecisions, rejectPendingApprovals } from "./chat-approvals";
 import { ChunkCoalescer } from "./chat-coalescer";
 import { ChatLog, type TurnStatus } from "./chat-log";
 import {
@@ -37,24 +37,8 @@ import {
 import type { StreamFormat } from "./chat-stream";
 import { coalesceWindowMs, trackStreamingTurn } from "./chat-stream-load";
 import { beginTurnRecord, loadTurnSubjects, savePartialAnswer, type TurnSubjects } from "./chat-turn-data";
+import { type TurnClaim, type TurnOutcome, TurnSlot } from "./chat-turn-slot";
 import { ChatViewers } from "./chat-viewers";
-
-interface ActiveTurn {
-  id: string;
-  controller: AbortController;
-  ended: Promise<TurnOutcome>;
-}
-
-type TurnOutcome = { result: TurnResult | null; failure: Failure | null };
-/** The turn slot a send or a decision holds: one turn at a time per chat. */
-type TurnClaim = {
-  turnId: string;
-  controller: AbortController;
-  ended: Promise<TurnOutcome>;
-  settle: (outcome: TurnOutcome) => void;
-  /** Handed to a continuation, which frees the slot when its turn ends. */
-  continued: boolean;
-};
 
 /** While a turn runs an alarm fires this often: after a crash it finds the turn and ends it cleanly. */
 const HEARTBEAT_MS = 30_000;
@@ -62,7 +46,7 @@ const HEARTBEAT_MS = 30_000;
 export class ChatSession extends DurableObject<Env> {
   #log: ChatLog;
   #viewers: ChatViewers;
-  #active: ActiveTurn | null = null;
+  #slot = new TurnSlot();
   #approvals: Promise<unknown> = Promise.resolve();
   #servicesCache: Services | undefined;
   /** The chat's messages between turns (one chat per object; its id comes with the first call). */
@@ -113,14 +97,14 @@ export class ChatSession extends DurableObject<Env> {
   }
 
   async #begin(request: SendRequest): Promise<{ started: Started | Failure; ended: Promise<TurnOutcome> }> {
-    if (this.#active) {
+    if (this.#slot.turnId) {
       // Only the chat's sender learns that it is busy: anyone else gets the refusal they would get anyway.
       const refused = await this.#senderRefusal(request);
       const answer =
-        refused ?? (this.#active ? failure("CONFLICT", "A turn is already running in this chat") : null);
+        refused ?? (this.#slot.turnId ? failure("CONFLICT", "A turn is already running in this chat") : null);
       if (answer) return { started: answer, ended: Promise.resolve({ result: null, failure: answer }) };
     }
-    const { turnId, controller, ended, settle } = this.#claimTurn();
+    const { turnId, controller, ended, settle } = this.#slot.claim();
     let userMessageId: string | null | undefined;
     try {
       const services = this.#services();
@@ -144,7 +128,7 @@ export class ChatSession extends DurableObject<Env> {
       return { started: { ok: true, turnId, afterSeq: first.seq - 1 }, ended };
     } catch (error) {
       controller.abort(); // a first model call already sent must not run on
-      this.#active = null;
+      this.#slot.free(turnId);
       const failed = failureOf(error);
       settle({ result: null, failure: failed });
       // §5.6: once the message is saved, a streamed turn reports its failure (no provider, bad model...) in the
@@ -165,22 +149,6 @@ export class ChatSession extends DurableObject<Env> {
     } catch (error) {
       return failureOf(error);
     }
-  }
-
-  /** Frees the slot `claim` holds, if it still does. */
-  #release(claim: TurnClaim): void {
-    if (this.#active?.id === claim.turnId) this.#active = null;
-    claim.settle({ result: null, failure: null });
-  }
-
-  /** Marks a turn as running, synchronously (before any await), so that a concurrent send sees it. */
-  #claimTurn(): TurnClaim {
-    const turnId = crypto.randomUUID();
-    const controller = new AbortController();
-    let settle: (outcome: TurnOutcome) => void = () => {};
-    const ended = new Promise<TurnOutcome>((resolve) => (settle = resolve));
-    this.#active = { id: turnId, controller, ended };
-    return { turnId, controller, ended, settle, continued: false };
   }
 
   /**
@@ -220,11 +188,7 @@ export class ChatSession extends DurableObject<Env> {
 
   /** Ends the running turn; resolves once its end is logged (the partial answer saved). */
   async stop(): Promise<{ stopped: boolean; turn_id: string | null }> {
-    const active = this.#active;
-    if (!active) return { stopped: false, turn_id: null };
-    active.controller.abort();
-    await active.ended;
-    return { stopped: true, turn_id: active.id };
+    return this.#slot.stop();
   }
 
   /** The chat is being deleted: stops its turn and drops the log, its sockets and its alarm. */
@@ -278,15 +242,16 @@ export class ChatSession extends DurableObject<Env> {
     request: { chatId: string; userId: string },
     decide: (claim: TurnClaim, subjects: TurnSubjects) => Promise<T | Failure>,
   ): Promise<T | Failure> {
-    if (this.#active) return failure("CONFLICT", "A turn is running in this chat; decide when it has ended");
-    const claim = this.#claimTurn();
+    if (this.#slot.turnId)
+      return failure("CONFLICT", "A turn is running in this chat; decide when it has ended");
+    const claim = this.#slot.claim();
     try {
       const subjects = await loadTurnSubjects(this.#services(), request.chatId, request.userId, "approve");
       return await decide(claim, subjects);
     } catch (error) {
       return failureOf(error);
     } finally {
-      if (!claim.continued) this.#release(claim);
+      if (!claim.continued) this.#slot.release(claim);
     }
   }
 
@@ -298,35 +263,13 @@ export class ChatSession extends DurableObject<Env> {
   }
 
   async #decide(request: { chatId: string; userId: string; toolCallId: string; approved: boolean }) {
-    const status = request.approved ? ("approved" as const) : ("rejected" as const);
-    const answer = (message: string) => ({
-      ok: true as const,
-      status,
-      tool_call_id: request.toolCallId,
-      message,
-    });
     return this.#whileDeciding(request, async (claim, subjects) => {
       const recorded = await recordDecisions(this.#services().db(), request, [request]);
       if (recorded.kind === "not_found")
         return failure("NOT_FOUND", "Pending approval not found or already processed");
-      if (recorded.kind === "waiting") {
-        return answer(
-          `Decision recorded; ${recorded.waiting} other tool call(s) of this message still await approval`,
-        );
-      }
+      if (recorded.kind === "waiting") return decisionAnswer(request, { waiting: recorded.waiting });
       const outcome = await (await this.#continueTurn(request, subjects, recorded.resume, claim)).ended;
-      if (outcome.failure) {
-        if (!request.approved) {
-          return answer(`Tool call rejected but failed to get LLM response: ${outcome.failure.message}`);
-        }
-        return failure("INTERNAL", `Failed to execute approved tool call: ${outcome.failure.message}`);
-      }
-      const resultId = outcome.result?.message?.id ?? "none";
-      return answer(
-        request.approved
-          ? `Tool call executed successfully. Result message ID: ${resultId}`
-          : `Tool call rejected. LLM responded with message ID: ${resultId}`,
-      );
+      return decisionAnswer(request, outcome);
     });
   }
 
@@ -353,7 +296,7 @@ export class ChatSession extends DurableObject<Env> {
       void this.#run(setup, prepared, turnId).then(settle);
       return { started: { ok: true, turnId, afterSeq: first.seq - 1 }, ended };
     } catch (error) {
-      this.#active = null;
+      this.#slot.free(turnId);
       const failed = failureOf(error);
       settle({ result: null, failure: failed });
       return { started: failed, ended };
@@ -403,7 +346,7 @@ export class ChatSession extends DurableObject<Env> {
       return { result: null, failure: failed };
     } finally {
       untrack();
-      this.#active = null;
+      this.#slot.free(turnId);
     }
   }
 
@@ -435,7 +378,7 @@ export class ChatSession extends DurableObject<Env> {
 
   /** `GET /stream?format=sinas|ui&after=N` and `GET /ws?after=N` (see ChatViewers). */
   override async fetch(request: Request): Promise<Response> {
-    return this.#viewers.serve(request, this.#active?.id ?? null);
+    return this.#viewers.serve(request, this.#slot.turnId);
   }
 
   /** A viewer may stop the turn: `{"type":"stop"}`. Anything else is ignored. */
@@ -462,7 +405,7 @@ export class ChatSession extends DurableObject<Env> {
   // ------------------------------------------------------------------------------------------ recovery
 
   override async alarm(): Promise<void> {
-    if (this.#active) {
+    if (this.#slot.turnId) {
       await this.ctx.storage.setAlarm(Date.now() + HEARTBEAT_MS);
       return;
     }
@@ -472,7 +415,7 @@ export class ChatSession extends DurableObject<Env> {
 
   /** Ends turns an earlier incarnation left running: saves the partial answer and logs a clear error. */
   async #recoverInterruptedTurns(): Promise<void> {
-    const interrupted = this.#log.runningTurns().filter((turn) => turn.id !== this.#active?.id);
+    const interrupted = this.#log.runningTurns().filter((turn) => turn.id !== this.#slot.turnId);
     if (interrupted.length === 0) return;
     const services = this.#services();
     for (const turn of interrupted) {
