@@ -6,6 +6,11 @@ import { type LoggedEvent, sinasView } from "../workers/chat/events";
 import type { ChatLog } from "./chat-log";
 import { type StreamFormat, streamHeaders, turnStream } from "./chat-stream";
 
+/** Set by the Worker on a WebSocket viewer's request: until when (ms since the epoch) its credentials hold. */
+export const VIEWER_UNTIL_HEADER = "x-sinas-viewer-until";
+/** The close code of a viewer whose credentials expired: it reconnects with a fresh token and `?after=`. */
+export const VIEWER_EXPIRED_CODE = 4001;
+
 /** A WebSocket frame: the SINAS view of the event with its sequence, or null for internal events. */
 function socketFrame(logged: LoggedEvent): string | null {
   const view = sinasView(logged.event);
@@ -14,6 +19,8 @@ function socketFrame(logged: LoggedEvent): string | null {
 
 export class ChatViewers {
   #listeners = new Set<() => void>();
+  /** Each socket's expiry, read once from its attachment (which survives hibernation). */
+  #socketUntil = new WeakMap<WebSocket, number>();
 
   constructor(
     private readonly ctx: DurableObjectState,
@@ -26,13 +33,27 @@ export class ChatViewers {
     for (const listener of listeners) listener();
     const frame = socketFrame(logged);
     if (!frame) return;
+    const now = Date.now();
     for (const socket of this.ctx.getWebSockets()) {
       try {
-        socket.send(frame);
+        // A deactivated user or a revoked grant must not go on watching: the viewer proves itself again.
+        if (this.#untilOf(socket) <= now)
+          socket.close(VIEWER_EXPIRED_CODE, "Credentials expired: reconnect with ?after=");
+        else socket.send(frame);
       } catch {
         // A closing socket; its close handler cleans up.
       }
     }
+  }
+
+  #untilOf(socket: WebSocket): number {
+    let until = this.#socketUntil.get(socket);
+    if (until === undefined) {
+      const attachment = socket.deserializeAttachment() as { until?: number } | null;
+      until = attachment?.until ?? Number.POSITIVE_INFINITY;
+      this.#socketUntil.set(socket, until);
+    }
+    return until;
   }
 
   /** Resolves at the next appended event. */
@@ -51,7 +72,10 @@ export class ChatViewers {
     const url = new URL(request.url);
     const afterParam = request.headers.get("last-event-id") ?? url.searchParams.get("after");
     const after = afterParam === null ? null : Math.max(0, Number(afterParam) || 0);
-    if (url.pathname === "/ws") return this.#acceptSocket(after ?? this.log.lastSeq());
+    if (url.pathname === "/ws") {
+      const until = Number(request.headers.get(VIEWER_UNTIL_HEADER)) || Number.POSITIVE_INFINITY;
+      return this.#acceptSocket(after ?? this.log.lastSeq(), until);
+    }
     const format: StreamFormat = url.searchParams.get("format") === "ui" ? "ui" : "sinas";
     const target = this.#target(after, activeTurnId, url.searchParams.get("active") === "true");
     if (!target) return new Response(null, { status: 204, headers: streamHeaders(format) });
@@ -78,10 +102,11 @@ export class ChatViewers {
     return turn ? { turnId: turn.id, afterSeq: after } : null;
   }
 
-  #acceptSocket(after: number): Response {
+  #acceptSocket(after: number, until: number): Response {
     const pair = new WebSocketPair();
     const [client, server] = [pair[0], pair[1]];
     this.ctx.acceptWebSocket(server);
+    server.serializeAttachment({ until });
     for (const logged of this.log.eventsAfter(after)) {
       const frame = socketFrame(logged);
       if (frame) server.send(frame);

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { DefaultChatTransport, readUIMessageStream, type UIMessage } from "ai";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
+import { signAccessToken } from "../../workers/auth/tokens";
 import { type FakeLlm, startFakeLlm } from "../fixtures/fake-llm";
 import { api, IDENTITY_VARS, login, type Session, SUPERADMIN_EMAIL } from "../helpers/auth";
 import {
@@ -27,10 +28,12 @@ let stack: TestStack;
 let fake: FakeLlm;
 let admin: Session;
 let providers: Awaited<ReturnType<typeof createFakeProviders>>;
+const SECRET_KEY = "chat-streams-test-signing-key-0123456789abcdef";
 
 beforeAll(async () => {
   fake = await startFakeLlm();
-  stack = await startTestStack({ workerVars: IDENTITY_VARS });
+  // A known signing key: one test mints a token that expires in a moment.
+  stack = await startTestStack({ workerVars: { ...IDENTITY_VARS, SECRET_KEY } });
   admin = await login(stack, SUPERADMIN_EMAIL);
   providers = await createFakeProviders(stack, admin, fake);
   await createAgent(stack, admin, { name: "talker", llm_provider_id: providers.openai });
@@ -212,6 +215,47 @@ describe("resume and viewers", () => {
     expect(history[history.length - 1]).toMatchObject({ role: "assistant", content: "partial answer" });
     const idle = await api(stack, admin, "POST", `/chats/${chat}/stop`);
     expect(idle.body).toMatchObject({ stopped: false });
+  });
+
+  it("closes a WebSocket viewer whose token expired (4001) at the next event; a fresh one resumes it", async () => {
+    const chat = await createChat(stack, admin, "talker");
+    const url = (after: number) => `${stack.apiUrl.replace(/^http/, "ws")}/chats/${chat}/ws?after=${after}`;
+    const open = async (token: string, after: number) => {
+      const socket = new WebSocket(url(after), ["sinas.v1", `bearer.${token}`]);
+      const frames: { id: number; event: string }[] = [];
+      socket.on("message", (data) => frames.push(JSON.parse(String(data))));
+      // The close frame's code, as soon as it arrives: ws reports "close" only once the TCP connection has
+      // ended too, which wrangler dev's proxy delays by ~10 s after a server-side close.
+      const closed = (async () => {
+        while (socket.readyState <= WebSocket.OPEN) await new Promise((resolve) => setTimeout(resolve, 20));
+        return (socket as unknown as { _closeCode: number })._closeCode;
+      })();
+      await new Promise((resolve, reject) => {
+        socket.once("open", resolve);
+        socket.once("error", reject);
+      });
+      return { socket, frames, closed };
+    };
+    // A token valid for one second (think: its user deactivated since, or a grant revoked).
+    const brief = await signAccessToken({ sub: admin.user.id, email: admin.user.email }, SECRET_KEY, 1);
+    const expiring = await open(brief, 0);
+    await new Promise((resolve) => setTimeout(resolve, 2100));
+    fake.script({ content: "after expiry" });
+    const sent = await openStream(`/chats/${chat}/messages/stream`, {
+      method: "POST",
+      body: JSON.stringify({ content: "hi" }),
+    });
+    await sent.ended;
+    expect(await expiring.closed).toBe(4001);
+    expect(expiring.frames).toEqual([]);
+
+    const fresh = await open(admin.accessToken, 0);
+    const deadline = Date.now() + 5000;
+    while (!fresh.frames.some((frame) => frame.event === "done") && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    fresh.socket.close();
+    expect(fresh.frames.map((frame) => String(frame.id))).toEqual(sent.events.map((event) => event.id));
   });
 
   it("deleting a chat stops its running turn and ends its streams", async () => {

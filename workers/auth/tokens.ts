@@ -47,7 +47,11 @@ export async function signAccessToken(
 }
 
 export type AccessTokenCheck =
-  | { kind: "valid"; claims: AccessClaims }
+  | {
+      kind: "valid";
+      claims: AccessClaims /** When the token expires (ms since the epoch). */;
+      expiresAt: number;
+    }
   /** Signed by us and unexpired, but without `sub` or `email`. */
   | { kind: "bad_payload" }
   /** Not a JWT, wrong signature, expired, wrong algorithm: may still be an API key. */
@@ -57,7 +61,8 @@ export async function verifyAccessToken(token: string, secret: string): Promise<
   try {
     const { payload } = await jwtVerify(token, await hmacKeyOf(secret), { algorithms: ["HS256"] });
     if (typeof payload.sub !== "string" || typeof payload.email !== "string") return { kind: "bad_payload" };
-    return { kind: "valid", claims: { sub: payload.sub, email: payload.email } };
+    const expiresAt = typeof payload.exp === "number" ? payload.exp * 1000 : Number.POSITIVE_INFINITY;
+    return { kind: "valid", claims: { sub: payload.sub, email: payload.email }, expiresAt };
   } catch (error) {
     if (error instanceof errors.JOSEError || error instanceof TypeError) return { kind: "not_a_valid_jwt" };
     throw error;

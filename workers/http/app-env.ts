@@ -13,7 +13,7 @@ export interface AppEnv {
     /** Set by the `authenticate` middleware on routes that need a caller. */
     principal: Principal | undefined;
     /** Set instead of `principal` by `authenticateSender` on a verified token (the service checks the user). */
-    sender: { userId: string; email: string } | undefined;
+    sender: { userId: string; email: string; expiresAt: number } | undefined;
     /** The permission string the handler checked, for the request log (sinas-spec §10.5). */
     permissionUsed: { permission: string; granted: boolean } | undefined;
   };

@@ -66,7 +66,7 @@ export const authenticateSender = createMiddleware<AppEnv>(async function authen
   const services = c.get("services");
   const verified = await verifyTokenUser(services, token);
   if (!verified) return authenticate(c, next);
-  c.set("sender", { userId: verified.userId, email: verified.email });
+  c.set("sender", { userId: verified.userId, email: verified.email, expiresAt: verified.expiresAt });
   try {
     await next();
     if (c.res.status >= 400 && c.res.status < 500) {

@@ -7,6 +7,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import { VIEWER_UNTIL_HEADER } from "../../durable-objects/chat-viewers";
 import { permissions } from "../auth/catalogue";
 import { AppError } from "../lib/errors";
 import type { ContentPart } from "../llm/types";
@@ -252,7 +253,11 @@ chatTurnsRouter.get("/chats/:chat_id/ws", async (c) => {
   const url = new URL("https://chat-session/ws");
   const after = c.req.query("after");
   if (after) url.searchParams.set("after", after);
-  const response = await chatSession(c, chatId).fetch(new Request(url, { headers: c.req.raw.headers }));
+  // The viewer sees events until its credentials would need checking again (ChatViewers closes it then).
+  const headers = new Headers(c.req.raw.headers);
+  const recheckMs = c.var.services.config.ACCESS_TOKEN_EXPIRE_MINUTES * 60_000;
+  headers.set(VIEWER_UNTIL_HEADER, String(c.get("sender")?.expiresAt ?? Date.now() + recheckMs));
+  const response = await chatSession(c, chatId).fetch(new Request(url, { headers }));
   // A browser that offered protocols (its token among them) needs one of them echoed, never the token.
   const offered = (c.req.header("sec-websocket-protocol") ?? "")
     .split(",")

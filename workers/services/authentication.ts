@@ -93,6 +93,8 @@ async function authenticateApiKey(services: Services, token: string): Promise<Au
 export interface TokenUser {
   userId: string;
   email: string;
+  /** When the token expires (ms since the epoch). */
+  expiresAt: number;
   afterResponse(): Promise<void>;
 }
 
@@ -105,7 +107,7 @@ export async function verifyTokenUser(services: Services, token: string): Promis
   const check = await verifyAccessToken(token, requireSecret(services.config, "SECRET_KEY"));
   if (check.kind !== "valid") return null;
   const { sub: userId, email } = check.claims;
-  return { userId, email, afterResponse: () => touchUser(services, userId) };
+  return { userId, email, expiresAt: check.expiresAt, afterResponse: () => touchUser(services, userId) };
 }
 
 export async function authenticate(services: Services, token: string): Promise<Authentication> {
