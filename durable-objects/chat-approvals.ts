@@ -2,7 +2,7 @@
  * @module Tool-approval decisions (sinas-spec §5.7 with D-29): recording them, and telling when every call of
  * the paused assistant message is decided, so that the turn can go on with exactly those decisions.
  */
-import { and, eq, exists, isNull } from "drizzle-orm";
+import { and, eq, exists, isNull, sql } from "drizzle-orm";
 import type { ApprovalResume } from "../workers/chat/turn";
 import type { DbOrTx } from "../workers/db/client";
 import { chats, messages, pendingToolApprovals } from "../workers/db/schema";
@@ -56,7 +56,12 @@ export async function recordDecisions(
   }
   if (messageId === null) return { kind: "not_found" };
   const decided = await db
-    .select({ toolCallId: pendingToolApprovals.toolCallId, approved: pendingToolApprovals.approved })
+    .select({
+      toolCallId: pendingToolApprovals.toolCallId,
+      approved: pendingToolApprovals.approved,
+      // Only the round of the stored context (which holds the whole conversation).
+      pausedRound: sql<number | null>`(${pendingToolApprovals.conversationContext}->>'round')::int`,
+    })
     .from(pendingToolApprovals)
     .where(eq(pendingToolApprovals.messageId, messageId));
   const waiting = decided.filter((entry) => entry.approved === null).length;
@@ -68,6 +73,8 @@ export async function recordDecisions(
     resume: {
       message,
       decisions: new Map(decided.map((entry) => [entry.toolCallId, entry.approved === true])),
+      // Rows stored before the round was recorded paused in an unknown round: the first.
+      pausedRound: decided[0]?.pausedRound ?? 0,
     },
   };
 }

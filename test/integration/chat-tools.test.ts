@@ -250,6 +250,36 @@ describe("tool rounds", () => {
     expect(JSON.stringify(messages)).not.toContain("r10a");
   });
 
+  it("counts an approved turn's rounds on from the round that paused: one cap per turn", async () => {
+    await createAgent(stack, admin, {
+      name: "pauser",
+      enabled_functions: ["default/note", "default/wire"],
+      llm_provider_id: providers.openai,
+    });
+    const chat = await createChat(stack, admin, "pauser");
+    const noteRound = (tag: string) => ({
+      tool_calls: [{ id: tag, name: "default__note", arguments: "{}" }],
+    });
+    // Rounds 0-2 run notes; round 3 asks for a call needing approval, and the turn pauses.
+    fake.script(noteRound("n0"), noteRound("n1"), noteRound("n2"), {
+      tool_calls: [{ id: "w3", name: "default__wire", arguments: "{}" }],
+    });
+    await streamMessage(stack, admin, chat, "go");
+    expect(fake.requests).toHaveLength(4);
+    // After the approval, rounds 4-9 run and round 10 is the cap: 7 model calls, not 11.
+    fake.reset();
+    fake.script(...Array.from({ length: 12 }, (_, round) => noteRound(`m${round}`)));
+    const approved = await api(stack, admin, "POST", `/chats/${chat}/approve-tool/w3`, { approved: true });
+    expect(approved.status, JSON.stringify(approved.body)).toBe(200);
+    expect(fake.requests).toHaveLength(7);
+    const messages = await chatMessages(stack, admin, chat);
+    expect(messages.at(-1)).toMatchObject({
+      role: "assistant",
+      content: "Maximum tool call rounds exceeded",
+    });
+    expect(await executionsOf("note", chat)).toHaveLength(9);
+  });
+
   it("stops a turn at once while a function tool runs; the next message gets a stand-in result", async () => {
     await createFunction(
       stack,

@@ -35,6 +35,8 @@ export interface ApprovalResume {
   message: Message;
   /** tool_call_id -> approved; calls without an entry did not need approval and run. */
   decisions: Map<string, boolean>;
+  /** The round that paused: the turn's rounds go on after it, so an approval does not reset the cap (D-26). */
+  pausedRound: number;
 }
 
 export interface TurnRequest {
@@ -185,7 +187,8 @@ export async function runTurn(request: TurnRequest, prepared: PreparedTurn): Pro
   }
 
   // MAX_TOOL_ROUNDS rounds of tools, then one more model call to answer with their results (D-26).
-  for (let round = 0; round <= MAX_TOOL_ROUNDS; round++) {
+  const firstRound = request.resume ? Math.min(request.resume.pausedRound + 1, MAX_TOOL_ROUNDS) : 0;
+  for (let round = firstRound; round <= MAX_TOOL_ROUNDS; round++) {
     const messages = firstMessages ?? (await buildConversationFor(request));
     firstMessages = null;
     const completion = completionFor(request, prepared, messages, offerTools, round);
@@ -253,6 +256,7 @@ export async function runTurn(request: TurnRequest, prepared: PreparedTurn): Pro
         max_tokens: agent.maxTokens,
         messages: messages as unknown as JsonObject[],
         tools: tools as unknown as JsonObject[],
+        round,
       };
       await db()
         .insert(pendingToolApprovals)

@@ -90,6 +90,8 @@ export type ConversationContext = {
   max_tokens: number | null;
   messages: JsonObject[];
   tools: JsonObject[];
+  /** The tool round that paused (0-based): the continuation goes on with the next, under the same cap. */
+  round?: number;
 };
 
 // ---------------------------------------------------------------------------------------------------------------
