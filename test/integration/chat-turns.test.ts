@@ -237,6 +237,33 @@ describe.each(WIRE_FORMATS)("on the %s wire format", (format) => {
     expect(next.events[next.events.length - 1]?.event).toBe("done");
   });
 
+  it("ends the turn with an error when the provider's stream is cut before its end; no half tool call runs", async () => {
+    fake.script({ content: "half an ans", chunks: ["half ", "an ans"], truncate: true });
+    const stream = await streamMessage(stack, admin, helperChat, "cut");
+    expect(contentOf(stream.events)).toBe("half an ans");
+    const last = stream.events[stream.events.length - 1];
+    expect(last?.event).toBe("error");
+    expect(String((last?.data as { error?: string } | undefined)?.error)).toContain(
+      "ended before the answer",
+    );
+    const history = await chatMessages(stack, admin, helperChat);
+    expect(history.at(-1)).toMatchObject({ role: "assistant", content: "half an ans" });
+
+    const chat = await createChat(stack, admin, agentName("calc"));
+    fake.script({
+      tool_calls: [
+        { id: `cut${format}`, name: "default__add", arguments: '{"a":2,', fragments: ['{"a":2,'] },
+      ],
+      truncate: true,
+    });
+    const cut = await streamMessage(stack, admin, chat, "add");
+    expect(cut.events.at(-1)?.event).toBe("error");
+    const executions = await api(stack, admin, "GET", "/executions?function_name=add");
+    expect((executions.body as Record<string, unknown>[]).filter((row) => row.trigger_id === chat)).toEqual(
+      [],
+    );
+  });
+
   it("calls a function tool and answers with its result; the execution is AGENT-triggered (S23)", async () => {
     const chat = await createChat(stack, admin, agentName("calc"));
     fake.script(

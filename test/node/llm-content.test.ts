@@ -32,8 +32,28 @@ describe("universal content -> openai", () => {
       { type: "image_url", image_url: { url: "https://img.example/cat.png", detail: "high" } },
       { type: "input_audio", input_audio: { data: "UklGRg==", format: "wav" } },
       { type: "file", file: { file_id: "file-123" } },
-      { type: "file", file: { file_data: "JVBERi0=", filename: "a.pdf" } },
-      // file_url-only parts are dropped
+      // base64 becomes the data URL OpenAI requires
+      { type: "file", file: { file_data: "data:application/pdf;base64,JVBERi0=", filename: "a.pdf" } },
+      // a file_url-only part is not taken: a note says so
+      { type: "text", text: "[file 'a.pdf' omitted: openai does not accept it in this form]" },
+    ]);
+    const wordDoc: ContentPart = {
+      type: "file",
+      file_data: "data:application/msword;base64,0M8R",
+      mime_type: "x",
+    };
+    expect(toOpenAiCompatibleParts([wordDoc], "openai")).toEqual([
+      { type: "file", file: { file_data: "data:application/msword;base64,0M8R" } },
+    ]);
+  });
+
+  it("never leaves a message empty: a message of parts the provider cannot take is all notes", () => {
+    for (const provider of ["openai", "mistral", "ollama"]) {
+      const parts = toOpenAiCompatibleParts([{ type: "file", file_url: "https://d/x" }, audio], provider);
+      expect(parts.length, provider).toBe(2);
+    }
+    expect(toOpenAiCompatibleParts([audio], "ollama")).toEqual([
+      { type: "text", text: "[audio omitted: ollama does not accept it in this form]" },
     ]);
   });
 
@@ -53,6 +73,7 @@ describe("universal content -> mistral and ollama", () => {
       { type: "text", text: "Look" },
       { type: "image_url", image_url: "https://img.example/cat.png" },
       { type: "input_audio", input_audio: "UklGRg==" },
+      { type: "text", text: "[file omitted: mistral does not accept it in this form]" },
       { type: "document_url", document_url: "https://docs.example/a.pdf", document_name: "a.pdf" },
     ]);
     expect(toOpenAiCompatibleParts([{ type: "file", file_url: "https://d/x" }], "mistral")).toEqual([
@@ -66,13 +87,16 @@ describe("universal content -> mistral and ollama", () => {
     ).toEqual([
       { type: "text", text: "Look" },
       { type: "image_url", image_url: "data:image/png;base64,iVBORw0KGgo=" },
+      { type: "text", text: "[audio omitted: ollama does not accept it in this form]" },
+      { type: "text", text: "[file 'a.pdf' omitted: ollama does not accept it in this form]" },
+      { type: "text", text: "[file 'a.pdf' omitted: ollama does not accept it in this form]" },
       unknownPart,
     ]);
   });
 });
 
 describe("universal content -> anthropic blocks", () => {
-  it("images by base64 (data: URL) or url; documents from files; audio and file ids dropped", () => {
+  it("images by base64 (data: URL) or url; documents from files; audio and file ids noted", () => {
     const plainText: ContentPart = {
       type: "file",
       file_data: btoa("hello notes"),
@@ -85,6 +109,7 @@ describe("universal content -> anthropic blocks", () => {
       { type: "text", text: "Look" },
       { type: "image", source: { type: "base64", media_type: "image/png", data: "iVBORw0KGgo=" } },
       { type: "image", source: { type: "url", url: "https://img.example/cat.png" } },
+      { type: "text", text: "[audio omitted: anthropic does not accept it in this form]" },
       {
         type: "document",
         source: { type: "base64", media_type: "application/pdf", data: "JVBERi0=" },
@@ -98,7 +123,18 @@ describe("universal content -> anthropic blocks", () => {
       },
       unknownPart,
     ]);
-    expect(toAnthropicBlocks([{ type: "file", file_id: "file-1" }])).toEqual([]);
+    expect(toAnthropicBlocks([{ type: "file", file_id: "file-1" }])).toEqual([
+      { type: "text", text: "[file omitted: anthropic does not accept it in this form]" },
+    ]);
+    // A data URL's media type counts; a file Anthropic cannot read (not PDF, not text) is noted, not sent.
+    expect(toAnthropicBlocks([{ type: "file", file_data: "data:application/pdf;base64,JVBERi0=" }])).toEqual([
+      { type: "document", source: { type: "base64", media_type: "application/pdf", data: "JVBERi0=" } },
+    ]);
+    expect(
+      toAnthropicBlocks([
+        { type: "file", file_data: "0M8R", mime_type: "application/msword", filename: "a.doc" },
+      ]),
+    ).toEqual([{ type: "text", text: "[file 'a.doc' omitted: anthropic does not accept it in this form]" }]);
   });
 
   it("parses data URLs with parameters", () => {
@@ -225,6 +261,26 @@ describe("anthropic conversation", () => {
     expect(bare).toEqual({ model: "m", max_tokens: 10, messages: [] });
   });
 
+  it("writes tool calls and results as text when the request offers no tools (Anthropic refuses the blocks then)", () => {
+    const body = buildMessagesRequest({
+      model: "m",
+      messages: conversation,
+      tools: undefined,
+      temperature: 1.5,
+      maxTokens: null,
+    });
+    expect((body as { temperature?: number }).temperature).toBe(1);
+    expect(JSON.stringify(body.messages)).not.toMatch(/tool_use|tool_result/);
+    expect(body.messages.slice(1, 4)).toEqual([
+      {
+        role: "assistant",
+        content: '[called default__add({"a":1})]\n[called default__add()]',
+      },
+      { role: "user", content: '[result of default__add (call_1): {"sum":1}]' },
+      { role: "user", content: '[result of default__add (call_2): {"error":"bad"}]' },
+    ]);
+  });
+
   it("maps stop reasons", () => {
     expect(toFinishReason("end_turn")).toBe("stop");
     expect(toFinishReason("tool_use")).toBe("tool_calls");
@@ -281,6 +337,17 @@ describe("openai-compatible request", () => {
       "openai",
     );
     expect(formatted).toEqual({ model: "m", messages: [], response_format: { type: "json_object" } });
+  });
+
+  it("bridges a tool result and a user message with an assistant message for Mistral only", () => {
+    const turns: LlmMessage[] = [...conversation.slice(2, 6), { role: "user", content: "next" }];
+    const roles = (type: "openai" | "mistral") =>
+      buildChatRequest(
+        { model: "m", messages: turns, temperature: null, maxTokens: null },
+        type,
+      ).messages.map((message) => message.role);
+    expect(roles("mistral")).toEqual(["user", "assistant", "tool", "tool", "assistant", "user"]);
+    expect(roles("openai")).toEqual(["user", "assistant", "tool", "tool", "user"]);
   });
 
   it("picks base URLs per type, appending /v1 to an Ollama root", () => {

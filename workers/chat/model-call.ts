@@ -117,8 +117,16 @@ export async function streamReply(call: StartedCall, emit: (event: ChatEvent) =>
   } finally {
     watch.done();
   }
+  if (stop?.aborted) return { content, toolCalls: [], finishReason, stopped: true };
+  if (finishReason === null) {
+    // The body ended without the provider's end of answer (a dropped connection, a proxy's cut): half an answer,
+    // and tool calls with half their arguments, must not pass as a finished one.
+    const failure = new LlmError("The provider's stream ended before the answer was complete");
+    if (content) return { content, toolCalls: [], finishReason, stopped: false, failure };
+    throw failure;
+  }
   const toolCalls = [...calls.entries()].sort(([a], [b]) => a - b).map(([, call]) => call);
-  return { content, toolCalls, finishReason, stopped: stop?.aborted ?? false };
+  return { content, toolCalls, finishReason, stopped: false };
 }
 
 export async function completeReply(

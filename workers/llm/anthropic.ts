@@ -91,9 +91,15 @@ function userContent(content: LlmMessage["content"]): string | WirePart[] {
   return Array.isArray(content) ? toAnthropicBlocks(content) : (content ?? "");
 }
 
-function assistantContent(message: LlmMessage): string | WirePart[] {
+function assistantContent(message: LlmMessage, toolBlocks: boolean): string | WirePart[] {
   const text = textOf(message.content);
   if (!message.tool_calls?.length) return text;
+  if (!toolBlocks) {
+    const calls = message.tool_calls.map(
+      (call) => `[called ${call.function.name}(${call.function.arguments})]`,
+    );
+    return [text, ...calls].filter(Boolean).join("\n");
+  }
   const toolUses = message.tool_calls.map((call) => ({
     type: "tool_use",
     id: call.id,
@@ -110,12 +116,22 @@ function toolResult(message: LlmMessage): WirePart {
   return { type: "tool_result", tool_use_id: message.tool_call_id ?? "", content };
 }
 
+/** A tool result as a user's text, for a request without tools (see `toAnthropicConversation`). */
+function toolResultText(message: LlmMessage): string {
+  return `[result of ${message.name ?? "a tool"} (${message.tool_call_id ?? ""}): ${textOf(message.content)}]`;
+}
+
 /**
  * The conversation as Anthropic's `system` and `messages`. Consecutive tool results become one user turn (Anthropic
  * wants every result of an assistant turn in the next user message); empty assistant turns are left out, since the
- * API refuses empty content.
+ * API refuses empty content. Without `toolBlocks` (a request that offers no tools, which Anthropic refuses when the
+ * messages hold tool_use or tool_result blocks: after a rejected approval, or an agent whose tools were removed)
+ * the calls and results are written as text.
  */
-export function toAnthropicConversation(messages: LlmMessage[]): {
+export function toAnthropicConversation(
+  messages: LlmMessage[],
+  { toolBlocks = true }: { toolBlocks?: boolean } = {},
+): {
   system: string;
   messages: MessageParam[];
 } {
@@ -125,6 +141,8 @@ export function toAnthropicConversation(messages: LlmMessage[]): {
     if (message.role === "system") {
       const text = textOf(message.content);
       if (text) system.push(text);
+    } else if (message.role === "tool" && !toolBlocks) {
+      wire.push({ role: "user", content: toolResultText(message) });
     } else if (message.role === "tool") {
       const previous = wire.at(-1);
       const isResults =
@@ -134,7 +152,7 @@ export function toAnthropicConversation(messages: LlmMessage[]): {
       if (previous && isResults) (previous.content as WirePart[]).push(toolResult(message));
       else wire.push({ role: "user", content: [toolResult(message)] });
     } else if (message.role === "assistant") {
-      const content = assistantContent(message);
+      const content = assistantContent(message, toolBlocks);
       if (content.length > 0) wire.push({ role: "assistant", content });
     } else {
       wire.push({ role: "user", content: userContent(message.content) });
@@ -144,16 +162,19 @@ export function toAnthropicConversation(messages: LlmMessage[]): {
   return { system: system.join("\n\n"), messages: wire as unknown as MessageParam[] };
 }
 
-/** The Messages API request: `max_tokens` always, tools as `{name, description, input_schema}`. */
+/**
+ * The Messages API request: `max_tokens` always, tools as `{name, description, input_schema}`, the temperature
+ * within Anthropic's 0-1 (an agent may set up to 2, for OpenAI).
+ */
 export function buildMessagesRequest(request: CompletionRequest): MessageCreateParamsBase {
-  const conversation = toAnthropicConversation(request.messages);
   const tools = request.tools?.length ? request.tools : undefined;
+  const conversation = toAnthropicConversation(request.messages, { toolBlocks: tools !== undefined });
   return {
     model: request.model,
     max_tokens: request.maxTokens ?? DEFAULT_MAX_TOKENS,
     messages: conversation.messages,
     ...(conversation.system && { system: conversation.system }),
-    ...(request.temperature !== null && { temperature: request.temperature }),
+    ...(request.temperature !== null && { temperature: Math.min(request.temperature, 1) }),
     ...(tools && {
       tools: tools.map((tool) => ({
         name: tool.function.name,

@@ -19,6 +19,20 @@ function isUnknownPart(part: ContentPart): boolean {
   return !KNOWN_PART_TYPES.has((part as { type?: unknown }).type as string);
 }
 
+/**
+ * What a provider gets instead of a part it cannot take: a note, so that the model knows something was there
+ * (and can say so) and a message never goes out empty, which every provider refuses.
+ */
+export function omittedPart(part: ContentPart, provider: string): WirePart {
+  const name = part.type === "file" && part.filename ? ` '${part.filename}'` : "";
+  return { type: "text", text: `[${part.type}${name} omitted: ${provider} does not accept it in this form]` };
+}
+
+/** `file_data` as OpenAI wants it, a data URL: base64 (§5.9) gets its media type (PDF when none is given). */
+function fileDataUrl(part: Extract<ContentPart, { type: "file" }>, data: string): string {
+  return data.startsWith("data:") ? data : `data:${part.mime_type ?? "application/pdf"};base64,${data}`;
+}
+
 function toOpenAiPart(part: ContentPart): WirePart | null {
   switch (part.type) {
     case "text":
@@ -32,7 +46,10 @@ function toOpenAiPart(part: ContentPart): WirePart | null {
       if (part.file_data) {
         return {
           type: "file",
-          file: { file_data: part.file_data, ...(part.filename && { filename: part.filename }) },
+          file: {
+            file_data: fileDataUrl(part, part.file_data),
+            ...(part.filename && { filename: part.filename }),
+          },
         };
       }
       return null;
@@ -74,7 +91,8 @@ const CONVERTERS: Record<OpenAiCompatibleType, (part: ContentPart) => WirePart |
 
 /**
  * Universal parts as OpenAI-compatible content parts for `providerType` (§5.9). Parts the provider cannot take are
- * dropped, parts of unknown types pass unchanged, and an unknown provider type gets the array as it is.
+ * replaced by a note (`omittedPart`), parts of unknown types pass unchanged, and an unknown provider type gets the
+ * array as it is.
  *
  * @example
  * toOpenAiCompatibleParts([{ type: "image", image: "https://x/y.png" }], "mistral");
@@ -85,12 +103,9 @@ export function toOpenAiCompatibleParts(parts: ContentPart[], providerType: stri
     | ((part: ContentPart) => WirePart | null)
     | undefined;
   if (!convert) return parts as unknown as WirePart[];
-  const converted: WirePart[] = [];
-  for (const part of parts) {
-    const wire = isUnknownPart(part) ? (part as unknown as WirePart) : convert(part);
-    if (wire) converted.push(wire);
-  }
-  return converted;
+  return parts.map((part) =>
+    isUnknownPart(part) ? (part as unknown as WirePart) : (convert(part) ?? omittedPart(part, providerType)),
+  );
 }
 
 const DATA_URL = /^data:([^;,]+)(?:;[^,]*)?;base64,(.*)$/s;
@@ -115,24 +130,22 @@ function isPdf(part: Extract<ContentPart, { type: "file" }>): boolean {
 function anthropicDocument(part: Extract<ContentPart, { type: "file" }>): WirePart | null {
   const title = part.filename ? { title: part.filename } : {};
   if (part.file_data) {
-    if (part.mime_type?.startsWith("text/")) {
+    // §5.9 says base64; a data URL (what OpenAI wants) is taken too, its media type with it.
+    const inline = parseDataUrl(part.file_data);
+    const mimeType = inline?.mediaType ?? part.mime_type;
+    const data = inline?.data ?? part.file_data;
+    if (mimeType?.startsWith("text/")) {
       // Plain-text documents are sent as text, which Anthropic takes without an encoding step on its side.
       return {
         type: "document",
-        source: { type: "text", media_type: "text/plain", data: decodeBase64Text(part.file_data) },
+        source: { type: "text", media_type: "text/plain", data: decodeBase64Text(data) },
         ...title,
       };
     }
-    // Anthropic documents are PDFs (or text); a file of another or no media type is sent as a PDF, its usual kind.
-    return {
-      type: "document",
-      source: {
-        type: "base64",
-        media_type: isPdf(part) ? "application/pdf" : (part.mime_type ?? "application/pdf"),
-        data: part.file_data,
-      },
-      ...title,
-    };
+    // Anthropic documents are PDFs (or text): a file without a media type is sent as a PDF, its usual kind; one of
+    // another type (a Word file...) is not taken.
+    if (mimeType && !isPdf({ ...part, mime_type: mimeType })) return null;
+    return { type: "document", source: { type: "base64", media_type: "application/pdf", data }, ...title };
   }
   if (part.file_url) return { type: "document", source: { type: "url", url: part.file_url }, ...title };
   // An OpenAI `file_id` means nothing to Anthropic.
@@ -146,7 +159,8 @@ function decodeBase64Text(data: string): string {
 
 /**
  * Universal parts as Anthropic content blocks: text; images as base64 (data: URL) or url sources; files as
- * documents (base64 PDF, plain text, or url). Audio and OpenAI file ids are dropped; unknown part types pass unchanged.
+ * documents (base64 PDF, plain text, or url). Audio, OpenAI file ids and other files become a note
+ * (`omittedPart`); unknown part types pass unchanged.
  *
  * @example
  * toAnthropicBlocks([{ type: "image", image: "data:image/png;base64,iVBO..." }]);
@@ -167,7 +181,7 @@ export function toAnthropicBlocks(parts: ContentPart[]): WirePart[] {
           : part.type === "file"
             ? anthropicDocument(part)
             : null;
-    if (block) blocks.push(block);
+    blocks.push(block ?? omittedPart(part, "anthropic"));
   }
   return blocks;
 }

@@ -93,6 +93,25 @@ function toWireMessage(message: LlmMessage, type: OpenAiCompatibleType): ChatCom
   return wire as unknown as ChatCompletionMessageParam;
 }
 
+/** What Mistral is sent between a tool result and a user message (see `wireMessages`). */
+export const MISTRAL_BRIDGE = "OK.";
+
+/**
+ * The conversation in `type`'s wire format. Mistral refuses a user message right after a tool result ("Unexpected
+ * role 'user' after role 'tool'": a turn stopped or paused after its tools ran, then a new message), so an
+ * assistant message bridges the two there, on the wire only.
+ */
+function wireMessages(messages: LlmMessage[], type: OpenAiCompatibleType): ChatCompletionMessageParam[] {
+  const wire: ChatCompletionMessageParam[] = [];
+  for (const message of messages) {
+    if (type === "mistral" && message.role === "user" && wire.at(-1)?.role === "tool") {
+      wire.push({ role: "assistant", content: MISTRAL_BRIDGE });
+    }
+    wire.push(toWireMessage(message, type));
+  }
+  return wire;
+}
+
 /** The request body shared by both calls: optional fields only when set, and never a `tools` key without tools. */
 export function buildChatRequest(
   request: CompletionRequest,
@@ -101,7 +120,7 @@ export function buildChatRequest(
   const tools = request.tools?.length ? request.tools : undefined;
   return {
     model: request.model,
-    messages: request.messages.map((message) => toWireMessage(message, type)),
+    messages: wireMessages(request.messages, type),
     ...(tools && { tools, tool_choice: "auto" as const }),
     ...(request.temperature !== null && { temperature: request.temperature }),
     ...(request.maxTokens !== null && request.maxTokens !== undefined && { max_tokens: request.maxTokens }),
