@@ -357,6 +357,7 @@ export class ChatSession extends DurableObject<Env> {
     depth: number,
     signal: AbortSignal,
   ): Promise<string> {
+    signal.throwIfAborted(); // stopped before the sub-chat's turn began: it never begins
     const stub = this.env.CHAT_SESSION.get(this.env.CHAT_SESSION.idFromName(chatId));
     // This turn's stop stops the sub-chat's turn as well (the caller stops waiting for it: agent-tools.ts).
     const stopSubChat = () => void stub.stop().catch(() => undefined);
@@ -371,6 +372,8 @@ export class ChatSession extends DurableObject<Env> {
   }
 
   #emit(turnId: string, event: ChatEvent): void {
+    // `done` (or `error`) is a turn's last event: a tool that finishes after a stop logs nothing behind it.
+    if (this.#log.turnStatus(turnId) !== "running") return;
     this.#viewers.broadcast(this.#log.append(turnId, event));
   }
 

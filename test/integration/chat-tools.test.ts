@@ -411,9 +411,77 @@ describe("paused executions (§5.5.5)", () => {
     expect(toolResults(fake.requests[1] as never).at(-1)?.content).toEqual({ hello: "Ada" });
     expect(await executionsOf("ask", chat)).toMatchObject([{ status: "COMPLETED" }]);
   });
+
+  it("stops a turn at once while continue_execution waits for the resumed run", async () => {
+    await createFunction(stack, admin, {
+      ...pythonFunction(
+        "slowask",
+        '    answer = yield {"prompt": "Go?"}\n    import time\n    time.sleep(90)\n    return answer',
+      ),
+      timeout: 120,
+    });
+    await createAgent(stack, admin, {
+      name: "slowasker",
+      enabled_functions: ["default/slowask"],
+      llm_provider_id: providers.openai,
+    });
+    const chat = await createChat(stack, admin, "slowasker");
+    fake.script(
+      { tool_calls: [{ id: "s1", name: "default__slowask", arguments: "{}" }] },
+      { content: "Go?" },
+    );
+    await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "start" });
+    const [paused] = await executionsOf("slowask", chat);
+    const executionId = String(paused?.execution_id);
+    const input = JSON.stringify({ execution_id: executionId, input: { go: true } });
+    fake.script({ tool_calls: [{ id: "s2", name: "continue_execution", arguments: input }] });
+    const sending = api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "yes" });
+    let runs: Record<string, unknown>[] = [];
+    for (let attempt = 0; attempt < 100 && runs[0]?.status !== "RUNNING"; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      runs = await executionsOf("slowask", chat);
+    }
+    expect(runs).toMatchObject([{ status: "RUNNING" }]);
+    // Without the stop the turn would wait 90 s for the run (the test's own limit is 60 s).
+    const stop = await api(stack, admin, "POST", `/chats/${chat}/stop`);
+    expect(stop.body).toMatchObject({ stopped: true });
+    expect((await sending).status).toBeLessThan(500);
+  });
 });
 
 describe("state tools (S28)", () => {
+  it("keeps encrypted states out of a paused turn's stored approval context", async () => {
+    const secret = "s3cret-pin-4711";
+    const created = await api(stack, admin, "POST", "/states", {
+      namespace: "vault",
+      key: "pin",
+      value: { pin: secret },
+      encrypted: true,
+    });
+    expect(created.status, JSON.stringify(created.body)).toBeLessThan(300);
+    await createAgent(stack, admin, {
+      name: "vaulted",
+      state_namespaces_readonly: ["vault"],
+      enabled_functions: ["default/wire"],
+      llm_provider_id: providers.openai,
+    });
+    const chat = await createChat(stack, admin, "vaulted");
+    fake.script({ tool_calls: [{ id: "v1", name: "default__wire", arguments: "{}" }] });
+    await streamMessage(stack, admin, chat, "pay");
+    // The model saw the decrypted value (that is what the namespace is for); the database row does not keep it.
+    expect(systemText(fake.requests[0] as never)).toContain(secret);
+    const db = openStackDb(stack);
+    try {
+      const rows = await db.db.execute(
+        sql`select conversation_context::text as context from pending_tool_approvals where chat_id = ${chat}`,
+      );
+      expect(rows.rows).toHaveLength(1);
+      expect(String((rows.rows[0] as { context: string }).context)).not.toContain(secret);
+    } finally {
+      await db.close();
+    }
+  });
+
   it("saves into read-write namespaces only and injects stored context", async () => {
     await createAgent(stack, admin, {
       name: "memo",

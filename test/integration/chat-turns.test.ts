@@ -560,6 +560,7 @@ describe("who may send, and what the model sees", () => {
     }
     expect(await webSocketStatus(chat, dora)).toBe(101);
     expect(await webSocketStatus(chat, bob)).toBe(404);
+    expect(await webSocketStatus("not-a-uuid", dora)).toBe(422);
 
     const off = await api(stack, admin, "PATCH", `/api/v1/users/${dora.user.id}`, { is_active: false });
     expect(off.status).toBe(200);
@@ -591,5 +592,26 @@ describe("who may send, and what the model sees", () => {
       await api(stack, admin, "PATCH", `/api/v1/users/${dora.user.id}`, { is_active: true });
     }
     expect(await stored(), "nothing stored while inactive").toBe(4);
+  });
+});
+
+describe("output schema", () => {
+  it("keeps an answer that breaks the agent's output schema and reports why, whatever the schema's language", async () => {
+    await createAgent(stack, admin, {
+      name: "structured",
+      output_schema: { type: "object", properties: { имя: { type: "string" } }, required: ["имя"] },
+      llm_provider_id: providers.openai,
+    });
+    const chat = await createChat(stack, admin, "structured");
+    fake.script({ content: "{}" }, { content: "{}" });
+    const answer = await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "fill" });
+    expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+    expect(answer.body).toMatchObject({ role: "assistant", content: "{}" });
+    const header = answer.headers.get("x-output-schema-errors") ?? "";
+    expect(decodeURIComponent(header)).toContain("имя");
+    const streamed = await streamMessage(stack, admin, chat, "again");
+    const done = streamed.events.at(-1);
+    expect(done?.event).toBe("done");
+    expect(String((done?.data as { output_errors?: string } | undefined)?.output_errors)).toContain("имя");
   });
 });

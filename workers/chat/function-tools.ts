@@ -201,6 +201,7 @@ export async function runFunctionTool(
     }
     throw error;
   }
+  ctx.signal?.throwIfAborted(); // a turn stopped meanwhile starts nothing
   let executionId: string;
   try {
     executionId = await startExecution(services, {

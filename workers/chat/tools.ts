@@ -9,6 +9,7 @@
  */
 import { and, eq, type SQL } from "drizzle-orm";
 import { type Agent, type Chat, type Execution, executions, functions, type JsonObject } from "../db/schema";
+import { untilAborted } from "../lib/abort";
 import { AppError } from "../lib/errors";
 import type { ToolCall, ToolDefinition } from "../llm/types";
 import { findExecution } from "../services/execution-records";
@@ -247,13 +248,16 @@ async function runContinueExecution(ctx: ToolContext, args: JsonObject): Promise
   const { services } = ctx;
   const execution = await findExecution(services.db(), executionId);
   if (!execution || execution.chatId !== ctx.chat.id) return { error: `Execution not found: ${executionId}` };
+  ctx.signal?.throwIfAborted(); // a turn stopped meanwhile resumes nothing
   try {
     await resumeExecution(services, execution, args.input);
   } catch (error) {
     if (error instanceof AppError) return { error: error.message };
     throw error;
   }
-  const state = await waitForExecution(services, executionId, await continueTimeout(services, execution));
+  // A stop ends the wait, not the run (as for a function tool).
+  const timeout = await continueTimeout(services, execution);
+  const state = await untilAborted(waitForExecution(services, executionId, timeout), ctx.signal);
   return executionOutcome(executionId, state);
 }
 

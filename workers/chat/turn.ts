@@ -254,7 +254,9 @@ export async function runTurn(request: TurnRequest, prepared: PreparedTurn): Pro
         model: llm.model,
         temperature: agent.temperature,
         max_tokens: agent.maxTokens,
-        messages: messages as unknown as JsonObject[],
+        // Without the system messages: the stored context in them may hold decrypted `encrypted` states, and a
+        // continuation rebuilds the conversation anyway.
+        messages: messages.filter((message) => message.role !== "system") as unknown as JsonObject[],
         tools: tools as unknown as JsonObject[],
         round,
       };

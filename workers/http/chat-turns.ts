@@ -10,6 +10,7 @@ import { bodyLimit } from "hono/body-limit";
 import { VIEWER_UNTIL_HEADER } from "../../durable-objects/chat-viewers";
 import { permissions } from "../auth/catalogue";
 import { AppError } from "../lib/errors";
+import { zodValidationError } from "../lib/validation";
 import type { ContentPart } from "../llm/types";
 import { findChatForSender, findOwnedChat } from "../services/chats";
 import type { AppEnv } from "./app-env";
@@ -236,6 +237,11 @@ export const chatTurnsRouter = createRouter();
 const tooLarge = () => {
   throw new AppError("PAYLOAD_TOO_LARGE", `The message exceeds ${MAX_MESSAGE_BYTES / 1024 / 1024} MiB`);
 };
+/** `text` as a header value: anything but printable ASCII (and `%`) percent-encoded as UTF-8. */
+function headerSafe(text: string): string {
+  return text.replace(/[^\x20-\x24\x26-\x7e]/gu, (char) => encodeURIComponent(char));
+}
+
 // Every route's first statement (the chat's lookup, or the turn's own) checks the caller: see authenticateSender.
 for (const path of ["/chats/*", "/ui/*"]) {
   chatTurnsRouter.use(path, authenticateSender);
@@ -247,7 +253,9 @@ chatTurnsRouter.get("/chats/:chat_id/ws", async (c) => {
   recordPermission(c, permissions.chats("get"));
   if (c.req.header("upgrade")?.toLowerCase() !== "websocket")
     throw new AppError("BAD_REQUEST", "Expected a WebSocket upgrade");
-  const chatId = ChatParams.parse({ chat_id: c.req.param("chat_id") }).chat_id;
+  const params = ChatParams.safeParse({ chat_id: c.req.param("chat_id") });
+  if (!params.success) throw zodValidationError(params.error, "path");
+  const chatId = params.data.chat_id;
   await findOwnedChat(c.var.services.statementDb(), chatId, senderIdOf(c));
   await c.var.services.releaseDb();
   const url = new URL("https://chat-session/ws");
@@ -287,8 +295,12 @@ chatTurnsRouter
       mode: "complete",
     });
     if (!answer.ok) raise(answer);
+    if (!answer.message && answer.status === "stopped") {
+      throw new AppError("CONFLICT", "The turn was stopped before the assistant answered");
+    }
     if (!answer.message) throw new AppError("INTERNAL", "The turn ended without an answer");
-    if (answer.outputErrors) c.header("X-Output-Schema-Errors", answer.outputErrors.slice(0, 1000));
+    if (answer.outputErrors)
+      c.header("X-Output-Schema-Errors", headerSafe(answer.outputErrors.slice(0, 1000)));
     return c.json(answer.message, 200);
   })
   .openapi(streamRoute, async (c) => {
