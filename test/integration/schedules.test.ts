@@ -225,6 +225,12 @@ describe("S18 schedules", () => {
     expect((await api(stack, admin, "GET", "/api/v1/schedules/tick")).status).toBe(200);
     const adminList = (await api(stack, admin, "GET", "/api/v1/schedules")).body as Row[];
     expect(adminList.map((row) => row.name)).toContain("tick");
+    // An admin's edit checks the target against the owner's functions (the admin has none of that name).
+    const current = (await api(stack, admin, "GET", "/api/v1/schedules/tick")).body as Row;
+    const edited = await api(stack, admin, "PATCH", "/api/v1/schedules/tick", {
+      input_data: current.input_data,
+    });
+    expect(edited.status, JSON.stringify(edited.body)).toBe(200);
   });
 
   it("deactivated: no run on the next tick, gone from status; reactivated (D-8): runs again; deleted", async () => {

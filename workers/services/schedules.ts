@@ -80,9 +80,10 @@ export function triggerDescription(job: Pick<ScheduledJob, "cronExpression" | "t
  * The function a schedule may target: the caller's own, active function (sinas-spec §1.11). Anything else
  * is 404, so other users' function names do not leak.
  */
+/** The active function `ns/name` of `ownerId`, the schedule's owner (its runs run as them). */
 async function resolveTarget(
   db: Database,
-  principal: Principal,
+  ownerId: string,
   namespace: string,
   name: string,
 ): Promise<StoredFunction> {
@@ -94,7 +95,7 @@ async function resolveTarget(
         eq(functions.namespace, namespace),
         eq(functions.name, name),
         eq(functions.isActive, true),
-        eq(functions.userId, principal.user.id),
+        eq(functions.userId, ownerId),
       ),
     )
     .limit(1);
@@ -125,7 +126,7 @@ export async function createSchedule(
   input: ScheduleCreate,
   now = new Date(),
 ): Promise<ScheduledJob> {
-  const fn = await resolveTarget(db, principal, input.function_namespace, input.function_name);
+  const fn = await resolveTarget(db, principal.user.id, input.function_namespace, input.function_name);
   ensureInputMatches(fn, input.input_data);
   try {
     const [job] = await db
@@ -197,7 +198,8 @@ export async function updateSchedule(
   }
   // SINAS ignores function_namespace here and checks the name in any namespace; we check the exact target.
   if (input.function_namespace !== undefined || input.function_name !== undefined || input.input_data) {
-    const fn = await resolveTarget(db, principal, namespace, name);
+    // The owner's function, whoever edits (an admin may): dispatch runs the owner's (schedule-dispatch.ts).
+    const fn = await resolveTarget(db, current.userId, namespace, name);
     ensureInputMatches(fn, input.input_data ?? current.inputData);
   }
   const cron = input.cron_expression ?? current.cronExpression;
