@@ -446,6 +446,26 @@ describe("execution failures are recorded (S15)", () => {
     expect(failed[0]?.execution_id).toBe(response.body.execution_id);
   });
 
+  it("stores a refused attempt FAILED in one write: no RUNNING row without a run", async () => {
+    // Every later write of a greet execution fails: an attempt that needed one was left RUNNING for good.
+    await db.db.execute(
+      sql.raw(`
+      create or replace function test_refuse_update() returns trigger language plpgsql as $$
+      begin raise exception 'injected failure'; end $$;
+      create trigger test_refuse_update before update on executions for each row
+        when (old.function_name = 'greet') execute function test_refuse_update();`),
+    );
+    try {
+      const response = await call("greet", { headers: json(alice), body: "{}" });
+      expect(response.status).toBe(500);
+      expect(response.body.detail).toContain("Schema validation failed");
+      const row = await api(stack, alice, "GET", `/executions/${response.body.execution_id}`);
+      expect(row.body).toMatchObject({ status: "FAILED", error_type: "invalid_input" });
+    } finally {
+      await db.db.execute(sql.raw("drop trigger if exists test_refuse_update on executions"));
+    }
+  });
+
   it("records an exception of the function", async () => {
     await createFunction(stack, alice, pythonFunction("boom", '    raise ValueError("kaput")'));
     await createWebhook(alice, { path: "boom", function_name: "boom" });

@@ -49,6 +49,29 @@ export async function insertExecution(db: Database, record: NewExecutionRecord):
   await insertExecutionStatement(db).execute({ ...record, input: JSON.stringify(record.input) });
 }
 
+/**
+ * An attempt that never ran, stored FAILED in one statement: a row is never left RUNNING without a run (and
+ * without the ExecutionRun object whose watchdog would end it) when a second write would fail.
+ */
+export async function insertFailedAttempt(
+  db: Database,
+  record: NewExecutionRecord,
+  failure: { error: string; errorType: ErrorType },
+): Promise<void> {
+  await db
+    .insert(executions)
+    .values({
+      ...record,
+      inputData: record.input,
+      status: "FAILED",
+      error: failure.error,
+      errorType: failure.errorType,
+      completedAt: sql`now()`,
+      durationMs: 0,
+    })
+    .onConflictDoNothing({ target: executions.executionId });
+}
+
 /** Statements for up to this many step rows are kept prepared; a larger report is built for itself. */
 const PREPARED_STEP_ROWS = 8;
 

@@ -27,7 +27,7 @@ import { AppError, validationError } from "../lib/errors";
 import { describeSchemaProblems, validateAgainstSchema } from "../lib/json-schema";
 import { type CallableRow, callableScopeOf, readCallableRows } from "./callable-scope";
 import { callbackUrl } from "./execution-dispatch";
-import { findExecution, insertExecution, listSteps, recordOutcome } from "./execution-records";
+import { findExecution, insertFailedAttempt, listSteps } from "./execution-records";
 import { executionRunFor } from "./execution-shards";
 import { packageNameOf } from "./functions";
 import type { Services } from "./services";
@@ -195,8 +195,7 @@ export async function recordFailedAttempt(
   errorType: "invalid_input" | "not_found",
 ): Promise<AppError> {
   const executionId = attempt.executionId ?? crypto.randomUUID();
-  const db = services.db();
-  await insertExecution(db, {
+  const record = {
     executionId,
     userId: attempt.runAs.id,
     functionNamespace: attempt.functionNamespace,
@@ -205,14 +204,8 @@ export async function recordFailedAttempt(
     triggerId: attempt.triggerId,
     chatId: attempt.chatId,
     input: attempt.input,
-  });
-  await recordOutcome(db, executionId, {
-    status: "FAILED",
-    error: message,
-    errorType,
-    traceback: null,
-    durationMs: 0,
-  });
+  };
+  await insertFailedAttempt(services.db(), record, { error: message, errorType });
   return new AppError("FUNCTION_FAILED", `Function execution failed: ${message}`, {
     extra: { execution_id: executionId, error_type: errorType },
   });
