@@ -448,6 +448,20 @@ describe("running functions", () => {
     expect([...rest.matchAll(/^id: (\d+)$/gm)].map((match) => Number(match[1]))).toEqual(ids.slice(1));
   });
 
+  it("records an error holding a NUL character (Postgres text refuses it) as the error it is", async () => {
+    await createFunction(stack, alice, {
+      ...pythonFunction("nul", '    raise ValueError("a\\x00b")'),
+      timeout: 5,
+    });
+    const run = await execute(stack, alice, { name: "nul" });
+    expect(run.status).toBe(500);
+    expect(run.body).toMatchObject({ error_type: "exception" });
+    const executionId = (run.body as { execution_id: string }).execution_id;
+    const row = (await api(stack, alice, "GET", `/executions/${executionId}`)).body as Row;
+    expect(row).toMatchObject({ status: "FAILED" });
+    expect(String(row.error)).toContain("a\uFFFDb");
+  });
+
   it("fails a run past its timeout, and the next run succeeds", async () => {
     await createFunction(stack, alice, {
       ...pythonFunction("sleepy", "    import time\n    time.sleep(30)\n    return {}"),

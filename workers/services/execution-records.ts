@@ -64,7 +64,7 @@ export async function insertFailedAttempt(
       ...record,
       inputData: record.input,
       status: "FAILED",
-      error: failure.error,
+      error: textParam(failure.error),
       errorType: failure.errorType,
       completedAt: sql`now()`,
       durationMs: 0,
@@ -74,6 +74,15 @@ export async function insertFailedAttempt(
 
 /** Statements for up to this many step rows are kept prepared; a larger report is built for itself. */
 const PREPARED_STEP_ROWS = 8;
+
+/**
+ * A text column's value without NUL characters, which Postgres text refuses (a function may raise an error that
+ * holds one): the whole outcome would fail to be written, and the run end as a timeout. Json columns need no
+ * care (JSON.stringify escapes NUL).
+ */
+function textParam(value: string | null | undefined): string | null {
+  return value == null ? null : value.replaceAll("\u0000", "\uFFFD");
+}
 
 /** Json text, as drizzle encodes a json column (placeholders skip the column's encoding); SQL NULL for none. */
 function jsonParam(value: unknown): string | null {
@@ -97,8 +106,8 @@ function stepParams(steps: Step[]): { count: number; params: Record<string, unkn
       status: step.status,
       inputData: jsonParam(step.input),
       outputData: jsonParam(step.output),
-      error: step.error ?? null,
-      traceback: step.traceback ?? null,
+      error: textParam(step.error),
+      traceback: textParam(step.traceback),
       durationMs: step.duration_ms == null ? null : Math.round(step.duration_ms),
       startedAt: step.started_at,
       completedAt: step.completed_at ?? null,
@@ -221,13 +230,13 @@ function outcomeParams(outcome: ExecutionOutcome): Record<string, unknown> {
       return { outcome_output: jsonParam(outcome.output), outcome_durationMs: duration(outcome.durationMs) };
     case "FAILED":
       return {
-        outcome_error: outcome.error,
+        outcome_error: textParam(outcome.error),
         outcome_errorType: outcome.errorType,
-        outcome_traceback: outcome.traceback,
+        outcome_traceback: textParam(outcome.traceback),
         outcome_durationMs: duration(outcome.durationMs),
       };
     case "AWAITING_INPUT":
-      return { outcome_prompt: outcome.prompt, outcome_schema: jsonParam(outcome.schema) };
+      return { outcome_prompt: textParam(outcome.prompt), outcome_schema: jsonParam(outcome.schema) };
   }
 }
 
@@ -281,7 +290,7 @@ export async function recordOutcome(
     // Steps still marked running belonged to the failed run: close them so the tree tells the truth.
     await db
       .update(stepExecutions)
-      .set({ status: "FAILED", error: outcome.error, completedAt: sql`now()` })
+      .set({ status: "FAILED", error: textParam(outcome.error), completedAt: sql`now()` })
       .where(and(eq(stepExecutions.executionId, executionId), inArray(stepExecutions.status, ["RUNNING"])));
   }
   return updated.length > 0;
