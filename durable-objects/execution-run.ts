@@ -17,6 +17,7 @@ import {
   callbackRetryDelayMs,
   type Job,
   type ResultEvent,
+  resultSizeProblem,
   type SignedCallback,
   type Step,
 } from "../workers/lib/executor-protocol";
@@ -417,6 +418,16 @@ function outcomeOf(event: ResultEvent, outputSchema: JsonSchema): ExecutionOutco
       error: event.error ?? "The function failed",
       errorType: event.error_type ?? "internal",
       traceback: event.traceback ?? null,
+      durationMs: event.duration_ms ?? null,
+    };
+  }
+  const tooLarge = resultSizeProblem(event.result);
+  if (tooLarge) {
+    return {
+      status: "FAILED",
+      error: tooLarge,
+      errorType: "invalid_result",
+      traceback: null,
       durationMs: event.duration_ms ?? null,
     };
   }

@@ -8,7 +8,13 @@
  * same way. A failed install fails the job as `internal` with pip's message.
  */
 import { randomUUID } from "node:crypto";
-import type { ErrorType, ExecutorEvent, Job, ResultEvent } from "../../workers/lib/executor-protocol";
+import {
+  type ErrorType,
+  type ExecutorEvent,
+  type Job,
+  type ResultEvent,
+  resultSizeProblem,
+} from "../../workers/lib/executor-protocol";
 import type { Signer } from "./auth";
 import { CallbackPoster } from "./callbacks";
 import type { PostText } from "./http-post";
@@ -303,6 +309,8 @@ function notice(text: string): ExecutorEvent {
 
 function normalize(result: ResultEvent, elapsed: number): ResultEvent {
   const duration_ms = typeof result.duration_ms === "number" ? result.duration_ms : elapsed;
+  const tooLarge = result.status === "completed" ? resultSizeProblem(result.result) : null;
+  if (tooLarge) return failed("invalid_result", tooLarge, duration_ms);
   if (result.status !== "failed") return { ...result, duration_ms };
   return {
     ...result,

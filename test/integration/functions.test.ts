@@ -448,6 +448,17 @@ describe("running functions", () => {
     expect([...rest.matchAll(/^id: (\d+)$/gm)].map((match) => Number(match[1]))).toEqual(ids.slice(1));
   });
 
+  it("fails a result over 1 MiB clearly (invalid_result), recorded the same everywhere", async () => {
+    await createFunction(stack, alice, pythonFunction("huge", '    return {"s": "x" * 1_100_000}'));
+    const run = await execute(stack, alice, { name: "huge" });
+    expect(run.status).toBe(500);
+    expect(run.body).toMatchObject({ error_type: "invalid_result" });
+    expect(JSON.stringify(run.body)).toContain("at most 1048576");
+    const executionId = (run.body as { execution_id: string }).execution_id;
+    const row = (await api(stack, alice, "GET", `/executions/${executionId}`)).body as Row;
+    expect(row).toMatchObject({ status: "FAILED", error_type: "invalid_result", output_data: null });
+  });
+
   it("records an error holding a NUL character (Postgres text refuses it) as the error it is", async () => {
     await createFunction(stack, alice, {
       ...pythonFunction("nul", '    raise ValueError("a\\x00b")'),

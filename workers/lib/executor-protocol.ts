@@ -36,6 +36,20 @@ export const ERROR_TYPES = [
 ] as const;
 export type ErrorType = (typeof ERROR_TYPES)[number];
 
+/**
+ * The largest result a run may return, as UTF-8 JSON (as Cloudflare Workflows' step output). A larger one fails
+ * the run (`invalid_result`) in the executor and again in the ExecutionRun object, whose SQLite rows hold at most
+ * 2 MB: it would otherwise be recorded in Postgres and lost in the object, and a sync caller wait for nothing.
+ */
+export const MAX_RESULT_BYTES = 1024 * 1024;
+
+/** Why `result` may not be kept (too large), or null. */
+export function resultSizeProblem(result: unknown): string | null {
+  const bytes = new TextEncoder().encode(JSON.stringify(result ?? null)).byteLength;
+  if (bytes <= MAX_RESULT_BYTES) return null;
+  return `The result is ${bytes} bytes of JSON; at most ${MAX_RESULT_BYTES} are kept (return less, or store large data elsewhere, e.g. in state)`;
+}
+
 const JsonValue = z.unknown();
 
 export const CallableFunctionSchema = z.object({ code: z.string(), code_hash: z.string() });
