@@ -9,19 +9,15 @@
  * for SSE resume) and the callback sequence numbers already applied (a retried post is applied once).
  */
 import { DurableObject } from "cloudflare:workers";
-import type { JsonObject, JsonSchema } from "../workers/db/schema";
 import { type Env, loadConfig } from "../workers/env";
 import {
   CALLBACK_RETRY_MS,
   type CallbackBody,
   callbackRetryDelayMs,
   type Job,
-  type ResultEvent,
-  resultSizeProblem,
   type SignedCallback,
   type Step,
 } from "../workers/lib/executor-protocol";
-import { describeSchemaProblems, validateAgainstSchema } from "../workers/lib/json-schema";
 import { cancelJob, postJob, verifyCallback } from "../workers/services/execution-dispatch";
 import {
   type ExecutionOutcome,
@@ -31,6 +27,7 @@ import {
   upsertSteps,
 } from "../workers/services/execution-records";
 import { createServices, type Services } from "../workers/services/services";
+import { outcomeOf } from "./execution-outcome";
 import { newRunState, type RunPlan, type RunState, RunStore } from "./execution-run-store";
 
 export type { RunPlan, RunState, RunStatus } from "./execution-run-store";
@@ -53,6 +50,8 @@ export class ExecutionRun extends DurableObject<Env> {
   /** The alarm as this instance last set it; undefined until then, and once it fired. */
   #alarmAt: number | null | undefined;
   #heldAnswers = 0;
+  /** Each run's outcome being applied (see `#finish`). */
+  #finishing = new Map<string, Promise<void>>();
   /** Callback posts (`execution/seq`) being applied now: a duplicate meanwhile gets 503. */
   readonly #applying = new Set<string>();
 
@@ -236,8 +235,23 @@ export class ExecutionRun extends DurableObject<Env> {
     for (const listener of listeners ?? []) listener();
   }
 
-  /** Records the outcome (with `steps` reported alongside it), then wakes waiters and listeners. */
-  async #finish(
+  /**
+   * Records the outcome (with `steps` reported alongside it), then wakes waiters and listeners. One run's outcomes
+   * are applied one at a time: of two arriving together (the watchdog's and a late result), the second finds the
+   * run ended by the first instead of writing its own status over it in this object only.
+   */
+  #finish(executionId: string, outcome: ExecutionOutcome, result?: unknown, steps?: Step[]): Promise<void> {
+    const previous = this.#finishing.get(executionId) ?? Promise.resolve();
+    const next = previous.then(() => this.#finishNow(executionId, outcome, result, steps));
+    const settled = next.catch(() => {});
+    this.#finishing.set(executionId, settled);
+    void settled.then(() => {
+      if (this.#finishing.get(executionId) === settled) this.#finishing.delete(executionId);
+    });
+    return next;
+  }
+
+  async #finishNow(
     executionId: string,
     outcome: ExecutionOutcome,
     result: unknown = null,
@@ -404,42 +418,4 @@ export class ExecutionRun extends DurableObject<Env> {
       headers: { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" },
     });
   }
-}
-
-/** Maps the executor's result to the recorded outcome, checking the output against the function's schema. */
-function outcomeOf(event: ResultEvent, outputSchema: JsonSchema): ExecutionOutcome {
-  if (event.status === "awaiting_input") {
-    const schema = event.schema && typeof event.schema === "object" ? (event.schema as JsonObject) : null;
-    return { status: "AWAITING_INPUT", prompt: event.prompt ?? null, schema };
-  }
-  if (event.status === "failed") {
-    return {
-      status: "FAILED",
-      error: event.error ?? "The function failed",
-      errorType: event.error_type ?? "internal",
-      traceback: event.traceback ?? null,
-      durationMs: event.duration_ms ?? null,
-    };
-  }
-  const tooLarge = resultSizeProblem(event.result);
-  if (tooLarge) {
-    return {
-      status: "FAILED",
-      error: tooLarge,
-      errorType: "invalid_result",
-      traceback: null,
-      durationMs: event.duration_ms ?? null,
-    };
-  }
-  const problems = validateAgainstSchema(outputSchema, event.result ?? null);
-  if (problems.length > 0) {
-    return {
-      status: "FAILED",
-      error: describeSchemaProblems(problems),
-      errorType: "invalid_result",
-      traceback: null,
-      durationMs: event.duration_ms ?? null,
-    };
-  }
-  return { status: "COMPLETED", output: event.result ?? null, durationMs: event.duration_ms ?? null };
 }
