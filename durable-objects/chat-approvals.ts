@@ -80,17 +80,6 @@ export async function recordDecisions(
 }
 
 /**
- * A new message answers the chat's calls that still await a decision (workers/chat/tool-pairing.ts tells the model
- * they have no result): they are rejected, so that no later decision runs them behind the user's back.
- */
-export async function rejectPendingApprovals(db: DbOrTx, chatId: string): Promise<void> {
-  await db
-    .update(pendingToolApprovals)
-    .set({ approved: false })
-    .where(and(eq(pendingToolApprovals.chatId, chatId), isNull(pendingToolApprovals.approved)));
-}
-
-/**
  * §5.7's answer to one decision: recorded while `waiting` other calls of its message need one, else as its
  * continued turn ended (an approved call whose turn failed is a failure; a rejection's is said in the answer).
  */

@@ -22,7 +22,7 @@ import type { Env } from "../workers/env";
 import { AppError } from "../workers/lib/errors";
 import { toMessageResponse } from "../workers/services/chats";
 import { createServices, type Services } from "../workers/services/services";
-import { type Decision, decisionAnswer, recordDecisions, rejectPendingApprovals } from "./chat-approvals";
+import { type Decision, decisionAnswer, recordDecisions } from "./chat-approvals";
 import { ChunkCoalescer } from "./chat-coalescer";
 import { ChatLog, type TurnStatus } from "./chat-log";
 import {
@@ -118,8 +118,6 @@ export class ChatSession extends DurableObject<Env> {
       const { subjects, message: userMessage } = await beginTurnRecord(services, { chatId, userId, content });
       userMessageId = userMessage.id;
       history.remember(userMessage);
-      if (this.#log.latestTurn()?.status === "awaiting_approval")
-        await rejectPendingApprovals(services.db(), chatId);
       const setup = this.#setup(services, subjects, request, controller, undefined);
       const prepared = await prepareTurn(setup, { stored, added: Promise.resolve(userMessage) });
       startFirstCall(setup, prepared);

@@ -106,9 +106,9 @@ export async function loadTurnSubjects(
 
 /** The statement `beginTurnRecord` runs, prepared once (building it cost ~0.6 ms per turn). */
 const beginTurnStatement = preparedOnce((db) => {
-  const { touched, added } = userMessageCtes(db);
+  const { touched, added, answered } = userMessageCtes(db);
   return db
-    .with(touched, added)
+    .with(touched, added, answered)
     .select({
       ...subjectColumns(db),
       message: {

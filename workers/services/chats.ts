@@ -6,7 +6,7 @@
  * `sequence` identity, never by `created_at`, which ties inside one transaction (D-17). Deleting a chat takes
  * its messages and pending approvals with it and leaves its executions with `chat_id` null (the foreign keys).
  */
-import { and, asc, count, desc, eq, exists, gt, sql } from "drizzle-orm";
+import { and, asc, count, desc, eq, exists, gt, isNull, sql } from "drizzle-orm";
 import type { Database, DbOrTx } from "../db/client";
 import { preparedOnce } from "../db/prepared";
 import {
@@ -18,6 +18,7 @@ import {
   type Message,
   type MessageRole,
   messages,
+  pendingToolApprovals,
   type ToolCall,
   users,
 } from "../db/schema";
@@ -190,7 +191,21 @@ export function userMessageCtes(db: Database) {
       })
       .returning(),
   );
-  return { touched, added };
+  // A new message answers the calls still awaiting a decision: rejected, so that no late decision runs them
+  // behind the user's back (workers/chat/tool-pairing.ts tells the model they have no result).
+  const answered = db.$with("answered").as(
+    db
+      .update(pendingToolApprovals)
+      .set({ approved: false })
+      .where(
+        and(
+          eq(pendingToolApprovals.chatId, sql`(select ${touched.id} from ${touched})`),
+          isNull(pendingToolApprovals.approved),
+        ),
+      )
+      .returning({ id: pendingToolApprovals.id }),
+  );
+  return { touched, added, answered };
 }
 
 /**
