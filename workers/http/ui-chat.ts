@@ -4,8 +4,12 @@
  * its text and file parts become SINAS content (sinas-spec §5.9).
  */
 import { z } from "@hono/zod-openapi";
+import { toBase64 } from "../lib/crypto";
 import { validationError } from "../lib/errors";
+import { zodValidationError } from "../lib/validation";
+import { parseDataUrl } from "../llm/content";
 import type { ContentPart } from "../llm/types";
+import { ContentPartSchema } from "./message-content";
 
 const UiPartSchema = z
   .object({
@@ -53,19 +57,31 @@ export function approvalDecisionsOf(messages: UiMessage[]): { toolCallId: string
   );
 }
 
-function partOf(part: UiMessage["parts"][number]): ContentPart | null {
+/** A data: URL's bytes as base64 with its media type: base64 ones as they are, percent-encoded ones encoded. */
+function inlineData(url: string): { mediaType: string | undefined; data: string } | null {
+  const base64 = parseDataUrl(url);
+  if (base64) return base64;
+  const plain = /^data:([^;,]*)[^,]*,(.*)$/s.exec(url);
+  if (!plain) return null;
+  let text: string;
+  try {
+    text = decodeURIComponent(plain[2] ?? "");
+  } catch {
+    return null;
+  }
+  return { mediaType: plain[1] || undefined, data: toBase64(new TextEncoder().encode(text)) };
+}
+
+function partOf(part: UiMessage["parts"][number]): unknown {
   if (part.type === "text" && part.text) return { type: "text", text: part.text };
   if (part.type !== "file" || !part.url) return null;
   if (part.mediaType?.startsWith("image/")) return { type: "image", image: part.url };
-  const inline = /^data:([^;,]+)?(?:;base64)?,(.*)$/s.exec(part.url);
-  return inline
-    ? {
-        type: "file",
-        file_data: inline[2] ?? "",
-        mime_type: part.mediaType ?? inline[1],
-        filename: part.filename,
-      }
-    : { type: "file", file_url: part.url, mime_type: part.mediaType, filename: part.filename };
+  const inline = part.url.startsWith("data:") ? inlineData(part.url) : null;
+  if (inline) {
+    const mime_type = part.mediaType ?? inline.mediaType;
+    return { type: "file", file_data: inline.data, mime_type, filename: part.filename };
+  }
+  return { type: "file", file_url: part.url, mime_type: part.mediaType, filename: part.filename };
 }
 
 /** The stored content of the last user message: its text, or the JSON of its parts when it has files. */
@@ -80,7 +96,10 @@ export function messageContentOfUiMessages(messages: UiMessage[]): string {
       },
     ]);
   }
-  const parts = last.parts.map(partOf).filter((part): part is ContentPart => part !== null);
+  // The parts are held to the rules `POST /chats/{id}/messages` applies (image URLs, file fields...).
+  const parsed = z.array(ContentPartSchema).safeParse(last.parts.map(partOf).filter((part) => part !== null));
+  if (!parsed.success) throw zodValidationError(parsed.error, "body");
+  const parts: ContentPart[] = parsed.data;
   if (parts.length === 0 || parts.every((part) => part.type === "text" && !part.text.trim())) {
     throw validationError([
       {
