@@ -83,10 +83,13 @@ export class JobRunner {
 
   /**
    * Accepts a verified job and runs it in the background; a duplicate of an active job is a no-op (its
-   * `reply` is closed empty). The result's callback goes in `reply` while that is open.
+   * `reply` is closed empty). The result's callback goes in `reply` while that is open. A resume is taken while
+   * the paused job is still posting its last callbacks (it has finished: the API already saw the pause, or it
+   * would not resume), and replaces it here.
    */
   submit(job: Job, reply?: JobReplyChannel): void {
-    if (this.active.has(job.execution_id)) {
+    const current = this.active.get(job.execution_id);
+    if (current && !(current.finished && job.kind === "resume")) {
       reply?.close();
       return;
     }

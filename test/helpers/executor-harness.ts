@@ -47,6 +47,8 @@ export class CallbackReceiver {
   readonly posts = new Map<string, number[]>();
   readonly rejected: string[] = [];
   readonly conflictFor = new Set<string>();
+  /** Executions whose posts are answered this many ms late (after their events are kept). */
+  readonly slowReplies = new Map<string, number>();
   private waiters: Array<() => void> = [];
   private server!: HttpServer;
   base = "";
@@ -111,6 +113,8 @@ export class CallbackReceiver {
       this.events.set(body.execution_id, list);
       for (const wake of this.waiters.splice(0)) wake();
     }
+    const delay = this.slowReplies.get(body.execution_id);
+    if (delay) await new Promise((resolve) => setTimeout(resolve, delay));
     response.writeHead(200, { "content-type": "application/json" }).end('{"ok":true}');
   }
 

@@ -161,6 +161,28 @@ describe.each([
     });
   });
 
+  it.skipIf(!enabled)(
+    "takes a resume while the paused job still waits for its last callback's answer",
+    async () => {
+      const code = `def ask(input, context):
+    answer = yield {"prompt": "Go?"}
+    return {"went": answer["go"]}
+`;
+      const first = h.job(code, { input: {} });
+      h.receiver.slowReplies.set(first.execution_id, 3000);
+      expect(await h.run(first)).toMatchObject({ status: "awaiting_input" });
+      // The pause's post is kept but not yet answered: the paused job is still draining its callbacks.
+      h.receiver.slowReplies.delete(first.execution_id);
+      h.receiver.newJob(first.execution_id);
+      const resume = { ...first, kind: "resume" as const, input: { go: true } };
+      expect((await h.send("POST", "/v1/jobs", resume)).status).toBe(202);
+      const done = await h.receiver.waitFor(first.execution_id, (events) =>
+        events.some((event) => event.type === "result" && event.status === "completed"),
+      );
+      expect(done.filter((event) => event.type === "result").pop()).toMatchObject({ result: { went: true } });
+    },
+  );
+
   it.skipIf(!enabled)("cancels a running job", async () => {
     const job = h.job("import time\ndef slow(input, context):\n    time.sleep(30)\n", {
       userId: "canceller",
