@@ -30,7 +30,17 @@ export interface RunState {
   errorType: string | null;
   prompt: string | null;
   schema: JsonObject | null;
+  /** The first callback seq of the current job (a resume's starts above its predecessor's); absent: 1. */
+  firstSeq?: number;
+  /** The result was too large for this object's row (see `RunStore.save`): it is in Postgres only. */
+  resultInDatabase?: boolean;
 }
+
+/**
+ * Results larger than this (JSON characters) are not kept in the object's row, whose 2 MB must also hold the
+ * run's plan (its input, up to a webhook's 1 MiB body, and code): Postgres has them (`output_data`).
+ */
+const MAX_KEPT_RESULT_CHARS = 64 * 1024;
 
 /** A run that was just started: running, nothing measured or answered yet. */
 export function newRunState(executionId: string): RunState {
@@ -150,20 +160,24 @@ export class RunStore {
    */
   save(state: RunState, deadline?: number): void {
     const running = state.status === "running" ? 1 : 0;
+    const stored =
+      state.result != null && JSON.stringify(state.result).length > MAX_KEPT_RESULT_CHARS
+        ? { ...state, result: null, resultInDatabase: true }
+        : state;
     const over = state.status === "completed" || state.status === "failed" ? 1 : 0;
     this.sql.exec(
       `update runs set status = ?, state = ?, deadline = case when ? then coalesce(?, deadline) end,
          finished_at = case when ? then ? end
        where execution_id = ?`,
       state.status,
-      JSON.stringify(state),
+      JSON.stringify(stored),
       running,
       deadline ?? null,
       over,
       Date.now(),
       state.executionId,
     );
-    this.#keep(state);
+    this.#keep(stored);
   }
 
   /**
@@ -206,12 +220,6 @@ export class RunStore {
     if (cursor.rowsWritten === 0) return false;
     for (const line of lines) this.appendLog(executionId, line);
     return true;
-  }
-
-  /** A resume is a new job whose callbacks number from 1 again. */
-  forgetCallbacks(executionId: string): void {
-    this.sql.exec("delete from callbacks where execution_id = ?", executionId);
-    this.sql.exec("delete from callback_logs where execution_id = ?", executionId);
   }
 
   appendLog(executionId: string, line: Omit<LogLine, "seq">): void {

@@ -41,6 +41,8 @@ const SHARD_DB_CONNECTIONS = 3;
 const MAX_HELD_ANSWERS = 4;
 /** How soon the watchdog tries again when Postgres refused to record an overdue run's failure. */
 const WATCHDOG_RETRY_MS = 15_000;
+/** Callback seqs each job of a run may use: a resume's first seq is its predecessor's plus this. */
+const SEQ_SPAN_PER_JOB = 1_000_000;
 
 export class ExecutionRun extends DurableObject<Env> {
   readonly #store: RunStore;
@@ -176,6 +178,8 @@ export class ExecutionRun extends DurableObject<Env> {
     const executionId = body.execution_id;
     const state = this.#store.state(executionId);
     if (!state || state.status === "completed" || state.status === "failed") return { status: 409 };
+    // A post of a job before the latest resume (a retry whose answer was lost): that job is over.
+    if (body.seq < (state.firstSeq ?? 1)) return { status: 200 };
     const key = `${executionId}/${body.seq}`;
     if (this.#applying.has(key)) return { status: 503 };
     if (this.#store.callbackApplied(executionId, body.seq)) return { status: 200 };
@@ -258,7 +262,8 @@ export class ExecutionRun extends DurableObject<Env> {
     steps: Step[] = [],
   ): Promise<void> {
     const state = this.#store.state(executionId);
-    if (!state || (state.status !== "running" && outcome.status !== "AWAITING_INPUT")) {
+    // Only a running run takes an outcome: a late pause after the watchdog's failure must not reopen it.
+    if (state?.status !== "running") {
       await this.#withServices((services) => upsertSteps(services.statementDb(), executionId, steps));
       return;
     }
@@ -315,16 +320,19 @@ export class ExecutionRun extends DurableObject<Env> {
     const plan = this.#store.plan(executionId);
     if (!state || !plan || state.status !== "awaiting_input")
       throw new Error("Execution is not awaiting input");
+    // The resume's callbacks number from far above the paused job's, whose late posts are then told apart.
+    const firstSeq = (state.firstSeq ?? 1) + SEQ_SPAN_PER_JOB;
     const job: Job = {
       ...plan.job,
       kind: "resume",
       input,
       context: { ...plan.job.context, access_token: accessToken },
+      first_seq: firstSeq,
     };
     // The run is running here, with its watchdog, before the database says so: an object that dies after the
     // database's flip leaves a run the watchdog fails in both places (a FAILED outcome also ends a paused row).
     const deadline = this.#deadlineOf(job);
-    this.#store.save({ ...state, status: "running", prompt: null, schema: null }, deadline);
+    this.#store.save({ ...state, status: "running", prompt: null, schema: null, firstSeq }, deadline);
     await this.#alarmBy(deadline);
     let resumed = false;
     try {
@@ -333,8 +341,6 @@ export class ExecutionRun extends DurableObject<Env> {
       if (!resumed) this.#store.save(state);
     }
     if (!resumed) throw new Error("Execution is not awaiting input");
-    // A resume is a new job whose callbacks number from 1 again; the previous job ended with its result.
-    this.#store.forgetCallbacks(executionId);
     await this.#post(executionId, job);
     return this.#store.state(executionId) as RunState;
   }

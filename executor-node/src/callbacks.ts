@@ -27,6 +27,8 @@ export interface CallbackPosterOptions {
   post?: PostText;
   /** The job's held answer, when the API asked for one (`reply_within_ms`). */
   reply?: JobReplyChannel;
+  /** The seq of the first callback (the job's `first_seq`); default 1. */
+  firstSeq?: number;
 }
 
 const MAX_EVENTS_PER_POST = 1000;
@@ -49,6 +51,7 @@ export class CallbackPoster {
     this.batchMs = options.batchMs ?? 50;
     this.retryForMs = options.retryForMs ?? CALLBACK_RETRY_MS;
     this.postText = options.post ?? postText;
+    this.seq = (options.firstSeq ?? 1) - 1;
   }
 
   /** True after a 409 or stop(): nothing more is posted. */

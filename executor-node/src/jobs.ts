@@ -93,6 +93,8 @@ export class JobRunner {
       reply?.close();
       return;
     }
+    // The API saw the pause (it resumes): what the paused job's poster still retries is not needed.
+    current?.poster.stop();
     if (this.closing) throw new NoCapacityError("The executor is shutting down");
     if (this.active.size >= MAX_ACTIVE_JOBS) throw new NoCapacityError("The executor has too many jobs");
     const active: ActiveJob = {
@@ -105,6 +107,7 @@ export class JobRunner {
         log: this.log,
         post: this.options.post,
         reply,
+        firstSeq: job.first_seq,
       }),
       abort: new AbortController(),
       session: null,

@@ -236,10 +236,12 @@ describe("resume and viewers", () => {
       });
       return { socket, frames, closed };
     };
-    // A token valid for one second (think: its user deactivated since, or a grant revoked).
-    const brief = await signAccessToken({ sub: admin.user.id, email: admin.user.email }, SECRET_KEY, 1);
+    // A token valid for a few seconds (think: its user deactivated since, or a grant revoked).
+    const issuedAt = Math.floor(Date.now() / 1000);
+    const claims = { sub: admin.user.id, email: admin.user.email };
+    const brief = await signAccessToken(claims, SECRET_KEY, 3, issuedAt);
     const expiring = await open(brief, 0);
-    await new Promise((resolve) => setTimeout(resolve, 2100));
+    await new Promise((resolve) => setTimeout(resolve, (issuedAt + 3) * 1000 + 100 - Date.now()));
     fake.script({ content: "after expiry" });
     const sent = await openStream(`/chats/${chat}/messages/stream`, {
       method: "POST",

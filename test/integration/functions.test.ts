@@ -448,12 +448,20 @@ describe("running functions", () => {
     expect([...rest.matchAll(/^id: (\d+)$/gm)].map((match) => Number(match[1]))).toEqual(ids.slice(1));
   });
 
-  it("fails a result over 1 MiB clearly (invalid_result), recorded the same everywhere", async () => {
-    await createFunction(stack, alice, pythonFunction("huge", '    return {"s": "x" * 1_100_000}'));
+  it("returns a 2 MB result whole; fails one over 3 MiB clearly (invalid_result), recorded the same everywhere", async () => {
+    await createFunction(stack, alice, pythonFunction("big", '    return {"s": "y" * 2_000_000}'));
+    const big = await execute(stack, alice, { name: "big" });
+    expect(big.status).toBe(200);
+    expect(((big.body as { result: { s: string } }).result.s as string).length).toBe(2_000_000);
+    const bigId = (big.body as { execution_id: string }).execution_id;
+    const stored = (await api(stack, alice, "GET", `/executions/${bigId}`)).body as Row;
+    expect(((stored.output_data as { s: string }).s as string).length).toBe(2_000_000);
+
+    await createFunction(stack, alice, pythonFunction("huge", '    return {"s": "x" * 3_200_000}'));
     const run = await execute(stack, alice, { name: "huge" });
     expect(run.status).toBe(500);
     expect(run.body).toMatchObject({ error_type: "invalid_result" });
-    expect(JSON.stringify(run.body)).toContain("at most 1048576");
+    expect(JSON.stringify(run.body)).toContain("at most 3145728");
     const executionId = (run.body as { execution_id: string }).execution_id;
     const row = (await api(stack, alice, "GET", `/executions/${executionId}`)).body as Row;
     expect(row).toMatchObject({ status: "FAILED", error_type: "invalid_result", output_data: null });

@@ -71,6 +71,13 @@ describe.each(backends)("redis bridge ($mode)", ({ mode, redisUrl }) => {
     expect(await print("two", "aaa")).toEqual({ kind: "repeat", executionId: "one" });
     expect(await print("three", "bbb")).toEqual({ kind: "mismatch" });
     expect(await print("one", "aaa")).toEqual({ kind: "claimed" });
+    // A key stored without a fingerprint (before there were any) is a repeat for any request.
+    const legacy = key(`legacy:${mode}`);
+    expect(await claimIdempotencyKey(redis as never, legacy, "old")).toEqual({ kind: "claimed" });
+    expect(await claimIdempotencyKey(redis as never, legacy, "new", { fingerprint: "ccc" })).toEqual({
+      kind: "repeat",
+      executionId: "old",
+    });
   });
 
   it("increments counters", async () => {

@@ -24,6 +24,13 @@ describe("UI message content", () => {
     expect(plain).toEqual({ type: "file", file_data: btoa("hello you"), mime_type: "text/plain" });
     expect(encoded).toEqual({ type: "file", file_data: "JVBERi0=", mime_type: "application/pdf" });
     expect(link).toMatchObject({ type: "file", file_url: "https://docs.example/a.pdf", filename: "a.pdf" });
+    // No media type in the URL; bytes that are not UTF-8.
+    const [untyped, binary] = contentOf(
+      { type: "file", mediaType: "text/plain", url: "data:;base64,QUJD" },
+      { type: "file", mediaType: "application/octet-stream", url: "data:application/octet-stream,%FF%00" },
+    );
+    expect(untyped).toMatchObject({ file_data: "QUJD" });
+    expect(binary).toMatchObject({ file_data: "/wA=" });
   });
 
   it("refuses an image that is neither an http(s) nor a data:image URL, naming the field", () => {

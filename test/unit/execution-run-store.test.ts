@@ -111,10 +111,6 @@ describe("RunStore (one ExecutionRun shard's tables)", () => {
       expect(store.appendCallbackLogs("a", 2, lines)).toBe(true);
       expect(store.appendCallbackLogs("a", 2, lines)).toBe(false);
       expect(store.logsAfter("a", 0).map((line) => line.text)).toEqual(["hi"]);
-      store.forgetCallbacks("a");
-      expect(store.callbackApplied("a", 1)).toBe(false);
-      expect(store.markCallback("a", 1)).toBe(true);
-      expect(store.appendCallbackLogs("a", 2, lines)).toBe(true);
     }));
 
   it("numbers log lines per execution, for resuming a stream", () =>

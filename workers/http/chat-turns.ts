@@ -199,9 +199,17 @@ export const chatTurnsRouter = createRouter();
 const tooLarge = () => {
   throw new AppError("PAYLOAD_TOO_LARGE", `The message exceeds ${MAX_MESSAGE_BYTES / 1024 / 1024} MiB`);
 };
-/** `text` as a header value: anything but printable ASCII (and `%`) percent-encoded as UTF-8. */
+/**
+ * `text` as a header value: its first 1000 characters (code points, so no surrogate pair is cut), anything but
+ * printable ASCII (and `%`) percent-encoded as UTF-8.
+ */
 function headerSafe(text: string): string {
-  return text.replace(/[^\x20-\x24\x26-\x7e]/gu, (char) => encodeURIComponent(char));
+  // In unicode mode the class matches lone surrogates only, which encodeURIComponent refuses.
+  const start = Array.from(text)
+    .slice(0, 1000)
+    .join("")
+    .replace(/[\uD800-\uDFFF]/gu, "\uFFFD");
+  return start.replace(/[^\x20-\x24\x26-\x7e]/gu, (char) => encodeURIComponent(char));
 }
 
 // Every route's first statement (the chat's lookup, or the turn's own) checks the caller: see authenticateSender.
@@ -261,8 +269,7 @@ chatTurnsRouter
       throw new AppError("CONFLICT", "The turn was stopped before the assistant answered");
     }
     if (!answer.message) throw new AppError("INTERNAL", "The turn ended without an answer");
-    if (answer.outputErrors)
-      c.header("X-Output-Schema-Errors", headerSafe(answer.outputErrors.slice(0, 1000)));
+    if (answer.outputErrors) c.header("X-Output-Schema-Errors", headerSafe(answer.outputErrors));
     return c.json(answer.message, 200);
   })
   .openapi(streamRoute, async (c) => {

@@ -63,13 +63,18 @@ function inlineData(url: string): { mediaType: string | undefined; data: string 
   if (base64) return base64;
   const plain = /^data:([^;,]*)[^,]*,(.*)$/s.exec(url);
   if (!plain) return null;
-  let text: string;
-  try {
-    text = decodeURIComponent(plain[2] ?? "");
-  } catch {
-    return null;
+  return { mediaType: plain[1] || undefined, data: toBase64(percentDecoded(plain[2] ?? "")) };
+}
+
+/** RFC 3986 percent-decoding to bytes (not to text: the bytes need not be UTF-8); other characters as UTF-8. */
+function percentDecoded(text: string): Uint8Array {
+  const encoder = new TextEncoder();
+  const bytes: number[] = [];
+  for (const [token] of text.matchAll(/%[0-9a-fA-F]{2}|[^%]+|%/g)) {
+    if (token.length === 3 && token.startsWith("%")) bytes.push(Number.parseInt(token.slice(1), 16));
+    else for (const byte of encoder.encode(token)) bytes.push(byte);
   }
-  return { mediaType: plain[1] || undefined, data: toBase64(new TextEncoder().encode(text)) };
+  return Uint8Array.from(bytes);
 }
 
 function partOf(part: UiMessage["parts"][number]): unknown {

@@ -37,11 +37,12 @@ export const ERROR_TYPES = [
 export type ErrorType = (typeof ERROR_TYPES)[number];
 
 /**
- * The largest result a run may return, as UTF-8 JSON (as Cloudflare Workflows' step output). A larger one fails
- * the run (`invalid_result`) in the executor and again in the ExecutionRun object, whose SQLite rows hold at most
- * 2 MB: it would otherwise be recorded in Postgres and lost in the object, and a sync caller wait for nothing.
+ * The largest result a run may return, as UTF-8 JSON. A larger one fails the run (`invalid_result`) in the
+ * executor and again in the ExecutionRun object: its callback would be refused (4 MiB at most, with its other
+ * events) and dropped, and the run end by the watchdog instead. Results over 64 KiB live in Postgres only, not
+ * in the object's 2 MB rows (execution-run-store.ts).
  */
-export const MAX_RESULT_BYTES = 1024 * 1024;
+export const MAX_RESULT_BYTES = 3 * 1024 * 1024;
 
 /** Why `result` may not be kept (too large), or null. */
 export function resultSizeProblem(result: unknown): string | null {
@@ -92,6 +93,11 @@ export const JobSchema = z.object({
    * answer instead of a post to `callback_url` (PROTOCOL.md §2, "Results in the answer"). 0 or absent: 202 at once.
    */
   reply_within_ms: z.number().int().min(0).max(60_000).optional(),
+  /**
+   * The `seq` of the job's first callback (default 1). A resume starts above every seq of the job before it, so
+   * that job's late or retried posts can never pass for the resume's (PROTOCOL.md §3).
+   */
+  first_seq: z.number().int().positive().max(Number.MAX_SAFE_INTEGER).optional(),
 });
 export type Job = z.infer<typeof JobSchema>;
 

@@ -50,8 +50,13 @@ export async function claimIdempotencyKey(
     // Our own value: the SET landed but its answer was lost, and the client's retry was refused.
     if (existing === value) return { kind: "claimed" };
     if (existing) {
-      const [firstId = "", firstFingerprint] = existing.split(" ");
-      if (fingerprint !== undefined && firstFingerprint !== fingerprint) return { kind: "mismatch" };
+      const space = existing.indexOf(" ");
+      const firstId = space < 0 ? existing : existing.slice(0, space);
+      // A key stored without a fingerprint (before fingerprints, or by a caller without one) matches any.
+      const firstFingerprint = space < 0 ? undefined : existing.slice(space + 1);
+      if (fingerprint && firstFingerprint !== undefined && firstFingerprint !== fingerprint) {
+        return { kind: "mismatch" };
+      }
       return { kind: "repeat", executionId: firstId };
     }
   }

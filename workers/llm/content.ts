@@ -108,12 +108,12 @@ export function toOpenAiCompatibleParts(parts: ContentPart[], providerType: stri
   );
 }
 
-const DATA_URL = /^data:([^;,]+)(?:;[^,]*)?;base64,(.*)$/s;
+const DATA_URL = /^data:([^;,]*)(?:;[^,]*)?;base64,(.*)$/s;
 
 /** `data:<media type>;base64,<data>` split into its media type and data; null for any other URL. */
 export function parseDataUrl(url: string): { mediaType: string; data: string } | null {
   const match = DATA_URL.exec(url);
-  return match ? { mediaType: match[1] as string, data: match[2] as string } : null;
+  return match ? { mediaType: match[1] || "text/plain", data: match[2] as string } : null;
 }
 
 function anthropicImage(part: Extract<ContentPart, { type: "image" }>): WirePart {

@@ -220,10 +220,14 @@ export async function waitForExecution(
   const graceSeconds = services.config.EXECUTION_WATCHDOG_GRACE_SECONDS;
   // The wait may be long; the request's Postgres connection is not needed during it.
   await services.releaseDb();
-  return executionRunFor(services.env, executionId).waitForResult(
+  const state = (await executionRunFor(services.env, executionId).waitForResult(
     executionId,
     (timeoutSeconds + graceSeconds + 5) * 1000,
-  );
+  )) as RunState | null;
+  if (!state?.resultInDatabase) return state;
+  // A large result is kept in Postgres only (RunStore.save).
+  const row = await findExecution(services.statementDb(), executionId);
+  return { ...state, result: row?.outputData ?? null, resultInDatabase: false };
 }
 
 /** The execution if the principal may see it (owner, or `sinas.executions.get:all`). */
