@@ -21,6 +21,7 @@ import {
 import { cancelJob, postJob, verifyCallback } from "../workers/services/execution-dispatch";
 import {
   type ExecutionOutcome,
+  findExecution,
   insertExecution,
   recordOutcome,
   resumeRecord,
@@ -334,13 +335,23 @@ export class ExecutionRun extends DurableObject<Env> {
     const deadline = this.#deadlineOf(job);
     this.#store.save({ ...state, status: "running", prompt: null, schema: null, firstSeq }, deadline);
     await this.#alarmBy(deadline);
-    let resumed = false;
+    let resumed: boolean;
     try {
       resumed = await this.#withServices((services) => resumeRecord(services.db(), executionId));
-    } finally {
-      if (!resumed) this.#store.save(state);
+    } catch (error) {
+      // The write may have committed with its answer lost: the row tells. Unknown: the run stays running here,
+      // and its watchdog fails it in both places.
+      const row = await this.#withServices((services) => findExecution(services.db(), executionId)).catch(
+        () => null,
+      );
+      if (row?.status === "AWAITING_INPUT") this.#store.save(state);
+      if (row?.status !== "RUNNING") throw error;
+      resumed = true;
     }
-    if (!resumed) throw new Error("Execution is not awaiting input");
+    if (!resumed) {
+      this.#store.save(state);
+      throw new Error("Execution is not awaiting input");
+    }
     await this.#post(executionId, job);
     return this.#store.state(executionId) as RunState;
   }
