@@ -81,6 +81,12 @@ describe("universal content -> mistral and ollama", () => {
     ]);
   });
 
+  it("ollama: an image by URL becomes a note (it takes base64 images only)", () => {
+    expect(toOpenAiCompatibleParts([httpsImage], "ollama")).toEqual([
+      { type: "text", text: "[image omitted: ollama does not accept it in this form]" },
+    ]);
+  });
+
   it("ollama: text and images only", () => {
     expect(
       toOpenAiCompatibleParts([text, dataImage, audio, fileByData, fileByUrl, unknownPart], "ollama"),

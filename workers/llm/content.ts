@@ -76,7 +76,8 @@ function toOllamaPart(part: ContentPart): WirePart | null {
     case "text":
       return { type: "text", text: part.text };
     case "image":
-      return { type: "image_url", image_url: part.image };
+      // Ollama's OpenAI-compatible endpoint takes base64 images only ("image URLs are not currently supported").
+      return part.image.startsWith("data:") ? { type: "image_url", image_url: part.image } : null;
     case "audio":
     case "file":
       return null;
