@@ -304,7 +304,9 @@ describe("tool rounds", () => {
     expect(stop.body).toMatchObject({ stopped: true });
     // The stop did not wait for the function: it still runs, and records its outcome later as any run.
     expect(await executionsOf("sleeper", chat)).toMatchObject([{ status: "RUNNING" }]);
-    expect((await sending).status).toBeLessThan(500);
+    const stopped = await sending;
+    expect(stopped.status).toBe(409);
+    expect(stopped.body).toMatchObject({ detail: "The turn was stopped before the assistant answered" });
 
     fake.script({ content: "awake" });
     const next = await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "and now?" });

@@ -265,7 +265,8 @@ chatTurnsRouter
       mode: "complete",
     });
     if (!answer.ok) raise(answer);
-    if (!answer.message && answer.status === "stopped") {
+    // Stopped before any answer text (during the model's first words, or while tools ran): nothing to return.
+    if (answer.status === "stopped" && (!answer.message || answer.message.tool_calls?.length)) {
       throw new AppError("CONFLICT", "The turn was stopped before the assistant answered");
     }
     if (!answer.message) throw new AppError("INTERNAL", "The turn ended without an answer");
