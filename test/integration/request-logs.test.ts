@@ -292,6 +292,20 @@ describe("writing request logs", () => {
     expect(row.status_code).toBe(404);
   });
 
+  it("logs a request whose path holds a NUL, and the requests batched with it", async () => {
+    // jsonb refuses NUL: one such row lost its whole batch.
+    const responses = await Promise.all([
+      stack.fetch("/api/v1/nothing/%00"),
+      ...Array.from({ length: 5 }, (_, index) => stack.fetch(`/api/v1/nothing?beside=${index}`)),
+    ]);
+    const ids = responses.map((response) => response.headers.get("x-request-id"));
+    const logged = await eventually((rows) => {
+      const matching = rows.filter((row) => ids.includes(row.request_id as string));
+      return matching.length >= ids.length ? matching : undefined;
+    });
+    expect(logged.map((row) => row.path)).toContain("/api/v1/nothing/");
+  });
+
   it("logs every one of many simultaneous requests exactly once (rows are written in batches)", async () => {
     // More than one batch (MAX_BATCH_ROWS = 100) arriving at once, then a straggler on its own.
     const burst = await Promise.all(

@@ -272,6 +272,14 @@ describe("S31: the state API", () => {
       403,
       "Not a member of the specified group",
     );
+    // A private state filed under the group cannot be turned group-visible without post:group either.
+    const quiet = await createState(userU, { namespace: "team", key: "quiet", value: {}, group_id: teamId });
+    expectError(
+      await call(userU, "PUT", `/states/${quiet.id}`, { visibility: "group" }),
+      403,
+      "Not authorized to create group contexts",
+    );
+    expectError(await call(userV, "GET", `/states/${quiet.id}`), 403, "Not authorized to view this context");
   });
 
   it("8. deletes a state", async () => {
@@ -285,6 +293,18 @@ describe("S31: the state API", () => {
     const mine = await createState(userV, { namespace: "v", key: "private", value: { v: true } });
     expect((await call(admin, "GET", `/states/${mine.id}`)).status).toBe(200);
     expect((await listStates(admin, "?namespace=v")).map((state) => state.id)).toContain(mine.id);
+  });
+
+  it("lists nothing for an API key made with no permissions (it holds not even get:own)", async () => {
+    await createState(userU, { namespace: "keyed", key: "k", value: { v: 1 } });
+    const created = await call(userU, "POST", "/api/v1/api-keys", { name: "nothing", permissions: {} });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    const response = await stack.fetch("/states?namespace=keyed", {
+      headers: { "x-api-key": (created.body as { key: string }).key },
+    });
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual([]);
+    expect(await listStates(userU, "?namespace=keyed")).toHaveLength(1);
   });
 
   it("needs authentication on every route", async () => {
@@ -328,6 +348,23 @@ describe("encrypted states", () => {
     expect((await call(userU, "GET", `/states/${created.id}`)).body).toMatchObject({
       value: { token: rotated },
     });
+    // The request log keeps no encrypted value, whatever its keys are called (`token` is redacted anyway).
+    const note = "plain-looking-note-4711";
+    await createState(userU, { namespace: "secrets", key: "note", value: { note }, encrypted: true });
+    const logged = async () =>
+      (
+        await database.db.execute(
+          sql`select request_body::text as body from request_logs where path like '/states%' and method in ('POST', 'PUT')`,
+        )
+      ).rows as { body: string | null }[];
+    for (let attempt = 0; attempt < 50 && (await logged()).length < 3; attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const bodies = (await logged()).map((row) => row.body ?? "").join("\n");
+    expect(bodies).toContain("***REDACTED***");
+    expect(bodies).not.toContain(secret);
+    expect(bodies).not.toContain(rotated);
+    expect(bodies).not.toContain(note);
   });
 });
 

@@ -13,6 +13,7 @@ import { readBounded } from "../lib/read-bounded";
 import {
   isAuthPath,
   parseQueryParams,
+  REDACTED,
   redactSecrets,
   redactUrlQuery,
   stripNulCharacters,
@@ -72,6 +73,19 @@ async function bodyTextAfterHandler(c: Context<AppEnv>): Promise<string | Logged
   return bytes ? new TextDecoder().decode(bytes) : { skipped: "too_large" };
 }
 
+/** Body fields never logged, by path prefix: a state's value may be stored encrypted (README, States). */
+const UNLOGGED_FIELDS: readonly (readonly [prefix: string, field: string])[] = [["/states", "value"]];
+
+function withoutUnloggedFields(path: string, body: unknown): unknown {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) return body;
+  let kept = body as Record<string, unknown>;
+  for (const [prefix, field] of UNLOGGED_FIELDS) {
+    if ((path === prefix || path.startsWith(`${prefix}/`)) && field in kept)
+      kept = { ...kept, [field]: REDACTED };
+  }
+  return kept;
+}
+
 /**
  * A redacted copy of a JSON body, taken once the handler is done: what it read (Hono's body cache, where the
  * validator's `c.req.json()` leaves the text) or, if nothing read the body, the body itself. No copy of the
@@ -92,7 +106,7 @@ async function loggedBodyAfterHandler(c: Context<AppEnv>): Promise<LoggedBody> {
     if (mayBeTooLarge && new TextEncoder().encode(text).byteLength > MAX_LOGGED_BODY_BYTES) {
       return { skipped: "too_large" };
     }
-    return { body: stripNulCharacters(redactSecrets(JSON.parse(text) as unknown)) };
+    return { body: stripNulCharacters(redactSecrets(withoutUnloggedFields(c.req.path, JSON.parse(text)))) };
   } catch {
     return { skipped: "unparseable" };
   }

@@ -13,6 +13,7 @@ import type { Database } from "../db/client";
 import { preparedOnce } from "../db/prepared";
 import { type NewRequestLog, type RequestLog, requestLogs } from "../db/schema";
 import { AppError } from "../lib/errors";
+import { stripNulCharacters } from "../lib/redaction";
 
 /** Who is asking, and where to note the permission that decided the request (the request log itself). */
 export interface RequestLogCaller {
@@ -84,7 +85,11 @@ export async function insertRequestLogs(db: Database, rows: NewRequestLog[]): Pr
   if (rows.length === 0) return;
   const byName = rows.map((row) => {
     const named: Record<string, unknown> = {};
-    for (const [key, value] of Object.entries(row)) named[COLUMN_NAMES.get(key) ?? key] = value;
+    for (const [key, value] of Object.entries(row)) {
+      // jsonb refuses NUL (a path of `/%00` decodes to one), and one such row would lose the whole batch. The
+      // body is stripped already (request-log.ts).
+      named[COLUMN_NAMES.get(key) ?? key] = key === "requestBody" ? value : stripNulCharacters(value);
+    }
     return named;
   });
   await insertLogsStatement(db).execute({ rows: JSON.stringify(byName) });

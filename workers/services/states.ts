@@ -179,10 +179,12 @@ function listScopeCondition(caller: StateCaller): SQL | undefined {
     : can(principal, permission("group"))
       ? "group"
       : "own";
-  // Listing never answers 403 (§1.5): without any grant the caller still sees their own rows.
-  caller.recordPermission(permission(scope), scope !== "own" || can(principal, permission("own")));
+  // Listing never answers 403 (§1.5); without even `get:own` (an API key made with `{}`) it lists nothing.
+  const ownGranted = can(principal, permission("own"));
+  caller.recordPermission(permission(scope), scope !== "own" || ownGranted);
   const own = eq(states.userId, principal.user.id);
   if (scope === "all") return undefined;
+  if (scope === "own" && !ownGranted) return sql`false`;
   if (scope === "own" || principal.groupIds.length === 0) return own;
   return or(own, and(eq(states.visibility, "group"), inArray(states.groupId, principal.groupIds)));
 }
@@ -235,6 +237,13 @@ export async function updateState(
     throw new AppError("FORBIDDEN", "Not authorized to update this context");
   if (input.visibility === "group" && row.groupId === null) {
     throw new AppError("BAD_REQUEST", "Cannot change to group visibility without a group_id");
+  }
+  // Making a state group-visible is what `post:group` guards at creation (§1.5): the same grant here.
+  if (input.visibility === "group" && row.visibility !== "group") {
+    const permission = permissions.states("post", "group");
+    const granted = can(caller.principal, permission);
+    caller.recordPermission(permission, granted);
+    if (!granted) throw new AppError("FORBIDDEN", "Not authorized to create group contexts");
   }
   const changes: Partial<typeof states.$inferInsert> = { updatedAt: new Date() };
   if (input.value != null) {
