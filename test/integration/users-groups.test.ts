@@ -297,6 +297,12 @@ describe("users (S9, D-18)", () => {
     expect((await api(stack, admin, "DELETE", `/api/v1/users/${admin.user.id}`)).body).toMatchObject({
       detail: "Cannot delete your own user account",
     });
+    // The same id in upper case is the same user (Postgres ignores the case, and so do the checks).
+    const shouting = admin.user.id.toUpperCase();
+    expect((await api(stack, admin, "DELETE", `/api/v1/users/${shouting}`)).body).toMatchObject({
+      detail: "Cannot delete your own user account",
+    });
+    expect((await api(stack, guest, "GET", `/api/v1/users/${guest.user.id.toUpperCase()}`)).status).toBe(200);
     expect(
       (await api(stack, bob, "PATCH", `/api/v1/users/${bob.user.id}`, { is_active: false })).status,
     ).toBe(403);

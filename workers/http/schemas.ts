@@ -13,7 +13,8 @@ export const DateTimeInput = z.iso
   .transform((text) => new Date(/(?:[zZ]|[+-]\d{2}:?\d{2})$/.test(text) ? text : `${text}Z`))
   .openapi({ type: "string", format: "date-time", example: "2030-01-01T00:00:00Z" });
 
-export const UuidSchema = z.uuid({ error: "must be a UUID" });
+/** A UUID in its canonical lower case: ids are compared as strings (self-protection checks), Postgres ignores case. */
+export const UuidSchema = z.uuid({ error: "must be a UUID" }).overwrite((value) => value.toLowerCase());
 
 export const UserResponseSchema = z
   .object({
