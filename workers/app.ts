@@ -4,6 +4,7 @@
  * Runtime API at `/` (docs at /docs, /openapi.json), management API at `/api/v1` (its own docs), as in
  * SINAS (sinas-spec §0.1).
  */
+
 import { requestId } from "hono/request-id";
 import { agentsRouter } from "./http/agents";
 import { apiKeysRouter } from "./http/api-keys";
@@ -29,6 +30,7 @@ import { statesRouter } from "./http/states";
 import { usersRouter } from "./http/users";
 import { webhookTriggerRouter } from "./http/webhook-trigger";
 import { webhooksRouter } from "./http/webhooks";
+import { AppError } from "./lib/errors";
 import { dynamicOpenApiPaths } from "./services/openapi-dynamic";
 import { createServices } from "./services/services";
 
@@ -101,6 +103,11 @@ export function createApp() {
     }
   });
   app.use(requestLog());
+  // No resource has a NUL in its name, and Postgres text refuses one (a path parameter would be a 500).
+  app.use(async (c, next) => {
+    if (c.req.path.includes("\u0000")) throw new AppError("NOT_FOUND", "Not Found");
+    await next();
+  });
 
   const runtimeRouters = [
     healthRouter,

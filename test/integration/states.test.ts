@@ -429,6 +429,18 @@ describe("bad input", () => {
     expectFieldError(await call(userU, "DELETE", "/states/not-a-uuid"), ["path", "id"]);
     expectFieldError(await call(userU, "GET", "/states?limit=0"), ["query", "limit"]);
     expectFieldError(await call(userU, "GET", "/states?limit=1001"), ["query", "limit"]);
+    // NUL characters, which Postgres text refuses (a 500 before).
+    expectFieldError(await call(userU, "POST", "/states", { ...valid, namespace: "a\u0000" }), [
+      "body",
+      "namespace",
+    ]);
+    expectFieldError(await call(userU, "POST", "/states", { ...valid, tags: ["\u0000"] }), [
+      "body",
+      "tags",
+      0,
+    ]);
+    expectFieldError(await call(userU, "GET", "/states?search=%00"), ["query", "search"]);
+    expect((await call(userU, "GET", "/api/v1/groups/%00")).status).toBe(404);
     expect(await countStates()).toBe(before);
   });
 

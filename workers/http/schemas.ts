@@ -13,6 +13,11 @@ export const DateTimeInput = z.iso
   .transform((text) => new Date(/(?:[zZ]|[+-]\d{2}:?\d{2})$/.test(text) ? text : `${text}Z`))
   .openapi({ type: "string", format: "date-time", example: "2030-01-01T00:00:00Z" });
 
+/** Text Postgres can store: without NUL characters, which its text type refuses (a 500 otherwise). */
+export function storableText(schema: z.ZodString = z.string()) {
+  return schema.refine((value) => !value.includes("\u0000"), { message: "must not contain NUL characters" });
+}
+
 /** A UUID in its canonical lower case: ids are compared as strings (self-protection checks), Postgres ignores case. */
 export const UuidSchema = z.uuid({ error: "must be a UUID" }).overwrite((value) => value.toLowerCase());
 

@@ -19,7 +19,15 @@ import {
 import type { AppEnv } from "./app-env";
 import { authenticate, principalOf, recordPermission } from "./auth";
 import { createRouter, errorResponse } from "./router";
-import { DateTimeInput, jsonBody, jsonResponse, MessageSchema, PageQuerySchema, UuidSchema } from "./schemas";
+import {
+  DateTimeInput,
+  jsonBody,
+  jsonResponse,
+  MessageSchema,
+  PageQuerySchema,
+  storableText,
+  UuidSchema,
+} from "./schemas";
 
 /** A JSON object; arrays and scalars are refused (§8.1). */
 const JsonObjectValue = z.record(z.string(), z.unknown()).openapi({ type: "object", example: { a: 1 } });
@@ -28,12 +36,12 @@ const Visibility = z.enum(STATE_VISIBILITIES);
 
 const StateCreateSchema = z
   .strictObject({
-    namespace: z.string().min(1).max(100),
-    key: z.string().min(1).max(255),
+    namespace: storableText(z.string().min(1).max(100)),
+    key: storableText(z.string().min(1).max(255)),
     value: JsonObjectValue,
     visibility: Visibility.default("private"),
-    description: z.string().nullish(),
-    tags: z.array(z.string()).default([]),
+    description: storableText().nullish(),
+    tags: z.array(storableText()).default([]),
     relevance_score: RelevanceScore.default(1),
     expires_at: DateTimeInput.nullish(),
     group_id: UuidSchema.nullish().openapi({ description: "Required when visibility is `group`" }),
@@ -46,8 +54,8 @@ const StateCreateSchema = z
 const StateUpdateSchema = z
   .strictObject({
     value: JsonObjectValue.nullish(),
-    description: z.string().nullish(),
-    tags: z.array(z.string()).nullish(),
+    description: storableText().nullish(),
+    tags: z.array(storableText()).nullish(),
     relevance_score: RelevanceScore.nullish(),
     expires_at: DateTimeInput.nullish(),
     visibility: Visibility.nullish(),
@@ -57,13 +65,14 @@ const StateUpdateSchema = z
   });
 
 const StateListQuerySchema = PageQuerySchema.extend({
-  namespace: z.string().optional(),
+  namespace: storableText().optional(),
   visibility: Visibility.optional(),
-  tags: z
-    .string()
+  tags: storableText()
     .optional()
     .openapi({ description: "Comma-separated; every tag must be present", example: "x,y" }),
-  search: z.string().optional().openapi({ description: "Case-insensitive substring of key or description" }),
+  search: storableText()
+    .optional()
+    .openapi({ description: "Case-insensitive substring of key or description" }),
 });
 
 const StateIdParams = z.object({
