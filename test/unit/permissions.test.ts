@@ -216,6 +216,12 @@ describe("checkPermission: Users defaults with D-2 (SINAS Edge)", () => {
     expect(checkPermission(USERS_DEFAULTS_D2, "sinas.functions.default.hello.execute:group")).toBe(false);
     expect(checkPermission(USERS_DEFAULTS_D2, "sinas.agents.default.bot.read:all")).toBe(false);
   });
+
+  it("treats a scope named like an Object property as an unknown scope, not a crash", () => {
+    const odd: PermissionMap = { "sinas.x.y:constructor": true, "sinas.x.z:toString": true };
+    expect(checkPermission(odd, "sinas.x.y:own")).toBe(false);
+    expect(checkPermission(odd, "sinas.x.y:constructor")).toBe(true);
+  });
 });
 
 type SubsetRow = [number, string, PermissionMap, PermissionMap, { ok: boolean; violations: string[] }];

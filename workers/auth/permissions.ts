@@ -30,7 +30,10 @@ export function matchesPermissionPattern(pattern: string, concrete: string): boo
   if (!patternParts || !concreteParts) return false;
   const [patternPath, patternScope] = patternParts;
   const [concretePath, concreteScope] = concreteParts;
-  const allowed = SCOPES_GRANTED[patternScope] ?? [patternScope];
+  // Own keys only: a scope named like an Object property (`constructor`) must not find the prototype's.
+  const allowed = Object.hasOwn(SCOPES_GRANTED, patternScope)
+    ? (SCOPES_GRANTED[patternScope] as readonly string[])
+    : [patternScope];
   if (!allowed.includes(concreteScope)) return false;
 
   const patternSegments = patternPath.split(".");
