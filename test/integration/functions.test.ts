@@ -54,6 +54,21 @@ describe("function management (S10, S11)", () => {
     });
     expect(noType.status).toBe(422);
     expect((noType.body as Row).message).toContain("Schema must have a 'type' field");
+    // What validating would trip on is refused when saved: a bad pattern, a $ref that resolves nowhere.
+    for (const [schema, words] of [
+      [
+        { type: "object", properties: { a: { type: "string", pattern: "(" } } },
+        "not a valid regular expression",
+      ],
+      [{ type: "object", $ref: "#/$defs/missing" }, "does not resolve"],
+    ] as const) {
+      const refused = await api(stack, alice, "POST", "/api/v1/functions", {
+        ...pythonFunction("unusable", "    return {}"),
+        input_schema: schema,
+      });
+      expect(refused.status, JSON.stringify(refused.body)).toBe(422);
+      expect((refused.body as Row).message).toContain(words);
+    }
     expect(
       (await api(stack, alice, "POST", "/api/v1/functions", { ...GREET, name: "bad-name" })).status,
     ).toBe(422);

@@ -5,6 +5,7 @@
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import { permissions } from "../auth/catalogue";
+import { schemaDefect } from "../lib/json-schema";
 import {
   createAgent,
   deleteAgent,
@@ -51,7 +52,7 @@ const AgentRefSchema = z
 const StateNamespaceSchema = z.string().min(1).max(100);
 const JsonObjectSchema = z.record(z.string(), z.unknown()).openapi({ type: "object" });
 
-/** Why `schema` cannot be a JSON Schema, or null. A light structural check: the validator never compiles. */
+/** Why `schema` cannot be a JSON Schema, or null: a structural check, then what validating would trip on. */
 export function jsonSchemaProblem(schema: Record<string, unknown>): string | null {
   const { type, properties, required } = schema;
   const types = Array.isArray(type) ? type : type === undefined ? [] : [type];
@@ -74,7 +75,7 @@ export function jsonSchemaProblem(schema: Record<string, unknown>): string | nul
   ) {
     return "'required' must be a list of property names";
   }
-  return null;
+  return schemaDefect(schema);
 }
 
 const JsonSchemaSchema = JsonObjectSchema.superRefine((schema, context) => {

@@ -3,6 +3,7 @@
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import { permissions } from "../auth/catalogue";
+import { schemaDefect } from "../lib/json-schema";
 import {
   createFunction,
   deleteFunction,
@@ -29,7 +30,10 @@ export const IdentifierSchema = z
 /** A JSON Schema object; SINAS requires a `type` key (sinas-spec §6.1). */
 const JsonSchemaObject = z
   .record(z.string(), z.unknown())
-  .refine((schema) => "type" in schema, { message: "Invalid JSON schema: Schema must have a 'type' field" })
+  .superRefine((schema, context) => {
+    const problem = "type" in schema ? schemaDefect(schema) : "Schema must have a 'type' field";
+    if (problem) context.addIssue({ code: "custom", message: `Invalid JSON schema: ${problem}` });
+  })
   .openapi({ type: "object", example: { type: "object" } });
 
 const CodeSchema = z
