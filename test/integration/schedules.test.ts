@@ -231,6 +231,11 @@ describe("S18 schedules", () => {
       input_data: current.input_data,
     });
     expect(edited.status, JSON.stringify(edited.body)).toBe(200);
+    // The owner's API key without schedule grants neither lists nor changes them.
+    const created = await api(stack, alice, "POST", "/api/v1/api-keys", { name: "bare", permissions: {} });
+    const bare = { headers: { "x-api-key": (created.body as { key: string }).key } };
+    expect((await api(stack, bare, "GET", "/api/v1/schedules")).body).toEqual([]);
+    expect((await api(stack, bare, "DELETE", "/api/v1/schedules/tick")).status).toBe(403);
   });
 
   it("deactivated: no run on the next tick, gone from status; reactivated (D-8): runs again; deleted", async () => {

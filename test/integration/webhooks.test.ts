@@ -258,6 +258,21 @@ describe("webhook routing, activation and auth (S14)", () => {
     expect((await call("tools/echo", { method: "GET", headers: alice.headers })).status).toBe(200);
   });
 
+  it("lets an API key manage its owner's webhooks only with the webhook grants", async () => {
+    const created = await api(stack, alice, "POST", "/api/v1/api-keys", { name: "bare", permissions: {} });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    const bare = { headers: { "x-api-key": (created.body as { key: string }).key } };
+    const patched = await api(stack, bare, "PATCH", "/api/v1/webhooks/tools/echo", {
+      requires_auth: false,
+      rotate_secret: true,
+    });
+    expect(patched.status).toBe(403);
+    expect((await api(stack, bare, "GET", "/api/v1/webhooks")).body).toEqual([]);
+    expect((await api(stack, alice, "GET", "/api/v1/webhooks/tools/echo")).body).toMatchObject({
+      requires_auth: true,
+    });
+  });
+
   it("checks the execute permission of the caller and runs as the caller", async () => {
     const denied = await call("greet", { headers: json(bob), body: JSON.stringify({ name: "x" }) });
     expect(denied.status).toBe(403);

@@ -159,9 +159,10 @@ export async function listSchedules(
   page: { skip: number; limit: number },
 ) {
   const query = db.select().from(scheduledJobs).orderBy(asc(scheduledJobs.name));
-  return can(principal, "sinas.schedules.get:all")
-    ? query.offset(page.skip).limit(page.limit)
-    : query.where(eq(scheduledJobs.userId, principal.user.id)).offset(page.skip).limit(page.limit);
+  if (can(principal, "sinas.schedules.get:all")) return query.offset(page.skip).limit(page.limit);
+  // Own rows need `get:own` too: an API key made with `{}` lists nothing.
+  if (!can(principal, "sinas.schedules.get:own")) return [];
+  return query.where(eq(scheduledJobs.userId, principal.user.id)).offset(page.skip).limit(page.limit);
 }
 
 /**
@@ -175,8 +176,12 @@ export async function findManagedSchedule(
   name: string,
 ): Promise<ScheduledJob> {
   const [job] = await db.select().from(scheduledJobs).where(eq(scheduledJobs.name, name)).limit(1);
-  if (!job || (job.userId !== principal.user.id && !can(principal, `sinas.schedules.${action}:all`))) {
+  if (job && can(principal, `sinas.schedules.${action}:all`)) return job;
+  if (!job || job.userId !== principal.user.id)
     throw new AppError("NOT_FOUND", `Schedule '${name}' not found`);
+  // The owner's own schedule still needs the `:own` grant (a key made with `{}` may not change it).
+  if (!can(principal, `sinas.schedules.${action}:own`)) {
+    throw new AppError("FORBIDDEN", `Not authorized to ${action} schedule '${name}'`);
   }
   return job;
 }

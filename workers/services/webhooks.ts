@@ -141,9 +141,10 @@ export async function listWebhooks(
   page: { skip: number; limit: number },
 ) {
   const query = db.select().from(webhooks).orderBy(asc(webhooks.path));
-  return can(principal, permissions.webhooks("get", "all"))
-    ? query.offset(page.skip).limit(page.limit)
-    : query.where(eq(webhooks.userId, principal.user.id)).offset(page.skip).limit(page.limit);
+  if (can(principal, permissions.webhooks("get", "all"))) return query.offset(page.skip).limit(page.limit);
+  // Own rows need `get:own` too: an API key made with `{}` lists nothing.
+  if (!can(principal, permissions.webhooks("get", "own"))) return [];
+  return query.where(eq(webhooks.userId, principal.user.id)).offset(page.skip).limit(page.limit);
 }
 
 /**
@@ -157,9 +158,14 @@ export async function findManagedWebhook(
   path: string,
 ): Promise<Webhook> {
   const [webhook] = await db.select().from(webhooks).where(eq(webhooks.path, path)).limit(1);
-  const visible =
-    webhook && (webhook.userId === principal.user.id || can(principal, permissions.webhooks(action, "all")));
-  if (!webhook || !visible) throw new AppError("NOT_FOUND", `Webhook '${path}' not found`);
+  if (webhook && can(principal, permissions.webhooks(action, "all"))) return webhook;
+  if (!webhook || webhook.userId !== principal.user.id) {
+    throw new AppError("NOT_FOUND", `Webhook '${path}' not found`);
+  }
+  // The owner's own webhook still needs the `:own` grant (a key made with `{}` may not rotate its secret).
+  if (!can(principal, permissions.webhooks(action, "own"))) {
+    throw new AppError("FORBIDDEN", `Not authorized to ${action} webhook '${path}'`);
+  }
   return webhook;
 }
 
