@@ -313,6 +313,8 @@ describe("running functions", () => {
     const failedOnly = (await api(stack, admin, "GET", "/executions?status=FAILED")).body as Row[];
     expect(failedOnly.every((row) => row.status === "FAILED")).toBe(true);
     expect((await api(stack, admin, "GET", "/executions?status=BOGUS")).status).toBe(422);
+    // A NUL, which Postgres text cannot hold, is the caller's mistake (422), not a server failure.
+    expect((await api(stack, admin, "GET", "/executions?function_name=%00")).status).toBe(422);
     expect(
       (await api(stack, alice, "POST", `/executions/${executionId}/continue`, { input: {} })).body,
     ).toMatchObject({

@@ -23,6 +23,15 @@ export function isForeignKeyViolation(error: unknown): boolean {
   return postgresCode(error) === "23503";
 }
 
+/**
+ * 22021 / 22P05: a NUL character, which Postgres text (22021) and jsonb (22P05) cannot hold, in a value the
+ * request carried: the caller's input, not a server failure.
+ */
+export function isNulCharacterError(error: unknown): boolean {
+  const code = postgresCode(error);
+  return code === "22021" || code === "22P05";
+}
+
 /** 23502: a NOT NULL column got null. */
 export function isNotNullViolation(error: unknown): boolean {
   return postgresCode(error) === "23502";

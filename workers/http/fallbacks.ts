@@ -3,6 +3,7 @@
  */
 import type { Context, Hono, Env as HonoEnv } from "hono";
 import { HTTPException } from "hono/http-exception";
+import { isNulCharacterError } from "../db/errors";
 import { ConfigError } from "../env";
 import { AppError } from "../lib/errors";
 
@@ -46,6 +47,12 @@ export function toAppError(error: unknown): AppError {
     return new AppError(code, error.message || "Bad request", { cause: error });
   }
   if (error instanceof ConfigError) return new AppError("INTERNAL", error.message, { cause: error });
+  // Fields checked one by one say which (storableText); any other text with a NUL still gets a 422.
+  if (isNulCharacterError(error)) {
+    return new AppError("VALIDATION_FAILED", "Text values must not contain NUL characters (\\u0000)", {
+      cause: error,
+    });
+  }
   return new AppError("INTERNAL", "Internal server error", { cause: error });
 }
 
