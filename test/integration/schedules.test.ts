@@ -141,6 +141,16 @@ describe("S18 schedules", () => {
     });
     expect(again.status).toBe(400);
     expect(again.body).toMatchObject({ detail: "Schedule 'tick' already exists" });
+    // A name a URL resolves away could never be read, changed or deleted again.
+    for (const name of [".", ".."]) {
+      const dots = await api(stack, alice, "POST", "/api/v1/schedules", {
+        name,
+        function_name: "ticker",
+        cron_expression: "* * * * *",
+        input_data: {},
+      });
+      expect(dots.status).toBe(422);
+    }
     // Names are global: another user's duplicate is the same 400, not a 500.
     await createFunction(stack, bob, pythonFunction("bobfn", ECHO));
     const bobs = await api(stack, bob, "POST", "/api/v1/schedules", {

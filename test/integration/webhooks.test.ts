@@ -345,6 +345,9 @@ describe("webhook routing, activation and auth (S14)", () => {
     const rows = await executionsOf(webhook.id);
     expect(rows.map((row) => row.status).sort()).toEqual(["COMPLETED", "FAILED"]);
     expect(rows.map((row) => row.execution_id)).toContain(replaced.body.execution_id);
+    // Nor does the public OpenAPI document describe the webhook with the other user's function.
+    const spec = await (await stack.fetch("/openapi.json")).text();
+    expect(spec).not.toContain("/webhooks/handover");
   });
 
   it("refuses duplicate paths, unknown functions and bad fields, storing nothing", async () => {

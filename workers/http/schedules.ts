@@ -23,12 +23,13 @@ import { jsonBody, jsonResponse, MessageSchema, PageQuerySchema } from "./schema
 const security = [{ bearerAuth: [] }];
 const tags = ["Schedules"];
 
-/** Any text but `/` (the name is a path segment) and control characters. */
+/** Any text but `/` (the name is a path segment), control characters and `.` / `..` (URLs resolve those away). */
 const ScheduleNameSchema = z
   .string()
   .min(1)
   .max(255)
   .regex(/^[^/\p{Cc}]+$/u, "must not contain / or control characters")
+  .refine((name) => name !== "." && name !== "..", { message: "must not be . or .." })
   .openapi({ example: "nightly-report" });
 
 /** 5-field standard cron, 0 or 7 = Sunday (D-37); stored with single spaces. */

@@ -36,6 +36,8 @@ export async function dynamicOpenApiPaths(db: Database): Promise<Record<string, 
           eq(functions.namespace, webhooks.functionNamespace),
           eq(functions.name, webhooks.functionName),
           eq(functions.isActive, true),
+          // The owner's function only, as the trigger runs it (another user may hold a deleted one's name).
+          eq(functions.userId, webhooks.userId),
         ),
       )
       .where(eq(webhooks.isActive, true)),
