@@ -407,6 +407,9 @@ describe("running functions", () => {
     expect(
       (await api(stack, alice, "POST", `/executions/${executionId}/continue`, { input: {} })).status,
     ).toBe(422);
+    const noInput = await api(stack, alice, "POST", `/executions/${executionId}/continue`, {});
+    expect(noInput.status).toBe(422);
+    expect((noInput.body as { detail: { loc: unknown[] }[] }).detail[0]?.loc).toEqual(["body", "input"]);
     const badName = await api(stack, alice, "POST", `/executions/${executionId}/continue`, {
       input: { name: 5 },
     });

@@ -192,7 +192,14 @@ const continueRoute = createRoute({
   summary: "Send input to a paused generator function (sinas-spec §6.7)",
   request: {
     params: ExecutionParams,
-    body: jsonBody(z.object({ input: z.unknown() }).strict().openapi("ContinueRequest")),
+    body: jsonBody(
+      z
+        .object({
+          input: z.unknown().refine((value) => value !== undefined, { message: "Field required" }),
+        })
+        .strict()
+        .openapi("ContinueRequest"),
+    ),
   },
   responses: {
     200: jsonResponse(
