@@ -159,6 +159,15 @@ describe("agent CRUD (S20)", () => {
     expect(own.status).toBe(200);
     expect((own.body as Row).id).toBe(mine.id);
 
+    // An API key of the owner made with `{}` lists none of their agents (nor their functions).
+    const created = await api(stack, alice, "POST", "/api/v1/api-keys", { name: "bare", permissions: {} });
+    const bare = { headers: { "x-api-key": (created.body as { key: string }).key } };
+    expect((await api(stack, alice, "GET", "/api/v1/agents")).body).toEqual(
+      expect.arrayContaining([expect.objectContaining({ name: "mine" })]),
+    );
+    expect((await api(stack, bare, "GET", "/api/v1/agents")).body).toEqual([]);
+    expect((await api(stack, bare, "GET", "/api/v1/functions")).body).toEqual([]);
+
     const other = await api(stack, bob, "GET", "/api/v1/agents/default/mine");
     expect(other.status).toBe(404);
     expect((other.body as Row).detail).toBe("Agent 'default/mine' not found");

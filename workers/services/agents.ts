@@ -193,7 +193,7 @@ export async function createAgent(
 /** Active agents, newest first: all of them with `sinas.agents.*.get:all`, otherwise the caller's own. */
 export async function listAgents(db: Database, principal: Principal): Promise<Agent[]> {
   const everyone = can(principal, permissions.agentsNamespace("*", "get", "all"));
-  return db
+  const rows = await db
     .select()
     .from(agents)
     .where(
@@ -202,6 +202,10 @@ export async function listAgents(db: Database, principal: Principal): Promise<Ag
         : and(eq(agents.isActive, true), eq(agents.userId, principal.user.id)),
     )
     .orderBy(desc(agents.createdAt), desc(agents.id));
+  // Own rows need their `get:own` grant too, as each row's own route (an API key made with `{}` lists none).
+  return everyone
+    ? rows
+    : rows.filter((agent) => can(principal, permissions.agentsNamespace(agent.namespace, "get", "own")));
 }
 
 /** The active agent `namespace/name`, or null. */

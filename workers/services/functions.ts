@@ -188,10 +188,10 @@ export async function listFunctions(
   page: { skip: number; limit: number },
 ) {
   const query = db.select().from(functions).orderBy(asc(functions.namespace), asc(functions.name));
-  const rows = can(principal, "sinas.functions.*.get:all")
-    ? await query.offset(page.skip).limit(page.limit)
-    : await query.where(eq(functions.userId, principal.user.id)).offset(page.skip).limit(page.limit);
-  return rows;
+  if (can(principal, "sinas.functions.*.get:all")) return query.offset(page.skip).limit(page.limit);
+  const own = await query.where(eq(functions.userId, principal.user.id)).offset(page.skip).limit(page.limit);
+  // Own rows need their `get:own` grant too, as each row's own route (an API key made with `{}` lists none).
+  return own.filter((fn) => can(principal, permissions.functionsNamespace(fn.namespace, "get", "own")));
 }
 
 export async function updateFunction(
