@@ -66,14 +66,21 @@ const positiveInt = (fallback: number) => z.coerce.number().int().positive().def
 const positiveMinutes = (fallback: number) => z.coerce.number().positive().default(fallback);
 
 /** Reads `N/WINDOW`, e.g. `5/10m`: at most N requests per sliding window (s, m or h); null when malformed. */
+/** The longest window a rate limit may have (a day): Redis refuses key lifetimes far beyond any sane one. */
+const MAX_RATE_WINDOW_SECONDS = 24 * 60 * 60;
+
 export function parseRateLimit(value: string): RateLimitSetting | null {
   const match = /^(\d+)\/(\d+)(s|m|h)$/.exec(value.trim());
   if (!match || Number(match[2]) < 1) return null;
   const unitSeconds = { s: 1, m: 60, h: 3600 }[match[3] as "s" | "m" | "h"];
-  return { limit: Number(match[1]), windowSeconds: Number(match[2]) * unitSeconds };
+  const limit = Number(match[1]);
+  const windowSeconds = Number(match[2]) * unitSeconds;
+  if (!Number.isSafeInteger(limit) || windowSeconds > MAX_RATE_WINDOW_SECONDS) return null;
+  return { limit, windowSeconds };
 }
 
-export const RATE_LIMIT_FORMAT_MESSAGE = "must look like 5/10m (requests per window in s, m or h)";
+export const RATE_LIMIT_FORMAT_MESSAGE =
+  "must look like 5/10m (requests per window in s, m or h; the window at most 24h)";
 
 const rateLimitVar = (fallback: string) =>
   z

@@ -382,6 +382,7 @@ describe("webhook routing, activation and auth (S14)", () => {
       [{ path: "bad-method", function_name: "greet", http_method: "FETCH" }, "http_method"],
       [{ path: "bad-fn", function_name: "bad-name" }, "function_name"],
       [{ path: "bad-limit", function_name: "greet", rate_limit: "lots" }, "rate_limit"],
+      [{ path: "long-limit", function_name: "greet", rate_limit: "1/99999999999999999999s" }, "rate_limit"],
       [{ path: "bad-verification", function_name: "greet", verification: "md5" }, "verification"],
       [{ path: "bad-extra", function_name: "greet", surprise: 1 }, ""],
     ];
