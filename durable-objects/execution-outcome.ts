@@ -21,25 +21,21 @@ export function outcomeOf(event: ResultEvent, outputSchema: JsonSchema): Executi
       durationMs: event.duration_ms ?? null,
     };
   }
-  const tooLarge = resultSizeProblem(event.result);
-  if (tooLarge) {
+  // Size first: a result too large to keep is not worth validating.
+  const invalid = resultSizeProblem(event.result) ?? outputProblem(outputSchema, event.result ?? null);
+  if (invalid) {
     return {
       status: "FAILED",
-      error: tooLarge,
-      errorType: "invalid_result",
-      traceback: null,
-      durationMs: event.duration_ms ?? null,
-    };
-  }
-  const problems = validateAgainstSchema(outputSchema, event.result ?? null);
-  if (problems.length > 0) {
-    return {
-      status: "FAILED",
-      error: describeSchemaProblems(problems),
+      error: invalid,
       errorType: "invalid_result",
       traceback: null,
       durationMs: event.duration_ms ?? null,
     };
   }
   return { status: "COMPLETED", output: event.result ?? null, durationMs: event.duration_ms ?? null };
+}
+
+function outputProblem(outputSchema: JsonSchema, result: unknown): string | null {
+  const problems = validateAgainstSchema(outputSchema, result);
+  return problems.length > 0 ? describeSchemaProblems(problems) : null;
 }

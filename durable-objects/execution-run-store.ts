@@ -161,7 +161,9 @@ export class RunStore {
   save(state: RunState, deadline?: number): void {
     const running = state.status === "running" ? 1 : 0;
     const stored =
-      state.result != null && JSON.stringify(state.result).length > MAX_KEPT_RESULT_CHARS
+      state.status === "completed" &&
+      state.result != null &&
+      JSON.stringify(state.result).length > MAX_KEPT_RESULT_CHARS
         ? { ...state, result: null, resultInDatabase: true }
         : state;
     const over = state.status === "completed" || state.status === "failed" ? 1 : 0;

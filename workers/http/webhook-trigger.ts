@@ -13,6 +13,7 @@ import { permissions } from "../auth/catalogue";
 import type { User } from "../db/schema";
 import { httpMethod } from "../db/schema";
 import { AppError } from "../lib/errors";
+import { idempotencyKeyError } from "../lib/idempotency";
 import { readBounded } from "../lib/read-bounded";
 import { recordFailedAttempt, startExecution, timeoutOf, waitForExecution } from "../services/executions";
 import { webhookInput } from "../services/webhook-envelope";
@@ -79,9 +80,7 @@ function idempotencyKeyOf(c: Context<AppEnv>): string | null {
   if (key === undefined) return null;
   if (!IDEMPOTENCY_KEY.test(key)) {
     const msg = "must be 1 to 255 printable ASCII characters without spaces";
-    throw new AppError("VALIDATION_FAILED", `header.idempotency-key: ${msg}`, {
-      issues: [{ loc: ["header", "idempotency-key"], msg, type: "idempotency_key" }],
-    });
+    throw idempotencyKeyError(msg, "idempotency_key");
   }
   return key;
 }

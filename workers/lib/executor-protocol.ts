@@ -46,7 +46,10 @@ export const MAX_RESULT_BYTES = 3 * 1024 * 1024;
 
 /** Why `result` may not be kept (too large), or null. */
 export function resultSizeProblem(result: unknown): string | null {
-  const bytes = new TextEncoder().encode(JSON.stringify(result ?? null)).byteLength;
+  const json = JSON.stringify(result ?? null);
+  // A UTF-16 unit is at most 3 UTF-8 bytes: only a text that may be over the limit is encoded to measure it.
+  if (json.length * 3 <= MAX_RESULT_BYTES) return null;
+  const bytes = new TextEncoder().encode(json).byteLength;
   if (bytes <= MAX_RESULT_BYTES) return null;
   return `The result is ${bytes} bytes of JSON; at most ${MAX_RESULT_BYTES} are kept (return less, or store large data elsewhere, e.g. in state)`;
 }

@@ -21,6 +21,13 @@ export interface ClaimOptions {
   fingerprint?: string;
 }
 
+/** The 422 naming the `Idempotency-Key` header: malformed, or reused for another request. */
+export function idempotencyKeyError(msg: string, type: string): AppError {
+  return new AppError("VALIDATION_FAILED", `header.idempotency-key: ${msg}`, {
+    issues: [{ loc: ["header", "idempotency-key"], msg, type }],
+  });
+}
+
 /** The key's value: the execution id, then the request's fingerprint when there is one. */
 function claimValue(executionId: string, fingerprint: string | undefined): string {
   return fingerprint ? `${executionId} ${fingerprint}` : executionId;

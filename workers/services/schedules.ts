@@ -12,7 +12,7 @@
  * `schedule-dispatch.ts#dispatchTarget`.
  */
 import { and, asc, eq } from "drizzle-orm";
-import { can } from "../auth/access";
+import { accessScope, can } from "../auth/access";
 import { permissions } from "../auth/catalogue";
 import type { Principal } from "../auth/principal";
 import type { Database } from "../db/client";
@@ -77,10 +77,9 @@ export function triggerDescription(job: Pick<ScheduledJob, "cronExpression" | "t
 }
 
 /**
- * The function a schedule may target: the caller's own, active function (sinas-spec §1.11). Anything else
- * is 404, so other users' function names do not leak.
+ * The function a schedule may target: its owner's active function (sinas-spec §1.11; the runs run as the owner,
+ * whoever edits). Anything else is 404, so other users' function names do not leak.
  */
-/** The active function `ns/name` of `ownerId`, the schedule's owner (its runs run as them). */
 async function resolveTarget(
   db: Database,
   ownerId: string,
@@ -176,14 +175,11 @@ export async function findManagedSchedule(
   name: string,
 ): Promise<ScheduledJob> {
   const [job] = await db.select().from(scheduledJobs).where(eq(scheduledJobs.name, name)).limit(1);
-  if (job && can(principal, `sinas.schedules.${action}:all`)) return job;
-  if (!job || job.userId !== principal.user.id)
-    throw new AppError("NOT_FOUND", `Schedule '${name}' not found`);
-  // The owner's own schedule still needs the `:own` grant (a key made with `{}` may not change it).
-  if (!can(principal, `sinas.schedules.${action}:own`)) {
-    throw new AppError("FORBIDDEN", `Not authorized to ${action} schedule '${name}'`);
-  }
-  return job;
+  const owned = { userId: job?.userId ?? null, groupId: null };
+  if (job && accessScope(principal, (scope) => `sinas.schedules.${action}:${scope}`, owned)) return job;
+  // Someone else's is 404; the owner without the `:own` grant (a key made with `{}`) is 403.
+  if (job?.userId !== principal.user.id) throw new AppError("NOT_FOUND", `Schedule '${name}' not found`);
+  throw new AppError("FORBIDDEN", `Not authorized to ${action} schedule '${name}'`);
 }
 
 export async function updateSchedule(

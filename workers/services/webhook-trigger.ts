@@ -24,9 +24,9 @@ import {
   webhooks,
 } from "../db/schema";
 import { parseRateLimit, requireSecret } from "../env";
-import { decryptText } from "../lib/crypto";
+import { decryptText, sha256Hex } from "../lib/crypto";
 import { AppError } from "../lib/errors";
-import { claimIdempotencyKey, releaseIdempotencyKey } from "../lib/idempotency";
+import { claimIdempotencyKey, idempotencyKeyError, releaseIdempotencyKey } from "../lib/idempotency";
 import { enforceRateLimit } from "../lib/rate-limit";
 import { verifyWebhookRequest } from "../lib/webhook-signature";
 import { type CallableRow, callableRowsSql } from "./callable-scope";
@@ -169,9 +169,7 @@ export async function chatOfHeader(
  */
 async function requestFingerprint(input: JsonObject): Promise<string> {
   const { async: _mode, ...query } = (input.query ?? {}) as JsonObject;
-  const identity = JSON.stringify([input.method, input.path, query, input.body ?? null]);
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(identity));
-  return [...new Uint8Array(digest, 0, 16)].map((byte) => byte.toString(16).padStart(2, "0")).join("");
+  return sha256Hex(JSON.stringify([input.method, input.path, query, input.body ?? null]));
 }
 
 /**
@@ -193,9 +191,7 @@ export async function startExecutionOnce(
   if (claim.kind === "repeat") return { executionId: claim.executionId, repeat: true };
   if (claim.kind === "mismatch") {
     const msg = "was already used within 24 h for a different request (method, path, query or body)";
-    throw new AppError("VALIDATION_FAILED", `header.idempotency-key: ${msg}`, {
-      issues: [{ loc: ["header", "idempotency-key"], msg, type: "idempotency_key_reused" }],
-    });
+    throw idempotencyKeyError(msg, "idempotency_key_reused");
   }
   try {
     await startExecution(services, { ...request, executionId });

@@ -4,7 +4,7 @@
  * once, at creation or rotation, and stored encrypted.
  */
 import { and, asc, eq } from "drizzle-orm";
-import { can } from "../auth/access";
+import { accessScope, can } from "../auth/access";
 import { permissions } from "../auth/catalogue";
 import type { Principal } from "../auth/principal";
 import type { Database } from "../db/client";
@@ -158,15 +158,13 @@ export async function findManagedWebhook(
   path: string,
 ): Promise<Webhook> {
   const [webhook] = await db.select().from(webhooks).where(eq(webhooks.path, path)).limit(1);
-  if (webhook && can(principal, permissions.webhooks(action, "all"))) return webhook;
-  if (!webhook || webhook.userId !== principal.user.id) {
-    throw new AppError("NOT_FOUND", `Webhook '${path}' not found`);
-  }
-  // The owner's own webhook still needs the `:own` grant (a key made with `{}` may not rotate its secret).
-  if (!can(principal, permissions.webhooks(action, "own"))) {
-    throw new AppError("FORBIDDEN", `Not authorized to ${action} webhook '${path}'`);
-  }
-  return webhook;
+  const owned = { userId: webhook?.userId ?? null, groupId: null };
+  if (webhook && accessScope(principal, (scope) => permissions.webhooks(action, scope), owned))
+    return webhook;
+  // Someone else's is 404, as SINAS's owner-filtered lookup; the owner without the `:own` grant (a key made
+  // with `{}`, which may not rotate the secret) is 403.
+  if (webhook?.userId !== principal.user.id) throw new AppError("NOT_FOUND", `Webhook '${path}' not found`);
+  throw new AppError("FORBIDDEN", `Not authorized to ${action} webhook '${path}'`);
 }
 
 export async function updateWebhook(
