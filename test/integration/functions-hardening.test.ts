@@ -120,3 +120,51 @@ describe("callbacks to the API are authenticated", () => {
     expect((await api(stack, alice, "GET", `/executions/${executionId}`)).body).toEqual(before);
   });
 });
+
+describe("a resumed run ignores its paused job's late posts", () => {
+  it("applies no callback numbered below the resume's first_seq, even a validly signed one", async () => {
+    await createFunction(
+      stack,
+      alice,
+      pythonFunction(
+        "slow_after_answer",
+        '    import time\n    answer = yield {"prompt": "Go?"}\n    time.sleep(2)\n    return {"answer": answer}',
+      ),
+    );
+    const run = await execute(stack, alice, { name: "slow_after_answer" });
+    expect(run.body).toMatchObject({ status: "awaiting_input" });
+    const executionId = (run.body as { execution_id: string }).execution_id;
+    const resumed = api(stack, alice, "POST", `/executions/${executionId}/continue`, { input: { go: 1 } });
+    let status = "AWAITING_INPUT";
+    while (status === "AWAITING_INPUT") {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      status = ((await api(stack, alice, "GET", `/executions/${executionId}`)).body as Row).status as string;
+    }
+    expect(status).toBe("RUNNING");
+    // What a retry of the paused job could post late: numbered below the resume's first_seq (PROTOCOL.md §3).
+    const path = `/internal/executions/${executionId}/events`;
+    const body = JSON.stringify({
+      execution_id: executionId,
+      seq: 500,
+      events: [{ type: "result", status: "completed", result: { answer: "stale" }, duration_ms: 1 }],
+    });
+    const token = await signRequest(stackSecrets(stack).EXECUTOR_CALLBACK_PRIVATE_KEY, {
+      issuer: "sinas-executor",
+      audience: "sinas-api",
+      method: "POST",
+      path,
+      body,
+      subject: executionId,
+    });
+    const stale = await stack.fetch(path, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}` },
+      body,
+    });
+    expect(stale.status).toBe(200);
+    expect(((await api(stack, alice, "GET", `/executions/${executionId}`)).body as Row).status).toBe(
+      "RUNNING",
+    );
+    expect((await resumed).body).toMatchObject({ status: "COMPLETED", output_data: { answer: { go: 1 } } });
+  });
+});
