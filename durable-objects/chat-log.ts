@@ -4,7 +4,7 @@
  * events and the statuses of this instance's turns are also kept in memory: a live viewer asks for what came
  * after the last event it sent at every event, and those answers need no query and no JSON parse.
  */
-import type { ChatEvent, LoggedEvent } from "../workers/chat/events";
+import { type ChatEvent, type LoggedEvent, loggableEvent } from "../workers/chat/events";
 
 export type TurnStatus = "running" | "completed" | "awaiting_approval" | "stopped" | "failed";
 
@@ -52,14 +52,15 @@ export class ChatLog {
       create index if not exists turns_first_seq on turns (first_seq);`);
   }
 
-  /** Appends an event and returns it with its sequence number. */
-  append(turnId: string, event: ChatEvent): LoggedEvent {
+  /** Appends an event (bounded: see `loggableEvent`) and returns it as logged, with its sequence number. */
+  append(turnId: string, appended: ChatEvent): LoggedEvent {
+    const { event, json } = loggableEvent(appended);
     const [row] = this.sql
       .exec<{ seq: number }>(
         "insert into events (turn_id, type, data, at) values (?, ?, ?, ?) returning seq",
         turnId,
         event.type,
-        JSON.stringify(event),
+        json,
         Date.now(),
       )
       .toArray();
@@ -136,6 +137,12 @@ export class ChatLog {
     return rows.toArray().map(toLogged);
   }
 
+  /** The event numbered `seq`, if still kept. */
+  eventAt(seq: number): LoggedEvent | null {
+    const [row] = this.sql.exec<Row>("select seq, turn_id, data from events where seq = ?", seq).toArray();
+    return row ? toLogged(row) : null;
+  }
+
   /** Events of a turn up to and including `uptoSeq` (to rebuild a renderer's state). */
   turnEventsUpTo(turnId: string, uptoSeq: number): LoggedEvent[] {
     return this.sql
@@ -148,9 +155,22 @@ export class ChatLog {
       .map(toLogged);
   }
 
+  /** The last sequence ever given, also once its events are purged (autoincrement keeps it). */
   lastSeq(): number {
-    const [row] = this.sql.exec<{ seq: number | null }>("select max(seq) as seq from events").toArray();
+    const [row] = this.sql
+      .exec<{ seq: number }>("select seq from sqlite_sequence where name = 'events'")
+      .toArray();
     return row?.seq ?? 0;
+  }
+
+  /** The turn before (`-1`) or after (`1`) `turn` by sequence, if kept. */
+  adjacentTurn(turn: TurnRow, direction: -1 | 1): TurnRow | null {
+    const query =
+      direction < 0
+        ? "select * from turns where first_seq < ? order by first_seq desc limit 1"
+        : "select * from turns where first_seq > ? order by first_seq limit 1";
+    const [row] = this.sql.exec<Row>(query, turn.firstSeq).toArray();
+    return row ? toTurn(row) : null;
   }
 
   /** Drops turns (and their events) that ended longer than the retention ago; at most every 10 minutes. */

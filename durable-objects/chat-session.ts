@@ -378,8 +378,19 @@ export class ChatSession extends DurableObject<Env> {
   // ------------------------------------------------------------------------------------------ viewers
 
   /** `GET /stream?format=sinas|ui&after=N` and `GET /ws?after=N` (see ChatViewers). */
+  /** A WebSocket viewer (`/ws?after=N`); the stream routes use `openStream`. */
   override async fetch(request: Request): Promise<Response> {
-    return this.#viewers.serve(request, this.#slot.turnId);
+    return this.#viewers.serveSocket(request);
+  }
+
+  /** A turn's stream as a viewer asked for it (resume, second viewer): see ChatViewers.openStream. */
+  async openStream(options: { after: number | null; format: StreamFormat; activeOnly: boolean }) {
+    return this.#viewers.openStream(options, this.#slot.turnId);
+  }
+
+  /** A turn's stream after `afterSeq`, as the caller that started it follows it (a continuation). */
+  async followTurn(turnId: string, afterSeq: number, format: StreamFormat): Promise<Response> {
+    return this.#viewers.streamTurn(turnId, afterSeq, format);
   }
 
   /** A viewer may stop the turn: `{"type":"stop"}`. Anything else is ignored. */

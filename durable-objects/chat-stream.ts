@@ -33,11 +33,12 @@ export function streamHeaders(format: StreamFormat): Record<string, string> {
 
 /**
  * The stream of one turn, from `afterSeq` on: the turn is the one the next event belongs to (or `turnId`).
- * Ends after the turn's `done`/`error` event.
+ * Ends after the turn's `done`/`error` event. `pausedTurnIds` (ui only): the turns of the same assistant
+ * message before this one, paused for tool approval, replayed first as the message's beginning.
  */
 export function turnStream(
   source: StreamSource,
-  options: { format: StreamFormat; afterSeq: number; turnId: string },
+  options: { format: StreamFormat; afterSeq: number; turnId: string; pausedTurnIds?: string[] },
 ): Response {
   const { log } = source;
   const encoder = new TextEncoder();
@@ -45,7 +46,11 @@ export function turnStream(
   const writer = writable.getWriter();
   const renderer = new UiMessageStreamRenderer();
   let after = options.afterSeq;
+  const replayed: string[] = [];
   if (options.format === "ui") {
+    for (const turnId of options.pausedTurnIds ?? []) {
+      for (const logged of log.turnEventsUpTo(turnId, after)) replayed.push(...renderer.renderPaused(logged));
+    }
     for (const logged of log.turnEventsUpTo(options.turnId, after)) renderer.render(logged, false);
   }
   const render = (logged: LoggedEvent): string[] => {
@@ -62,6 +67,7 @@ export function turnStream(
   }, PING_MS / 3);
   const pump = async () => {
     try {
+      for (const frame of replayed) await writer.write(encoder.encode(frame));
       for (;;) {
         const events = log.eventsAfter(after, options.turnId);
         let ended = false;

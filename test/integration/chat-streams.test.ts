@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DefaultChatTransport, readUIMessageStream, type UIMessage } from "ai";
+import { DefaultChatTransport, readUIMessageStream, type UIMessage, type UIMessageChunk } from "ai";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { signAccessToken } from "../../workers/auth/tokens";
@@ -277,6 +277,51 @@ describe("resume and viewers", () => {
     expect((await stack.fetch(`/chats/${chat}/stream`, { headers: admin.headers })).status).toBe(404);
   });
 
+  it("refuses a malformed event id (422) and one beyond the chat's log (400), for SSE and WebSocket viewers", async () => {
+    const chat = await createChat(stack, admin, "talker");
+    fake.script({ content: "one answer" });
+    expect((await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "hi" })).status).toBe(200);
+    const resume = (headers: Record<string, string>, query = "") =>
+      stack.fetch(`/chats/${chat}/stream${query}`, { headers: { ...admin.headers, ...headers } });
+    for (const id of ["abc", "-1", "1.5"]) {
+      const refused = await resume({ "last-event-id": id });
+      expect(refused.status, id).toBe(422);
+      expect(((await refused.json()) as { detail: { loc: unknown[] }[] }).detail[0]?.loc).toEqual([
+        "header",
+        "last-event-id",
+      ]);
+    }
+    for (const [headers, query] of [
+      [{ "last-event-id": "999999" }, ""],
+      [{}, "?after=999999"],
+    ] as const) {
+      const beyond = await resume(headers, query);
+      expect(beyond.status).toBe(400);
+      expect(await beyond.json()).toMatchObject({
+        code: "BAD_REQUEST",
+        message: expect.stringContaining("999999"),
+      });
+    }
+    // An empty Last-Event-ID is none: the latest turn from its start.
+    const whole = await resume({ "last-event-id": "" });
+    expect(parseSse(await whole.text()).at(-1)).toMatchObject({ event: "done" });
+
+    const socketStatus = (after: string) =>
+      new Promise<number>((resolve, reject) => {
+        const url = `${stack.apiUrl.replace(/^http/, "ws")}/chats/${chat}/ws?after=${after}`;
+        const socket = new WebSocket(url, { headers: admin.headers });
+        socket.once("unexpected-response", (_request, response) => resolve(response.statusCode ?? 0));
+        socket.once("open", () => {
+          socket.close();
+          resolve(101);
+        });
+        socket.once("error", reject);
+      });
+    expect(await socketStatus("abc")).toBe(422);
+    expect(await socketStatus("999999")).toBe(400);
+    expect(await socketStatus("0")).toBe(101);
+  });
+
   it("answers 204 when there is no turn to follow, and 404 for another user's chat", async () => {
     const chat = await createChat(stack, admin, "talker");
     expect((await stack.fetch(`/chats/${chat}/stream`, { headers: admin.headers })).status).toBe(204);
@@ -407,6 +452,115 @@ describe("AI SDK UI-message stream", () => {
     ).toHaveLength(1);
     const again = await api(stack, admin, "POST", "/ui/chats", { id: chat, messages: [user, answered] });
     expect(again.status, JSON.stringify(again.body)).toBe(404);
+  });
+
+  it("replays a turn continued after approval as the whole message, as the AI SDK's resume expects", async () => {
+    const chat = await createChat(stack, admin, "banker");
+    const transport = new DefaultChatTransport<UIMessage>({
+      api: `${stack.apiUrl}/ui/chats`,
+      headers: admin.headers,
+    });
+    const send = (messages: UIMessage[]) =>
+      transport.sendMessages({
+        chatId: chat,
+        trigger: "submit-message",
+        messageId: undefined,
+        abortSignal: undefined,
+        messages,
+      });
+    // The SDK resets the message at a resumed stream's first `start` and rebuilds it from the parts.
+    const readFresh = async (stream: ReadableStream<UIMessageChunk>) => {
+      let last: UIMessage | undefined;
+      for await (const next of readUIMessageStream({
+        stream,
+        onError: (error) => {
+          throw error;
+        },
+      }))
+        last = next;
+      return last as UIMessage;
+    };
+    const user: UIMessage = { id: "u1", role: "user", parts: [{ type: "text", text: "pay 4" }] };
+    fake.script({
+      content: "Paying",
+      tool_calls: [{ id: "call_rs", name: "default__pay", arguments: '{"amount":4}' }],
+    });
+    const asked = await readFresh((await send([user])) as ReadableStream<UIMessageChunk>);
+    const answered: UIMessage = {
+      ...asked,
+      parts: asked.parts.map((part) =>
+        "toolCallId" in part && part.toolCallId === "call_rs"
+          ? ({ ...part, state: "approval-responded", approval: { id: "call_rs", approved: true } } as never)
+          : part,
+      ),
+    };
+    fake.script({ content: "Paid", chunks: ["Pa", "id"], hold: true });
+    const continuation = await send([user, answered]);
+    const inBand = (async () => {
+      for await (const _ of readUIMessageStream({
+        stream: continuation as ReadableStream<UIMessageChunk>,
+        message: structuredClone(answered),
+      }));
+    })();
+    while (fake.requests.length < 2) await new Promise((resolve) => setTimeout(resolve, 20));
+    // useChat({resume: true}) after a reload, while the continuation runs.
+    const resumed = await transport.reconnectToStream({ chatId: chat });
+    expect(resumed).not.toBeNull();
+    const reading = readFresh(resumed as ReadableStream<UIMessageChunk>);
+    fake.release();
+    const wholeMessage = (message: UIMessage) => {
+      const tool = message.parts.find((part) => "toolCallId" in part) as { state: string; output: unknown };
+      expect(tool).toMatchObject({ state: "output-available", output: { amount: 4 } });
+      const texts = message.parts.filter((part) => part.type === "text").map((part) => part.text);
+      expect(texts).toEqual(["Paying", "Paid"]);
+    };
+    wholeMessage(await reading);
+    await inBand;
+    // The same after the end, also from an id in the middle of the turn (ignored: the whole message again).
+    const latest = await stack.fetch(`/chats/${chat}/stream?format=ui`, { headers: admin.headers });
+    const body = await latest.text();
+    const ids = [...body.matchAll(/^id: (\d+)$/gm)].map((match) => Number(match[1]));
+    const middle = ids[Math.floor(ids.length / 2)] as number;
+    for (const query of ["?format=ui", `?format=ui&after=${middle}`]) {
+      const replay = await new DefaultChatTransport<UIMessage>({
+        api: `${stack.apiUrl}/ui/chats`,
+        headers: admin.headers,
+        prepareReconnectToStreamRequest: () => ({ api: `${stack.apiUrl}/chats/${chat}/stream${query}` }),
+      }).reconnectToStream({ chatId: chat });
+      wholeMessage(await readFresh(replay as ReadableStream<UIMessageChunk>));
+    }
+  });
+
+  it("ends a tool part whose call never ran (the round cap) as an error, not pending forever", async () => {
+    const chat = await createChat(stack, admin, "doubler");
+    fake.script(
+      ...Array.from({ length: 11 }, (_, round) => ({
+        tool_calls: [{ id: `cap${round}`, name: "default__double", arguments: '{"x":1}' }],
+      })),
+    );
+    const transport = new DefaultChatTransport<UIMessage>({
+      api: `${stack.apiUrl}/ui/chats`,
+      headers: admin.headers,
+    });
+    const stream = await transport.sendMessages({
+      chatId: chat,
+      trigger: "submit-message",
+      messageId: undefined,
+      abortSignal: undefined,
+      messages: [{ id: "m1", role: "user", parts: [{ type: "text", text: "loop" }] }],
+    });
+    let last: UIMessage | undefined;
+    const onError = (error: unknown) => {
+      throw error;
+    };
+    for await (const message of readUIMessageStream({ stream, onError })) last = message;
+    const tools = (last?.parts ?? []).filter((part) => "toolCallId" in part) as {
+      toolCallId: string;
+      state: string;
+    }[];
+    expect(tools).toHaveLength(11);
+    expect(tools.slice(0, 10).every((tool) => tool.state === "output-available")).toBe(true);
+    expect(tools[10]).toMatchObject({ toolCallId: "cap10", state: "output-error" });
   });
 
   it("sends the header and rejects a request without a user message", async () => {

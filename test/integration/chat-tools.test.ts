@@ -8,6 +8,7 @@ import type { FakeLlm } from "../fixtures/fake-llm";
 import { api, type Session } from "../helpers/auth";
 import {
   chatMessages,
+  contentOf,
   createAgent,
   createChat,
   lastUserText,
@@ -315,6 +316,30 @@ describe("tool rounds", () => {
     expect(toolResults(request)).toEqual([
       { tool_call_id: "nap1", content: { error: expect.stringContaining("No result") } },
     ]);
+  });
+
+  it("streams a 2.5 MB tool result as a stand-in and gives the model the whole of it", async () => {
+    await createFunction(stack, admin, pythonFunction("bulky", '    return {"s": "z" * 2_500_000}'));
+    await createAgent(stack, admin, {
+      name: "hoarder",
+      enabled_functions: ["default/bulky"],
+      llm_provider_id: providers.openai,
+    });
+    const chat = await createChat(stack, admin, "hoarder");
+    fake.script(
+      { tool_calls: [{ id: "big1", name: "default__bulky", arguments: "{}" }] },
+      { content: "got it" },
+    );
+    const stream = await streamMessage(stack, admin, chat, "fetch");
+    expect(stream.events.at(-1)).toMatchObject({ event: "done", data: { status: "completed" } });
+    expect(contentOf(stream.events)).toBe("got it");
+    const logged = stream.events.find((event) => event.event === "tool_result");
+    expect(logged?.data).toMatchObject({
+      tool_call_id: "big1",
+      result: { truncated: true, chars: 2_500_008, preview: expect.stringMatching(/^\{"s":"zzz/) },
+    });
+    const sent = toolResults(fake.requests[1] as never);
+    expect(sent[0]?.content).toEqual({ s: "z".repeat(2_500_000) });
   });
 
   it("offers a function shared with the user's group, and refuses a tool it did not offer (D-27)", async () => {

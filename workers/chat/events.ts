@@ -36,6 +36,33 @@ export interface LoggedEvent {
   event: ChatEvent;
 }
 
+/**
+ * The most characters of JSON one logged event may take. A Durable Object's SQLite row holds at most 2 MB, and a
+ * function's result may be bigger (up to 3 MiB): such a result failed the whole turn when logged.
+ */
+export const MAX_LOGGED_EVENT_CHARS = 256 * 1024;
+/** How much of an oversized value its stand-in shows. */
+const PREVIEW_CHARS = 4096;
+
+/**
+ * `event` as the log keeps it, with its JSON: a tool result or arguments too big for a row become a stand-in
+ * `{truncated: true, chars, preview}` (the model and the chat's messages get the whole value).
+ */
+export function loggableEvent(event: ChatEvent): { event: ChatEvent; json: string } {
+  const json = JSON.stringify(event);
+  if (json.length <= MAX_LOGGED_EVENT_CHARS) return { event, json };
+  const standIn = (value: unknown) => {
+    const text = JSON.stringify(value) ?? "";
+    return { truncated: true, chars: text.length, preview: text.slice(0, PREVIEW_CHARS) };
+  };
+  let bounded: ChatEvent;
+  if (event.type === "tool_result") bounded = { ...event, result: standIn(event.result) };
+  else if (event.type === "tool_call" || event.type === "approval_required")
+    bounded = { ...event, arguments: standIn(event.arguments) };
+  else return { event, json };
+  return { event: bounded, json: JSON.stringify(bounded) };
+}
+
 export function isTurnEnd(event: ChatEvent): boolean {
   return event.type === "done" || event.type === "error";
 }
@@ -97,6 +124,8 @@ export class UiMessageStreamRenderer {
   #textId: string | null = null;
   #textCount = 0;
   #toolIds = new Map<number, string>();
+  /** Tool calls whose input streamed but that never became a call, by id: their names and input so far. */
+  #unfinishedTools = new Map<string, { toolName: string; input: string }>();
 
   /** Parts for one event, as SSE frames (empty when the client already has it). */
   render({ seq, event }: LoggedEvent, emit: boolean): string[] {
@@ -105,6 +134,16 @@ export class UiMessageStreamRenderer {
     const frames = parts.map((part) => sseFrame(seq, null, part));
     if (isTurnEnd(event)) frames.push(sseFrame(null, null, "[DONE]"));
     return frames;
+  }
+
+  /**
+   * Frames of a turn that paused for tool approval, replayed as the beginning of the message its continuation
+   * goes on: all but its end (the message is not finished).
+   */
+  renderPaused({ seq, event }: LoggedEvent): string[] {
+    const parts = this.#parts(event);
+    const kept = isTurnEnd(event) ? parts.filter((part) => part.type === "text-end") : parts;
+    return kept.map((part) => sseFrame(seq, null, part));
   }
 
   #closeText(): Record<string, unknown>[] {
@@ -125,6 +164,7 @@ export class UiMessageStreamRenderer {
       case "chunk":
         return this.#chunkParts(event.chunk);
       case "tool_call":
+        this.#unfinishedTools.delete(event.tool_call_id);
         return [
           ...this.#closeText(),
           {
@@ -146,11 +186,31 @@ export class UiMessageStreamRenderer {
         return [...this.#closeText(), { type: "finish-step" }];
       case "done":
         return event.status === "stopped"
-          ? [...this.#closeText(), { type: "abort", reason: "stopped" }]
-          : [...this.#closeText(), { type: "finish" }];
+          ? [...this.#closeText(), ...this.#endUnfinishedTools(), { type: "abort", reason: "stopped" }]
+          : [...this.#closeText(), ...this.#endUnfinishedTools(), { type: "finish" }];
       case "error":
-        return [...this.#closeText(), { type: "error", errorText: event.error }];
+        return [
+          ...this.#closeText(),
+          ...this.#endUnfinishedTools(),
+          { type: "error", errorText: event.error },
+        ];
     }
+  }
+
+  /**
+   * A tool part the client saw start but that no call followed (the round cap, a stop, a failure) would show
+   * as pending forever: it ends as an error.
+   */
+  #endUnfinishedTools(): Record<string, unknown>[] {
+    const parts = [...this.#unfinishedTools].map(([toolCallId, { toolName, input }]) => ({
+      type: "tool-input-error",
+      toolCallId,
+      toolName,
+      input,
+      errorText: "Not run: the turn ended without this call",
+    }));
+    this.#unfinishedTools.clear();
+    return parts;
   }
 
   #chunkParts(chunk: StreamChunk): Record<string, unknown>[] {
@@ -169,9 +229,12 @@ export class UiMessageStreamRenderer {
         toolCallId = delta.id;
         this.#toolIds.set(delta.index, toolCallId);
         parts.push(...this.#closeText());
+        this.#unfinishedTools.set(toolCallId, { toolName: delta.function.name ?? "", input: "" });
         parts.push({ type: "tool-input-start", toolCallId, toolName: delta.function.name ?? "" });
       }
       if (toolCallId !== undefined && delta.function.arguments) {
+        const unfinished = this.#unfinishedTools.get(toolCallId);
+        if (unfinished) unfinished.input += delta.function.arguments;
         parts.push({ type: "tool-input-delta", toolCallId, inputTextDelta: delta.function.arguments });
       }
     }

@@ -50,10 +50,14 @@ const ApprovalResultSchema = z
 const StopResultSchema = z
   .object({ stopped: z.boolean(), turn_id: z.string().nullable() })
   .openapi("ChatStopResult");
+/** An event id (`?after=`, `Last-Event-ID`): the sequence of the last event the client has. */
+const EventIdSchema = z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 const StreamQuery = z.object({
-  after: z.coerce.number().int().min(0).optional().openapi({ description: "Same as Last-Event-ID" }),
+  after: EventIdSchema.optional().openapi({ description: "Same as Last-Event-ID" }),
   format: z.enum(["sinas", "ui"]).default("sinas"),
 });
+const SocketQuery = z.object({ after: EventIdSchema.optional() });
+const LastEventIdHeader = z.object({ "last-event-id": EventIdSchema.optional() });
 
 const sseResponse = (description: string) => ({
   description,
@@ -80,11 +84,13 @@ function raise(failure: { code: AppError["code"]; message: string }): never {
   throw new AppError(failure.code, failure.message);
 }
 
-/** The DO's stream request: `after` and `format` as the client asked. */
-function streamRequest(params: Record<string, string>, lastEventId?: string | null): Request {
-  const url = new URL("https://chat-session/stream");
-  for (const [key, value] of Object.entries(params)) url.searchParams.set(key, value);
-  return new Request(url, { headers: lastEventId ? { "last-event-id": lastEventId } : {} });
+/** `Last-Event-ID` (an empty one is none), checked as `?after=` is. */
+function lastEventIdOf(c: Context<AppEnv>): number | undefined {
+  const header = c.req.header("last-event-id");
+  if (!header) return undefined;
+  const parsed = LastEventIdHeader.safeParse({ "last-event-id": header });
+  if (!parsed.success) throw zodValidationError(parsed.error, "header");
+  return parsed.data["last-event-id"];
 }
 
 const sendRoute = createRoute({
@@ -134,7 +140,9 @@ const resumeRoute = createRoute({
   responses: {
     200: sseResponse("The turn's events"),
     204: { description: "No turn to follow" },
+    400: errorResponse("The event id is beyond the chat's last event"),
     404: errorResponse("No such chat"),
+    422: errorResponse("The event id is not a whole number"),
   },
 });
 
@@ -229,8 +237,9 @@ chatTurnsRouter.get("/chats/:chat_id/ws", async (c) => {
   await findOwnedChat(c.var.services.statementDb(), chatId, senderIdOf(c));
   await c.var.services.releaseDb();
   const url = new URL("https://chat-session/ws");
-  const after = c.req.query("after");
-  if (after) url.searchParams.set("after", after);
+  const query = SocketQuery.safeParse({ after: c.req.query("after") || undefined });
+  if (!query.success) throw zodValidationError(query.error, "query");
+  if (query.data.after !== undefined) url.searchParams.set("after", String(query.data.after));
   // The viewer sees events until its credentials would need checking again (ChatViewers closes it then).
   const headers = new Headers(c.req.raw.headers);
   const recheckMs = c.var.services.config.ACCESS_TOKEN_EXPIRE_MINUTES * 60_000;
@@ -292,9 +301,14 @@ chatTurnsRouter
     const { after, format } = c.req.valid("query");
     await findOwnedChat(c.var.services.statementDb(), chat_id, senderIdOf(c));
     await c.var.services.releaseDb();
-    const params: Record<string, string> = { format };
-    if (after !== undefined) params.after = String(after);
-    return chatSession(c, chat_id).fetch(streamRequest(params, c.req.header("last-event-id"))) as never;
+    const lastEventId = lastEventIdOf(c);
+    const stream = await chatSession(c, chat_id).openStream({
+      after: lastEventId ?? after ?? null,
+      format,
+      activeOnly: false,
+    });
+    if (!(stream instanceof Response)) raise(stream);
+    return stream as never;
   })
   .openapi(stopRoute, async (c) => {
     recordPermission(c, permissions.chats("write"));
@@ -334,7 +348,7 @@ chatTurnsRouter
       if (!decided.ok) raise(decided);
       // Other calls of that message still wait for a decision: nothing runs yet.
       if ("waiting" in decided) return uiStreamWithoutTurn();
-      return session.fetch(streamRequest({ after: String(decided.afterSeq), format: "ui" })) as never;
+      return (await session.followTurn(decided.turnId, decided.afterSeq, "ui")) as never;
     }
     const stream = await session.startTurnStream(
       { chatId: body.id, userId, content: messageContentOfUiMessages(body.messages) },
@@ -348,5 +362,7 @@ chatTurnsRouter
     const { chat_id } = c.req.valid("param");
     await findOwnedChat(c.var.services.statementDb(), chat_id, senderIdOf(c));
     await c.var.services.releaseDb();
-    return chatSession(c, chat_id).fetch(streamRequest({ format: "ui", active: "true" })) as never;
+    const stream = await chatSession(c, chat_id).openStream({ after: null, format: "ui", activeOnly: true });
+    if (!(stream instanceof Response)) raise(stream);
+    return stream as never;
   });
