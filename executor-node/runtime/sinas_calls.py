@@ -8,7 +8,8 @@
   (the spec 6.3 contract, the running function's own namespace winning on collisions) unless that name is
   a builtin. The code's own definitions and json/datetime/uuid take precedence over all of them.
 - Every call through the scope, and the top-level call, is a Step: RUNNING when it starts, COMPLETED/FAILED
-  when it ends, linked to the caller's step through the Run's stack.
+  when it ends, linked to the caller's step through the Run's stack. Its input, output, error and traceback
+  are cut to their size bounds (sinas_wire.MAX_FIELD_BYTES): the step records a call, it does not carry data.
 """
 
 import builtins
@@ -24,7 +25,7 @@ import types
 import uuid
 from collections import OrderedDict
 
-from sinas_wire import elapsed_ms, now_iso, to_jsonable
+from sinas_wire import bound_json, elapsed_ms, now_iso, truncate_text
 
 PREIMPORTS = {"json": json, "datetime": datetime, "uuid": uuid}
 RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -103,20 +104,20 @@ class Step:
             "namespace": namespace,
             "name": name,
             "status": "RUNNING",
-            "input": to_jsonable(input_value),
+            "input": bound_json(input_value),
             "started_at": now_iso(),
         }
         run.send_step(self.record)
 
     def complete(self, output):
-        self._finish("COMPLETED", output=to_jsonable(output))
+        self._finish("COMPLETED", output=bound_json(output))
 
     def fail(self, exc=None, error=None):
         """FAILED with the exception's description and user traceback, or with a plain error message."""
         if exc is not None:
-            self._finish("FAILED", error=describe(exc), traceback=user_traceback(exc))
+            self._finish("FAILED", error=truncate_text(describe(exc)), traceback=truncate_text(user_traceback(exc)))
         else:
-            self._finish("FAILED", error=error)
+            self._finish("FAILED", error=truncate_text(error))
 
     def _finish(self, status, **fields):
         self.record = {**self.record, **fields, "status": status, "completed_at": now_iso()}

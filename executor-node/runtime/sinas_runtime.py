@@ -32,7 +32,16 @@ from collections import OrderedDict  # noqa: E402
 
 from sinas_calls import CodeCache, FunctionNotFound, Run, Step, describe, user_traceback  # noqa: E402
 from sinas_capture import OutputCapture  # noqa: E402
-from sinas_wire import Channel, check_json, elapsed_ms, to_jsonable  # noqa: E402
+from sinas_wire import (  # noqa: E402
+    MAX_FIELD_BYTES,
+    Channel,
+    check_json,
+    elapsed_ms,
+    json_size,
+    result_size_problem,
+    to_jsonable,
+    truncate_text,
+)
 
 DEFAULT_SOCKET = "/run/sinas/runtime.sock"
 MAX_PAUSED = 100  # paused generators kept per sandbox; the oldest is dropped beyond that
@@ -152,16 +161,22 @@ class Runtime:
         except BaseException as exc:
             paused.step.fail(exc)
             return failure(paused.run.job_id, describe(exc), error_type(exc), user_traceback(exc), elapsed_ms(start))
+        request = yielded if isinstance(yielded, dict) else {"prompt": str(yielded)}
+        schema = to_jsonable(request.get("schema"))
+        schema = schema if isinstance(schema, dict) else {}
+        schema_bytes, _ = json_size(schema)
+        if schema_bytes > MAX_FIELD_BYTES:  # the executor would refuse this pause: fail it here, as it would
+            error = f"The yielded schema is {schema_bytes} bytes of JSON; at most {MAX_FIELD_BYTES} are kept"
+            paused.step.fail(error=error)
+            return failure(paused.run.job_id, error, "invalid_result", duration_ms=elapsed_ms(start))
         self.paused[execution_id] = paused
         while len(self.paused) > MAX_PAUSED:
             self.paused.popitem(last=False)
-        request = yielded if isinstance(yielded, dict) else {"prompt": str(yielded)}
-        schema = to_jsonable(request.get("schema"))
         return {
             "type": "result",
             "status": "awaiting_input",
-            "prompt": str(request.get("prompt", "")),
-            "schema": schema if isinstance(schema, dict) else {},
+            "prompt": truncate_text(str(request.get("prompt", ""))),
+            "schema": schema,
             "duration_ms": elapsed_ms(start),
         }
 
@@ -170,8 +185,10 @@ class Runtime:
         duration = elapsed_ms(start)
         try:
             check_json(value)
+            message = result_size_problem(value)
         except (TypeError, ValueError, RecursionError) as exc:
             message = f"Function result is not JSON-serializable: {exc}"
+        if message:
             step.fail(error=message)
             return failure(None, message, "invalid_result", duration_ms=duration)
         step.complete(value)
@@ -183,10 +200,11 @@ def error_type(exc):
 
 
 def failure(job_id, error, kind, tb=None, duration_ms=None):
-    """A failed `result` message (job_id is filled in by Runtime.handle when None)."""
-    result = {"type": "result", "job_id": job_id, "status": "failed", "error": error, "error_type": kind}
+    """A failed `result` message (job_id is filled in by Runtime.handle when None); error and traceback are cut
+    to their size bound (a str(exc) of megabytes would otherwise be refused, and the real error lost)."""
+    result = {"type": "result", "job_id": job_id, "status": "failed", "error": truncate_text(error), "error_type": kind}
     if tb:
-        result["traceback"] = tb
+        result["traceback"] = truncate_text(tb)
     if duration_ms is not None:
         result["duration_ms"] = duration_ms
     return result

@@ -12,6 +12,13 @@ import threading
 import time
 
 MAX_DEPTH = 32
+# Size bounds of what the runtime sends (PROTOCOL.md section 3). The executor enforces the same bounds
+# (executor-node/src/event-limits.ts MAX_FIELD_BYTES, workers/lib/executor-protocol.ts MAX_RESULT_BYTES) and
+# refuses lines longer than a result of MAX_RESULT_BYTES needs; cutting here keeps honest messages under that.
+MAX_FIELD_BYTES = 64 * 1024  # a step's input/output JSON, an error, a traceback, a prompt, a pause's schema
+MAX_RESULT_BYTES = 3 * 1024 * 1024  # a completed result's JSON
+TRUNCATED_MARKER = "\u2026[truncated]"
+_MARKER_BYTES = len(TRUNCATED_MARKER.encode("utf-8"))
 
 
 def now_iso():
@@ -39,6 +46,47 @@ def to_jsonable(value):
         return value
     except (TypeError, ValueError, RecursionError):
         return _convert(value, 0)
+
+
+def truncate_text(text, limit=MAX_FIELD_BYTES):
+    """The text when it fits in `limit` UTF-8 bytes, else its start (cut at a character) plus the marker."""
+    if len(text) * 4 <= limit:
+        return text
+    # Lone surrogates (possible in user text) become "?": the cut start must encode as strict UTF-8.
+    head = text[: limit + 1].encode("utf-8", "replace")
+    if len(text) <= limit and len(head) <= limit:
+        return text
+    end = max(0, limit - _MARKER_BYTES)
+    while end > 0 and head[end] & 0xC0 == 0x80:  # not inside a character
+        end -= 1
+    return head[:end].decode("utf-8") + TRUNCATED_MARKER
+
+
+def json_size(value):
+    """UTF-8 bytes of a JSON-able value's JSON, and that JSON (not ASCII-escaped)."""
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    return len(text.encode("utf-8", "replace")), text
+
+
+def bound_json(value, limit=MAX_FIELD_BYTES):
+    """A step's input or output as sent: its JSON view when that fits in `limit` bytes, else a marker with the
+    JSON's size and start (the whole marker within `limit`: escaping at most doubles the preview)."""
+    value = to_jsonable(value)
+    size, text = json_size(value)
+    if size <= limit:
+        return value
+    return {"truncated": True, "bytes": size, "preview": truncate_text(text, (limit - 100) // 2)}
+
+
+def result_size_problem(value):
+    """Why a completed result may not be sent (too large, as the executor and the API count it), or None."""
+    size, _ = json_size(value)
+    if size <= MAX_RESULT_BYTES:
+        return None
+    return (
+        f"The result is {size} bytes of JSON; at most {MAX_RESULT_BYTES} are kept "
+        "(return less, or store large data elsewhere, e.g. in state)"
+    )
 
 
 def _convert(value, depth):

@@ -1,6 +1,7 @@
 /**
  * @module The executor's HTTP API (PROTOCOL.md §2) as a Hono app. Every route but `GET /health` needs a
- * request signed by the API; the signature is checked against the exact body bytes before any parsing.
+ * request signed by the API: its token is checked before the body is read, then the exact body bytes against
+ * the token's hash, before any parsing.
  */
 import type { IncomingMessage } from "node:http";
 import type { HttpBindings } from "@hono/node-server";
@@ -8,7 +9,7 @@ import { Hono } from "hono";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { z } from "zod";
 import { JobSchema } from "../../workers/lib/executor-protocol";
-import { AuthError, type Signer } from "./auth";
+import { AuthError, type Signer, type VerifiedHead } from "./auth";
 import { JobReplyChannel } from "./job-reply";
 import { type JobRunner, NoCapacityError } from "./jobs";
 import type { Pool } from "./pool";
@@ -71,24 +72,36 @@ export function createHttpApp(deps: HttpAppDeps): Hono<Env> {
   app.use("/v1/*", async (c, next) => {
     const tooLarge = () =>
       c.json(problem("PAYLOAD_TOO_LARGE", `request body exceeds ${MAX_BODY_BYTES} bytes`), 413);
+    const refused = (error: unknown) => {
+      if (error instanceof AuthError) return c.json(problem("UNAUTHORIZED", error.message), 401);
+      if (error instanceof ReplayCacheUnavailableError)
+        return c.json(problem("UNAVAILABLE", error.message), 503);
+      throw error;
+    };
     if (Number(c.req.header("content-length") ?? 0) > MAX_BODY_BYTES) return tooLarge();
+    // The token first: a request that is not the API's is refused before its body is read, so nobody
+    // reaching the port can make the executor hold megabytes per connection. The connection is then closed
+    // (its unread body is not waited for).
+    let head: VerifiedHead;
+    try {
+      head = deps.signer.verifyHead({
+        authorization: c.req.header("authorization"),
+        method: c.req.method,
+        path: new URL(c.req.url).pathname,
+      });
+    } catch (error) {
+      c.header("connection", "close");
+      return refused(error);
+    }
     const incoming = c.env?.incoming;
     const body = incoming
       ? await readBody(incoming, MAX_BODY_BYTES)
       : new Uint8Array(await c.req.arrayBuffer()); // not served by Node (tests calling `app.fetch`)
     if (!body || body.byteLength > MAX_BODY_BYTES) return tooLarge();
     try {
-      await deps.signer.verify({
-        authorization: c.req.header("authorization"),
-        method: c.req.method,
-        path: new URL(c.req.url).pathname,
-        body,
-      });
+      await deps.signer.verifyBody(head, body);
     } catch (error) {
-      if (error instanceof AuthError) return c.json(problem("UNAUTHORIZED", error.message), 401);
-      if (error instanceof ReplayCacheUnavailableError)
-        return c.json(problem("UNAVAILABLE", error.message), 503);
-      throw error;
+      return refused(error);
     }
     c.set("body", body);
     await next();

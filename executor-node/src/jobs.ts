@@ -1,11 +1,12 @@
 /**
  * @module Running jobs (PROTOCOL.md §2-§3): install the run's `requirements` (once per distinct set), take a
  * sandbox with those packages from the pool (a `resume` goes to the sandbox holding the paused generator),
- * send `execute`/`resume`, forward logs and steps as callbacks, and post exactly one `result`. The job's
- * `timeout_seconds` counts from acceptance (package install, queueing and cold start included), so the API
- * always hears back within the timeout; on expiry the sandbox is killed (the pool replaces it). A sandbox
- * that dies mid-job gives `memory` (OOM kill) or `killed`. Cancel and a 409 from the API stop the job the
- * same way. A failed install fails the job as `internal` with pip's message.
+ * send `execute`/`resume`, forward logs and steps as callbacks (within per-job budgets, each event cut to the
+ * bounds of event-limits.ts), and post exactly one `result`. The job's `timeout_seconds` counts from
+ * acceptance (package install, queueing and cold start included), so the API always hears back within the
+ * timeout; on expiry the sandbox is killed (the pool replaces it). A sandbox that dies mid-job gives
+ * `memory` (OOM kill) or `killed`. Cancel and a 409 from the API stop the job the same way. A failed install
+ * fails the job as `internal` with pip's message.
  */
 import { randomUUID } from "node:crypto";
 import {
@@ -17,6 +18,15 @@ import {
 } from "../../workers/lib/executor-protocol";
 import type { Signer } from "./auth";
 import { CallbackPoster } from "./callbacks";
+import {
+  boundResult,
+  boundStep,
+  chunkUtf8,
+  jsonBytes,
+  MAX_LABEL_BYTES,
+  schemaSizeProblem,
+  truncateText,
+} from "./event-limits";
 import type { PostText } from "./http-post";
 import type { JobReplyChannel } from "./job-reply";
 import { NO_PACKAGES, PackageInstallError, type PackageInstaller, type PackageSet } from "./packages";
@@ -32,6 +42,8 @@ const MAX_ACTIVE_JOBS = 2000;
 const MAX_LOG_BYTES_PER_JOB = 4 * 1024 * 1024;
 /** Step events forwarded per job (two per tracked call). */
 const MAX_STEP_EVENTS_PER_JOB = 20_000;
+/** JSON of step events forwarded per job (each cut to its bounds first, event-limits.ts). */
+const MAX_STEP_BYTES_PER_JOB = 4 * 1024 * 1024;
 const LOG_CHUNK_BYTES = 8 * 1024;
 /** setTimeout's ceiling (about 24.8 days); longer delays would fire at once. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
@@ -53,6 +65,7 @@ interface ActiveJob {
   startedAt: number;
   logBytes: number;
   stepEvents: number;
+  stepBytes: number;
   logNoticeSent: boolean;
   stepNoticeSent: boolean;
   timer: NodeJS.Timeout | null;
@@ -116,6 +129,7 @@ export class JobRunner {
       startedAt: performance.now(),
       logBytes: 0,
       stepEvents: 0,
+      stepBytes: 0,
       logNoticeSent: false,
       stepNoticeSent: false,
       timer: null,
@@ -227,8 +241,11 @@ export class JobRunner {
       };
     }
     if (result.status === "completed") session.executions++;
-    this.options.pool.release(session, result.status === "awaiting_input" ? job.execution_id : undefined);
-    this.finish(active, this.stoppedResult(active) ?? normalize(result, this.elapsed(active)));
+    const normalized = normalize(result, this.elapsed(active));
+    // A pause refused here (schema too large) is no pause: its generator is not kept for a resume.
+    const paused = normalized.status === "awaiting_input" ? job.execution_id : undefined;
+    this.options.pool.release(session, paused);
+    this.finish(active, this.stoppedResult(active) ?? normalized);
   }
 
   /** Ends the job for `reason`: the waiter leaves the queue, or the sandbox is killed. */
@@ -267,18 +284,22 @@ export class JobRunner {
   private forward(active: ActiveJob, event: JobEvent): void {
     if (active.stopReason) return;
     if (event.type === "step") {
-      if (active.stepEvents >= MAX_STEP_EVENTS_PER_JOB) {
-        if (!active.stepNoticeSent) {
-          active.stepNoticeSent = true;
-          this.push(
-            active,
-            notice(`[sinas] more than ${MAX_STEP_EVENTS_PER_JOB} step events; further steps not recorded`),
-          );
-        }
+      if (active.stepNoticeSent) return;
+      const step = boundStep(event.step);
+      const bytes = jsonBytes(step);
+      if (active.stepEvents >= MAX_STEP_EVENTS_PER_JOB || active.stepBytes + bytes > MAX_STEP_BYTES_PER_JOB) {
+        active.stepNoticeSent = true;
+        this.push(
+          active,
+          notice(
+            `[sinas] more than ${MAX_STEP_EVENTS_PER_JOB} step events or ${MAX_STEP_BYTES_PER_JOB} bytes of steps; further steps not recorded`,
+          ),
+        );
         return;
       }
       active.stepEvents++;
-      this.push(active, event);
+      active.stepBytes += bytes;
+      this.push(active, { type: "step", step });
       return;
     }
     const bytes = Buffer.byteLength(event.text);
@@ -293,7 +314,8 @@ export class JobRunner {
       return;
     }
     active.logBytes += bytes;
-    for (const text of chunkUtf8(event.text, LOG_CHUNK_BYTES)) this.push(active, { ...event, text });
+    const at = truncateText(event.at, MAX_LABEL_BYTES); // not counted above: bounded instead
+    for (const text of chunkUtf8(event.text, LOG_CHUNK_BYTES)) this.push(active, { ...event, at, text });
   }
 
   private push(active: ActiveJob, event: ExecutorEvent): void {
@@ -313,17 +335,17 @@ function notice(text: string): ExecutorEvent {
   return { type: "log", stream: "stderr", text: `${text}\n`, at: new Date().toISOString() };
 }
 
+/**
+ * The runtime's result as the API gets it: a completed result or a pause's schema too large to deliver
+ * fails the job (`invalid_result`); errors, tracebacks and prompts are cut to their bound (event-limits.ts).
+ */
 function normalize(result: ResultEvent, elapsed: number): ResultEvent {
   const duration_ms = typeof result.duration_ms === "number" ? result.duration_ms : elapsed;
-  const tooLarge = result.status === "completed" ? resultSizeProblem(result.result) : null;
+  let tooLarge: string | null = null;
+  if (result.status === "completed") tooLarge = resultSizeProblem(result.result);
+  if (result.status === "awaiting_input") tooLarge = schemaSizeProblem(result.schema);
   if (tooLarge) return failed("invalid_result", tooLarge, duration_ms);
-  if (result.status !== "failed") return { ...result, duration_ms };
-  return {
-    ...result,
-    error: result.error || "Function failed",
-    error_type: result.error_type ?? "exception",
-    duration_ms,
-  };
+  return boundResult({ ...result, duration_ms });
 }
 
 function acquireFailure(error: unknown, elapsed: number): ResultEvent {
@@ -375,24 +397,4 @@ function deathResult(error: unknown, elapsed: number): ResultEvent {
 
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
-}
-
-/** Splits text into pieces of at most `limit` UTF-8 bytes, never inside a character. */
-export function chunkUtf8(text: string, limit: number): string[] {
-  if (Buffer.byteLength(text) <= limit) return [text];
-  const chunks: string[] = [];
-  let current = "";
-  let size = 0;
-  for (const char of text) {
-    const length = Buffer.byteLength(char);
-    if (size + length > limit) {
-      chunks.push(current);
-      current = "";
-      size = 0;
-    }
-    current += char;
-    size += length;
-  }
-  if (current) chunks.push(current);
-  return chunks;
 }

@@ -4,10 +4,16 @@
  * exhaust the executor's memory.
  */
 import type { Socket } from "node:net";
+import { MAX_RESULT_BYTES } from "../../workers/lib/executor-protocol";
 import { type ExecutorMessage, type RuntimeMessage, RuntimeMessageSchema } from "./runtime-protocol";
 
-/** Longest line accepted from a runtime (a result with a large value). */
-export const MAX_RUNTIME_LINE_BYTES = 32 * 1024 * 1024;
+/**
+ * Longest line accepted from a runtime: one carrying the largest result the API keeps. The runtime writes
+ * ASCII-escaped JSON, at most 3 bytes per byte of UTF-8 (a 4-byte character becomes a 12-byte surrogate pair
+ * escape), plus 1 MiB for the message around it. Everything else it sends is far smaller (log chunks of 8 KiB,
+ * step fields and errors cut to 64 KiB by the runtime); a longer line is a broken or hostile runtime.
+ */
+export const MAX_RUNTIME_LINE_BYTES = 3 * MAX_RESULT_BYTES + 1024 * 1024;
 
 const KNOWN_TYPES = new Set(["ready", "pong", "log", "step", "result"]);
 

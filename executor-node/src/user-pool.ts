@@ -206,6 +206,9 @@ export class UserPool {
         this.failures = 0;
         void session.ended.then(() => this.onDeath(session));
         this.dispatch();
+        // Waiters for other packages may have come while it started (ensureCapacity skips starting
+        // sandboxes): at the maximum, this idle one must now make room for theirs.
+        this.ensureCapacity();
       },
       (error: unknown) => {
         this.failures++;

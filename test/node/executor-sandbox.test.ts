@@ -467,10 +467,12 @@ describe("executor: signed requests", () => {
     const declared = await fetch(`${h.executor.url}/v1/jobs`, { method: "POST", body: huge });
     expect(declared.status).toBe(413);
     expect(((await declared.json()) as { code: string }).code).toBe("PAYLOAD_TOO_LARGE");
-    // The same without a content-length (chunked): counted as it arrives.
+    // The same without a content-length (chunked): counted as it arrives, once its token passed (a request
+    // that is not the API's gets 401 before its body is read).
     const bytes = new TextEncoder().encode(huge);
     const chunked = await fetch(`${h.executor.url}/v1/jobs`, {
       method: "POST",
+      headers: { authorization: `Bearer ${await h.sign("POST", "/v1/jobs", huge)}` },
       body: new ReadableStream({
         start(controller) {
           for (let at = 0; at < bytes.length; at += 1024 * 1024)

@@ -7,7 +7,7 @@
  * (copied into the executor's work folder, so no executor folder is mounted), its package folder (if
  * any) read-only at /opt/sinas/packages, its socket folder read-only at /run/sinas (connecting to a socket
  * needs no write access to the mount), a private tmpfs /tmp (size-capped where bwrap supports `--size`), a
- * minimal /dev and its own /proc. Not the host's `/`,
+ * minimal read-only /dev with a /dev/shm capped like /tmp, and its own /proc. Not the host's `/`,
  * not the executor's cwd, not the executor's environment (`--clearenv`, then only the spec's variables).
  * Namespaces: user, pid, ipc, uts, cgroup, and net when the network policy is `none` (a loopback of its
  * own: nothing on the host is reachable). No capabilities, no nested user namespaces (`--disable-userns`
@@ -18,7 +18,8 @@
  * - memory: RLIMIT_AS (prlimit before exec, re-applied by the runtime): allocations fail with
  *   MemoryError (the runtime reports error_type `memory`); there is no cgroup, so no OOM kill and
  *   `oomKilled` is never true here. RLIMIT_AS counts address space, not resident memory.
- * - file size: RLIMIT_FSIZE; /tmp size: tmpfs `size=`; open files: RLIMIT_NOFILE 1024; no core dumps.
+ * - file size: RLIMIT_FSIZE; /tmp and /dev/shm size: tmpfs `size=` each; open files: RLIMIT_NOFILE 1024;
+ *   no core dumps.
  * - pids (processes and threads): RLIMIT_NPROC. The kernel exempts processes whose real uid is root of
  *   the *initial* user namespace, and `--unshare-user --uid 65534` alone maps the sandbox's 65534 to host
  *   uid 0: a fork loop ran unbounded (200 of 200 forks succeeded under RLIMIT_NPROC=16). Therefore, when
@@ -167,8 +168,15 @@ export function createBwrapDriver(options: BwrapDriverOptions): SandboxDriver {
     if (python) args.push("--ro-bind", python, python);
     const etc = spec.limits.network === "none" ? ETC_ALWAYS : [...ETC_ALWAYS, ...ETC_NETWORK];
     for (const path of etc) args.push("--ro-bind-try", path, path);
-    args.push("--dev", "/dev", "--proc", "/proc");
-    if (found.size) args.push("--size", String(spec.limits.tmpfsMb * 1024 * 1024));
+    const tmpfsBytes = String(spec.limits.tmpfsMb * 1024 * 1024);
+    // bwrap's /dev and /dev/shm are tmpfs without a size: writable, they would let user code fill the host's
+    // memory. /dev/shm gets the /tmp cap (or, without `--size`, stays a read-only folder of /dev), and /dev
+    // is remounted read-only (its device nodes still work: read-only applies to the folder, not the devices).
+    args.push("--dev", "/dev");
+    if (found.size) args.push("--size", tmpfsBytes, "--tmpfs", "/dev/shm");
+    args.push("--remount-ro", "/dev");
+    args.push("--proc", "/proc");
+    if (found.size) args.push("--size", tmpfsBytes);
     args.push("--tmpfs", "/tmp");
     args.push("--ro-bind", runtimeDir, SANDBOX_RUNTIME_DIR);
     if (spec.packagesDir) args.push("--ro-bind", spec.packagesDir, PACKAGES_MOUNT);
