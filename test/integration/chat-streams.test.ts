@@ -332,6 +332,43 @@ describe("resume and viewers", () => {
   });
 });
 
+/** useChat's transport for `chat`, and a submit of `messages` through it. */
+function uiChat(chat: string) {
+  const transport = new DefaultChatTransport<UIMessage>({
+    api: `${stack.apiUrl}/ui/chats`,
+    headers: admin.headers,
+  });
+  const send = async (messages: UIMessage[]) =>
+    (await transport.sendMessages({
+      chatId: chat,
+      trigger: "submit-message",
+      messageId: undefined,
+      abortSignal: undefined,
+      messages,
+    })) as ReadableStream<UIMessageChunk>;
+  return { transport, send };
+}
+
+/**
+ * The message a UI-message stream builds: on `message` (updated in place), as useChat continues one, or a
+ * fresh one, as its resume rebuilds it. A part the AI SDK cannot apply throws.
+ */
+async function readUiMessage(
+  stream: ReadableStream<UIMessageChunk>,
+  message?: UIMessage,
+): Promise<UIMessage> {
+  let last = message;
+  for await (const next of readUIMessageStream({
+    stream,
+    message,
+    onError: (error) => {
+      throw error;
+    },
+  }))
+    last = next;
+  return last as UIMessage;
+}
+
 describe("AI SDK UI-message stream", () => {
   it("is consumed without error by the ai package's DefaultChatTransport and readUIMessageStream", async () => {
     const chat = await createChat(stack, admin, "doubler");
@@ -339,27 +376,10 @@ describe("AI SDK UI-message stream", () => {
       { tool_calls: [{ id: "call_d", name: "default__double", arguments: '{"x":21}' }] },
       { content: "It is 42", chunks: ["It is ", "42"] },
     );
-    const transport = new DefaultChatTransport<UIMessage>({
-      api: `${stack.apiUrl}/ui/chats`,
-      headers: admin.headers,
-    });
-    const stream = await transport.sendMessages({
-      chatId: chat,
-      trigger: "submit-message",
-      messageId: undefined,
-      abortSignal: undefined,
-      messages: [{ id: "m1", role: "user", parts: [{ type: "text", text: "double 21" }] }],
-    });
-    let last: UIMessage | undefined;
-    for await (const message of readUIMessageStream({
-      stream,
-      onError: (error) => {
-        throw error;
-      },
-    })) {
-      last = message;
-    }
-    const parts = last?.parts ?? [];
+    const last = await readUiMessage(
+      await uiChat(chat).send([{ id: "m1", role: "user", parts: [{ type: "text", text: "double 21" }] }]),
+    );
+    const parts = last.parts;
     const tool = parts.find((part) => part.type === "dynamic-tool" || part.type.startsWith("tool-")) as
       | { state: string; output: unknown; input: unknown }
       | undefined;
@@ -376,30 +396,7 @@ describe("AI SDK UI-message stream", () => {
 
   it("takes tool approvals the AI SDK way: addToolApprovalResponse, then the messages again", async () => {
     const chat = await createChat(stack, admin, "banker");
-    const transport = new DefaultChatTransport<UIMessage>({
-      api: `${stack.apiUrl}/ui/chats`,
-      headers: admin.headers,
-    });
-    const send = (messages: UIMessage[]) =>
-      transport.sendMessages({
-        chatId: chat,
-        trigger: "submit-message",
-        messageId: undefined,
-        abortSignal: undefined,
-        messages,
-      });
-    const read = async (stream: ReadableStream<never>, message?: UIMessage) => {
-      let last = message;
-      for await (const next of readUIMessageStream({
-        stream,
-        message,
-        onError: (error) => {
-          throw error;
-        },
-      }))
-        last = next;
-      return last as UIMessage;
-    };
+    const { send } = uiChat(chat);
     type ToolPart = {
       type: string;
       toolCallId: string;
@@ -414,7 +411,7 @@ describe("AI SDK UI-message stream", () => {
 
     const user: UIMessage = { id: "u1", role: "user", parts: [{ type: "text", text: "pay 3" }] };
     fake.script({ tool_calls: [{ id: "call_ui", name: "default__pay", arguments: '{"amount":3}' }] });
-    const asked = await read((await send([user])) as ReadableStream<never>);
+    const asked = await readUiMessage(await send([user]));
     expect(toolPart(asked)).toMatchObject({
       toolCallId: "call_ui",
       state: "approval-requested",
@@ -438,10 +435,7 @@ describe("AI SDK UI-message stream", () => {
 
     fake.script({ content: "Paid", chunks: ["Pa", "id"] });
     // readUIMessageStream updates the message it is given: keep `answered` as sent.
-    const done = await read(
-      (await send([user, answered])) as ReadableStream<never>,
-      structuredClone(answered),
-    );
+    const done = await readUiMessage(await send([user, answered]), structuredClone(answered));
     expect(toolPart(done)).toMatchObject({ state: "output-available", output: { amount: 3 } });
     expect(
       done.parts.filter((part) => part.type === "text").map((part) => (part as { text: string }).text),
@@ -456,36 +450,13 @@ describe("AI SDK UI-message stream", () => {
 
   it("replays a turn continued after approval as the whole message, as the AI SDK's resume expects", async () => {
     const chat = await createChat(stack, admin, "banker");
-    const transport = new DefaultChatTransport<UIMessage>({
-      api: `${stack.apiUrl}/ui/chats`,
-      headers: admin.headers,
-    });
-    const send = (messages: UIMessage[]) =>
-      transport.sendMessages({
-        chatId: chat,
-        trigger: "submit-message",
-        messageId: undefined,
-        abortSignal: undefined,
-        messages,
-      });
-    // The SDK resets the message at a resumed stream's first `start` and rebuilds it from the parts.
-    const readFresh = async (stream: ReadableStream<UIMessageChunk>) => {
-      let last: UIMessage | undefined;
-      for await (const next of readUIMessageStream({
-        stream,
-        onError: (error) => {
-          throw error;
-        },
-      }))
-        last = next;
-      return last as UIMessage;
-    };
+    const { transport, send } = uiChat(chat);
     const user: UIMessage = { id: "u1", role: "user", parts: [{ type: "text", text: "pay 4" }] };
     fake.script({
       content: "Paying",
       tool_calls: [{ id: "call_rs", name: "default__pay", arguments: '{"amount":4}' }],
     });
-    const asked = await readFresh((await send([user])) as ReadableStream<UIMessageChunk>);
+    const asked = await readUiMessage(await send([user]));
     const answered: UIMessage = {
       ...asked,
       parts: asked.parts.map((part) =>
@@ -496,17 +467,13 @@ describe("AI SDK UI-message stream", () => {
     };
     fake.script({ content: "Paid", chunks: ["Pa", "id"], hold: true });
     const continuation = await send([user, answered]);
-    const inBand = (async () => {
-      for await (const _ of readUIMessageStream({
-        stream: continuation as ReadableStream<UIMessageChunk>,
-        message: structuredClone(answered),
-      }));
-    })();
+    const inBand = readUiMessage(continuation, structuredClone(answered));
     while (fake.requests.length < 2) await new Promise((resolve) => setTimeout(resolve, 20));
-    // useChat({resume: true}) after a reload, while the continuation runs.
+    // useChat({resume: true}) after a reload, while the continuation runs: the SDK resets the message at the
+    // resumed stream's first `start` and rebuilds it from the parts.
     const resumed = await transport.reconnectToStream({ chatId: chat });
     expect(resumed).not.toBeNull();
-    const reading = readFresh(resumed as ReadableStream<UIMessageChunk>);
+    const reading = readUiMessage(resumed as ReadableStream<UIMessageChunk>);
     fake.release();
     const wholeMessage = (message: UIMessage) => {
       const tool = message.parts.find((part) => "toolCallId" in part) as { state: string; output: unknown };
@@ -527,7 +494,7 @@ describe("AI SDK UI-message stream", () => {
         headers: admin.headers,
         prepareReconnectToStreamRequest: () => ({ api: `${stack.apiUrl}/chats/${chat}/stream${query}` }),
       }).reconnectToStream({ chatId: chat });
-      wholeMessage(await readFresh(replay as ReadableStream<UIMessageChunk>));
+      wholeMessage(await readUiMessage(replay as ReadableStream<UIMessageChunk>));
     }
   });
 
@@ -538,23 +505,10 @@ describe("AI SDK UI-message stream", () => {
         tool_calls: [{ id: `cap${round}`, name: "default__double", arguments: '{"x":1}' }],
       })),
     );
-    const transport = new DefaultChatTransport<UIMessage>({
-      api: `${stack.apiUrl}/ui/chats`,
-      headers: admin.headers,
-    });
-    const stream = await transport.sendMessages({
-      chatId: chat,
-      trigger: "submit-message",
-      messageId: undefined,
-      abortSignal: undefined,
-      messages: [{ id: "m1", role: "user", parts: [{ type: "text", text: "loop" }] }],
-    });
-    let last: UIMessage | undefined;
-    const onError = (error: unknown) => {
-      throw error;
-    };
-    for await (const message of readUIMessageStream({ stream, onError })) last = message;
-    const tools = (last?.parts ?? []).filter((part) => "toolCallId" in part) as {
+    const last = await readUiMessage(
+      await uiChat(chat).send([{ id: "m1", role: "user", parts: [{ type: "text", text: "loop" }] }]),
+    );
+    const tools = last.parts.filter((part) => "toolCallId" in part) as {
       toolCallId: string;
       state: string;
     }[];

@@ -70,34 +70,40 @@ describe("containment (docker and bwrap drivers)", () => {
   });
 });
 
+/** A callback post for `executionId` carrying one `result` event, and what the executor signs for it. */
+function resultCallback(executionId: string, seq: number, result: unknown) {
+  const path = `/internal/executions/${executionId}/events`;
+  const body = JSON.stringify({
+    execution_id: executionId,
+    seq,
+    events: [{ type: "result", status: "completed", result, duration_ms: 1 }],
+  });
+  const claims = {
+    issuer: "sinas-executor",
+    audience: "sinas-api",
+    method: "POST",
+    path,
+    body,
+    subject: executionId,
+  };
+  const post = async (token: string, payload = body) =>
+    (
+      await stack.fetch(path, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}` },
+        body: payload,
+      })
+    ).status;
+  return { body, claims, post };
+}
+
 describe("callbacks to the API are authenticated", () => {
   it("rejects forged, tampered, misaddressed and malformed callbacks; a replay changes nothing", async () => {
     await createFunction(stack, alice, pythonFunction("plain", '    return {"ok": True}'));
     const run = await execute(stack, alice, { name: "plain" });
     const executionId = (run.body as { execution_id: string }).execution_id;
     const before = (await api(stack, alice, "GET", `/executions/${executionId}`)).body as Row;
-    const path = `/internal/executions/${executionId}/events`;
-    const body = JSON.stringify({
-      execution_id: executionId,
-      seq: 99,
-      events: [{ type: "result", status: "completed", result: { ok: "forged" }, duration_ms: 1 }],
-    });
-    const post = async (token: string, payload = body) =>
-      (
-        await stack.fetch(path, {
-          method: "POST",
-          headers: { authorization: `Bearer ${token}` },
-          body: payload,
-        })
-      ).status;
-    const claims = {
-      issuer: "sinas-executor",
-      audience: "sinas-api",
-      method: "POST",
-      path,
-      body,
-      subject: executionId,
-    };
+    const { body, claims, post } = resultCallback(executionId, 99, { ok: "forged" });
 
     const { privateKey } = await import("jose").then((jose) =>
       jose.generateKeyPair("EdDSA", { extractable: true }),
@@ -142,26 +148,9 @@ describe("a resumed run ignores its paused job's late posts", () => {
     }
     expect(status).toBe("RUNNING");
     // What a retry of the paused job could post late: numbered below the resume's first_seq (PROTOCOL.md §3).
-    const path = `/internal/executions/${executionId}/events`;
-    const body = JSON.stringify({
-      execution_id: executionId,
-      seq: 500,
-      events: [{ type: "result", status: "completed", result: { answer: "stale" }, duration_ms: 1 }],
-    });
-    const token = await signRequest(stackSecrets(stack).EXECUTOR_CALLBACK_PRIVATE_KEY, {
-      issuer: "sinas-executor",
-      audience: "sinas-api",
-      method: "POST",
-      path,
-      body,
-      subject: executionId,
-    });
-    const stale = await stack.fetch(path, {
-      method: "POST",
-      headers: { authorization: `Bearer ${token}` },
-      body,
-    });
-    expect(stale.status).toBe(200);
+    const stale = resultCallback(executionId, 500, { answer: "stale" });
+    const key = stackSecrets(stack).EXECUTOR_CALLBACK_PRIVATE_KEY;
+    expect(await stale.post(await signRequest(key, stale.claims))).toBe(200);
     expect(((await api(stack, alice, "GET", `/executions/${executionId}`)).body as Row).status).toBe(
       "RUNNING",
     );
