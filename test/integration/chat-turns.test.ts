@@ -595,6 +595,73 @@ describe("who may send, and what the model sees", () => {
   });
 });
 
+describe("agent templates (D-24)", () => {
+  it("refuses a template that does not parse when the agent is saved (422 naming it)", async () => {
+    const bad = await api(stack, admin, "POST", "/api/v1/agents", {
+      name: "broken-prompt",
+      system_prompt: "Hello {% if %}",
+      function_parameters: { "default/forecast": { city: "ok", nested: { deep: ["{{ x"] } } },
+    });
+    expect(bad.status).toBe(422);
+    const locs = (bad.body as { detail: { loc: unknown[] }[] }).detail.map((issue) => issue.loc);
+    expect(locs).toEqual(
+      expect.arrayContaining([
+        ["body", "system_prompt"],
+        ["body", "function_parameters", "default/forecast", "nested", "deep", 0],
+      ]),
+    );
+    expect((await api(stack, admin, "GET", "/api/v1/agents/default/broken-prompt")).status).toBe(404);
+  });
+
+  it("refuses an input the templates cannot render, renders any input names, and never unlocks a parameter", async () => {
+    await createAgent(stack, admin, {
+      name: "templated",
+      llm_provider_id: providers.openai,
+      system_prompt: "Team {{ namespace }}{% for i in range(count) %}.{% endfor %} {{ owner | upper }}",
+      enabled_functions: ["default/forecast"],
+      function_parameters: { "default/forecast": { city: "{{ city | upper }}" } },
+    });
+    const create = (input: unknown) =>
+      api(stack, admin, "POST", "/agents/default/templated/chats", { input });
+    const before = ((await api(stack, admin, "GET", "/chats")).body as unknown[]).length;
+    // A filter on a missing field, a range too long: the template's error, and no chat.
+    const missing = await create({ namespace: "sales", count: 1, city: "paris" });
+    expect(missing.status).toBe(400);
+    expect(missing.body).toMatchObject({ message: expect.stringContaining("system_prompt") });
+    const long = await create({ namespace: "sales", count: 5_000_000, owner: "ada", city: "paris" });
+    expect(long.status).toBe(400);
+    expect(long.body).toMatchObject({ message: expect.stringContaining("range()") });
+    const noCity = await create({ namespace: "sales", count: 1, owner: "ada" });
+    expect(noCity.status).toBe(400);
+    expect(noCity.body).toMatchObject({ message: expect.stringContaining("default/forecast") });
+    expect(((await api(stack, admin, "GET", "/chats")).body as unknown[]).length).toBe(before);
+    const huge = await create({ namespace: "x".repeat(300 * 1024), count: 1, owner: "ada", city: "x" });
+    expect(huge.status).toBe(413);
+
+    // `namespace` (a global of the template library) is an input name like any other.
+    const chat = await createChat(stack, admin, "templated", {
+      input: { namespace: "sales", count: 2, owner: "ada", city: "paris" },
+    });
+    fake.script({ content: "hi" });
+    await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "hello" });
+    expect(systemText(fake.requests[0] as never)).toBe("Team sales.. ADA");
+
+    // The agent changes so that the chat's input no longer renders its parameters: the turn fails clearly,
+    // and the model is never offered the function with its locked city unlocked.
+    const updated = await api(stack, admin, "PUT", "/api/v1/agents/default/templated", {
+      function_parameters: { "default/forecast": { city: "{{ region | upper }}" } },
+    });
+    expect(updated.status, JSON.stringify(updated.body)).toBe(200);
+    fake.reset();
+    const refused = await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "forecast?" });
+    expect(refused.status).toBe(400);
+    expect(refused.body).toMatchObject({
+      message: expect.stringContaining("function_parameters for 'default/forecast'"),
+    });
+    expect(fake.requests).toEqual([]);
+  });
+});
+
 describe("output schema", () => {
   it("keeps an answer that breaks the agent's output schema and reports why, whatever the schema's language", async () => {
     await createAgent(stack, admin, {

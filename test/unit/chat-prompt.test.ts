@@ -83,9 +83,9 @@ describe("system prompt (D-24)", () => {
     ).toBe("VIP ADA");
   });
 
-  it("keeps the prompt as written without an input, and on a template error", () => {
+  it("keeps the prompt as written without an input; a template error is an error, not the raw template", () => {
     expect(renderSystemPrompt("You help {{ customer }}.", null)).toBe("You help {{ customer }}.");
-    expect(renderSystemPrompt("Broken {% if %}", { a: 1 })).toBe("Broken {% if %}");
+    expect(() => renderSystemPrompt("Broken {% if %}", { a: 1 })).toThrow("system_prompt");
     expect(renderSystemPrompt(null, { a: 1 })).toBe("");
   });
 

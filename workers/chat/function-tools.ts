@@ -8,7 +8,7 @@ import { and, eq, inArray, or } from "drizzle-orm";
 import type { RunState } from "../../durable-objects/execution-run";
 import { functions, groupMembers, type JsonObject, type StoredFunction } from "../db/schema";
 import { untilAborted } from "../lib/abort";
-import { AppError } from "../lib/errors";
+import { AppError, messageOf } from "../lib/errors";
 import { renderTemplate } from "../lib/jinja";
 import type { ToolDefinition } from "../llm/types";
 import { findActiveFunction, startExecution, timeoutOf, waitForExecution } from "../services/executions";
@@ -61,7 +61,9 @@ export function renderPrefill(parameters: JsonObject, input: JsonObject): JsonOb
 
 /**
  * The prefilled values of one function for this chat: rendered when the chat has an input, raw otherwise
- * (templates stay literal); a render error is logged and nothing is prefilled.
+ * (templates stay literal). A render error is a 400 naming the function: §5.5.3 would prefill nothing, which
+ * unlocks every locked parameter of that function for the model. Chat creation refuses an input the
+ * parameters cannot render, so this happens only after the agent's parameters changed.
  */
 export function prefillFor(
   functionParameters: Record<string, JsonObject>,
@@ -74,8 +76,10 @@ export function prefillFor(
   try {
     return renderPrefill(parameters, agentInput);
   } catch (error) {
-    console.warn(`Failed to render function parameters for ${ref}:`, error);
-    return {};
+    throw new AppError(
+      "BAD_REQUEST",
+      `The agent's function_parameters for '${ref}' do not render with the chat's input: ${messageOf(error)}`,
+    );
   }
 }
 

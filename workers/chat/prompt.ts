@@ -20,6 +20,7 @@ import {
   type ToolCall,
 } from "../db/schema";
 import { decryptText } from "../lib/crypto";
+import { AppError, messageOf } from "../lib/errors";
 import { renderTemplate } from "../lib/jinja";
 import type { ProviderServices } from "../llm/registry";
 import type { ContentPart, LlmMessage } from "../llm/types";
@@ -54,7 +55,9 @@ export function agentInputOf(chat: Pick<Chat, "chatMetadata">): JsonObject | nul
 
 /**
  * The agent's system prompt rendered with the chat input (D-24). Without an input the prompt is used as written
- * (like function-parameter prefill, §5.5); a template error falls back to the raw prompt (§5.3 D.1a).
+ * (like function-parameter prefill, §5.5). A template error is a 400 naming it, not the raw prompt of §5.3 D.1a:
+ * that would show the model every branch of the template, those meant for other inputs too. Chat creation
+ * refuses an input the prompt cannot render, so this happens only after the agent's prompt changed.
  */
 export function renderSystemPrompt(prompt: string | null, agentInput: JsonObject | null): string {
   if (!prompt) return "";
@@ -62,8 +65,10 @@ export function renderSystemPrompt(prompt: string | null, agentInput: JsonObject
   try {
     return renderTemplate(prompt, agentInput);
   } catch (error) {
-    console.warn(`System prompt rendering failed, using the raw prompt: ${String(error)}`);
-    return prompt;
+    throw new AppError(
+      "BAD_REQUEST",
+      `The agent's system_prompt does not render with the chat's input: ${messageOf(error)}`,
+    );
   }
 }
 

@@ -5,6 +5,7 @@
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import { permissions } from "../auth/catalogue";
+import { templateSyntaxError } from "../lib/jinja";
 import { schemaDefect } from "../lib/json-schema";
 import {
   createAgent,
@@ -87,6 +88,20 @@ const InitialMessageSchema = z
   .object({ role: z.enum(["user", "assistant", "system"]), content: z.string().max(100_000) })
   .strict();
 
+/** A string that is not a valid Jinja template is refused when saved, not when a chat first renders it. */
+function refineTemplate(source: string, context: z.RefinementCtx, path: (string | number)[]): void {
+  const problem = templateSyntaxError(source);
+  if (problem) context.addIssue({ code: "custom", path, message: `Invalid Jinja template: ${problem}` });
+}
+
+/** Every string of a `function_parameters` entry, at any depth, as a template. */
+function refineTemplates(value: unknown, context: z.RefinementCtx, path: (string | number)[] = []): void {
+  if (typeof value === "string") refineTemplate(value, context, path);
+  else if (value !== null && typeof value === "object")
+    for (const [key, item] of Object.entries(value))
+      refineTemplates(item, context, [...path, Array.isArray(value) ? Number(key) : key]);
+}
+
 /** The settable fields; `null` means "not given" (create stores the default, update leaves the value). */
 const AgentSettingsFields = {
   description: z.string().max(10_000).nullish(),
@@ -102,6 +117,7 @@ const AgentSettingsFields = {
   system_prompt: z
     .string()
     .max(100_000)
+    .superRefine((source, context) => refineTemplate(source, context, []))
     .nullish()
     .openapi({ description: "Jinja, rendered with the chat input" }),
   input_schema: JsonSchemaSchema.nullish(),
@@ -116,7 +132,7 @@ const AgentSettingsFields = {
     .nullish()
     .openapi({ description: "`namespace/name` or agent ids, stored as given" }),
   function_parameters: z
-    .record(FunctionRefSchema, JsonObjectSchema)
+    .record(FunctionRefSchema, JsonObjectSchema.superRefine(refineTemplates))
     .nullish()
     .openapi({ description: '`{"ns/name": {param: value or Jinja template}}`' }),
   mcp_tool_parameters: z.record(z.string().min(1).max(255), JsonObjectSchema).nullish(),

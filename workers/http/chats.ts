@@ -6,6 +6,7 @@
  * and authenticate themselves, so a prefix middleware here would authenticate their requests twice.
  */
 import { createRoute, z } from "@hono/zod-openapi";
+import { bodyLimit } from "hono/body-limit";
 import { accessScope } from "../auth/access";
 import { permissions } from "../auth/catalogue";
 import { AppError } from "../lib/errors";
@@ -100,19 +101,34 @@ const ChatListQuery = z.object({
   limit: z.coerce.number().int().min(1).max(1000).optional().openapi({ description: "Default: every chat" }),
 });
 
+/**
+ * A chat's input is the variables of its agent's templates, rendered every model call: small structured
+ * values (documents belong in messages), so its body is bounded.
+ */
+export const MAX_CHAT_INPUT_BYTES = 256 * 1024;
+const inputLimit = bodyLimit({
+  maxSize: MAX_CHAT_INPUT_BYTES,
+  onError: () => {
+    throw new AppError("PAYLOAD_TOO_LARGE", `The request body exceeds ${MAX_CHAT_INPUT_BYTES / 1024} KiB`);
+  },
+});
+
 const createChatRoute = createRoute({
   method: "post",
   path: "/agents/{namespace}/{agent_name}/chats",
   tags,
   security,
-  middleware,
+  middleware: [...middleware, inputLimit] as const,
   summary: "Start a chat with an agent (sinas.agents.{namespace}.{agent_name}.read:{own|group|all})",
   request: { params: AgentChatParams, body: jsonBody(ChatCreateSchema) },
   responses: {
     200: jsonResponse(ChatSchema, "The new chat"),
-    400: errorResponse("`Input validation failed: ...`"),
+    400: errorResponse(
+      "`Input validation failed: ...`, or the agent's templates do not render with the input",
+    ),
     403: errorResponse("Not allowed to use the agent"),
     404: errorResponse("Unknown or deleted agent"),
+    413: errorResponse("The body exceeds 256 KiB"),
     422: errorResponse("Invalid fields"),
   },
 });

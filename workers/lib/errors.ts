@@ -89,3 +89,8 @@ export function validationError(issues: FieldIssue[]): AppError {
   const message = issues.map((issue) => `${issue.loc.join(".")}: ${issue.msg}`).join("; ");
   return new AppError("VALIDATION_FAILED", message || "Validation failed", { issues });
 }
+
+/** The message of anything thrown. */
+export function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}

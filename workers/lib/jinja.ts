@@ -1,10 +1,70 @@
 /**
  * @module Jinja rendering for agent system prompts and function-parameter defaults (sinas-spec §5.3, §5.5),
  * with `@huggingface/jinja`, which interprets templates without `eval` (workerd forbids it).
+ *
+ * Templates are written by agent authors but rendered with a chat's input, so rendering is bounded: `range()`
+ * yields at most `MAX_RANGE_ITEMS` numbers and the output may hold at most `MAX_RENDERED_CHARS` characters.
+ * The input's keys may be any names, as in Python's Jinja: they shadow the globals (`range`, `namespace`,
+ * `true`...), which the library's own `render` refuses ("Variable already declared").
  */
-import { Template } from "@huggingface/jinja";
+import { Environment, Interpreter, Template } from "@huggingface/jinja";
+import { messageOf } from "./errors";
 
-/** Renders `source` with `variables`; throws on a syntax error. Undefined variables render empty. */
+/** The most numbers one `range()` call may yield: a loop over more is refused, not run for minutes. */
+export const MAX_RANGE_ITEMS = 10_000;
+/** The longest rendered text: a system prompt or parameter value beyond it is refused. */
+export const MAX_RENDERED_CHARS = 1_000_000;
+
+function boundedRange(start: number, stop?: number, step = 1): number[] {
+  const [from, to] = stop === undefined ? [0, start] : [start, stop];
+  if (step === 0) throw new Error("range() step must not be zero");
+  const count = Math.max(0, Math.ceil((to - from) / step));
+  if (count > MAX_RANGE_ITEMS) throw new Error(`range() may yield at most ${MAX_RANGE_ITEMS} numbers`);
+  return Array.from({ length: count }, (_, index) => from + index * step);
+}
+
+/** The library's globals (its `setupGlobals`), with a bounded `range` and without the server's clock. */
+const GLOBALS: [string, unknown][] = [
+  ["false", false],
+  ["true", true],
+  ["none", null],
+  ["False", false],
+  ["True", true],
+  ["None", null],
+  ["range", boundedRange],
+  [
+    "raise_exception",
+    (message: unknown) => {
+      throw new Error(String(message));
+    },
+  ],
+];
+
+function scopeOf(variables: Record<string, unknown>): Environment {
+  const globals = new Environment();
+  for (const [name, value] of GLOBALS) globals.set(name, value);
+  const scope = new Environment(globals);
+  // Its only own variable is `namespace` (also in `globals`): the input may then take any name.
+  scope.variables.clear();
+  for (const [name, value] of Object.entries(variables)) scope.set(name, value);
+  return scope;
+}
+
+/** The syntax error of `source` as a template, or null when it parses. */
+export function templateSyntaxError(source: string): string | null {
+  try {
+    new Template(source);
+    return null;
+  } catch (error) {
+    return messageOf(error);
+  }
+}
+
+/** Renders `source` with `variables`; throws on a syntax or render error. Undefined variables render empty. */
 export function renderTemplate(source: string, variables: Record<string, unknown>): string {
-  return new Template(source).render(variables);
+  const result = new Interpreter(scopeOf(variables)).run(new Template(source).parsed);
+  const text = String(result.value ?? "");
+  if (text.length > MAX_RENDERED_CHARS)
+    throw new Error(`the rendered text exceeds ${MAX_RENDERED_CHARS} characters`);
+  return text;
 }

@@ -7,6 +7,8 @@
  * its messages and pending approvals with it and leaves its executions with `chat_id` null (the foreign keys).
  */
 import { and, asc, count, desc, eq, exists, gt, isNull, sql } from "drizzle-orm";
+import { prefillFor } from "../chat/function-tools";
+import { renderSystemPrompt } from "../chat/prompt";
 import type { Database, DbOrTx } from "../db/client";
 import { preparedOnce } from "../db/prepared";
 import {
@@ -123,6 +125,17 @@ function ensureValidInput(agent: Agent, input: JsonObject | null | undefined): v
 }
 
 /**
+ * D-24: the input is what the agent's templates render with for the chat's whole life, so an input they cannot
+ * render (a filter on a missing field, a loop too long) is refused now, with the template's error.
+ */
+function ensureInputRenders(agent: Agent, input: JsonObject | null | undefined): void {
+  if (!isNonEmpty(input)) return;
+  renderSystemPrompt(agent.systemPrompt, input);
+  for (const ref of Object.keys(agent.functionParameters ?? {}))
+    prefillFor(agent.functionParameters, ref, input);
+}
+
+/**
  * Inserts `rows` in one statement, in order, and bumps the chat's `updated_at` in the same statement (a
  * data-modifying CTE), so the chat list orders by latest activity.
  */
@@ -216,6 +229,7 @@ export function userMessageCtes(db: Database) {
 export async function openChatForAgent(db: DbOrTx, chat: NewChatForAgent): Promise<OpenedChat> {
   const { agent, input } = chat;
   ensureValidInput(agent, input);
+  ensureInputRenders(agent, input);
   const values = {
     userId: chat.userId,
     groupId: chat.groupId,
