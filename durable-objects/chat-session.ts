@@ -7,6 +7,7 @@
  * The Worker authorizes every call before it reaches this object; the object trusts `userId`.
  */
 import { DurableObject } from "cloudflare:workers";
+import { agentCallBudget } from "../workers/chat/agent-tools";
 import type { ChatEvent, LoggedEvent } from "../workers/chat/events";
 import { ChatHistory } from "../workers/chat/history";
 import {
@@ -28,6 +29,7 @@ import { ChatLog, type TurnStatus } from "./chat-log";
 import {
   type Answered,
   type ApprovalAnswer,
+  type Decider,
   type Failure,
   failure,
   failureOf,
@@ -171,16 +173,25 @@ export class ChatSession extends DurableObject<Env> {
     resume: ApprovalResume | undefined,
   ): TurnSetup {
     const depth = request.depth ?? 0;
+    const { userId, apiKeyPermissions } = request;
+    // A user's turn starts a budget; its sub-chats take from it (their calls reach it back over RPC).
+    const takeAgentCall = request.takeAgentCall ?? agentCallBudget();
     return {
       services,
       ...subjects,
       mode: request.mode,
       depth,
+      apiKeyPermissions,
+      takeAgentCall,
       history: this.#historyOf(request.chatId),
       resume,
       signal: controller.signal,
+      // The sub-chat's turn acts with the same credential and budget, one deeper.
       runSubChatTurn: (chatId, content) =>
-        this.#runSubChatTurn(chatId, request.userId, content, depth, controller.signal),
+        this.#runSubChatTurn(
+          { chatId, userId, content, mode: "complete", depth: depth + 1, apiKeyPermissions, takeAgentCall },
+          controller.signal,
+        ),
     };
   }
 
@@ -201,12 +212,9 @@ export class ChatSession extends DurableObject<Env> {
   }
 
   /** §5.7 with D-29: records one decision; the calls run once every approval of their message is decided. */
-  async decideApproval(request: {
-    chatId: string;
-    userId: string;
-    toolCallId: string;
-    approved: boolean;
-  }): Promise<ApprovalAnswer | Failure> {
+  async decideApproval(
+    request: Decider & { toolCallId: string; approved: boolean },
+  ): Promise<ApprovalAnswer | Failure> {
     return this.#serialized(() => this.#decide(request));
   }
 
@@ -214,11 +222,9 @@ export class ChatSession extends DurableObject<Env> {
    * Several decisions at once (the AI SDK route): when they complete the message, the turn goes on and the
    * caller follows it from `afterSeq`; otherwise `waiting` says how many calls still need a decision.
    */
-  async decideApprovals(request: {
-    chatId: string;
-    userId: string;
-    decisions: Decision[];
-  }): Promise<Started | { ok: true; waiting: number } | Failure> {
+  async decideApprovals(
+    request: Decider & { decisions: Decision[] },
+  ): Promise<Started | { ok: true; waiting: number } | Failure> {
     return this.#serialized(() =>
       this.#whileDeciding(request, async (claim, subjects) => {
         const recorded = await recordDecisions(this.#services().db(), request, request.decisions);
@@ -260,7 +266,7 @@ export class ChatSession extends DurableObject<Env> {
     return next;
   }
 
-  async #decide(request: { chatId: string; userId: string; toolCallId: string; approved: boolean }) {
+  async #decide(request: Decider & { toolCallId: string; approved: boolean }) {
     return this.#whileDeciding(request, async (claim, subjects) => {
       const recorded = await recordDecisions(this.#services().db(), request, [request]);
       if (recorded.kind === "not_found")
@@ -273,7 +279,7 @@ export class ChatSession extends DurableObject<Env> {
 
   /** Goes on with the paused turn in the slot `claim` holds (see `#whileDeciding`). */
   async #continueTurn(
-    request: { chatId: string; userId: string },
+    request: Decider,
     subjects: TurnSubjects,
     resume: ApprovalResume,
     claim: TurnClaim,
@@ -287,6 +293,8 @@ export class ChatSession extends DurableObject<Env> {
         userId: request.userId,
         content: "",
         mode: "stream",
+        // The continuation acts with the decider's credential, as a sent turn does with its sender's.
+        apiKeyPermissions: request.apiKeyPermissions,
       };
       const setup = this.#setup(services, subjects, send, controller, resume);
       const prepared = await prepareTurn(setup);
@@ -348,20 +356,14 @@ export class ChatSession extends DurableObject<Env> {
     }
   }
 
-  async #runSubChatTurn(
-    chatId: string,
-    userId: string,
-    content: string,
-    depth: number,
-    signal: AbortSignal,
-  ): Promise<string> {
+  async #runSubChatTurn(request: SendRequest, signal: AbortSignal): Promise<string> {
     signal.throwIfAborted(); // stopped before the sub-chat's turn began: it never begins
-    const stub = this.env.CHAT_SESSION.get(this.env.CHAT_SESSION.idFromName(chatId));
+    const stub = this.env.CHAT_SESSION.get(this.env.CHAT_SESSION.idFromName(request.chatId));
     // This turn's stop stops the sub-chat's turn as well (the caller stops waiting for it: agent-tools.ts).
     const stopSubChat = () => void stub.stop().catch(() => undefined);
     signal.addEventListener("abort", stopSubChat, { once: true });
     try {
-      const answer = await stub.sendMessage({ chatId, userId, content, mode: "complete", depth: depth + 1 });
+      const answer = await stub.sendMessage(request);
       if (!answer.ok) throw new AppError(answer.code, answer.message);
       return answer.message?.content ?? "";
     } finally {

@@ -44,6 +44,7 @@ export interface Env {
   EXECUTOR_CALLBACK_PUBLIC_KEY?: string;
   API_PUBLIC_URL?: string;
   FUNCTION_TIMEOUT?: string;
+  REQUEST_LOG_RETENTION_DAYS?: string;
   EXECUTION_WATCHDOG_GRACE_SECONDS?: string;
   EXECUTOR_REPLY_WITHIN_MS?: string;
   LLM_STREAM_IDLE_SECONDS?: string;
@@ -160,6 +161,8 @@ const configSchema = z.object({
   EXECUTOR_CALLBACK_PUBLIC_KEY: optionalString,
   /** Base URL the executor posts callbacks to (this API as the executor reaches it). */
   API_PUBLIC_URL: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
+  /** Days a request-log row is kept; the cron tick deletes older ones (0: kept forever). */
+  REQUEST_LOG_RETENTION_DAYS: z.coerce.number().min(0).max(36_500).default(30),
   /** Default seconds a function may run (sinas-spec §0.3). */
   FUNCTION_TIMEOUT: positiveInt(300),
   /**

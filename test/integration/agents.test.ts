@@ -167,6 +167,30 @@ describe("agent CRUD (S20)", () => {
     );
     expect((await api(stack, bare, "GET", "/api/v1/agents")).body).toEqual([]);
     expect((await api(stack, bare, "GET", "/api/v1/functions")).body).toEqual([]);
+    // A key for one namespace pages through that namespace's functions only, not pages of others cut short.
+    for (const [namespace, name] of [
+      ["alpha", "a1"],
+      ["alpha", "a2"],
+      ["alpha", "a3"],
+      ["beta", "b1"],
+      ["beta", "b2"],
+    ]) {
+      const made = await api(stack, alice, "POST", "/api/v1/functions", {
+        namespace,
+        name,
+        code: `def ${name}(input, context):\n    return {}`,
+        input_schema: { type: "object" },
+        output_schema: { type: "object" },
+      });
+      expect(made.status, JSON.stringify(made.body)).toBe(200);
+    }
+    const betaKey = await api(stack, alice, "POST", "/api/v1/api-keys", {
+      name: "beta",
+      permissions: { "sinas.functions.beta.get:own": true },
+    });
+    const beta = { headers: { "x-api-key": (betaKey.body as { key: string }).key } };
+    const page = await api(stack, beta, "GET", "/api/v1/functions?skip=0&limit=2");
+    expect((page.body as Row[]).map((fn) => fn.name)).toEqual(["b1", "b2"]);
 
     const other = await api(stack, bob, "GET", "/api/v1/agents/default/mine");
     expect(other.status).toBe(404);

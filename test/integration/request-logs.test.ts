@@ -516,3 +516,24 @@ describe("GET /api/v1/request-logs/stats", () => {
     });
   });
 });
+
+describe("retention", () => {
+  it("the cron tick deletes rows older than REQUEST_LOG_RETENTION_DAYS (30 by default) and keeps the rest", async () => {
+    const old = crypto.randomUUID();
+    const recent = crypto.randomUUID();
+    await handle.db.execute(sql`
+      insert into request_logs (request_id, timestamp, method, path, status_code, response_time_ms)
+      values (${old}::uuid, now() - interval '31 days', 'GET', '/old', 200, 1),
+             (${recent}::uuid, now() - interval '29 days', 'GET', '/recent', 200, 1)`);
+    expect((await stack.fetch("/__scheduled?cron=*+*+*+*+*")).status).toBe(200);
+    const present = async (id: string) =>
+      (await handle.db.execute(sql`select 1 from request_logs where request_id = ${id}::uuid`)).rows.length >
+      0;
+    // The tick runs in waitUntil, after the trigger has answered.
+    for (let attempt = 0; attempt < 100 && (await present(old)); attempt++) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(await present(old)).toBe(false);
+    expect(await present(recent)).toBe(true);
+  });
+});

@@ -318,6 +318,17 @@ describe("users (S9, D-18)", () => {
       expect(refused.status).toBe(409);
       expect(String((refused.body as Row).detail)).toContain("1 functions");
       await handle.db.execute(sql`delete from functions where user_id = ${guest.user.id}`);
+      // A version they saved of someone else's function names them as its author: refused too (it was a 500).
+      await handle.db.execute(
+        sql`with fn as (insert into functions (user_id, name, code, input_schema, output_schema)
+              values (${admin.user.id}, 'edited_by_guest', 'def f(input, context): pass', '{}', '{}') returning id)
+            insert into function_versions (function_id, version, code, input_schema, output_schema, created_by)
+            select id, 2, 'def f(input, context): pass', '{}', '{}', ${guest.user.id} from fn`,
+      );
+      const authored = await api(stack, admin, "DELETE", `/api/v1/users/${guest.user.id}`);
+      expect(authored.status).toBe(409);
+      expect(String((authored.body as Row).detail)).toContain("authored 1 versions");
+      await handle.db.execute(sql`delete from functions where name = 'edited_by_guest'`);
     } finally {
       await handle.close();
     }

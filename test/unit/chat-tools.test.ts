@@ -1,5 +1,6 @@
 import { describe, expect, it, vi } from "vitest";
 import {
+  agentCallBudget,
   agentCallMessage,
   agentToolDefinition,
   agentToolName,
@@ -12,9 +13,8 @@ import {
   functionToolInput,
   functionToolName,
   parseFunctionRef,
-  prefillFor,
-  renderPrefill,
 } from "../../workers/chat/function-tools";
+import { prefillFor, renderPrefill } from "../../workers/chat/prefill";
 import {
   describeAvailableContext,
   namespaceDenial,
@@ -104,10 +104,10 @@ describe("function tools", () => {
       units: "metric",
     });
     expect(prefillFor(parameters, "default/other", { home_city: "London" })).toEqual({});
-    const warn = vi.spyOn(console, "warn").mockImplementation(() => {});
-    expect(prefillFor({ "a/b": { bad: "{{ home_city " } }, "a/b", { home_city: "x" })).toEqual({});
-    expect(warn).toHaveBeenCalledOnce();
-    warn.mockRestore();
+    // A render error never prefills nothing (that would unlock every locked parameter): it is an error.
+    expect(() => prefillFor({ "a/b": { bad: "{{ home_city " } }, "a/b", { home_city: "x" })).toThrow(
+      "function_parameters for 'a/b'",
+    );
   });
 
   it("offers the input schema with prefilled defaults, no longer required (S24)", () => {
@@ -346,6 +346,7 @@ describe("tool calls", () => {
     user: { id: "user-1", email: "u@example.com" },
     agentInput: null,
     runSubChatTurn: async () => "unused",
+    takeAgentCall: agentCallBudget(),
     ...overrides,
   });
 
@@ -418,15 +419,12 @@ describe("tool calls", () => {
     });
   });
 
-  it("routes agent calls: _agent_id is required, enabled, and the depth bounded (§5.8)", async () => {
+  it("routes agent calls: the tool's own agent runs, _agent_id may not name another, the depth is bounded (§5.8)", async () => {
     const tools = [agentTool];
-    expect(await runToolCall(context(), tools, call("call_agent_child", { prompt: "ping" }))).toEqual({
-      error: "Missing _agent_id in agent tool call",
-    });
     const other = "99999999-2222-4333-8444-555555555555";
     expect(
       await runToolCall(context(), tools, call("call_agent_child", { prompt: "p", _agent_id: other })),
-    ).toEqual({ error: `Agent ${other} not enabled for this agent` });
+    ).toEqual({ error: `_agent_id "${other}" is not the agent of this tool` });
     const deep = context({ depth: MAX_AGENT_CALL_DEPTH });
     expect(
       await runToolCall(deep, tools, call("call_agent_child", { prompt: "p", _agent_id: agentId })),
@@ -449,6 +447,9 @@ describe("tool calls", () => {
       call("call_agent_child", { _agent_id: agentId }),
     );
     expect(viaAgent).toEqual({ error: "no database in unit tests" });
+    // `_agent_id` may be left out: the tool names its agent.
+    const withoutId = await runToolCall(context(), [agentTool], call("call_agent_child", { prompt: "p" }));
+    expect(withoutId).toEqual({ error: "no database in unit tests" });
     error.mockRestore();
 
     const controller = new AbortController();

@@ -7,6 +7,7 @@
 import { and, eq, inArray, or, type SQL } from "drizzle-orm";
 import { accessScope } from "../auth/access";
 import { permissions } from "../auth/catalogue";
+import type { Principal } from "../auth/principal";
 import { type Agent, agents, type JsonObject } from "../db/schema";
 import { untilAborted } from "../lib/abort";
 import type { ToolDefinition } from "../llm/types";
@@ -19,6 +20,25 @@ import type { OfferedTool, ToolContext } from "./tools";
  * that calls itself (or a cycle of agents) from recursing without end.
  */
 export const MAX_AGENT_CALL_DEPTH = 3;
+
+/**
+ * At most this many `call_agent_*` calls run in one user's turn, its sub-chats' calls included: with the depth
+ * cap alone, an agent that calls itself could still fan out to 16 calls a round, 10 rounds, at every depth.
+ */
+export const MAX_AGENT_CALLS_PER_TURN = 10;
+
+/** Takes one call from a turn's agent-call budget; false once it is spent. Crosses into sub-chats as an RPC stub. */
+export type TakeAgentCall = () => Promise<boolean>;
+
+/** A fresh budget of MAX_AGENT_CALLS_PER_TURN calls, for a user's turn (sub-chats share their caller's). */
+export function agentCallBudget(): TakeAgentCall {
+  let remaining = MAX_AGENT_CALLS_PER_TURN;
+  return async () => {
+    if (remaining <= 0) return false;
+    remaining -= 1;
+    return true;
+  };
+}
 
 const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -123,13 +143,17 @@ export async function offerAgentTools(ctx: ToolContext): Promise<OfferedTool[]> 
 }
 
 /**
- * Whether the chat's user may start a chat with `agent` (§1.2, `sinas.agents.{ns}.{name}.read`, D-3), as the
- * chat route asks: naming an agent in `enabled_agents` must not lend it to users who may not use it.
+ * Whether the turn's sender may start a chat with `agent` (§1.2, `sinas.agents.{ns}.{name}.read`, D-3), as the
+ * chat route asks: naming an agent in `enabled_agents` must not lend it to a caller who may not use it. A turn
+ * sent with an API key is held to the key's own permissions, as every route holds that key (§3.4).
  */
 async function mayUseAgent(ctx: ToolContext, agent: Agent): Promise<boolean> {
   const found = await loadUserWithGrants(ctx.services.statementDb(), ctx.user.id);
   if (!found?.user.isActive) return false;
-  const principal = userPrincipal(found.user, found.grants);
+  const userAsSelf = userPrincipal(found.user, found.grants);
+  const principal: Principal = ctx.apiKeyPermissions
+    ? { ...userAsSelf, permissions: ctx.apiKeyPermissions, method: "api_key" }
+    : userAsSelf;
   return (
     accessScope(principal, (scope) => permissions.agentRead(agent.namespace, agent.name, scope), agent) !==
     null
@@ -137,23 +161,25 @@ async function mayUseAgent(ctx: ToolContext, agent: Agent): Promise<boolean> {
 }
 
 /**
- * Runs a `call_agent_*` call (§5.8). `enabledAgentIds` are the agents offered in this turn (the resolved
- * `enabled_agents`). Expected failures are `{error}` results; anything thrown is turned into one by the caller.
+ * Runs a call of the `call_agent_*` tool offered for `agentId` (§5.8). The tool decides which agent runs: the
+ * model's `_agent_id` may be left out, and any other value than the tool's own is refused (it would let a model
+ * reach an agent through another agent's tool). Expected failures are `{error}` results; anything thrown is
+ * turned into one by the caller.
  */
-export async function runAgentTool(
-  ctx: ToolContext,
-  enabledAgentIds: string[],
-  args: JsonObject,
-): Promise<unknown> {
-  const agentId = args._agent_id;
-  if (typeof agentId !== "string" || agentId === "") return { error: "Missing _agent_id in agent tool call" };
-  if (!enabledAgentIds.includes(agentId)) return { error: `Agent ${agentId} not enabled for this agent` };
+export async function runAgentTool(ctx: ToolContext, agentId: string, args: JsonObject): Promise<unknown> {
+  const claimedId = args._agent_id;
+  if (claimedId !== undefined && claimedId !== agentId) {
+    return { error: `_agent_id ${JSON.stringify(claimedId)} is not the agent of this tool` };
+  }
   if ((ctx.depth ?? 0) >= MAX_AGENT_CALL_DEPTH) return { error: "Agent call depth exceeded" };
   const db = ctx.services.db();
   const agent = await findAgentForChat(db, agentId);
   if (!agent) return { error: `Agent not found: ${agentId}` };
   if (!(await mayUseAgent(ctx, agent))) {
     return { error: `Not authorized to use agent '${agent.namespace}/${agent.name}'` };
+  }
+  if (!(await ctx.takeAgentCall())) {
+    return { error: `Too many agent calls in this turn (limit ${MAX_AGENT_CALLS_PER_TURN})` };
   }
   const { content, input } = agentCallMessage(args);
   const subChat = await createChatForAgent(db, {

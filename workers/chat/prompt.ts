@@ -8,6 +8,7 @@
  */
 import { and, desc, eq, gt, inArray, isNull, or, sql } from "drizzle-orm";
 import type { DbOrTx } from "../db/client";
+import { inArrayOf } from "../db/conditions";
 import {
   type Agent,
   type Chat,
@@ -173,7 +174,7 @@ export async function loadContextStates(db: DbOrTx, agent: Agent, userId: string
         or(isNull(states.expiresAt), gt(states.expiresAt, sql`now()`)),
         or(
           eq(states.userId, userId),
-          and(eq(states.visibility, "group"), inArray(states.groupId, userGroups)),
+          and(eq(states.visibility, "group"), inArrayOf(states.groupId, userGroups)),
         ),
       ),
     )

@@ -5,6 +5,7 @@
  * writes and deletes to read-write ones, reads to read-only plus read-write ones.
  */
 import { and, asc, desc, eq, gt, ilike, inArray, isNull, or, type SQL, sql } from "drizzle-orm";
+import { inArrayOf } from "../db/conditions";
 import { isUniqueViolation } from "../db/errors";
 import { groupMembers, type JsonObject, type State, type StateVisibility, states } from "../db/schema";
 import { requireSecret } from "../env";
@@ -38,7 +39,7 @@ function userGroups(services: Services, userId: string) {
 function visibleTo(services: Services, userId: string): SQL | undefined {
   return or(
     eq(states.userId, userId),
-    and(eq(states.visibility, "group"), inArray(states.groupId, userGroups(services, userId))),
+    and(eq(states.visibility, "group"), inArrayOf(states.groupId, userGroups(services, userId))),
   );
 }
 

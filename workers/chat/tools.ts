@@ -8,14 +8,22 @@
  * (§5.5.5) is here.
  */
 import { and, eq, type SQL } from "drizzle-orm";
-import { type Agent, type Chat, type Execution, executions, functions, type JsonObject } from "../db/schema";
+import {
+  type Agent,
+  type Chat,
+  type Execution,
+  executions,
+  functions,
+  type JsonObject,
+  type PermissionMap,
+} from "../db/schema";
 import { untilAborted } from "../lib/abort";
 import { AppError } from "../lib/errors";
 import type { ToolCall, ToolDefinition } from "../llm/types";
 import { findExecution } from "../services/execution-records";
 import { resumeExecution, timeoutOf, waitForExecution } from "../services/executions";
 import type { Services } from "../services/services";
-import { offerAgentTools, runAgentTool } from "./agent-tools";
+import { offerAgentTools, runAgentTool, type TakeAgentCall } from "./agent-tools";
 import { executionOutcome, offerFunctionTools, runFunctionTool } from "./function-tools";
 import { offerStateTools, runStateTool } from "./state-tools";
 
@@ -37,6 +45,13 @@ export interface ToolContext {
    * one deeper. A call at MAX_AGENT_CALL_DEPTH is refused (an agent calling itself, or a cycle).
    */
   depth?: number;
+  /**
+   * The API key's own permissions when the turn was sent (or its approval decided) with one: agent calls are
+   * checked against them instead of the user's group grants. Absent for a JWT sender.
+   */
+  apiKeyPermissions?: PermissionMap;
+  /** Takes one call from the turn's agent-call budget (MAX_AGENT_CALLS_PER_TURN, shared with its sub-chats). */
+  takeAgentCall: TakeAgentCall;
   /** Known already when the chat was read: false skips the query for `continue_execution`. */
   hasPausedExecutions?: boolean;
 }
@@ -158,7 +173,7 @@ export async function runToolCall(ctx: ToolContext, tools: OfferedTool[], call: 
   const parsed = parseToolArguments(call.function.arguments);
   if (!parsed.ok) return parsed.error;
   try {
-    return await dispatch(ctx, tools, tool, parsed.args);
+    return await dispatch(ctx, tool, parsed.args);
   } catch (error) {
     if (isAbort(error, ctx.signal)) throw error;
     console.error(`chat ${ctx.chat.id}: tool ${name} failed:`, error);
@@ -166,7 +181,7 @@ export async function runToolCall(ctx: ToolContext, tools: OfferedTool[], call: 
   }
 }
 
-async function dispatch(ctx: ToolContext, tools: OfferedTool[], tool: OfferedTool, args: JsonObject) {
+async function dispatch(ctx: ToolContext, tool: OfferedTool, args: JsonObject) {
   const name = tool.definition.function.name;
   switch (tool.kind) {
     case "state":
@@ -174,17 +189,14 @@ async function dispatch(ctx: ToolContext, tools: OfferedTool[], tool: OfferedToo
     case "continue":
       return runContinueExecution(ctx, args);
     case "agent":
-      return runAgentTool(ctx, offeredAgentIds(tools), args);
+      if (!tool.agentId) return { error: `Tool not available: ${name}` };
+      return runAgentTool(ctx, tool.agentId, args);
     case "mcp":
       return { error: `MCP tools are not supported yet: ${name}` };
     case "function":
       if (!tool.fn) return { error: `Tool not available: ${name}` };
       return runFunctionTool(ctx, tool.fn, args);
   }
-}
-
-function offeredAgentIds(tools: OfferedTool[]): string[] {
-  return tools.flatMap((tool) => (tool.kind === "agent" && tool.agentId ? [tool.agentId] : []));
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -4,7 +4,15 @@
  * happens. Knows nothing of HTTP or of Durable Objects: it reports progress through `emit` and stops when
  * `signal` aborts. The ChatSession object runs it and logs what it emits.
  */
-import type { Agent, Chat, ConversationContext, JsonObject, Message, ToolCall } from "../db/schema";
+import type {
+  Agent,
+  Chat,
+  ConversationContext,
+  JsonObject,
+  Message,
+  PermissionMap,
+  ToolCall,
+} from "../db/schema";
 import { pendingToolApprovals } from "../db/schema";
 import { AppError } from "../lib/errors";
 import { describeSchemaProblems, validateAgainstSchema } from "../lib/json-schema";
@@ -12,6 +20,7 @@ import { type LlmProviderRow, type ResolvedChatModel, resolveChatModel } from ".
 import type { CompletionRequest, LlmMessage } from "../llm/types";
 import { appendMessages, type NewChatMessage } from "../services/chats";
 import type { Services } from "../services/services";
+import type { TakeAgentCall } from "./agent-tools";
 import type { ChatEvent, TurnEndStatus } from "./events";
 import type { ChatHistory } from "./history";
 import { completeReply, type StartedCall, startCall, streamReply } from "./model-call";
@@ -28,6 +37,13 @@ import {
 /** D-26: a model that keeps calling tools is stopped here. */
 export const MAX_TOOL_ROUNDS = 10;
 export const MAX_ROUNDS_MESSAGE = "Maximum tool call rounds exceeded";
+
+/**
+ * The breadth cap beside D-26's depth cap: a round's calls past this many do not run (nor ask for approval); each
+ * gets TOO_MANY_CALLS as its result, so that every call still has one.
+ */
+export const MAX_TOOL_CALLS_PER_ROUND = 16;
+const TOO_MANY_CALLS = { error: `Too many tool calls in one round (limit ${MAX_TOOL_CALLS_PER_ROUND})` };
 
 /** Tool calls decided after a pause: every call of the paused assistant message, with its decision. */
 export interface ApprovalResume {
@@ -52,6 +68,10 @@ export interface TurnRequest {
   mode: "stream" | "complete";
   /** Nesting of agent-to-agent calls (0 for a user's turn). */
   depth: number;
+  /** The sender's API key's own permissions, when the turn was sent (or continued) with one (ToolContext). */
+  apiKeyPermissions?: PermissionMap;
+  /** The turn's agent-call budget, shared with its sub-chats (ToolContext). */
+  takeAgentCall: TakeAgentCall;
   /** The chat's messages, kept by its object between reads. */
   history: ChatHistory;
   resume?: ApprovalResume;
@@ -110,6 +130,8 @@ export async function prepareTurn(setup: TurnSetup, first?: FirstRoundMessages):
     runSubChatTurn: setup.runSubChatTurn,
     signal,
     depth: setup.depth,
+    apiKeyPermissions: setup.apiKeyPermissions,
+    takeAgentCall: setup.takeAgentCall,
     hasPausedExecutions: setup.hasPausedExecutions,
   };
   const [llm, tools, firstMessages] = await Promise.all([
@@ -223,7 +245,7 @@ export async function runTurn(request: TurnRequest, prepared: PreparedTurn): Pro
 
     // A model that asks for tools once more is not given them: nothing runs, and the cap answers instead.
     if (round === MAX_TOOL_ROUNDS) break;
-    const needing = reply.toolCalls.flatMap((call) => {
+    const needing = reply.toolCalls.slice(0, MAX_TOOL_CALLS_PER_ROUND).flatMap((call) => {
       const fn = approvalNeeded(tools, call);
       return fn ? [{ call, fn }] : [];
     });
@@ -317,7 +339,8 @@ function checkOutput(agent: Agent, content: string): string | undefined {
 
 /**
  * Runs `calls` in parallel and saves their tool messages together, in call order. `rejected` calls get the
- * rejection result instead of running (§5.7, D-29). Returns true when the turn was stopped meanwhile.
+ * rejection result instead of running (§5.7, D-29), calls past MAX_TOOL_CALLS_PER_ROUND get TOO_MANY_CALLS.
+ * Returns true when the turn was stopped meanwhile.
  */
 async function runCalls(
   request: TurnRequest,
@@ -327,12 +350,12 @@ async function runCalls(
   rejected: Map<string, string>,
 ): Promise<boolean> {
   const running = Promise.all(
-    calls.map(async (call) => {
+    calls.map(async (call, index) => {
       const rejection = rejected.get(call.id);
-      const result =
-        rejection !== undefined
-          ? { error: `Tool call rejected by user: ${rejection}` }
-          : await runToolCall(context, tools, call);
+      let result: unknown;
+      if (index >= MAX_TOOL_CALLS_PER_ROUND) result = TOO_MANY_CALLS;
+      else if (rejection !== undefined) result = { error: `Tool call rejected by user: ${rejection}` };
+      else result = await runToolCall(context, tools, call);
       request.emit({
         type: "tool_result",
         tool_call_id: call.id,
@@ -374,5 +397,5 @@ async function runDecidedCalls(
     }
   }
   const stopped = await runCalls(request, context, tools, calls, rejected);
-  return { stopped, anyRun: rejected.size < calls.length };
+  return { stopped, anyRun: rejected.size < Math.min(calls.length, MAX_TOOL_CALLS_PER_ROUND) };
 }

@@ -468,6 +468,8 @@ export const functions = pgTable(
   (t) => [
     uniqueIndex("functions_namespace_name_key").on(t.namespace, t.name),
     index("functions_user_id_idx").on(t.userId),
+    // Who may run what: `user_id = ? or group_id = any(<the user's groups>)`, on every run's start.
+    index("functions_group_id_idx").on(t.groupId),
   ],
 );
 
@@ -486,7 +488,10 @@ export const functionVersions = pgTable(
     /** Not null (spec), so an author who edited someone else's function cannot be deleted. */
     createdBy: ownerRef("created_by").notNull(),
   },
-  (t) => [uniqueIndex("function_versions_function_id_version_key").on(t.functionId, t.version)],
+  (t) => [
+    uniqueIndex("function_versions_function_id_version_key").on(t.functionId, t.version),
+    index("function_versions_created_by_idx").on(t.createdBy),
+  ],
 );
 
 export const executions = pgTable(
@@ -692,6 +697,8 @@ export const states = pgTable(
     uniqueIndex("states_user_id_namespace_key_key").on(t.userId, t.namespace, t.key),
     index("states_namespace_visibility_idx").on(t.namespace, t.visibility),
     index("states_expires_at_idx").on(t.expiresAt),
+    // The group-visible states of a user's groups (lists, and every chat turn with state tools).
+    index("states_group_id_visible_idx").on(t.groupId).where(sql`${t.visibility} = 'group'`),
   ],
 );
 
@@ -781,6 +788,7 @@ export const requestLogs = pgTable(
     index("request_logs_timestamp_idx").on(t.timestamp),
     index("request_logs_user_id_timestamp_idx").on(t.userId, t.timestamp),
     index("request_logs_status_code_idx").on(t.statusCode),
+    index("request_logs_permission_used_timestamp_idx").on(t.permissionUsed, t.timestamp),
     // text_pattern_ops so the log query's `path LIKE 'prefix%'` can use it, not only equality.
     index("request_logs_path_idx").on(t.path.op("text_pattern_ops")),
   ],

@@ -14,7 +14,13 @@ import { zodValidationError } from "../lib/validation";
 import type { ContentPart } from "../llm/types";
 import { findChatForSender, findOwnedChat } from "../services/chats";
 import type { AppEnv } from "./app-env";
-import { authenticateSender, recordPermission, senderIdOf, WEBSOCKET_TOKEN_PREFIX } from "./auth";
+import {
+  apiKeyPermissionsOf,
+  authenticateSender,
+  recordPermission,
+  senderIdOf,
+  WEBSOCKET_TOKEN_PREFIX,
+} from "./auth";
 import { MessageContentSchema } from "./message-content";
 import { createRouter, errorResponse } from "./router";
 import { jsonBody, jsonResponse } from "./schemas";
@@ -272,6 +278,7 @@ chatTurnsRouter
       userId,
       content: contentText(content),
       mode: "complete",
+      apiKeyPermissions: apiKeyPermissionsOf(c),
     });
     if (!answer.ok) raise(answer);
     // Stopped before any answer text (during the model's first words, or while tools ran): nothing to return.
@@ -289,7 +296,7 @@ chatTurnsRouter
     const userId = senderIdOf(c);
     // The pool is kept: the request log reuses its connection as soon as the stream's headers are out.
     const stream = await chatSession(c, chat_id).startTurnStream(
-      { chatId: chat_id, userId, content: contentText(content) },
+      { chatId: chat_id, userId, content: contentText(content), apiKeyPermissions: apiKeyPermissionsOf(c) },
       "sinas",
     );
     if (!(stream instanceof Response)) raise(stream);
@@ -329,6 +336,7 @@ chatTurnsRouter
       userId,
       toolCallId: tool_call_id,
       approved,
+      apiKeyPermissions: apiKeyPermissionsOf(c),
     });
     if (!answer.ok) raise(answer);
     const { ok: _ok, ...body } = answer;
@@ -338,20 +346,26 @@ chatTurnsRouter
     recordPermission(c, permissions.chats("write"));
     const body = c.req.valid("json");
     const userId = senderIdOf(c);
+    const apiKeyPermissions = apiKeyPermissionsOf(c);
     const session = chatSession(c, body.id);
     const decisions = approvalDecisionsOf(body.messages);
     if (decisions.length > 0) {
       // As for approve-tool: only the chat's owner decides (recording comes before the turn's own check).
       await findChatForSender(c.var.services.statementDb(), body.id, userId, "approve");
       await c.var.services.releaseDb();
-      const decided = await session.decideApprovals({ chatId: body.id, userId, decisions });
+      const decided = await session.decideApprovals({
+        chatId: body.id,
+        userId,
+        decisions,
+        apiKeyPermissions,
+      });
       if (!decided.ok) raise(decided);
       // Other calls of that message still wait for a decision: nothing runs yet.
       if ("waiting" in decided) return uiStreamWithoutTurn();
       return (await session.followTurn(decided.turnId, decided.afterSeq, "ui")) as never;
     }
     const stream = await session.startTurnStream(
-      { chatId: body.id, userId, content: messageContentOfUiMessages(body.messages) },
+      { chatId: body.id, userId, content: messageContentOfUiMessages(body.messages), apiKeyPermissions },
       "ui",
     );
     if (!(stream instanceof Response)) raise(stream);

@@ -3,7 +3,7 @@
  */
 import type { Context, Hono, Env as HonoEnv } from "hono";
 import { HTTPException } from "hono/http-exception";
-import { isNulCharacterError } from "../db/errors";
+import { isForeignKeyViolation, isNulCharacterError } from "../db/errors";
 import { ConfigError } from "../env";
 import { AppError } from "../lib/errors";
 
@@ -52,6 +52,16 @@ export function toAppError(error: unknown): AppError {
     return new AppError("VALIDATION_FAILED", "Text values must not contain NUL characters (\\u0000)", {
       cause: error,
     });
+  }
+  // A row still referenced, or one referencing a row gone meanwhile: the data's state, not a server failure.
+  if (isForeignKeyViolation(error)) {
+    return new AppError(
+      "CONFLICT",
+      "The change conflicts with related records (one is missing or still in use)",
+      {
+        cause: error,
+      },
+    );
   }
   return new AppError("INTERNAL", "Internal server error", { cause: error });
 }

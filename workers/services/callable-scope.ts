@@ -6,6 +6,7 @@
 import { type SQL, sql } from "drizzle-orm";
 import { alias } from "drizzle-orm/pg-core";
 import type { Database } from "../db/client";
+import { inArrayOf } from "../db/conditions";
 import { jsonColumn } from "../db/json";
 import { functions, type StoredFunction } from "../db/schema";
 import { sha256Hex } from "../lib/crypto";
@@ -40,7 +41,7 @@ export function callableRowsSql(namespaces: SQL, userId: SQL): SQL<CallableRow[]
   >`(select coalesce(json_agg(${row}), '[]'::json) from ${functions} as ${sql.identifier(CALLEE)}
     where ${callee.namespace} in (select jsonb_array_elements_text(${namespaces}))
       and ${callee.isActive}
-      and (${callee.userId} = ${userId} or ${callee.groupId} in (${activeGroupIdsOf(userId)})))`.mapWith(
+      and (${callee.userId} = ${userId} or ${inArrayOf(callee.groupId, activeGroupIdsOf(userId))}))`.mapWith(
     parseRows,
   );
 }

@@ -7,7 +7,7 @@
  * its messages and pending approvals with it and leaves its executions with `chat_id` null (the foreign keys).
  */
 import { and, asc, count, desc, eq, exists, gt, isNull, sql } from "drizzle-orm";
-import { prefillFor } from "../chat/function-tools";
+import { prefillFor } from "../chat/prefill";
 import { renderSystemPrompt } from "../chat/prompt";
 import type { Database, DbOrTx } from "../db/client";
 import { preparedOnce } from "../db/prepared";

@@ -255,13 +255,16 @@ export async function listExecutions(
   if (!can(principal, "sinas.executions.get:all")) filters.push(eq(executions.userId, principal.user.id));
   if (query.function_name) filters.push(eq(executions.functionName, query.function_name));
   if (query.status) filters.push(eq(executions.status, query.status));
-  return db
-    .select()
-    .from(executions)
-    .where(and(...filters))
-    .orderBy(desc(executions.startedAt))
-    .offset(query.skip)
-    .limit(query.limit);
+  return (
+    db
+      .select()
+      .from(executions)
+      .where(and(...filters))
+      // The id breaks ties (runs started in the same microsecond), so that pages neither repeat nor skip rows.
+      .orderBy(desc(executions.startedAt), desc(executions.id))
+      .offset(query.skip)
+      .limit(query.limit)
+  );
 }
 
 export async function resumeExecution(

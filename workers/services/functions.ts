@@ -189,9 +189,18 @@ export async function listFunctions(
 ) {
   const query = db.select().from(functions).orderBy(asc(functions.namespace), asc(functions.name));
   if (can(principal, "sinas.functions.*.get:all")) return query.offset(page.skip).limit(page.limit);
-  const own = await query.where(eq(functions.userId, principal.user.id)).offset(page.skip).limit(page.limit);
+  const mine = eq(functions.userId, principal.user.id);
   // Own rows need their `get:own` grant too, as each row's own route (an API key made with `{}` lists none).
-  return own.filter((fn) => can(principal, permissions.functionsNamespace(fn.namespace, "get", "own")));
+  // Decided per namespace before paging: filtering a page afterwards left pages short or empty.
+  const namespaces = await db.selectDistinct({ namespace: functions.namespace }).from(functions).where(mine);
+  const allowed = namespaces
+    .map((row) => row.namespace)
+    .filter((namespace) => can(principal, permissions.functionsNamespace(namespace, "get", "own")));
+  if (allowed.length === 0) return [];
+  return query
+    .where(and(mine, inArray(functions.namespace, allowed)))
+    .offset(page.skip)
+    .limit(page.limit);
 }
 
 export async function updateFunction(

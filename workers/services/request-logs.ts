@@ -188,3 +188,30 @@ export async function requestLogStats(db: Database, filter: RequestLogFilter): P
     ),
   };
 }
+
+/** Rows the purge deletes per statement, and statements per tick: up to 50,000 rows a minute. */
+const PURGE_BATCH_SIZE = 5_000;
+const PURGE_MAX_BATCHES = 10;
+
+/**
+ * Deletes request-log rows older than `retentionDays` (none when 0) in bounded batches; returns how many went.
+ * Run by the cron tick: every request adds a row, so without it the table only grows.
+ */
+export async function purgeOldRequestLogs(db: Database, retentionDays: number): Promise<number> {
+  if (retentionDays <= 0) return 0;
+  let purged = 0;
+  for (let batch = 0; batch < PURGE_MAX_BATCHES; batch++) {
+    const result = await db.execute<{ purged: number }>(sql`
+      with gone as (
+        delete from ${requestLogs} where ${requestLogs.requestId} in (
+          select ${requestLogs.requestId} from ${requestLogs}
+          where ${requestLogs.timestamp} < now() - make_interval(secs => ${retentionDays * 86_400})
+          limit ${PURGE_BATCH_SIZE})
+        returning 1)
+      select count(*)::int as purged from gone`);
+    const deleted = Number(result.rows[0]?.purged ?? 0);
+    purged += deleted;
+    if (deleted < PURGE_BATCH_SIZE) break;
+  }
+  return purged;
+}

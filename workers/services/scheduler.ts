@@ -1,8 +1,10 @@
 /**
  * @module The Cron Trigger tick (every minute): records the tick in Redis (health, /scheduler/status),
- * runs the due schedules (schedule-dispatch.ts) and reclaims expired states. Each step's failure is
+ * runs the due schedules (schedule-dispatch.ts), reclaims expired states and drops request-log rows past their
+ * retention (REQUEST_LOG_RETENTION_DAYS). Each step's failure is
  * logged and does not stop the others.
  */
+import { purgeOldRequestLogs } from "./request-logs";
 import { runDueSchedules } from "./schedule-dispatch";
 import type { Services } from "./services";
 import { purgeExpiredStates } from "./states";
@@ -26,6 +28,11 @@ export async function runCronTick(services: Services, scheduledTime: Date): Prom
   ]);
   // Expired states are already invisible to the API; this only reclaims their rows (D-38).
   results.push(await step("purging expired states", () => purgeExpiredStates(services.db())));
+  results.push(
+    await step("purging old request logs", () =>
+      purgeOldRequestLogs(services.db(), services.config.REQUEST_LOG_RETENTION_DAYS),
+    ),
+  );
   if (results.includes(false)) throw new Error("cron tick: a step failed (see the log above)");
 }
 

@@ -1,12 +1,13 @@
 /**
  * @module Users (sinas-spec §1.13, §4): lookup, creation with a default group, deletion per D-18.
  */
-import { and, asc, count, eq, inArray, sql } from "drizzle-orm";
+import { and, asc, count, eq, inArray, ne, sql } from "drizzle-orm";
 import type { Database, DbOrTx } from "../db/client";
 import { isUniqueViolation } from "../db/errors";
 import {
   agents,
   functions,
+  functionVersions,
   groupMembers,
   groups,
   scheduledJobs,
@@ -122,7 +123,13 @@ export async function getOrCreateUser(db: Database, email: string, groupName: st
 }
 
 export async function listUsers(db: Database, page: { skip: number; limit: number }): Promise<User[]> {
-  return db.select().from(users).orderBy(asc(users.createdAt)).offset(page.skip).limit(page.limit);
+  // The id breaks ties, so that pages neither repeat nor skip users created in the same instant.
+  return db
+    .select()
+    .from(users)
+    .orderBy(asc(users.createdAt), asc(users.id))
+    .offset(page.skip)
+    .limit(page.limit);
 }
 
 /** Names of the user's active groups. */
@@ -159,11 +166,19 @@ export async function deleteUser(db: Database, userId: string, callerId: string)
     }),
   );
   const [ownedFunctions, ownedAgents, ownedWebhooks, ownedSchedules] = owned;
-  if (owned.some((total) => total > 0)) {
+  // Versions they saved of other users' functions name them as author (kept, as the history's record).
+  const [authored] = await db
+    .select({ total: count() })
+    .from(functionVersions)
+    .innerJoin(functions, eq(functions.id, functionVersions.functionId))
+    .where(and(eq(functionVersions.createdBy, userId), ne(functions.userId, userId)));
+  const authoredVersions = authored?.total ?? 0;
+  if (owned.some((total) => total > 0) || authoredVersions > 0) {
     throw new AppError(
       "CONFLICT",
       `User '${user.email}' still owns ${ownedFunctions} functions, ${ownedAgents} agents, ${ownedWebhooks} webhooks ` +
-        `and ${ownedSchedules} schedules; delete or reassign them first`,
+        `and ${ownedSchedules} schedules, and authored ${authoredVersions} versions of other users' functions; ` +
+        "delete or reassign them first",
     );
   }
   await db.delete(users).where(eq(users.id, userId));
