@@ -12,6 +12,7 @@ import {
   startChatStack,
   stopChatStack,
   streamMessage,
+  toolNames,
   toolResults,
   type WireFormat,
 } from "../helpers/chat";
@@ -216,5 +217,35 @@ describe("which agent a call_agent tool runs (§5.8)", () => {
     ]);
     expect(alpha.id).not.toBe(beta.id);
     expect(await chatTitles(admin)).not.toContain("Sub-chat: alpha");
+  });
+});
+
+describe("function tools and the sender's credential (§3.4)", () => {
+  it("offers a turn sent with an API key only the functions the key may execute", async () => {
+    await createFunction(stack, admin, pythonFunction("ledger", '    return {"ok": True}'));
+    await createAgent(stack, admin, {
+      name: "bookkeeper",
+      enabled_functions: ["default/ledger"],
+      llm_provider_id: providers.openai,
+    });
+    const readOnly = await keyCaller(admin, { "sinas.agents.default.bookkeeper.read:own": true });
+    const runner = await keyCaller(admin, {
+      "sinas.agents.default.bookkeeper.read:own": true,
+      "sinas.functions.default.ledger.execute:own": true,
+    });
+    const offeredTo = async (caller: Caller) => {
+      const opened = await api(stack, caller, "POST", "/agents/default/bookkeeper/chats", {});
+      expect(opened.status, JSON.stringify(opened.body)).toBe(200);
+      fake.reset();
+      fake.script({ content: "ok" });
+      const chat = (opened.body as { id: string }).id;
+      expect((await api(stack, caller, "POST", `/chats/${chat}/messages`, { content: "hi" })).status).toBe(
+        200,
+      );
+      return toolNames(fake.requests[0] as never);
+    };
+    expect(await offeredTo(readOnly)).toEqual([]);
+    expect(await offeredTo(runner)).toEqual(["default__ledger"]);
+    expect(await offeredTo(admin)).toEqual(["default__ledger"]);
   });
 });

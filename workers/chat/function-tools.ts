@@ -6,6 +6,8 @@
  */
 import { and, eq, inArray, or } from "drizzle-orm";
 import type { RunState } from "../../durable-objects/execution-run";
+import { permissions } from "../auth/catalogue";
+import { checkPermission, type Scope } from "../auth/permissions";
 import { functions, groupMembers, type JsonObject, type StoredFunction } from "../db/schema";
 import { untilAborted } from "../lib/abort";
 import { AppError } from "../lib/errors";
@@ -73,7 +75,24 @@ export function functionToolInput(args: JsonObject, prefilled: JsonObject): Json
   return { ...args, ...prefilled };
 }
 
-/** The agent's function tools, in `enabled_functions` order; missing, inactive or foreign functions are skipped. */
+/**
+ * Whether the turn's credential may run `fn`: a turn sent with an API key runs only what the key may execute,
+ * as `POST /functions/{ns}/{name}/execute` asks (§3.4); a JWT sender runs the functions of D-27.
+ */
+function credentialMayRun(ctx: ToolContext, fn: StoredFunction): boolean {
+  const keyPermissions = ctx.apiKeyPermissions;
+  if (!keyPermissions) return true;
+  // The query offers the user's own functions and those of their active groups only (D-27).
+  const scopes: Scope[] = fn.userId === ctx.user.id ? ["all", "own"] : ["all", "group"];
+  return scopes.some((scope) =>
+    checkPermission(keyPermissions, permissions.functionExecute(fn.namespace, fn.name, scope)),
+  );
+}
+
+/**
+ * The agent's function tools, in `enabled_functions` order; missing, inactive or foreign functions are skipped,
+ * and so are those the sender's API key may not execute.
+ */
 export async function offerFunctionTools(ctx: ToolContext): Promise<OfferedTool[]> {
   const refs = new Map<string, FunctionRef>();
   for (const entry of ctx.agent.enabledFunctions) {
@@ -104,7 +123,7 @@ export async function offerFunctionTools(ctx: ToolContext): Promise<OfferedTool[
   const byRef = new Map(rows.map((row) => [`${row.namespace}/${row.name}`, row]));
   return [...refs.values()].flatMap((ref): OfferedTool[] => {
     const fn = byRef.get(ref.ref);
-    if (!fn) return [];
+    if (!fn || !credentialMayRun(ctx, fn)) return [];
     const prefilled = prefillFor(ctx.agent.functionParameters, ref.ref, ctx.agentInput);
     return [
       {
