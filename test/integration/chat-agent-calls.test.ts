@@ -12,6 +12,7 @@ import {
   startChatStack,
   stopChatStack,
   streamMessage,
+  systemText,
   toolNames,
   toolResults,
   type WireFormat,
@@ -247,5 +248,68 @@ describe("function tools and the sender's credential (§3.4)", () => {
     expect(await offeredTo(readOnly)).toEqual([]);
     expect(await offeredTo(runner)).toEqual(["default__ledger"]);
     expect(await offeredTo(admin)).toEqual(["default__ledger"]);
+  });
+});
+
+describe("state tools and the sender's credential (§3.4)", () => {
+  it("holds a turn sent with an API key to the key's states grants: tools and stored context", async () => {
+    await createAgent(stack, admin, {
+      name: "keeper",
+      system_prompt: "Keeper.",
+      state_namespaces_readwrite: ["diary"],
+      llm_provider_id: providers.openai,
+    });
+    const stored = await api(stack, admin, "POST", "/states", {
+      namespace: "diary",
+      key: "secret",
+      value: { code: "4711" },
+    });
+    expect(stored.status, JSON.stringify(stored.body)).toBe(200);
+    const turnOf = async (caller: Caller) => {
+      const opened = await api(stack, caller, "POST", "/agents/default/keeper/chats", {});
+      expect(opened.status, JSON.stringify(opened.body)).toBe(200);
+      fake.reset();
+      fake.script(
+        {
+          tool_calls: [
+            { id: "r1", name: "retrieve_context", arguments: '{"namespace":"diary","key":"secret"}' },
+            {
+              id: "w1",
+              name: "save_context",
+              arguments: '{"namespace":"diary","key":"new","value":{"a":1}}',
+            },
+          ],
+        },
+        { content: "done" },
+      );
+      const chat = (opened.body as { id: string }).id;
+      expect((await api(stack, caller, "POST", `/chats/${chat}/messages`, { content: "go" })).status).toBe(
+        200,
+      );
+      await api(stack, admin, "DELETE", `/states/${await stateIdOf("new")}`);
+      return { system: systemText(fake.requests[0] as never) ?? "", results: resultsOf(fake.requests[1]) };
+    };
+    const stateIdOf = async (key: string) =>
+      (
+        (await api(stack, admin, "GET", `/states?namespace=diary`)).body as { id: string; key: string }[]
+      ).find((row) => row.key === key)?.id ?? "none";
+
+    const bare = await turnOf(await keyCaller(admin, { "sinas.agents.default.keeper.read:own": true }));
+    expect(bare.system).toBe("Keeper.");
+    expect(bare.results).toEqual([
+      { error: "Not authorized: this chat's API key does not grant sinas.states.get:own" },
+      { error: "Not authorized: this chat's API key does not grant sinas.states.post:own" },
+    ]);
+
+    const granted = await turnOf(
+      await keyCaller(admin, {
+        "sinas.agents.default.keeper.read:own": true,
+        "sinas.states.get:own": true,
+        "sinas.states.post:own": true,
+      }),
+    );
+    expect(granted.system).toContain('"code": "4711"');
+    expect(granted.results[0]).toMatchObject({ success: true, count: 1 });
+    expect(granted.results[1]).toMatchObject({ success: true });
   });
 });

@@ -38,7 +38,14 @@ export interface ConversationRequest {
   agent: Agent;
   /** The chat's user: stored context is what this user may see. */
   userId: string;
+  /**
+   * Which of those states the turn's credential may read (an API key's own grants): `group` (default) adds
+   * the group-visible ones to the user's own; `none` injects no stored context.
+   */
+  contextScope?: ContextScope;
 }
+
+export type ContextScope = "group" | "own" | "none";
 
 /** One stored-context entry, value already decrypted. */
 export interface ContextEntry {
@@ -158,9 +165,14 @@ export function toLlmMessage(message: Message): LlmMessage {
  * The states injected as stored context (§5.3 D.1c, §8.2): in the agent's read-only or read-write namespaces,
  * not expired, the user's own or group-visible in one of the user's active groups; most relevant first.
  */
-export async function loadContextStates(db: DbOrTx, agent: Agent, userId: string): Promise<State[]> {
+export async function loadContextStates(
+  db: DbOrTx,
+  agent: Agent,
+  userId: string,
+  scope: ContextScope = "group",
+): Promise<State[]> {
   const namespaces = [...new Set([...agent.stateNamespacesReadonly, ...agent.stateNamespacesReadwrite])];
-  if (namespaces.length === 0) return [];
+  if (namespaces.length === 0 || scope === "none") return [];
   const userGroups = db
     .select({ id: groupMembers.groupId })
     .from(groupMembers)
@@ -172,10 +184,12 @@ export async function loadContextStates(db: DbOrTx, agent: Agent, userId: string
       and(
         inArray(states.namespace, namespaces),
         or(isNull(states.expiresAt), gt(states.expiresAt, sql`now()`)),
-        or(
-          eq(states.userId, userId),
-          and(eq(states.visibility, "group"), inArrayOf(states.groupId, userGroups)),
-        ),
+        scope === "own"
+          ? eq(states.userId, userId)
+          : or(
+              eq(states.userId, userId),
+              and(eq(states.visibility, "group"), inArrayOf(states.groupId, userGroups)),
+            ),
       ),
     )
     .orderBy(desc(states.relevanceScore), desc(states.updatedAt))
@@ -225,11 +239,14 @@ export async function storedWith(first: FirstRoundMessages): Promise<Message[]> 
  */
 export async function buildConversation(
   services: PromptServices,
-  { chat, agent, userId }: ConversationRequest,
+  { chat, agent, userId, contextScope }: ConversationRequest,
   storedMessages: Promise<Message[]>,
 ): Promise<LlmMessage[]> {
   const db = services.db();
-  const [contextStates, stored] = await Promise.all([loadContextStates(db, agent, userId), storedMessages]);
+  const [contextStates, stored] = await Promise.all([
+    loadContextStates(db, agent, userId, contextScope),
+    storedMessages,
+  ]);
   const entries = await Promise.all(contextStates.map((state) => toContextEntry(services, state)));
   const system = systemContent(
     agent,

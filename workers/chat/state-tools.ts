@@ -5,6 +5,7 @@
  * writes and deletes to read-write ones, reads to read-only plus read-write ones.
  */
 import { and, asc, desc, eq, gt, ilike, inArray, isNull, or, type SQL, sql } from "drizzle-orm";
+import { checkPermission } from "../auth/permissions";
 import { inArrayOf } from "../db/conditions";
 import { isUniqueViolation } from "../db/errors";
 import { groupMembers, type JsonObject, type State, type StateVisibility, states } from "../db/schema";
@@ -61,6 +62,22 @@ export async function offerStateTools(ctx: ToolContext): Promise<OfferedTool[]> 
   return stateToolDefinitions(namespaces, available).map((definition) => ({ definition, kind: "state" }));
 }
 
+/** The states action each tool takes, as the states API names it. */
+const TOOL_ACTIONS: Record<string, "get" | "post" | "put" | "delete"> = {
+  retrieve_context: "get",
+  save_context: "post",
+  update_context: "put",
+  delete_context: "delete",
+};
+
+/**
+ * Whether the turn's credential grants `action` on states at `scope`: a turn sent with an API key acts within
+ * the key's own permissions, as the states API would hold that key (§3.4); a JWT sender's tools act as §8.3 says.
+ */
+function credentialGrants(ctx: ToolContext, action: string, scope: "own" | "group"): boolean {
+  return !ctx.apiKeyPermissions || checkPermission(ctx.apiKeyPermissions, `sinas.states.${action}:${scope}`);
+}
+
 /** Runs a state tool call as the chat user. */
 export async function runStateTool(ctx: ToolContext, tool: string, args: JsonObject): Promise<unknown> {
   if (!(STATE_TOOL_NAMES as readonly string[]).includes(tool))
@@ -68,6 +85,10 @@ export async function runStateTool(ctx: ToolContext, tool: string, args: JsonObj
   const namespaces = agentNamespaces(ctx.agent);
   const denial = namespaceDenial(tool, args, namespaces);
   if (denial) return denial;
+  const action = TOOL_ACTIONS[tool] as string;
+  const scope = tool === "save_context" && args.visibility === "group" ? "group" : "own";
+  if (!credentialGrants(ctx, action, scope))
+    return { error: `Not authorized: this chat's API key does not grant sinas.states.${action}:${scope}` };
   if (tool === "retrieve_context") return retrieveContext(ctx, args, readableNamespaces(namespaces));
   // Past the denial, the namespace is one of the read-write ones.
   const key = args.key;
@@ -98,11 +119,11 @@ function retrieveLimit(value: unknown): number {
 
 async function retrieveContext(ctx: ToolContext, args: JsonObject, readable: string[]): Promise<unknown> {
   const { services } = ctx;
-  const conditions: (SQL | undefined)[] = [
-    notExpired(),
-    visibleTo(services, ctx.user.id),
-    inArray(states.namespace, readable),
-  ];
+  // Group-visible states only when the credential may read them (an API key without get:group: its own).
+  const visible = credentialGrants(ctx, "get", "group")
+    ? visibleTo(services, ctx.user.id)
+    : eq(states.userId, ctx.user.id);
+  const conditions: (SQL | undefined)[] = [notExpired(), visible, inArray(states.namespace, readable)];
   const text = (name: string): string | undefined => {
     const value = args[name];
     return typeof value === "string" && value !== "" ? value : undefined;

@@ -4,6 +4,8 @@
  * happens. Knows nothing of HTTP or of Durable Objects: it reports progress through `emit` and stops when
  * `signal` aborts. The ChatSession object runs it and logs what it emits.
  */
+
+import { checkPermission } from "../auth/permissions";
 import type {
   Agent,
   Chat,
@@ -24,7 +26,13 @@ import type { TakeAgentCall } from "./agent-tools";
 import type { ChatEvent, TurnEndStatus } from "./events";
 import type { ChatHistory } from "./history";
 import { completeReply, type StartedCall, startCall, streamReply } from "./model-call";
-import { buildConversation, type FirstRoundMessages, responseFormatFor, storedWith } from "./prompt";
+import {
+  buildConversation,
+  type ContextScope,
+  type FirstRoundMessages,
+  responseFormatFor,
+  storedWith,
+} from "./prompt";
 import {
   approvalNeeded,
   assembleTools,
@@ -144,14 +152,26 @@ export async function prepareTurn(setup: TurnSetup, first?: FirstRoundMessages):
 
 /** The conversation in universal content; each adapter converts it for its wire format. */
 function buildConversationFor(
-  setup: Pick<TurnSetup, "services" | "chat" | "agent" | "user" | "history">,
+  setup: Pick<TurnSetup, "services" | "chat" | "agent" | "user" | "history" | "apiKeyPermissions">,
   first?: FirstRoundMessages,
 ) {
   return buildConversation(
     setup.services,
-    { chat: setup.chat, agent: setup.agent, userId: setup.user.id },
+    {
+      chat: setup.chat,
+      agent: setup.agent,
+      userId: setup.user.id,
+      contextScope: contextScopeOf(setup.apiKeyPermissions),
+    },
     first ? storedWith(first) : setup.history.read(setup.services.statementDb()),
   );
+}
+
+/** The stored context a turn's credential may read: an API key's `sinas.states.get` grants (§3.4). */
+function contextScopeOf(keyPermissions: PermissionMap | undefined): ContextScope {
+  if (!keyPermissions) return "group";
+  if (checkPermission(keyPermissions, "sinas.states.get:group")) return "group";
+  return checkPermission(keyPermissions, "sinas.states.get:own") ? "own" : "none";
 }
 
 /** The model call of `round`. */
