@@ -10,6 +10,7 @@ import { DurableObject } from "cloudflare:workers";
 import { agentCallBudget } from "../workers/chat/agent-tools";
 import type { ChatEvent, LoggedEvent } from "../workers/chat/events";
 import { ChatHistory } from "../workers/chat/history";
+import { agentInputOf } from "../workers/chat/prompt";
 import {
   type ApprovalResume,
   type PreparedTurn,
@@ -21,7 +22,7 @@ import {
 } from "../workers/chat/turn";
 import type { Env } from "../workers/env";
 import { AppError } from "../workers/lib/errors";
-import { toMessageResponse } from "../workers/services/chats";
+import { ensureInputRenders, toMessageResponse } from "../workers/services/chats";
 import { createServices, type Services } from "../workers/services/services";
 import { type Decision, decisionAnswer, recordDecisions } from "./chat-approvals";
 import { ChunkCoalescer } from "./chat-coalescer";
@@ -251,6 +252,9 @@ export class ChatSession extends DurableObject<Env> {
     const claim = this.#slot.claim();
     try {
       const subjects = await loadTurnSubjects(this.#services(), request.chatId, request.userId, "approve");
+      // A continuation renders the agent's templates: one that cannot (the agent changed since) must not
+      // consume the decision (a 400 now, the decision still open once the agent is fixed).
+      ensureInputRenders(subjects.agent, agentInputOf(subjects.chat));
       return await decide(claim, subjects);
     } catch (error) {
       return failureOf(error);
@@ -380,9 +384,9 @@ export class ChatSession extends DurableObject<Env> {
   // ------------------------------------------------------------------------------------------ viewers
 
   /** `GET /stream?format=sinas|ui&after=N` and `GET /ws?after=N` (see ChatViewers). */
-  /** A WebSocket viewer (`/ws?after=N`); the stream routes use `openStream`. */
+  /** A WebSocket viewer (`/ws?after=N`); the stream routes use `openStream` (see ChatViewers.serve). */
   override async fetch(request: Request): Promise<Response> {
-    return this.#viewers.serveSocket(request);
+    return this.#viewers.serve(request, this.#slot.turnId);
   }
 
   /** A turn's stream as a viewer asked for it (resume, second viewer): see ChatViewers.openStream. */

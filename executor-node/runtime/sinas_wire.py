@@ -63,8 +63,9 @@ def truncate_text(text, limit=MAX_FIELD_BYTES):
 
 
 def json_size(value):
-    """UTF-8 bytes of a JSON-able value's JSON, and that JSON (not ASCII-escaped)."""
-    text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    """UTF-8 bytes of a JSON-able value's compact JSON, and that JSON (not ASCII-escaped): what the executor and
+    the API count (JSON.stringify: no spaces after `,` and `:`)."""
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     return len(text.encode("utf-8", "replace")), text
 
 

@@ -617,7 +617,7 @@ describe("agent templates (D-24)", () => {
     await createAgent(stack, admin, {
       name: "templated",
       llm_provider_id: providers.openai,
-      system_prompt: "Team {{ namespace }}{% for i in range(count) %}.{% endfor %} {{ owner | upper }}",
+      system_prompt: "Team {{ team }}{% for i in range(count) %}.{% endfor %} {{ owner | upper }} {{ none }}",
       enabled_functions: ["default/forecast"],
       function_parameters: { "default/forecast": { city: "{{ city | upper }}" } },
     });
@@ -625,26 +625,26 @@ describe("agent templates (D-24)", () => {
       api(stack, admin, "POST", "/agents/default/templated/chats", { input });
     const before = ((await api(stack, admin, "GET", "/chats")).body as unknown[]).length;
     // A filter on a missing field, a range too long: the template's error, and no chat.
-    const missing = await create({ namespace: "sales", count: 1, city: "paris" });
+    const missing = await create({ team: "sales", count: 1, city: "paris" });
     expect(missing.status).toBe(400);
     expect(missing.body).toMatchObject({ message: expect.stringContaining("system_prompt") });
-    const long = await create({ namespace: "sales", count: 5_000_000, owner: "ada", city: "paris" });
+    const long = await create({ team: "sales", count: 5_000_000, owner: "ada", city: "paris" });
     expect(long.status).toBe(400);
     expect(long.body).toMatchObject({ message: expect.stringContaining("range()") });
-    const noCity = await create({ namespace: "sales", count: 1, owner: "ada" });
+    const noCity = await create({ team: "sales", count: 1, owner: "ada" });
     expect(noCity.status).toBe(400);
     expect(noCity.body).toMatchObject({ message: expect.stringContaining("default/forecast") });
     expect(((await api(stack, admin, "GET", "/chats")).body as unknown[]).length).toBe(before);
-    const huge = await create({ namespace: "x".repeat(300 * 1024), count: 1, owner: "ada", city: "x" });
+    const huge = await create({ team: "x".repeat(300 * 1024), count: 1, owner: "ada", city: "x" });
     expect(huge.status).toBe(413);
 
-    // `namespace` (a global of the template library) is an input name like any other.
+    // `none` (a global of the template library) is an input name like any other.
     const chat = await createChat(stack, admin, "templated", {
-      input: { namespace: "sales", count: 2, owner: "ada", city: "paris" },
+      input: { team: "sales", count: 2, owner: "ada", city: "paris", none: "!" },
     });
     fake.script({ content: "hi" });
     await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "hello" });
-    expect(systemText(fake.requests[0] as never)).toBe("Team sales.. ADA");
+    expect(systemText(fake.requests[0] as never)).toBe("Team sales.. ADA !");
 
     // The agent changes so that the chat's input no longer renders its parameters: the turn fails clearly,
     // and the model is never offered the function with its locked city unlocked.
@@ -659,6 +659,38 @@ describe("agent templates (D-24)", () => {
       message: expect.stringContaining("function_parameters for 'default/forecast'"),
     });
     expect(fake.requests).toEqual([]);
+  });
+  it("does not consume an approval whose continuation cannot render the agent's templates", async () => {
+    await createAgent(stack, admin, {
+      name: "gated",
+      llm_provider_id: providers.openai,
+      enabled_functions: ["default/wire"],
+      function_parameters: { "default/wire": { note: "{{ city }}" } },
+    });
+    const chat = await createChat(stack, admin, "gated", { input: { city: "paris" } });
+    fake.script({ tool_calls: [{ id: "gate1", name: "default__wire", arguments: '{"amount":1}' }] });
+    const paused = await streamMessage(stack, admin, chat, "wire it");
+    expect(
+      paused.events.some(
+        (event) => event.event === "message" && JSON.stringify(event.data).includes("approval"),
+      ),
+    ).toBe(true);
+    const setNote = async (note: string) =>
+      expect(
+        (
+          await api(stack, admin, "PUT", "/api/v1/agents/default/gated", {
+            function_parameters: { "default/wire": { note } },
+          })
+        ).status,
+      ).toBe(200);
+    await setNote("{{ region | upper }}");
+    const refused = await api(stack, admin, "POST", `/chats/${chat}/approve-tool/gate1`, { approved: true });
+    expect(refused.status).toBe(400);
+    await setNote("{{ city | upper }}");
+    fake.script({ content: "sent" });
+    const approved = await api(stack, admin, "POST", `/chats/${chat}/approve-tool/gate1`, { approved: true });
+    expect(approved.status, JSON.stringify(approved.body)).toBe(200);
+    expect(toolResults(fake.requests.at(-1) as never)[0]?.content).toEqual({ amount: 1, note: "PARIS" });
   });
 });
 

@@ -86,6 +86,15 @@ describe("system prompt (D-24)", () => {
   it("keeps the prompt as written without an input; a template error is an error, not the raw template", () => {
     expect(renderSystemPrompt("You help {{ customer }}.", null)).toBe("You help {{ customer }}.");
     expect(() => renderSystemPrompt("Broken {% if %}", { a: 1 })).toThrow("system_prompt");
+    // Input names shadow the engine's globals, but `namespace` is refused where a template uses it: the engine
+    // declares its own namespace() again in every loop and macro scope, which would hide the input there.
+    expect(renderSystemPrompt("{{ range }} {{ true }}", { range: "r", true: "t", namespace: "n" })).toBe(
+      "r t",
+    );
+    expect(() =>
+      renderSystemPrompt("{% for i in items %}{{ namespace }}{% endfor %}", { namespace: "n", items: [1] }),
+    ).toThrow("reserved");
+    expect(renderSystemPrompt("{{ strftime_now('%Y') }}", { a: 1 })).toMatch(/^\d{4}$/);
     expect(renderSystemPrompt(null, { a: 1 })).toBe("");
   });
 

@@ -4,8 +4,9 @@
  *
  * Templates are written by agent authors but rendered with a chat's input, so rendering is bounded: `range()`
  * yields at most `MAX_RANGE_ITEMS` numbers and the output may hold at most `MAX_RENDERED_CHARS` characters.
- * The input's keys may be any names, as in Python's Jinja: they shadow the globals (`range`, `namespace`,
- * `true`...), which the library's own `render` refuses ("Variable already declared").
+ * The input's keys may be any names, as in Python's Jinja: they shadow the globals (`range`, `true`...), which
+ * the library's own `render` refuses ("Variable already declared"); only `namespace` is refused where a template
+ * uses it (see renderTemplate).
  */
 import { Environment, Interpreter, Template } from "@huggingface/jinja";
 import { messageOf } from "./errors";
@@ -23,8 +24,41 @@ function boundedRange(start: number, stop?: number, step = 1): number[] {
   return Array.from({ length: count }, (_, index) => from + index * step);
 }
 
-/** The library's globals (its `setupGlobals`), with a bounded `range` and without the server's clock. */
+const MONTHS = [
+  "January",
+  "February",
+  "March",
+  "April",
+  "May",
+  "June",
+  "July",
+  "August",
+  "September",
+  "October",
+  "November",
+  "December",
+];
+
+/** `strftime_now(format)`: the current UTC time with `%Y %m %d %H %M %b %B %%`, as the library offers it. */
+function strftimeNow(format: string): string {
+  const now = new Date();
+  const pad = (value: number) => String(value).padStart(2, "0");
+  const fields: Record<string, string> = {
+    Y: String(now.getUTCFullYear()),
+    m: pad(now.getUTCMonth() + 1),
+    d: pad(now.getUTCDate()),
+    H: pad(now.getUTCHours()),
+    M: pad(now.getUTCMinutes()),
+    b: (MONTHS[now.getUTCMonth()] as string).slice(0, 3),
+    B: MONTHS[now.getUTCMonth()] as string,
+    "%": "%",
+  };
+  return String(format).replace(/%([YmdHMbB%])/g, (_, field: string) => fields[field] as string);
+}
+
+/** The library's globals (its `setupGlobals`), with a bounded `range`. */
 const GLOBALS: [string, unknown][] = [
+  ["strftime_now", strftimeNow],
   ["false", false],
   ["true", true],
   ["none", null],
@@ -60,8 +94,16 @@ export function templateSyntaxError(source: string): string | null {
   }
 }
 
-/** Renders `source` with `variables`; throws on a syntax or render error. Undefined variables render empty. */
+/**
+ * Renders `source` with `variables`; throws on a syntax or render error. Undefined variables render empty.
+ * An input named `namespace` is refused where the template uses that name: the library declares its own
+ * `namespace()` in every loop and macro scope, which would hide the input there without a word.
+ */
 export function renderTemplate(source: string, variables: Record<string, unknown>): string {
+  if (Object.hasOwn(variables, "namespace") && /\bnamespace\b/.test(source))
+    throw new Error(
+      "the input name 'namespace' is reserved in templates (the engine's namespace()); rename it",
+    );
   const result = new Interpreter(scopeOf(variables)).run(new Template(source).parsed);
   const text = String(result.value ?? "");
   if (text.length > MAX_RENDERED_CHARS)

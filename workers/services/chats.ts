@@ -128,7 +128,7 @@ function ensureValidInput(agent: Agent, input: JsonObject | null | undefined): v
  * D-24: the input is what the agent's templates render with for the chat's whole life, so an input they cannot
  * render (a filter on a missing field, a loop too long) is refused now, with the template's error.
  */
-function ensureInputRenders(agent: Agent, input: JsonObject | null | undefined): void {
+export function ensureInputRenders(agent: Agent, input: JsonObject | null | undefined): void {
   if (!isNonEmpty(input)) return;
   renderSystemPrompt(agent.systemPrompt, input);
   for (const ref of Object.keys(agent.functionParameters ?? {}))

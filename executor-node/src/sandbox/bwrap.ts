@@ -170,11 +170,12 @@ export function createBwrapDriver(options: BwrapDriverOptions): SandboxDriver {
     for (const path of etc) args.push("--ro-bind-try", path, path);
     const tmpfsBytes = String(spec.limits.tmpfsMb * 1024 * 1024);
     // bwrap's /dev and /dev/shm are tmpfs without a size: writable, they would let user code fill the host's
-    // memory. /dev/shm gets the /tmp cap (or, without `--size`, stays a read-only folder of /dev), and /dev
-    // is remounted read-only (its device nodes still work: read-only applies to the folder, not the devices).
+    // memory. /dev/shm gets the /tmp cap and /dev is remounted read-only (its device nodes still work:
+    // read-only applies to the folder, not the devices).
     args.push("--dev", "/dev");
-    if (found.size) args.push("--size", tmpfsBytes, "--tmpfs", "/dev/shm");
-    args.push("--remount-ro", "/dev");
+    // Without `--size` (bwrap < 0.5) /tmp is uncapped as well, so a read-only /dev would only break what needs
+    // a writable /dev/shm (Python's multiprocessing locks) and bound nothing.
+    if (found.size) args.push("--size", tmpfsBytes, "--tmpfs", "/dev/shm", "--remount-ro", "/dev");
     args.push("--proc", "/proc");
     if (found.size) args.push("--size", tmpfsBytes);
     args.push("--tmpfs", "/tmp");
