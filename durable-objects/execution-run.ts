@@ -401,33 +401,40 @@ export class ExecutionRun extends DurableObject<Env> {
     const stream = new TransformStream<Uint8Array, Uint8Array>();
     const writer = stream.writable.getWriter();
     const flush = async (): Promise<boolean> => {
+      // The state before the lines: a callback appends its lines before it ends the run, so a run read as
+      // ended has every line in the snapshot below (read after, the last lines could follow the `end`).
+      const state = this.#store.state(executionId);
       for (const line of this.#store.logsAfter(executionId, after)) {
         after = line.seq;
         const data = JSON.stringify({ stream: line.stream, text: line.text, at: line.at });
         await writer.write(encoder.encode(`id: ${line.seq}\nevent: log\ndata: ${data}\n\n`));
       }
-      const state = this.#store.state(executionId);
       if (state?.status === "running") return false;
       const status = state?.status ?? "unknown";
       await writer.write(encoder.encode(`event: end\ndata: ${JSON.stringify({ status })}\n\n`));
       return true;
     };
+    let listener = () => {};
     const nextLine = () =>
       new Promise<void>((resolve) => {
         const listeners = this.#logListeners.get(executionId) ?? new Set();
         this.#logListeners.set(executionId, listeners);
+        listener = resolve;
         listeners.add(resolve);
       });
     const pump = async () => {
       try {
-        let done = await flush();
-        while (!done) {
-          await nextLine();
-          done = await flush();
+        // Listening starts before each flush: lines appended while it writes to a slow client wake the next one.
+        for (;;) {
+          const appended = nextLine();
+          if (await flush()) break;
+          await appended;
         }
         await writer.close();
       } catch {
         // The client went away.
+      } finally {
+        this.#logListeners.get(executionId)?.delete(listener);
       }
     };
     void pump();

@@ -255,6 +255,11 @@ describe("S18 schedules", () => {
       cron_expression: YEARLY,
       input_data: {},
     });
+    // A PATCH with nothing to change changes nothing (only the fields a PATCH names are written).
+    const before = (await api(stack, alice, "GET", "/api/v1/schedules/control")).body;
+    const empty = await api(stack, alice, "PATCH", "/api/v1/schedules/control", {});
+    expect(empty.status, JSON.stringify(empty.body)).toBe(200);
+    expect(empty.body).toEqual(before);
     const off = await api(stack, alice, "PATCH", "/api/v1/schedules/tick", { is_active: false });
     expect(off.status).toBe(200);
     expect(off.body).toMatchObject({ is_active: false, next_run: null });

@@ -213,19 +213,22 @@ export async function updateSchedule(
       cron !== current.cronExpression ||
       timezone !== current.timezone ||
       !current.nextRun);
-  const nextRun = !active ? null : reschedule ? nextRunAfter(cron, timezone, now) : current.nextRun;
+  // Only what the request changes is written: a whole row from `current` would put back a `next_run` the tick
+  // advanced meanwhile (its run then lost or run twice), or the activation another edit just changed.
+  const changes: Partial<typeof scheduledJobs.$inferInsert> = {
+    ...(input.function_namespace != null && { functionNamespace: namespace }),
+    ...(input.function_name != null && { functionName: name }),
+    ...(input.description !== undefined && { description: input.description }),
+    ...(input.cron_expression != null && { cronExpression: cron }),
+    ...(input.timezone != null && { timezone }),
+    ...(input.input_data !== undefined && { inputData: input.input_data }),
+    ...(input.is_active != null && { isActive: active }),
+    ...(!active ? { nextRun: null } : reschedule ? { nextRun: nextRunAfter(cron, timezone, now) } : {}),
+  };
+  if (Object.keys(changes).length === 0) return current;
   const [updated] = await db
     .update(scheduledJobs)
-    .set({
-      functionNamespace: namespace,
-      functionName: name,
-      ...(input.description !== undefined && { description: input.description }),
-      cronExpression: cron,
-      timezone,
-      ...(input.input_data !== undefined && { inputData: input.input_data }),
-      isActive: active,
-      nextRun,
-    })
+    .set(changes)
     .where(eq(scheduledJobs.id, current.id))
     .returning();
   if (!updated) throw new AppError("NOT_FOUND", `Schedule '${current.name}' not found`);
