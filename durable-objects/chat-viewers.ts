@@ -91,7 +91,7 @@ export class ChatViewers {
   serveSocket(request: Request): Response {
     const afterParam = new URL(request.url).searchParams.get("after");
     const after = afterParam === null ? this.log.lastSeq() : Number(afterParam);
-    const beyond = this.#beyondLog(after);
+    const beyond = afterParam === null ? null : this.#beyondLog(after);
     if (beyond) return Response.json(new AppError(beyond.code, beyond.message).toBody(null), { status: 400 });
     const until = Number(request.headers.get(VIEWER_UNTIL_HEADER)) || Number.POSITIVE_INFINITY;
     return this.#acceptSocket(after, until);

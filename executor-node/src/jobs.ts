@@ -9,6 +9,7 @@
  * fails the job as `internal` with pip's message.
  */
 import { randomUUID } from "node:crypto";
+import { messageOf } from "../../workers/lib/errors";
 import {
   type ErrorType,
   type ExecutorEvent,
@@ -139,8 +140,8 @@ export class JobRunner {
     active.timer = setTimeout(() => this.stop(active, "timeout"), timeoutMs);
     void this.run(active)
       .catch((error: unknown) => {
-        this.log(`job ${job.execution_id} failed inside the executor: ${describe(error)}`);
-        this.finish(active, failed("internal", `Executor error: ${describe(error)}`, this.elapsed(active)));
+        this.log(`job ${job.execution_id} failed inside the executor: ${messageOf(error)}`);
+        this.finish(active, failed("internal", `Executor error: ${messageOf(error)}`, this.elapsed(active)));
       })
       .finally(async () => {
         if (active.timer) clearTimeout(active.timer);
@@ -359,12 +360,12 @@ function acquireFailure(error: unknown, elapsed: number): ResultEvent {
   }
   if (error instanceof SandboxDiedError)
     return failed("internal", `Could not start a sandbox: ${error.exit.reason}`, elapsed);
-  return failed("internal", `Could not get a sandbox: ${describe(error)}`, elapsed);
+  return failed("internal", `Could not get a sandbox: ${messageOf(error)}`, elapsed);
 }
 
 function installFailure(error: unknown, elapsed: number): ResultEvent {
   if (error instanceof PackageInstallError) return failed("internal", error.message, elapsed);
-  return failed("internal", `Package installation failed: ${describe(error)}`, elapsed);
+  return failed("internal", `Package installation failed: ${messageOf(error)}`, elapsed);
 }
 
 /** The promise's outcome, or the signal's reason once it fires first. */
@@ -392,9 +393,5 @@ function deathResult(error: unknown, elapsed: number): ResultEvent {
       return failed("memory", "Function ran out of memory (the sandbox was killed)", elapsed);
     return failed("killed", `The sandbox died during the execution: ${error.exit.reason}`, elapsed);
   }
-  return failed("internal", describe(error), elapsed);
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
+  return failed("internal", messageOf(error), elapsed);
 }

@@ -8,6 +8,7 @@ import { and, eq, inArray, or, type SQL } from "drizzle-orm";
 import { accessScope } from "../auth/access";
 import { permissions } from "../auth/catalogue";
 import type { Principal } from "../auth/principal";
+import { isJsonObject } from "../db/json";
 import { type Agent, agents, type JsonObject } from "../db/schema";
 import { untilAborted } from "../lib/abort";
 import type { ToolDefinition } from "../llm/types";
@@ -47,10 +48,6 @@ export function agentToolName(agentName: string): string {
   return `call_agent_${agentName.toLowerCase().replace(/ /g, "_").replace(/-/g, "_")}`;
 }
 
-function isPlainObject(value: unknown): value is JsonObject {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
 /**
  * The tool of one agent: its input schema plus the hidden constant `_agent_id` when the schema has properties,
  * else a required `prompt`.
@@ -61,7 +58,7 @@ export function agentToolDefinition(
   const agentIdProperty = { type: "string", description: "Internal agent identifier", const: agent.id };
   const schemaProperties = agent.inputSchema.properties;
   let parameters: JsonObject;
-  if (isPlainObject(schemaProperties) && Object.keys(schemaProperties).length > 0) {
+  if (isJsonObject(schemaProperties) && Object.keys(schemaProperties).length > 0) {
     parameters = structuredClone(agent.inputSchema);
     parameters.properties = { ...schemaProperties, _agent_id: agentIdProperty };
   } else {

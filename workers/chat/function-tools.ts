@@ -7,14 +7,15 @@
 import { and, eq, inArray, or } from "drizzle-orm";
 import type { RunState } from "../../durable-objects/execution-run";
 import { permissions } from "../auth/catalogue";
-import { checkPermission, type Scope } from "../auth/permissions";
+import type { Scope } from "../auth/permissions";
+import { isJsonObject } from "../db/json";
 import { functions, groupMembers, type JsonObject, type StoredFunction } from "../db/schema";
 import { untilAborted } from "../lib/abort";
 import { AppError } from "../lib/errors";
 import type { ToolDefinition } from "../llm/types";
 import { findActiveFunction, startExecution, timeoutOf, waitForExecution } from "../services/executions";
 import { prefillFor } from "./prefill";
-import type { OfferedTool, ToolContext } from "./tools";
+import { credentialAllows, type OfferedTool, type ToolContext } from "./tools";
 
 export interface FunctionRef {
   /** As written in `enabled_functions`: `ns/name`. */
@@ -35,10 +36,6 @@ export function functionToolName(namespace: string, name: string): string {
   return `${namespace}__${name}`;
 }
 
-function isPlainObject(value: unknown): value is JsonObject {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
-
 /**
  * The tool of one function: its input schema (or `{type: object}`), where each prefilled parameter the schema
  * declares gets that value as `default` and is no longer required. The stored schema is not modified.
@@ -47,13 +44,13 @@ export function functionToolDefinition(
   fn: Pick<StoredFunction, "namespace" | "name" | "description" | "inputSchema">,
   prefilled: JsonObject,
 ): ToolDefinition {
-  const hasSchema = isPlainObject(fn.inputSchema) && Object.keys(fn.inputSchema).length > 0;
+  const hasSchema = isJsonObject(fn.inputSchema) && Object.keys(fn.inputSchema).length > 0;
   const parameters: JsonObject = hasSchema ? structuredClone(fn.inputSchema) : { type: "object" };
   const properties = parameters.properties;
-  if (isPlainObject(properties)) {
+  if (isJsonObject(properties)) {
     for (const [param, value] of Object.entries(prefilled)) {
       const property = properties[param];
-      if (!isPlainObject(property)) continue;
+      if (!isJsonObject(property)) continue;
       properties[param] = { ...property, default: value };
       if (Array.isArray(parameters.required)) {
         parameters.required = parameters.required.filter((required) => required !== param);
@@ -80,12 +77,10 @@ export function functionToolInput(args: JsonObject, prefilled: JsonObject): Json
  * as `POST /functions/{ns}/{name}/execute` asks (§3.4); a JWT sender runs the functions of D-27.
  */
 function credentialMayRun(ctx: ToolContext, fn: StoredFunction): boolean {
-  const keyPermissions = ctx.apiKeyPermissions;
-  if (!keyPermissions) return true;
   // The query offers the user's own functions and those of their active groups only (D-27).
   const scopes: Scope[] = fn.userId === ctx.user.id ? ["all", "own"] : ["all", "group"];
   return scopes.some((scope) =>
-    checkPermission(keyPermissions, permissions.functionExecute(fn.namespace, fn.name, scope)),
+    credentialAllows(ctx, permissions.functionExecute(fn.namespace, fn.name, scope)),
   );
 }
 

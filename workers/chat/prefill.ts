@@ -2,19 +2,17 @@
  * @module Function-parameter prefill (sinas-spec §5.5.3, D-24): an agent's `function_parameters` rendered with a
  * chat's input. Apart from the tools so that chat creation can check an input renders them.
  */
+
+import { isJsonObject } from "../db/json";
 import type { JsonObject } from "../db/schema";
 import { AppError, messageOf } from "../lib/errors";
 import { renderTemplate } from "../lib/jinja";
-
-function isPlainObject(value: unknown): value is JsonObject {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
-}
 
 function renderParameterValue(value: unknown, input: JsonObject): unknown {
   if (typeof value === "string") return renderTemplate(value, input);
   if (Array.isArray(value))
     return value.map((item) => (typeof item === "string" ? renderTemplate(item, input) : item));
-  if (isPlainObject(value)) return renderPrefill(value, input);
+  if (isJsonObject(value)) return renderPrefill(value, input);
   return value;
 }
 
@@ -44,7 +42,7 @@ export function prefillFor(
   agentInput: JsonObject | null,
 ): JsonObject {
   const parameters = functionParameters[ref];
-  if (!isPlainObject(parameters)) return {};
+  if (!isJsonObject(parameters)) return {};
   if (!agentInput || Object.keys(agentInput).length === 0) return parameters;
   try {
     return renderPrefill(parameters, agentInput);

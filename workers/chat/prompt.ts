@@ -6,13 +6,12 @@
  * (D-25), so the model always sees the system prompt and multimodal parts. Provider-specific content conversion
  * is the adapters' job (workers/llm); this module hands them universal parts.
  */
-import { and, desc, eq, gt, inArray, isNull, or, sql } from "drizzle-orm";
+import { and, desc, eq, gt, inArray, isNull, or, type SQL, sql } from "drizzle-orm";
 import type { DbOrTx } from "../db/client";
 import { inArrayOf } from "../db/conditions";
 import {
   type Agent,
   type Chat,
-  groupMembers,
   type JsonObject,
   type JsonSchema,
   type Message,
@@ -25,6 +24,7 @@ import { AppError, messageOf } from "../lib/errors";
 import { renderTemplate } from "../lib/jinja";
 import type { ProviderServices } from "../llm/registry";
 import type { ContentPart, LlmMessage } from "../llm/types";
+import { activeGroupIdsOf } from "../services/grants";
 import { withAnsweredToolCalls } from "./tool-pairing";
 
 /** How many stored-context entries the system message carries at most (§5.3 D.1c). */
@@ -161,6 +161,14 @@ export function toLlmMessage(message: Message): LlmMessage {
   return llmMessage;
 }
 
+/** The user's own states, and with `group` also the group-visible states of their active groups (§8.3). */
+export function visibleStates(userId: string, scope: "own" | "group"): SQL | undefined {
+  const own = eq(states.userId, userId);
+  if (scope === "own") return own;
+  const groupIds = activeGroupIdsOf(sql`${userId}::uuid`);
+  return or(own, and(eq(states.visibility, "group"), inArrayOf(states.groupId, groupIds)));
+}
+
 /**
  * The states injected as stored context (§5.3 D.1c, §8.2): in the agent's read-only or read-write namespaces,
  * not expired, the user's own or group-visible in one of the user's active groups; most relevant first.
@@ -173,10 +181,6 @@ export async function loadContextStates(
 ): Promise<State[]> {
   const namespaces = [...new Set([...agent.stateNamespacesReadonly, ...agent.stateNamespacesReadwrite])];
   if (namespaces.length === 0 || scope === "none") return [];
-  const userGroups = db
-    .select({ id: groupMembers.groupId })
-    .from(groupMembers)
-    .where(and(eq(groupMembers.userId, userId), eq(groupMembers.active, true)));
   return db
     .select()
     .from(states)
@@ -184,12 +188,7 @@ export async function loadContextStates(
       and(
         inArray(states.namespace, namespaces),
         or(isNull(states.expiresAt), gt(states.expiresAt, sql`now()`)),
-        scope === "own"
-          ? eq(states.userId, userId)
-          : or(
-              eq(states.userId, userId),
-              and(eq(states.visibility, "group"), inArrayOf(states.groupId, userGroups)),
-            ),
+        visibleStates(userId, scope),
       ),
     )
     .orderBy(desc(states.relevanceScore), desc(states.updatedAt))

@@ -5,14 +5,15 @@
  * writes and deletes to read-write ones, reads to read-only plus read-write ones.
  */
 import { and, asc, desc, eq, gt, ilike, inArray, isNull, or, type SQL, sql } from "drizzle-orm";
-import { checkPermission } from "../auth/permissions";
-import { inArrayOf } from "../db/conditions";
+import { permissions } from "../auth/catalogue";
 import { isUniqueViolation } from "../db/errors";
+import { isJsonObject } from "../db/json";
 import { groupMembers, type JsonObject, type State, type StateVisibility, states } from "../db/schema";
 import { requireSecret } from "../env";
 import { encryptText } from "../lib/crypto";
 import type { Services } from "../services/services";
 import { stateValue } from "../services/states";
+import { visibleStates } from "./prompt";
 import {
   agentNamespaces,
   DEFAULT_RETRIEVE_LIMIT,
@@ -24,32 +25,16 @@ import {
   type StateKey,
   stateToolDefinitions,
 } from "./state-tool-definitions";
-import type { OfferedTool, ToolContext } from "./tools";
+import { credentialAllows, type OfferedTool, type ToolContext } from "./tools";
 
 const notExpired = (): SQL | undefined => or(isNull(states.expiresAt), gt(states.expiresAt, sql`now()`));
-
-function userGroups(services: Services, userId: string) {
-  return services
-    .db()
-    .select({ groupId: groupMembers.groupId })
-    .from(groupMembers)
-    .where(and(eq(groupMembers.userId, userId), eq(groupMembers.active, true)));
-}
-
-/** Own states, and group-visible states of the user's active groups (§8.3). */
-function visibleTo(services: Services, userId: string): SQL | undefined {
-  return or(
-    eq(states.userId, userId),
-    and(eq(states.visibility, "group"), inArrayOf(states.groupId, userGroups(services, userId))),
-  );
-}
 
 async function availableKeys(services: Services, userId: string): Promise<StateKey[]> {
   return services
     .db()
     .select({ namespace: states.namespace, key: states.key })
     .from(states)
-    .where(and(notExpired(), visibleTo(services, userId)))
+    .where(and(notExpired(), visibleStates(userId, "group")))
     .orderBy(asc(states.namespace), asc(states.key))
     .limit(MAX_LISTED_KEYS);
 }
@@ -70,12 +55,13 @@ const TOOL_ACTIONS: Record<string, "get" | "post" | "put" | "delete"> = {
   delete_context: "delete",
 };
 
-/**
- * Whether the turn's credential grants `action` on states at `scope`: a turn sent with an API key acts within
- * the key's own permissions, as the states API would hold that key (§3.4); a JWT sender's tools act as §8.3 says.
- */
-function credentialGrants(ctx: ToolContext, action: string, scope: "own" | "group"): boolean {
-  return !ctx.apiKeyPermissions || checkPermission(ctx.apiKeyPermissions, `sinas.states.${action}:${scope}`);
+/** Whether the turn's credential grants `action` on states at `scope` (see credentialAllows). */
+function credentialGrants(
+  ctx: ToolContext,
+  action: "get" | "post" | "put" | "delete",
+  scope: "own" | "group",
+) {
+  return credentialAllows(ctx, permissions.states(action, scope));
 }
 
 /** Runs a state tool call as the chat user. */
@@ -85,10 +71,12 @@ export async function runStateTool(ctx: ToolContext, tool: string, args: JsonObj
   const namespaces = agentNamespaces(ctx.agent);
   const denial = namespaceDenial(tool, args, namespaces);
   if (denial) return denial;
-  const action = TOOL_ACTIONS[tool] as string;
+  const action = TOOL_ACTIONS[tool] as "get" | "post" | "put" | "delete";
   const scope = tool === "save_context" && args.visibility === "group" ? "group" : "own";
   if (!credentialGrants(ctx, action, scope))
-    return { error: `Not authorized: this chat's API key does not grant sinas.states.${action}:${scope}` };
+    return {
+      error: `Not authorized: this chat's API key does not grant ${permissions.states(action, scope)}`,
+    };
   if (tool === "retrieve_context") return retrieveContext(ctx, args, readableNamespaces(namespaces));
   // Past the denial, the namespace is one of the read-write ones.
   const key = args.key;
@@ -97,10 +85,6 @@ export async function runStateTool(ctx: ToolContext, tool: string, args: JsonObj
   if (tool === "save_context") return saveContext(ctx, address, args);
   if (tool === "update_context") return updateContext(ctx, address, args);
   return deleteContext(ctx, address);
-}
-
-function isPlainObject(value: unknown): value is JsonObject {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 function isStringList(value: unknown): value is string[] {
@@ -120,9 +104,7 @@ function retrieveLimit(value: unknown): number {
 async function retrieveContext(ctx: ToolContext, args: JsonObject, readable: string[]): Promise<unknown> {
   const { services } = ctx;
   // Group-visible states only when the credential may read them (an API key without get:group: its own).
-  const visible = credentialGrants(ctx, "get", "group")
-    ? visibleTo(services, ctx.user.id)
-    : eq(states.userId, ctx.user.id);
+  const visible = visibleStates(ctx.user.id, credentialGrants(ctx, "get", "group") ? "group" : "own");
   const conditions: (SQL | undefined)[] = [notExpired(), visible, inArray(states.namespace, readable)];
   const text = (name: string): string | undefined => {
     const value = args[name];
@@ -204,7 +186,7 @@ async function isActiveMember(services: Services, userId: string, groupId: strin
 
 async function saveContext(ctx: ToolContext, address: StateKey, args: JsonObject): Promise<unknown> {
   const { services } = ctx;
-  if (!isPlainObject(args.value)) return { error: "value must be a JSON object" };
+  if (!isJsonObject(args.value)) return { error: "value must be a JSON object" };
   if (args.tags !== undefined && args.tags !== null && !isStringList(args.tags))
     return { error: "tags must be a list of strings" };
   const existing = await ownState(ctx, address);
@@ -251,7 +233,7 @@ async function saveContext(ctx: ToolContext, address: StateKey, args: JsonObject
 
 async function updateContext(ctx: ToolContext, address: StateKey, args: JsonObject): Promise<unknown> {
   const { services } = ctx;
-  if ("value" in args && !isPlainObject(args.value)) return { error: "value must be a JSON object" };
+  if ("value" in args && !isJsonObject(args.value)) return { error: "value must be a JSON object" };
   if ("tags" in args && !isStringList(args.tags)) return { error: "tags must be a list of strings" };
   if ("description" in args && args.description !== null && typeof args.description !== "string")
     return { error: "description must be a string" };
@@ -264,7 +246,7 @@ async function updateContext(ctx: ToolContext, address: StateKey, args: JsonObje
   }
   // Only the keys present are set (§8.3).
   const changes: Partial<typeof states.$inferInsert> = { updatedAt: new Date() };
-  if (isPlainObject(args.value)) {
+  if (isJsonObject(args.value)) {
     if (row.encrypted) {
       const secret = requireSecret(services.config, "ENCRYPTION_KEY");
       changes.valueCiphertext = await encryptText(JSON.stringify(args.value), secret);
@@ -277,7 +259,7 @@ async function updateContext(ctx: ToolContext, address: StateKey, args: JsonObje
   return {
     success: true,
     message: `Updated context: ${address.namespace}/${address.key}`,
-    value: isPlainObject(args.value) ? args.value : await stateValue(services, row),
+    value: isJsonObject(args.value) ? args.value : await stateValue(services, row),
   };
 }
 

@@ -8,6 +8,8 @@
  * (§5.5.5) is here.
  */
 import { and, eq, type SQL } from "drizzle-orm";
+import { checkPermission } from "../auth/permissions";
+import { isJsonObject } from "../db/json";
 import {
   type Agent,
   type Chat,
@@ -18,7 +20,7 @@ import {
   type PermissionMap,
 } from "../db/schema";
 import { untilAborted } from "../lib/abort";
-import { AppError } from "../lib/errors";
+import { AppError, messageOf } from "../lib/errors";
 import type { ToolCall, ToolDefinition } from "../llm/types";
 import { findExecution } from "../services/execution-records";
 import { resumeExecution, timeoutOf, waitForExecution } from "../services/executions";
@@ -121,13 +123,17 @@ export function approvalNeeded(
   return { namespace: tool.fn.namespace, name: tool.fn.name };
 }
 
+/**
+ * Whether the turn's credential grants `permission`: a turn sent with an API key acts within the key's own
+ * permissions, as every route holds that key (§3.4); a JWT sender's tools act by the rules of each tool.
+ */
+export function credentialAllows(ctx: Pick<ToolContext, "apiKeyPermissions">, permission: string): boolean {
+  return !ctx.apiKeyPermissions || checkPermission(ctx.apiKeyPermissions, permission);
+}
+
 /** The tool message content of a result: strings as they are, anything else as JSON (§5.4 step 4b). */
 export function toolResultContent(result: unknown): string {
   return typeof result === "string" ? result : JSON.stringify(result ?? null);
-}
-
-export function isJsonObject(value: unknown): value is JsonObject {
-  return typeof value === "object" && value !== null && !Array.isArray(value);
 }
 
 export type ParsedArguments = { ok: true; args: JsonObject } | { ok: false; error: JsonObject };
@@ -156,10 +162,6 @@ function isAbort(error: unknown, signal: AbortSignal | undefined): boolean {
   return signal?.aborted === true || (error instanceof Error && error.name === "AbortError");
 }
 
-function errorMessage(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
 /**
  * Runs one call of the model and returns its result (any JSON value; see `toolResultContent`). Calls to tools
  * that were not offered get `{"error":"Tool not available: N"}` (D-27). Never throws, except an AbortError when
@@ -177,7 +179,7 @@ export async function runToolCall(ctx: ToolContext, tools: OfferedTool[], call: 
   } catch (error) {
     if (isAbort(error, ctx.signal)) throw error;
     console.error(`chat ${ctx.chat.id}: tool ${name} failed:`, error);
-    return { error: errorMessage(error) };
+    return { error: messageOf(error) };
   }
 }
 

@@ -5,7 +5,7 @@
  * `signal` aborts. The ChatSession object runs it and logs what it emits.
  */
 
-import { checkPermission } from "../auth/permissions";
+import { permissions } from "../auth/catalogue";
 import type {
   Agent,
   Chat,
@@ -36,6 +36,7 @@ import {
 import {
   approvalNeeded,
   assembleTools,
+  credentialAllows,
   type OfferedTool,
   runToolCall,
   type ToolContext,
@@ -168,10 +169,10 @@ function buildConversationFor(
 }
 
 /** The stored context a turn's credential may read: an API key's `sinas.states.get` grants (§3.4). */
-function contextScopeOf(keyPermissions: PermissionMap | undefined): ContextScope {
-  if (!keyPermissions) return "group";
-  if (checkPermission(keyPermissions, "sinas.states.get:group")) return "group";
-  return checkPermission(keyPermissions, "sinas.states.get:own") ? "own" : "none";
+function contextScopeOf(apiKeyPermissions: PermissionMap | undefined): ContextScope {
+  const credential = { apiKeyPermissions };
+  if (credentialAllows(credential, permissions.states("get", "group"))) return "group";
+  return credentialAllows(credential, permissions.states("get", "own")) ? "own" : "none";
 }
 
 /** The model call of `round`. */
