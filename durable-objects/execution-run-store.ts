@@ -34,6 +34,8 @@ export interface RunState {
   firstSeq?: number;
   /** The result was too large for this object's row (see `RunStore.save`): it is in Postgres only. */
   resultInDatabase?: boolean;
+  /** The executor running or holding the run (its started event's `executor_url`); absent: EXECUTOR_URL. */
+  executorUrl?: string;
 }
 
 /**
@@ -189,6 +191,17 @@ export class RunStore {
   noteDispatch(executionId: string, at: number): void {
     const kept = this.#unfinished.get(executionId);
     if (kept) this.#unfinished.set(executionId, { ...kept, dispatchedAt: at, roundTripMs: null });
+  }
+
+  /**
+   * Notes which executor runs the run, in memory: the state's next save stores it. False when it is known
+   * already (or the run is over), so that the caller saves only what changed.
+   */
+  noteExecutor(executionId: string, executorUrl: string): boolean {
+    const kept = this.#unfinished.get(executionId);
+    if (!kept || kept.executorUrl === executorUrl) return false;
+    this.#unfinished.set(executionId, { ...kept, executorUrl });
+    return true;
   }
 
   /** Whether the callback numbered `seq` was applied whole (its log lines, steps and outcome). */

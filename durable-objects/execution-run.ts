@@ -127,7 +127,11 @@ export class ExecutionRun extends DurableObject<Env> {
     this.#store.noteDispatch(executionId, Date.now());
     const hold = this.#heldAnswers < MAX_HELD_ANSWERS;
     if (hold) this.#heldAnswers++;
-    const posting = await this.#withServices((services) => postJob(services.config, job, hold));
+    // A resume goes to the executor holding the paused generator (several may answer at EXECUTOR_URL).
+    const executorUrl = job.kind === "resume" ? this.#store.state(executionId)?.executorUrl : undefined;
+    const posting = await this.#withServices((services) =>
+      postJob(services.config, job, { holdAnswer: hold, executorUrl }),
+    );
     if (hold) {
       // A held answer counts until its reply settles; a refusal or a 202 holds nothing.
       const release = () => {
@@ -201,6 +205,7 @@ export class ExecutionRun extends DurableObject<Env> {
    */
   async #applyEvents(services: Services, plan: RunPlan, body: CallbackBody): Promise<void> {
     const executionId = plan.record.executionId;
+    this.#noteExecutor(executionId, body.events);
     const lines = body.events.flatMap((event) =>
       event.type === "log" ? [{ stream: event.stream, text: event.text, at: event.at }] : [],
     );
@@ -215,6 +220,23 @@ export class ExecutionRun extends DurableObject<Env> {
       steps = [];
     }
     await upsertSteps(services.statementDb(), executionId, steps);
+  }
+
+  /**
+   * Keeps the executor a started event names (EXECUTOR_PUBLIC_URL), where the run's resume and cancel go. With
+   * a result in the same post (a fast run) the outcome's save stores it; alone, it is saved now, so that a
+   * restarted object still knows it.
+   */
+  #noteExecutor(executionId: string, events: CallbackBody["events"]): void {
+    let executorUrl: string | undefined;
+    let hasResult = false;
+    for (const event of events) {
+      if (event.type === "started" && event.executor_url) executorUrl = event.executor_url;
+      if (event.type === "result") hasResult = true;
+    }
+    if (!executorUrl || !this.#store.noteExecutor(executionId, executorUrl) || hasResult) return;
+    const state = this.#store.state(executionId);
+    if (state) this.#store.save(state);
   }
 
   /**
@@ -380,7 +402,8 @@ export class ExecutionRun extends DurableObject<Env> {
         console.error(`execution ${executionId}: the watchdog could not record its failure:`, error);
         continue;
       }
-      await this.#withServices((services) => cancelJob(services.config, executionId));
+      const executorUrl = this.#store.state(executionId)?.executorUrl;
+      await this.#withServices((services) => cancelJob(services.config, executionId, executorUrl));
     }
     this.#store.sweep(now);
     if (unrecorded === 0) return this.#scheduleAlarm();

@@ -78,6 +78,13 @@ const EnvSchema = z.object({
    * Default: the host name. Executors sharing one engine must differ (the launcher sets one per data folder).
    */
   EXECUTOR_ID: optionalText,
+  /**
+   * The URL at which the API reaches this executor itself, when several answer behind one EXECUTOR_URL: a
+   * paused run's resume and a cancel must reach the executor holding the run (its started event names it).
+   */
+  EXECUTOR_PUBLIC_URL: optionalText.pipe(
+    z.url({ protocol: /^https?$/, error: "must be an http:// or https:// URL" }).optional(),
+  ),
   PIP_INDEX_URL: optionalText,
   PIP_FIND_LINKS: optionalText,
   PIP_PYTHON: optionalText,
@@ -112,6 +119,8 @@ export interface ExecutorConfig {
   runtimeImage: string;
   /** Label of this executor's containers; undefined means the host name. */
   executorId: string | undefined;
+  /** Where the API reaches this executor itself (EXECUTOR_PUBLIC_URL), sent in every job's started event. */
+  publicUrl: string | undefined;
   /**
    * Package installs (executor-node/src/packages.ts): pip index, find-links folder or URL, the interpreter
    * running pip (unset: PYTHON_BIN, else `python3` on PATH, whichever has pip), and whether sdists may be
@@ -165,6 +174,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ExecutorConfig
     pythonBin: e.PYTHON_BIN,
     runtimeImage: e.RUNTIME_IMAGE,
     executorId: e.EXECUTOR_ID,
+    publicUrl: e.EXECUTOR_PUBLIC_URL,
     pip: {
       indexUrl: e.PIP_INDEX_URL,
       findLinks: e.PIP_FIND_LINKS,

@@ -64,7 +64,14 @@ export async function startExecutor(
     allowSourceBuilds: config.pip.allowSourceBuilds,
     log,
   });
-  const runner = new JobRunner({ pool, signer, packages, memoryLimitMb: config.sandbox.memoryMb, log });
+  const runner = new JobRunner({
+    pool,
+    signer,
+    packages,
+    memoryLimitMb: config.sandbox.memoryMb,
+    publicUrl: config.publicUrl,
+    log,
+  });
   const app = createHttpApp({ signer, pool, runner, pythonBin: config.pythonBin });
 
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {

@@ -77,6 +77,8 @@ export interface JobRunnerOptions {
   signer: Signer;
   packages: PackageInstaller;
   memoryLimitMb: number;
+  /** Sent in every started event (EXECUTOR_PUBLIC_URL): the API resumes and cancels the run there. */
+  publicUrl?: string;
   log?: (line: string) => void;
   /** How callbacks are posted (tests); `node:http` by default. */
   post?: PostText;
@@ -205,7 +207,13 @@ export class JobRunner {
       return;
     }
     active.session = session;
-    active.poster.push({ type: "started", at: new Date().toISOString(), sandbox: session.id });
+    const { publicUrl } = this.options;
+    active.poster.push({
+      type: "started",
+      at: new Date().toISOString(),
+      sandbox: session.id,
+      ...(publicUrl ? { executor_url: publicUrl } : {}),
+    });
     const jobId = randomUUID();
     const message: JobMessage =
       job.kind === "resume"

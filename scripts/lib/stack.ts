@@ -342,6 +342,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
           // One id per data folder: stacks running side by side (tests) never remove each other's
           // containers as orphans, and a restarted `npm start` cleans up what its crashed run left.
           EXECUTOR_ID: `sinas-${createHash("sha256").update(dataDir).digest("hex").slice(0, 12)}`,
+          // Where the Worker reaches this executor itself (its resumes and cancels go there): the same URL here,
+          // another when the Worker's EXECUTOR_URL is a balancer in front of several (a test does that).
+          EXECUTOR_PUBLIC_URL: process.env.EXECUTOR_PUBLIC_URL || executorUrl,
         },
         { restart: true, stopFirst: true },
       ),

@@ -55,6 +55,7 @@ describe("executor configuration", () => {
       sandbox: { network: "none", memoryMb: 512, cpus: 1, pids: 64, tmpfsMb: 64, fileSizeMb: 16 },
       pool: { warmPerUser: 1, maxPerUser: 4, idleSeconds: 600, sharedSize: 0 },
       redisUrl: undefined,
+      publicUrl: undefined,
       pythonBin: "/usr/bin/python3",
       runtimeImage: "localhost/sinas-runtime:latest",
     });
@@ -68,6 +69,7 @@ describe("executor configuration", () => {
         SANDBOX_DRIVER: "chroot",
         SHARED_POOL_SIZE: "11",
         EXECUTOR_PORT: "http",
+        EXECUTOR_PUBLIC_URL: "10.0.0.5:8788",
       });
     } catch (error) {
       expect(error).toBeInstanceOf(ConfigError);
@@ -79,6 +81,7 @@ describe("executor configuration", () => {
       "SANDBOX_DRIVER",
       "SHARED_POOL_SIZE",
       "EXECUTOR_PORT",
+      "EXECUTOR_PUBLIC_URL must be an http:// or https:// URL",
     ]) {
       expect(message).toContain(name);
     }

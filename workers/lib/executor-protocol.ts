@@ -134,7 +134,13 @@ export const ResultEventSchema = z.object({
 export type ResultEvent = z.infer<typeof ResultEventSchema>;
 
 export const ExecutorEventSchema = z.discriminatedUnion("type", [
-  z.object({ type: z.literal("started"), at: z.string(), sandbox: z.string() }),
+  z.object({
+    type: z.literal("started"),
+    at: z.string(),
+    sandbox: z.string(),
+    /** Where this executor itself answers (EXECUTOR_PUBLIC_URL): the run's resume and cancel go there. */
+    executor_url: z.url({ protocol: /^https?$/ }).optional(),
+  }),
   z.object({
     type: z.literal("log"),
     stream: z.enum(["stdout", "stderr"]),

@@ -32,10 +32,15 @@ export type JobPosting =
 
 /**
  * Posts a job; resolves once the executor accepted or refused it (a refused execution fails at once).
- * `holdAnswer`: ask the executor to hold its answer for the result (EXECUTOR_REPLY_WITHIN_MS).
+ * `holdAnswer`: ask the executor to hold its answer for the result (EXECUTOR_REPLY_WITHIN_MS). `executorUrl`:
+ * the executor holding the run (a resume), else EXECUTOR_URL.
  */
-export async function postJob(config: AppConfig, job: Job, holdAnswer = true): Promise<JobPosting> {
-  const replyWithinMs = holdAnswer ? config.EXECUTOR_REPLY_WITHIN_MS : 0;
+export async function postJob(
+  config: AppConfig,
+  job: Job,
+  options: { holdAnswer: boolean; executorUrl?: string },
+): Promise<JobPosting> {
+  const replyWithinMs = options.holdAnswer ? config.EXECUTOR_REPLY_WITHIN_MS : 0;
   try {
     const response = await sendToExecutor(config, {
       method: "POST",
@@ -43,6 +48,7 @@ export async function postJob(config: AppConfig, job: Job, holdAnswer = true): P
       body: replyWithinMs > 0 ? { ...job, reply_within_ms: replyWithinMs } : job,
       subject: job.execution_id,
       timeoutMs: 10_000 + replyWithinMs,
+      executorUrl: options.executorUrl,
     });
     if (response.status === 200) {
       const reply = readJobReply(response);
@@ -64,14 +70,15 @@ async function readJobReply(response: Response): Promise<SignedCallback | null> 
   return parsed.data.callback;
 }
 
-/** Best effort: the watchdog and stop ask the executor to kill a job. */
-export async function cancelJob(config: AppConfig, executionId: string): Promise<void> {
+/** Best effort: the watchdog asks the executor running the job (`executorUrl`, else EXECUTOR_URL) to kill it. */
+export async function cancelJob(config: AppConfig, executionId: string, executorUrl?: string): Promise<void> {
   await callExecutor(config, {
     method: "POST",
     path: `/v1/jobs/${executionId}/cancel`,
     body: {},
     subject: executionId,
     timeoutMs: 3_000,
+    executorUrl,
   }).catch(() => undefined);
 }
 

@@ -18,6 +18,8 @@ export interface ExecutorRequest {
   subject?: string;
   /** For the whole exchange, the answer's body included. */
   timeoutMs?: number;
+  /** One executor's own URL (a started event's `executor_url`) instead of EXECUTOR_URL. */
+  executorUrl?: string;
 }
 
 /** Sends a signed request to the executor; its answer unread. 503 when it is not configured or does not answer. */
@@ -34,7 +36,7 @@ export async function sendToExecutor(config: AppConfig, request: ExecutorRequest
     subject: request.subject ?? "-",
   });
   try {
-    return await fetch(new URL(request.path, config.EXECUTOR_URL), {
+    return await fetch(new URL(request.path, request.executorUrl ?? config.EXECUTOR_URL), {
       method: request.method,
       headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
       body: request.method === "GET" ? undefined : body,
