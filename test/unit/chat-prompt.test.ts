@@ -95,6 +95,23 @@ describe("system prompt (D-24)", () => {
       renderSystemPrompt("{% for i in items %}{{ namespace }}{% endfor %}", { namespace: "n", items: [1] }),
     ).toThrow("reserved");
     expect(renderSystemPrompt("{{ strftime_now('%Y') }}", { a: 1 })).toMatch(/^\d{4}$/);
+    // A render is bounded in steps (nested loops) and in the text it produces on its way, not only at its end.
+    const xs = Array.from({ length: 2000 }, (_, index) => index);
+    expect(() =>
+      renderSystemPrompt("{% for a in xs %}{% for b in xs %}{% endfor %}{% endfor %}", { xs }),
+    ).toThrow("more than 100000 steps");
+    expect(() =>
+      renderSystemPrompt("{% for a in range(10) %}{% for b in range(10000) %}{% endfor %}{% endfor %}", {}),
+    ).toThrow("more than 100000 steps");
+    expect(() =>
+      renderSystemPrompt(
+        "{% for a in range(100) %}{% for b in range(100) %}{{ s }}{% endfor %}{% endfor %}",
+        {
+          s: "x".repeat(2000),
+        },
+      ),
+    ).toThrow("produces more than 1000000 characters");
+    expect(renderSystemPrompt("{% for a in xs %}{{ a }},{% endfor %}", { xs }).length).toBeGreaterThan(2000);
     expect(renderSystemPrompt(null, { a: 1 })).toBe("");
   });
 

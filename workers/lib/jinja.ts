@@ -3,7 +3,9 @@
  * with `@huggingface/jinja`, which interprets templates without `eval` (workerd forbids it).
  *
  * Templates are written by agent authors but rendered with a chat's input, so rendering is bounded: `range()`
- * yields at most `MAX_RANGE_ITEMS` numbers and the output may hold at most `MAX_RENDERED_CHARS` characters.
+ * yields at most `MAX_RANGE_ITEMS` numbers, a render takes at most `MAX_RENDER_STEPS` steps (nested loops over
+ * the input could otherwise run for minutes: see BoundedInterpreter), and the output may hold at most
+ * `MAX_RENDERED_CHARS` characters.
  * The input's keys may be any names, as in Python's Jinja: they shadow the globals (`range`, `true`...), which
  * the library's own `render` refuses ("Variable already declared"); only `namespace` is refused where a template
  * uses it (see renderTemplate).
@@ -15,6 +17,41 @@ import { messageOf } from "./errors";
 export const MAX_RANGE_ITEMS = 10_000;
 /** The longest rendered text: a system prompt or parameter value beyond it is refused. */
 export const MAX_RENDERED_CHARS = 1_000_000;
+/** A render's budget: one step per evaluated node, plus one per item of every list it produces. */
+export const MAX_RENDER_STEPS = 100_000;
+/** The text a render may produce on its way, counted at every level (a nested block's text counts again). */
+const MAX_PRODUCED_CHARS = 16 * MAX_RENDERED_CHARS;
+
+type Evaluated = ReturnType<Interpreter["evaluate"]>;
+
+/**
+ * Counts what a render does and stops it past the budgets. The library's loops evaluate their bodies through
+ * `evaluate`, but iterate without it: a list's items are charged when the list is evaluated (the iterable of
+ * every loop is), so `for a in xs` inside `for b in xs` costs len(xs) per outer item, as it runs. Text is
+ * charged as each piece is evaluated, before a loop joins the pieces: memory never holds much more than that.
+ */
+class BoundedInterpreter extends Interpreter {
+  #steps = 0;
+  #chars = 0;
+
+  override evaluate(...args: Parameters<Interpreter["evaluate"]>): Evaluated {
+    if (++this.#steps > MAX_RENDER_STEPS) throw tooMuchWork();
+    const value = super.evaluate(...args);
+    if (value.type === "ArrayValue") {
+      this.#steps += (value.value as unknown[]).length;
+      if (this.#steps > MAX_RENDER_STEPS) throw tooMuchWork();
+    } else if (value.type === "StringValue") {
+      this.#chars += (value.value as string).length;
+      if (this.#chars > MAX_PRODUCED_CHARS)
+        throw new Error(`the template produces more than ${MAX_RENDERED_CHARS} characters`);
+    }
+    return value;
+  }
+}
+
+function tooMuchWork(): Error {
+  return new Error(`the template takes more than ${MAX_RENDER_STEPS} steps (loops too large or nested)`);
+}
 
 function boundedRange(start: number, stop?: number, step = 1): number[] {
   const [from, to] = stop === undefined ? [0, start] : [start, stop];
@@ -104,7 +141,7 @@ export function renderTemplate(source: string, variables: Record<string, unknown
     throw new Error(
       "the input name 'namespace' is reserved in templates (the engine's namespace()); rename it",
     );
-  const result = new Interpreter(scopeOf(variables)).run(new Template(source).parsed);
+  const result = new BoundedInterpreter(scopeOf(variables)).run(new Template(source).parsed);
   const text = String(result.value ?? "");
   if (text.length > MAX_RENDERED_CHARS)
     throw new Error(`the rendered text exceeds ${MAX_RENDERED_CHARS} characters`);
