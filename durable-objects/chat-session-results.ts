@@ -2,8 +2,9 @@
  * @module What a ChatSession's calls answer (RPC results: a failure is a value, not a thrown error, so that its
  * code crosses the object boundary intact) and how an error becomes one.
  */
+
+import type { ApiKeyCredential } from "../workers/auth/principal";
 import type { TakeAgentCall } from "../workers/chat/agent-tools";
-import type { PermissionMap } from "../workers/db/schema";
 import { AppError, type ErrorCode } from "../workers/lib/errors";
 import type { toMessageResponse } from "../workers/services/chats";
 
@@ -18,13 +19,13 @@ export interface SendRequest {
   /** Nesting of agent-to-agent calls: absent for a user's turn, 1 for its sub-chats, and so on. */
   depth?: number;
   /** The API key's own permissions when the sender used one (their tools stay within them); absent for a JWT. */
-  apiKeyPermissions?: PermissionMap;
+  apiKey?: ApiKeyCredential;
   /** A sub-chat's turn: its caller's agent-call budget (an RPC stub); absent, the turn starts its own. */
   takeAgentCall?: TakeAgentCall;
 }
 
 /** Who decides a tool approval: the chat's owner, with their API key's permissions when they used one. */
-export type Decider = Pick<SendRequest, "chatId" | "userId" | "apiKeyPermissions">;
+export type Decider = Pick<SendRequest, "chatId" | "userId" | "apiKey">;
 
 export type Failure = { ok: false; code: ErrorCode; message: string };
 export type Started = { ok: true; turnId: string; afterSeq: number };

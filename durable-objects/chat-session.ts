@@ -174,7 +174,7 @@ export class ChatSession extends DurableObject<Env> {
     resume: ApprovalResume | undefined,
   ): TurnSetup {
     const depth = request.depth ?? 0;
-    const { userId, apiKeyPermissions } = request;
+    const { userId, apiKey } = request;
     // A user's turn starts a budget; its sub-chats take from it (their calls reach it back over RPC).
     const takeAgentCall = request.takeAgentCall ?? agentCallBudget();
     return {
@@ -182,7 +182,7 @@ export class ChatSession extends DurableObject<Env> {
       ...subjects,
       mode: request.mode,
       depth,
-      apiKeyPermissions,
+      apiKey,
       takeAgentCall,
       history: this.#historyOf(request.chatId),
       resume,
@@ -190,7 +190,7 @@ export class ChatSession extends DurableObject<Env> {
       // The sub-chat's turn acts with the same credential and budget, one deeper.
       runSubChatTurn: (chatId, content) =>
         this.#runSubChatTurn(
-          { chatId, userId, content, mode: "complete", depth: depth + 1, apiKeyPermissions, takeAgentCall },
+          { chatId, userId, content, mode: "complete", depth: depth + 1, apiKey, takeAgentCall },
           controller.signal,
         ),
     };
@@ -298,7 +298,7 @@ export class ChatSession extends DurableObject<Env> {
         content: "",
         mode: "stream",
         // The continuation acts with the decider's credential, as a sent turn does with its sender's.
-        apiKeyPermissions: request.apiKeyPermissions,
+        apiKey: request.apiKey,
       };
       const setup = this.#setup(services, subjects, send, controller, resume);
       const prepared = await prepareTurn(setup);

@@ -13,6 +13,8 @@ export interface RunPlan {
   record: NewExecutionRecord;
   job: Job;
   outputSchema: JsonSchema;
+  /** The API key the run was started with (its context token acts within it); absent or null: none. */
+  apiKeyId?: string | null;
 }
 
 export type RunStatus = "running" | "awaiting_input" | "completed" | "failed";

@@ -18,6 +18,7 @@ import {
   type SignedCallback,
   type Step,
 } from "../workers/lib/executor-protocol";
+import { contextToken } from "../workers/services/context-token";
 import { cancelJob, postJob, verifyCallback } from "../workers/services/execution-dispatch";
 import {
   type ExecutionOutcome,
@@ -337,12 +338,18 @@ export class ExecutionRun extends DurableObject<Env> {
     return this.#store.state(executionId);
   }
 
-  /** Sends `input` into the paused generator (sinas-spec §6.7). */
-  async resume(executionId: string, input: unknown, accessToken: string): Promise<RunState> {
+  /**
+   * Sends `input` into the paused generator (sinas-spec §6.7) with a new context token: for the API key it was
+   * continued with (`continuedWithKey`, one of the run's user's), else for the credential that started it.
+   */
+  async resume(executionId: string, input: unknown, continuedWithKey: string | null): Promise<RunState> {
     const state = this.#store.state(executionId);
     const plan = this.#store.plan(executionId);
     if (!state || !plan || state.status !== "awaiting_input")
       throw new Error("Execution is not awaiting input");
+    const accessToken = await this.#withServices((services) =>
+      contextToken(services, plan.job.user, continuedWithKey ?? plan.apiKeyId ?? null),
+    );
     // The resume's callbacks number from far above the paused job's, whose late posts are then told apart.
     const firstSeq = (state.firstSeq ?? 1) + SEQ_SPAN_PER_JOB;
     const job: Job = {

@@ -387,6 +387,40 @@ describe("running functions", () => {
     expect((await api(stack, headers, "GET", "/api/v1/users")).status).toBe(403);
   });
 
+  it("gives a run started with an API key a context token that acts as that key, while it is active", async () => {
+    // The key may run functions and nothing else: its runs' tokens must not act as Alice's login.
+    const created = await api(stack, alice, "POST", "/api/v1/api-keys", {
+      name: "runner",
+      permissions: { "sinas.functions.*.*.execute:own": true },
+    });
+    expect(created.status).toBe(201);
+    const { id: keyId, key } = created.body as { id: string; key: string };
+    const keyCaller = { headers: { "x-api-key": key } };
+    const run = await execute(stack, keyCaller, { name: "whoami" });
+    expect(run.status, JSON.stringify(run.body)).toBe(200);
+    const { token } = (run.body as { result: { token: string } }).result;
+    const headers = { headers: { authorization: `Bearer ${token}` } };
+    // Alice's own grants allow both; the key allows neither.
+    expect((await api(stack, headers, "GET", "/api/v1/functions")).body).toEqual([]);
+    const made = await api(
+      stack,
+      headers,
+      "POST",
+      "/api/v1/functions",
+      pythonFunction("sneaky", "    return {}"),
+    );
+    expect(made.status).toBe(403);
+    const escalation = await api(stack, headers, "POST", "/api/v1/api-keys", {
+      name: "forever",
+      permissions: { "sinas.functions.*.get:own": true },
+    });
+    expect(escalation.status).toBe(400);
+    expect((await execute(stack, headers, { name: "whoami" })).status).toBe(200);
+    // A Bearer token naming a key lives no longer than the key.
+    expect((await api(stack, alice, "DELETE", `/api/v1/api-keys/${keyId}`)).status).toBe(204);
+    expect((await api(stack, headers, "GET", "/auth/me")).status).toBe(401);
+  });
+
   it("pauses a generator for input and resumes it through continue (D-35)", async () => {
     await createFunction(
       stack,

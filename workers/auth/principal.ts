@@ -12,3 +12,18 @@ export interface Principal {
   method: "jwt" | "api_key";
   apiKeyId: string | null;
 }
+
+/**
+ * The API key a request came with, as work started by it carries it on (a chat turn's tools, a function run's
+ * context token): that work acts within the key's own permissions (sinas-spec §3.4), never as the user's login.
+ */
+export interface ApiKeyCredential {
+  id: string;
+  permissions: PermissionMap;
+}
+
+/** The principal's API key, or undefined for a JWT caller. */
+export function apiKeyCredentialOf(principal: Principal): ApiKeyCredential | undefined {
+  if (principal.method !== "api_key" || !principal.apiKeyId) return undefined;
+  return { id: principal.apiKeyId, permissions: principal.permissions };
+}

@@ -2,7 +2,9 @@
  * @module Access tokens (HS256 JWTs, sinas-spec §4.2) and opaque refresh tokens / API keys (§4.3-4.4).
  *
  * Access tokens carry `sub`, `email`, `iat`, `exp` and nothing else: permissions are loaded from the
- * database on every request, so a grant or a revocation applies at once.
+ * database on every request, so a grant or a revocation applies at once. A function run started with an API
+ * key gets a context token that also names the key (`akid`): it acts with that key's permissions, and only
+ * while the key is active, never as the user's login.
  */
 import { errors, jwtVerify, SignJWT } from "jose";
 import { randomToken, sha256Hex } from "../lib/crypto";
@@ -30,6 +32,8 @@ function hmacKeyOf(secret: string): Promise<CryptoKey> {
 export interface AccessClaims {
   sub: string;
   email: string;
+  /** The API key the token acts for (a function run's context token of a run started with that key). */
+  apiKeyId?: string;
 }
 
 export async function signAccessToken(
@@ -38,7 +42,9 @@ export async function signAccessToken(
   ttlSeconds: number,
   now = Math.floor(Date.now() / 1000),
 ): Promise<string> {
-  return new SignJWT({ email: claims.email })
+  return new SignJWT(
+    claims.apiKeyId ? { email: claims.email, akid: claims.apiKeyId } : { email: claims.email },
+  )
     .setProtectedHeader({ alg: "HS256", typ: "JWT" })
     .setSubject(claims.sub)
     .setIssuedAt(now)
@@ -60,9 +66,11 @@ export type AccessTokenCheck =
 export async function verifyAccessToken(token: string, secret: string): Promise<AccessTokenCheck> {
   try {
     const { payload } = await jwtVerify(token, await hmacKeyOf(secret), { algorithms: ["HS256"] });
-    if (typeof payload.sub !== "string" || typeof payload.email !== "string") return { kind: "bad_payload" };
+    const { sub, email, akid } = payload;
+    if (typeof sub !== "string" || typeof email !== "string") return { kind: "bad_payload" };
+    if (akid !== undefined && typeof akid !== "string") return { kind: "bad_payload" };
     const expiresAt = typeof payload.exp === "number" ? payload.exp * 1000 : Number.POSITIVE_INFINITY;
-    return { kind: "valid", claims: { sub: payload.sub, email: payload.email }, expiresAt };
+    return { kind: "valid", claims: akid ? { sub, email, apiKeyId: akid } : { sub, email }, expiresAt };
   } catch (error) {
     if (error instanceof errors.JOSEError || error instanceof TypeError) return { kind: "not_a_valid_jwt" };
     throw error;

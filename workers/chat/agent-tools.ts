@@ -148,8 +148,8 @@ async function mayUseAgent(ctx: ToolContext, agent: Agent): Promise<boolean> {
   const found = await loadUserWithGrants(ctx.services.statementDb(), ctx.user.id);
   if (!found?.user.isActive) return false;
   const userAsSelf = userPrincipal(found.user, found.grants);
-  const principal: Principal = ctx.apiKeyPermissions
-    ? { ...userAsSelf, permissions: ctx.apiKeyPermissions, method: "api_key" }
+  const principal: Principal = ctx.apiKey
+    ? { ...userAsSelf, permissions: ctx.apiKey.permissions, method: "api_key", apiKeyId: ctx.apiKey.id }
     : userAsSelf;
   return (
     accessScope(principal, (scope) => permissions.agentRead(agent.namespace, agent.name, scope), agent) !==

@@ -184,6 +184,7 @@ export async function runFunctionTool(
       triggerType: "AGENT",
       triggerId: ctx.chat.id,
       chatId: ctx.chat.id,
+      apiKeyId: ctx.apiKey?.id ?? null,
     });
   } catch (error) {
     // FUNCTION_FAILED carries "Function execution failed: Schema validation failed: ..." already.

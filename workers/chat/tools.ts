@@ -9,16 +9,9 @@
  */
 import { and, eq, type SQL } from "drizzle-orm";
 import { checkPermission } from "../auth/permissions";
+import type { ApiKeyCredential } from "../auth/principal";
 import { isJsonObject } from "../db/json";
-import {
-  type Agent,
-  type Chat,
-  type Execution,
-  executions,
-  functions,
-  type JsonObject,
-  type PermissionMap,
-} from "../db/schema";
+import { type Agent, type Chat, type Execution, executions, functions, type JsonObject } from "../db/schema";
 import { untilAborted } from "../lib/abort";
 import { AppError, messageOf } from "../lib/errors";
 import type { ToolCall, ToolDefinition } from "../llm/types";
@@ -51,7 +44,7 @@ export interface ToolContext {
    * The API key's own permissions when the turn was sent (or its approval decided) with one: agent calls are
    * checked against them instead of the user's group grants. Absent for a JWT sender.
    */
-  apiKeyPermissions?: PermissionMap;
+  apiKey?: ApiKeyCredential;
   /** Takes one call from the turn's agent-call budget (MAX_AGENT_CALLS_PER_TURN, shared with its sub-chats). */
   takeAgentCall: TakeAgentCall;
   /** Known already when the chat was read: false skips the query for `continue_execution`. */
@@ -127,8 +120,8 @@ export function approvalNeeded(
  * Whether the turn's credential grants `permission`: a turn sent with an API key acts within the key's own
  * permissions, as every route holds that key (§3.4); a JWT sender's tools act by the rules of each tool.
  */
-export function credentialAllows(ctx: Pick<ToolContext, "apiKeyPermissions">, permission: string): boolean {
-  return !ctx.apiKeyPermissions || checkPermission(ctx.apiKeyPermissions, permission);
+export function credentialAllows(ctx: Pick<ToolContext, "apiKey">, permission: string): boolean {
+  return !ctx.apiKey || checkPermission(ctx.apiKey.permissions, permission);
 }
 
 /** The tool message content of a result: strings as they are, anything else as JSON (§5.4 step 4b). */
@@ -264,7 +257,8 @@ async function runContinueExecution(ctx: ToolContext, args: JsonObject): Promise
   if (!execution || execution.chatId !== ctx.chat.id) return { error: `Execution not found: ${executionId}` };
   ctx.signal?.throwIfAborted(); // a turn stopped meanwhile resumes nothing
   try {
-    await resumeExecution(services, execution, args.input);
+    const apiKey = ctx.apiKey && { id: ctx.apiKey.id, userId: ctx.user.id };
+    await resumeExecution(services, execution, args.input, apiKey);
   } catch (error) {
     if (error instanceof AppError) return { error: error.message };
     throw error;

@@ -6,15 +6,8 @@
  */
 
 import { permissions } from "../auth/catalogue";
-import type {
-  Agent,
-  Chat,
-  ConversationContext,
-  JsonObject,
-  Message,
-  PermissionMap,
-  ToolCall,
-} from "../db/schema";
+import type { ApiKeyCredential } from "../auth/principal";
+import type { Agent, Chat, ConversationContext, JsonObject, Message, ToolCall } from "../db/schema";
 import { pendingToolApprovals } from "../db/schema";
 import { AppError } from "../lib/errors";
 import { describeSchemaProblems, validateAgainstSchema } from "../lib/json-schema";
@@ -78,7 +71,7 @@ export interface TurnRequest {
   /** Nesting of agent-to-agent calls (0 for a user's turn). */
   depth: number;
   /** The sender's API key's own permissions, when the turn was sent (or continued) with one (ToolContext). */
-  apiKeyPermissions?: PermissionMap;
+  apiKey?: ApiKeyCredential;
   /** The turn's agent-call budget, shared with its sub-chats (ToolContext). */
   takeAgentCall: TakeAgentCall;
   /** The chat's messages, kept by its object between reads. */
@@ -139,7 +132,7 @@ export async function prepareTurn(setup: TurnSetup, first?: FirstRoundMessages):
     runSubChatTurn: setup.runSubChatTurn,
     signal,
     depth: setup.depth,
-    apiKeyPermissions: setup.apiKeyPermissions,
+    apiKey: setup.apiKey,
     takeAgentCall: setup.takeAgentCall,
     hasPausedExecutions: setup.hasPausedExecutions,
   };
@@ -153,7 +146,7 @@ export async function prepareTurn(setup: TurnSetup, first?: FirstRoundMessages):
 
 /** The conversation in universal content; each adapter converts it for its wire format. */
 function buildConversationFor(
-  setup: Pick<TurnSetup, "services" | "chat" | "agent" | "user" | "history" | "apiKeyPermissions">,
+  setup: Pick<TurnSetup, "services" | "chat" | "agent" | "user" | "history" | "apiKey">,
   first?: FirstRoundMessages,
 ) {
   return buildConversation(
@@ -162,15 +155,15 @@ function buildConversationFor(
       chat: setup.chat,
       agent: setup.agent,
       userId: setup.user.id,
-      contextScope: contextScopeOf(setup.apiKeyPermissions),
+      contextScope: contextScopeOf(setup.apiKey),
     },
     first ? storedWith(first) : setup.history.read(setup.services.statementDb()),
   );
 }
 
 /** The stored context a turn's credential may read: an API key's `sinas.states.get` grants (§3.4). */
-function contextScopeOf(apiKeyPermissions: PermissionMap | undefined): ContextScope {
-  const credential = { apiKeyPermissions };
+function contextScopeOf(apiKey: ApiKeyCredential | undefined): ContextScope {
+  const credential = { apiKey };
   if (credentialAllows(credential, permissions.states("get", "group"))) return "group";
   return credentialAllows(credential, permissions.states("get", "own")) ? "own" : "none";
 }

@@ -5,8 +5,7 @@
 import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
 import { authorize } from "../auth/access";
-import type { Principal } from "../auth/principal";
-import type { PermissionMap } from "../db/schema";
+import { type ApiKeyCredential, apiKeyCredentialOf, type Principal } from "../auth/principal";
 import { AppError } from "../lib/errors";
 import { authenticate as authenticateToken, verifyTokenUser } from "../services/authentication";
 import type { AppEnv } from "./app-env";
@@ -86,13 +85,13 @@ export function senderIdOf(c: Context<AppEnv>): string {
 }
 
 /**
- * The API key's own permissions when the caller behind `authenticateSender` used one, else undefined (a JWT
- * caller acts by their group grants, which the turn reads where it needs them). A chat turn carries them, so
- * that its tools stay within the key (§3.4).
+ * The API key the caller behind `authenticateSender` used, else undefined (a JWT caller acts by their group
+ * grants, which the turn reads where it needs them). A chat turn carries it, so that its tools stay within the
+ * key (§3.4).
  */
-export function apiKeyPermissionsOf(c: Context<AppEnv>): PermissionMap | undefined {
+export function apiKeyOf(c: Context<AppEnv>): ApiKeyCredential | undefined {
   const principal = c.get("principal");
-  return principal?.method === "api_key" ? principal.permissions : undefined;
+  return principal ? apiKeyCredentialOf(principal) : undefined;
 }
 
 /** The outcome of checking a request's credentials before it is known whether they are needed. */

@@ -14,13 +14,7 @@ import { zodValidationError } from "../lib/validation";
 import type { ContentPart } from "../llm/types";
 import { findChatForSender, findOwnedChat } from "../services/chats";
 import type { AppEnv } from "./app-env";
-import {
-  apiKeyPermissionsOf,
-  authenticateSender,
-  recordPermission,
-  senderIdOf,
-  WEBSOCKET_TOKEN_PREFIX,
-} from "./auth";
+import { apiKeyOf, authenticateSender, recordPermission, senderIdOf, WEBSOCKET_TOKEN_PREFIX } from "./auth";
 import { MessageContentSchema } from "./message-content";
 import { createRouter, errorResponse } from "./router";
 import { jsonBody, jsonResponse } from "./schemas";
@@ -278,7 +272,7 @@ chatTurnsRouter
       userId,
       content: contentText(content),
       mode: "complete",
-      apiKeyPermissions: apiKeyPermissionsOf(c),
+      apiKey: apiKeyOf(c),
     });
     if (!answer.ok) raise(answer);
     // Stopped before any answer text (during the model's first words, or while tools ran): nothing to return.
@@ -296,7 +290,7 @@ chatTurnsRouter
     const userId = senderIdOf(c);
     // The pool is kept: the request log reuses its connection as soon as the stream's headers are out.
     const stream = await chatSession(c, chat_id).startTurnStream(
-      { chatId: chat_id, userId, content: contentText(content), apiKeyPermissions: apiKeyPermissionsOf(c) },
+      { chatId: chat_id, userId, content: contentText(content), apiKey: apiKeyOf(c) },
       "sinas",
     );
     if (!(stream instanceof Response)) raise(stream);
@@ -336,7 +330,7 @@ chatTurnsRouter
       userId,
       toolCallId: tool_call_id,
       approved,
-      apiKeyPermissions: apiKeyPermissionsOf(c),
+      apiKey: apiKeyOf(c),
     });
     if (!answer.ok) raise(answer);
     const { ok: _ok, ...body } = answer;
@@ -346,7 +340,7 @@ chatTurnsRouter
     recordPermission(c, permissions.chats("write"));
     const body = c.req.valid("json");
     const userId = senderIdOf(c);
-    const apiKeyPermissions = apiKeyPermissionsOf(c);
+    const apiKey = apiKeyOf(c);
     const session = chatSession(c, body.id);
     const decisions = approvalDecisionsOf(body.messages);
     if (decisions.length > 0) {
@@ -357,7 +351,7 @@ chatTurnsRouter
         chatId: body.id,
         userId,
         decisions,
-        apiKeyPermissions,
+        apiKey,
       });
       if (!decided.ok) raise(decided);
       // Other calls of that message still wait for a decision: nothing runs yet.
@@ -365,7 +359,7 @@ chatTurnsRouter
       return (await session.followTurn(decided.turnId, decided.afterSeq, "ui")) as never;
     }
     const stream = await session.startTurnStream(
-      { chatId: body.id, userId, content: messageContentOfUiMessages(body.messages), apiKeyPermissions },
+      { chatId: body.id, userId, content: messageContentOfUiMessages(body.messages), apiKey },
       "ui",
     );
     if (!(stream instanceof Response)) raise(stream);

@@ -310,7 +310,14 @@ executionsRouter
       c.req.valid("param").execution_id,
       "put",
     );
-    await resumeExecution(services, execution, c.req.valid("json").input);
+    const principal = principalOf(c);
+    const apiKey = principal.method === "api_key" && principal.apiKeyId;
+    await resumeExecution(
+      services,
+      execution,
+      c.req.valid("json").input,
+      apiKey ? { id: apiKey, userId: principal.user.id } : undefined,
+    );
     const state = await waitForExecution(services, execution.executionId, 60);
     return c.json(
       {
@@ -340,6 +347,7 @@ executionsRouter
       triggerType: "API",
       triggerId: `${namespace}/${name}`,
       chatId: null,
+      apiKeyId: principal.method === "api_key" ? principal.apiKeyId : null,
     });
     if (c.req.valid("query").async === "true") return c.json({ execution_id: executionId }, 202);
     const state = await waitForExecution(services, executionId, timeoutOf(services, fn));

@@ -47,13 +47,16 @@ async function readBody(request: Request, maxBytes: number): Promise<Uint8Array>
   return bytes;
 }
 
-/** Who the function runs as (§6.5): the authorized caller, or the owner of a webhook without auth (D-1). */
+/**
+ * Who the function runs as (§6.5): the authorized caller (with the API key they called with, if any), or the
+ * owner of a webhook without auth (D-1).
+ */
 async function runAsUser(
   c: Context<AppEnv>,
   target: WebhookTarget,
   caller: Promise<CallerCheck>,
   body: Uint8Array,
-): Promise<Pick<User, "id" | "email">> {
+): Promise<{ user: Pick<User, "id" | "email">; apiKeyId: string | null }> {
   const { webhook, owner } = target;
   const forbidden = () => new AppError("FORBIDDEN", `Not authorized to execute webhook '${webhook.path}'`);
   const services = c.get("services");
@@ -67,12 +70,12 @@ async function runAsUser(
     );
     if (!scope) throw forbidden();
     await verifyWebhookSecret(services, webhook, { header: (name) => c.req.header(name), body });
-    return principal.user;
+    return { user: principal.user, apiKeyId: principal.method === "api_key" ? principal.apiKeyId : null };
   }
   recordPermission(c, permissions.webhookPublic(webhook.path));
   await verifyWebhookSecret(services, webhook, { header: (name) => c.req.header(name), body });
   if (!owner.isActive) throw forbidden();
-  return owner;
+  return { user: owner, apiKeyId: null };
 }
 
 function idempotencyKeyOf(c: Context<AppEnv>): string | null {
@@ -97,10 +100,11 @@ async function invokeWebhook(c: Context<AppEnv>): Promise<Response> {
   const caller = checkCaller(c);
   const target = await findWebhookTarget(services.statementDb(), path, method, callerIdOf(await caller));
   const { webhook, fn } = target;
-  const runAs = await runAsUser(c, target, caller, body);
+  const { user: runAs, apiKeyId } = await runAsUser(c, target, caller, body);
   await enforceWebhookRateLimit(services, webhook);
   const attempt = {
     runAs,
+    apiKeyId,
     input: webhookInput(
       { method, url: c.req.url, path, headers: c.req.raw.headers, body },
       webhook.defaultValues,

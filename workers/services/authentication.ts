@@ -1,7 +1,7 @@
 /**
  * @module Request authentication (sinas-spec §4.5): a bearer JWT or an API key becomes a Principal.
  */
-import { and, eq, gt, isNull, lt, or, sql } from "drizzle-orm";
+import { and, eq, gt, isNull, lt, or, type SQL, sql } from "drizzle-orm";
 import type { Principal } from "../auth/principal";
 import { verifyAccessToken } from "../auth/tokens";
 import { apiKeys, type User, users } from "../db/schema";
@@ -57,15 +57,19 @@ async function touchUser(services: Services, userId: string): Promise<void> {
 }
 
 async function authenticateApiKey(services: Services, token: string): Promise<Authentication> {
+  return keyAuthentication(services, eq(apiKeys.keyHash, await sha256Hex(token)));
+}
+
+/** The active, unexpired key `which` selects, as a Principal with the key's own permissions (sinas-spec §3.4). */
+async function keyAuthentication(services: Services, which: SQL): Promise<Authentication> {
   const db = services.db();
-  const hash = await sha256Hex(token);
   const [row] = await db
     .select({ key: apiKeys, user: users, groupIds: activeGroupIdsSql(users.id) })
     .from(apiKeys)
     .innerJoin(users, eq(users.id, apiKeys.userId))
     .where(
       and(
-        eq(apiKeys.keyHash, hash),
+        which,
         eq(apiKeys.isActive, true),
         or(isNull(apiKeys.expiresAt), gt(apiKeys.expiresAt, sql`now()`)),
       ),
@@ -105,7 +109,8 @@ export interface TokenUser {
 export async function verifyTokenUser(services: Services, token: string): Promise<TokenUser | null> {
   await ensureBootstrapped(services);
   const check = await verifyAccessToken(token, requireSecret(services.config, "SECRET_KEY"));
-  if (check.kind !== "valid") return null;
+  // A key's context token is checked against its key: `authenticate` does that.
+  if (check.kind !== "valid" || check.claims.apiKeyId) return null;
   const { sub: userId, email } = check.claims;
   return { userId, email, expiresAt: check.expiresAt, afterResponse: () => touchUser(services, userId) };
 }
@@ -116,6 +121,13 @@ export async function authenticate(services: Services, token: string): Promise<A
   const check = await verifyAccessToken(token, requireSecret(services.config, "SECRET_KEY"));
   if (check.kind === "not_a_valid_jwt") return authenticateApiKey(services, token);
   if (check.kind === "bad_payload") throw new AppError("UNAUTHORIZED", "Invalid token payload");
+  // A run's context token for a run started with an API key acts as that key while it is active, never as the user.
+  const { apiKeyId } = check.claims;
+  if (apiKeyId)
+    return keyAuthentication(
+      services,
+      and(eq(apiKeys.id, apiKeyId), eq(apiKeys.userId, check.claims.sub)) as SQL,
+    );
   // The token names the user, so the grants are read with the user row, not after it.
   const found = await loadUserWithGrants(services.statementDb(), check.claims.sub);
   if (!found) throw new AppError("UNAUTHORIZED", "User not found");

@@ -7,7 +7,6 @@ import { and, desc, eq, inArray, type SQL, sql } from "drizzle-orm";
 import type { RunPlan, RunState } from "../../durable-objects/execution-run";
 import { can } from "../auth/access";
 import type { Principal } from "../auth/principal";
-import { signAccessToken } from "../auth/tokens";
 import type { Database } from "../db/client";
 import {
   type Execution,
@@ -21,19 +20,16 @@ import {
   type User,
   users,
 } from "../db/schema";
-import { requireSecret } from "../env";
 import { sha256Hex } from "../lib/crypto";
 import { AppError, validationError } from "../lib/errors";
 import { describeSchemaProblems, validateAgainstSchema } from "../lib/json-schema";
 import { type CallableRow, callableScopeOf, readCallableRows } from "./callable-scope";
+import { contextToken } from "./context-token";
 import { callbackUrl } from "./execution-dispatch";
 import { findExecution, insertFailedAttempt, listSteps } from "./execution-records";
 import { executionRunFor } from "./execution-shards";
 import { packageNameOf } from "./functions";
 import type { Services } from "./services";
-
-/** The context token is always short-lived, whatever ACCESS_TOKEN_EXPIRE_MINUTES says (sinas-spec §6.5). */
-const CONTEXT_TOKEN_SECONDS = 15 * 60;
 
 export interface ExecutionRequest {
   /**
@@ -50,6 +46,11 @@ export interface ExecutionRequest {
   triggerType: TriggerType;
   triggerId: string;
   chatId: string | null;
+  /**
+   * The API key that started the run (direct call, authenticated webhook, chat turn), else null: the run's
+   * context token then acts within that key's permissions, not as the user's login.
+   */
+  apiKeyId: string | null;
   /** What the function may call, when the caller read it already (in its own query); else read here. */
   callable?: CallableRow[];
 }
@@ -93,14 +94,6 @@ export function timeoutOf(services: Services, fn: Pick<StoredFunction, "timeoutS
   return fn.timeoutSeconds ?? services.config.FUNCTION_TIMEOUT;
 }
 
-export async function contextToken(services: Services, user: Pick<User, "id" | "email">): Promise<string> {
-  return signAccessToken(
-    { sub: user.id, email: user.email },
-    requireSecret(services.config, "SECRET_KEY"),
-    CONTEXT_TOKEN_SECONDS,
-  );
-}
-
 /**
  * Validates the input and starts the run. A schema violation is a 422 naming the input field and
  * nothing is recorded or run.
@@ -136,6 +129,7 @@ export async function startExecution(services: Services, request: ExecutionReque
       input: request.input,
     },
     outputSchema: fn.outputSchema,
+    apiKeyId: request.apiKeyId,
     job: {
       execution_id: executionId,
       kind: "run",
@@ -154,7 +148,7 @@ export async function startExecution(services: Services, request: ExecutionReque
       context: {
         user_id: runAs.id,
         user_email: runAs.email,
-        access_token: await contextToken(services, runAs),
+        access_token: await contextToken(services, runAs, request.apiKeyId),
         execution_id: executionId,
         trigger_type: request.triggerType,
         chat_id: request.chatId,
@@ -267,10 +261,15 @@ export async function listExecutions(
   );
 }
 
+/**
+ * Sends `input` into a paused run. The resumed run acts with the API key it was continued with when that key
+ * is the run's user's, else with the credential that started it (ExecutionRun.resume).
+ */
 export async function resumeExecution(
   services: Services,
   execution: Execution,
   input: unknown,
+  apiKey: { id: string; userId: string } | undefined,
 ): Promise<RunState> {
   if (execution.status !== "AWAITING_INPUT")
     throw new AppError("BAD_REQUEST", "Execution is not awaiting input");
@@ -286,10 +285,10 @@ export async function resumeExecution(
   }
   const [user] = await services.db().select().from(users).where(eq(users.id, execution.userId)).limit(1);
   if (!user) throw new AppError("NOT_FOUND", "The execution's user no longer exists");
-  const token = await contextToken(services, user);
+  const continuedWithKey = apiKey?.userId === user.id ? apiKey.id : null;
   try {
     const { executionId } = execution;
-    return await executionRunFor(services.env, executionId).resume(executionId, input, token);
+    return await executionRunFor(services.env, executionId).resume(executionId, input, continuedWithKey);
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     // Another continue got there first: the run is no longer paused. Anything else is ours (§1.4: 500).
