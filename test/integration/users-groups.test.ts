@@ -238,6 +238,15 @@ describe("groups (S8)", () => {
     ]);
     expect((await api(stack, admin, "DELETE", "/api/v1/groups/Users")).status).toBe(403);
     expect((await api(stack, admin, "GET", "/api/v1/groups/Temp")).status).toBe(404);
+
+    // The default groups keep their names, and no group takes one: the start-up grants find Admins by name.
+    const renamed = await api(stack, admin, "PATCH", "/api/v1/groups/Admins", { name: "Old" });
+    expect(renamed).toMatchObject({ status: 403, body: { detail: "Cannot rename default group 'Admins'" } });
+    await api(stack, admin, "POST", "/api/v1/groups", { name: "Crew" });
+    const taken = await api(stack, admin, "PATCH", "/api/v1/groups/Crew", { name: "Admins" });
+    expect(taken).toMatchObject({ status: 403, body: { detail: "'Admins' is the name of a default group" } });
+    const described = await api(stack, admin, "PATCH", "/api/v1/groups/Users", { description: "everyone" });
+    expect(described).toMatchObject({ status: 200, body: { name: "Users", description: "everyone" } });
   });
 
   it("refuses bad input with the field named and writes nothing", async () => {

@@ -104,6 +104,10 @@ export async function createGroup(db: Database, principal: Principal, input: Gro
   }
 }
 
+function isDefaultGroupName(name: string): boolean {
+  return (DEFAULT_GROUP_NAMES as readonly string[]).includes(name);
+}
+
 export async function listGroups(db: Database, principal: Principal, page: { skip: number; limit: number }) {
   const query = db.select().from(groups).orderBy(asc(groups.name)).offset(page.skip).limit(page.limit);
   if (can(principal, permissions.groups("get", "all"))) return query;
@@ -111,8 +115,19 @@ export async function listGroups(db: Database, principal: Principal, page: { ski
   return query.where(inArray(groups.id, principal.groupIds));
 }
 
+/**
+ * Updates a group. A default group keeps its name and no group takes one: the Admins protections and the
+ * start-up grants (bootstrap.ts) find the default groups by name, so a rename would move `sinas.*:all` to
+ * whichever group carried the name next.
+ */
 export async function updateGroup(db: Database, name: string, input: Partial<GroupInput>): Promise<Group> {
   const group = await findGroup(db, name);
+  if (input.name !== undefined && input.name !== group.name) {
+    if (isDefaultGroupName(group.name))
+      throw new AppError("FORBIDDEN", `Cannot rename default group '${group.name}'`);
+    if (isDefaultGroupName(input.name))
+      throw new AppError("FORBIDDEN", `'${input.name}' is the name of a default group`);
+  }
   try {
     const [updated] = await db
       .update(groups)
@@ -140,7 +155,7 @@ export async function updateGroup(db: Database, name: string, input: Partial<Gro
  */
 export async function deleteGroup(db: Database, name: string): Promise<void> {
   const group = await findGroup(db, name);
-  if ((DEFAULT_GROUP_NAMES as readonly string[]).includes(group.name)) {
+  if (isDefaultGroupName(group.name)) {
     throw new AppError("FORBIDDEN", `Cannot delete default group '${group.name}'`);
   }
   await db.delete(groups).where(eq(groups.id, group.id));
