@@ -112,6 +112,30 @@ describe("API keys (S6, D-12, D-14)", () => {
     expect(after.revoked_at).not.toBeNull();
   });
 
+  it("limits a key made with a key to its creator's expiry", async () => {
+    const soon = new Date(Date.now() + 3_600_000).toISOString();
+    const parent = await api(stack, alice, "POST", "/api/v1/api-keys", {
+      name: "hour",
+      permissions: { "sinas.api_keys.post:own": true },
+      expires_at: soon,
+    });
+    expect(parent.status).toBe(201);
+    const viaKey = { headers: { "x-api-key": (parent.body as { key: string }).key } };
+    const child = await api(stack, viaKey, "POST", "/api/v1/api-keys", { name: "child", permissions: {} });
+    expect(child.status).toBe(201);
+    expect((child.body as Row).expires_at).toBe(new Date(soon).toISOString());
+    const later = await api(stack, viaKey, "POST", "/api/v1/api-keys", {
+      name: "forever",
+      permissions: {},
+      expires_at: new Date(Date.now() + 7_200_000).toISOString(),
+    });
+    expect(later.status).toBe(400);
+    expect(String((later.body as Row).detail)).toContain("expires_at must not be later than");
+    // With her login, Alice sets any expiry.
+    const own = await api(stack, alice, "POST", "/api/v1/api-keys", { name: "mine", permissions: {} });
+    expect((own.body as Row).expires_at).toBeNull();
+  });
+
   it("refuses a key wider than its creator, listing the violations; an admin may", async () => {
     const evil = await api(stack, alice, "POST", "/api/v1/api-keys", {
       name: "evil",

@@ -26,6 +26,32 @@ export function toApiKeyResponse(key: ApiKey) {
   };
 }
 
+/**
+ * A key made with a key lives no longer than it: without `expires_at` it expires with the creating key, and a
+ * later one is refused (else a leaked key with an expiry could mint itself a key without one).
+ */
+async function expiryWithin(
+  db: Database,
+  principal: Principal,
+  requested: Date | null,
+): Promise<Date | null> {
+  if (principal.method !== "api_key" || !principal.apiKeyId) return requested;
+  const [creator] = await db
+    .select({ expiresAt: apiKeys.expiresAt })
+    .from(apiKeys)
+    .where(eq(apiKeys.id, principal.apiKeyId))
+    .limit(1);
+  const limit = creator?.expiresAt ?? null;
+  if (!limit) return requested;
+  if (!requested) return limit;
+  if (requested > limit)
+    throw new AppError(
+      "BAD_REQUEST",
+      `expires_at must not be later than the expiry of the API key creating it (${limit.toISOString()})`,
+    );
+  return requested;
+}
+
 /** Creates a key for the caller; a key can never hold more than the caller does (D-12). */
 export async function createApiKey(
   db: Database,
@@ -47,6 +73,7 @@ export async function createApiKey(
       `API key permissions exceed user's group permissions. Violations: ${[...violations].join(", ")}`,
     );
   }
+  const expiresAt = await expiryWithin(db, principal, input.expires_at ?? null);
   const secret = await newOpaqueSecret();
   const [key] = await db
     .insert(apiKeys)
@@ -56,7 +83,7 @@ export async function createApiKey(
       keyHash: secret.hash,
       keyPrefix: secret.prefix,
       permissions: input.permissions,
-      expiresAt: input.expires_at ?? null,
+      expiresAt,
       createdBy: principal.user.id,
     })
     .returning();
