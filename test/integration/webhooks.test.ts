@@ -1,3 +1,4 @@
+import { Redis } from "@upstash/redis";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signWebhookBody } from "../../workers/lib/webhook-signature";
@@ -684,6 +685,13 @@ describe("async, idempotency and limits", () => {
     expect(failed.status).toBe(500);
     expect(failedAgain.status).toBe(500);
     expect(failedAgain.body.execution_id).toBe(failed.body.execution_id);
+
+    // A key is claimed for a minute until its execution is recorded (a first request that dies mid-start does
+    // not hold it for a day), then kept 24 h: the keys of recorded runs, and of the recorded failure, live long.
+    const redis = new Redis({ url: stack.redisBridgeUrl, token: stack.redisToken });
+    const keys = await redis.keys("sinas:idempotency:webhook:*");
+    expect(keys.length).toBeGreaterThanOrEqual(4);
+    for (const key of keys) expect(await redis.ttl(key)).toBeGreaterThan(23 * 3600);
 
     // Keys belong to the caller: the same key from another caller is another run.
     const adminRun = await call("idem/echo", {

@@ -7,6 +7,11 @@ import { AppError } from "./errors";
 
 /** How long a key remembers its execution (the usual 24 h of Stripe and others). */
 export const IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60;
+/**
+ * How long a claim lives until its execution is recorded (`confirmIdempotencyKey`): a first request that dies
+ * before that (its Worker killed mid-start) holds the key this long, not a day of 409s and unknown ids.
+ */
+export const PENDING_CLAIM_TTL_SECONDS = 60;
 const PREFIX = "sinas:idempotency:";
 
 export type IdempotencyClaim =
@@ -68,6 +73,15 @@ export async function claimIdempotencyKey(
     }
   }
   throw new AppError("CONFLICT", "The Idempotency-Key changed hands while it was read; retry the request");
+}
+
+/** The claim's execution is recorded: the key now remembers it for `ttlSeconds` (24 h). */
+export async function confirmIdempotencyKey(
+  redis: Redis,
+  key: string,
+  ttlSeconds = IDEMPOTENCY_TTL_SECONDS,
+): Promise<void> {
+  await redis.expire(PREFIX + key, ttlSeconds);
 }
 
 /**

@@ -26,7 +26,13 @@ import {
 import { parseRateLimit, requireSecret } from "../env";
 import { decryptText, sha256Hex } from "../lib/crypto";
 import { AppError } from "../lib/errors";
-import { claimIdempotencyKey, idempotencyKeyError, releaseIdempotencyKey } from "../lib/idempotency";
+import {
+  claimIdempotencyKey,
+  confirmIdempotencyKey,
+  idempotencyKeyError,
+  PENDING_CLAIM_TTL_SECONDS,
+  releaseIdempotencyKey,
+} from "../lib/idempotency";
 import { enforceRateLimit } from "../lib/rate-limit";
 import { verifyWebhookRequest } from "../lib/webhook-signature";
 import { type CallableRow, callableRowsSql } from "./callable-scope";
@@ -187,7 +193,11 @@ export async function startExecutionOnce(
   const executionId = crypto.randomUUID();
   const redis = services.redis();
   const fingerprint = await requestFingerprint(request.input);
-  const claim = await claimIdempotencyKey(redis, key, executionId, { fingerprint });
+  // Claimed briefly, then for 24 h once the execution is recorded (see PENDING_CLAIM_TTL_SECONDS).
+  const claim = await claimIdempotencyKey(redis, key, executionId, {
+    fingerprint,
+    ttlSeconds: PENDING_CLAIM_TTL_SECONDS,
+  });
   if (claim.kind === "repeat") return { executionId: claim.executionId, repeat: true };
   if (claim.kind === "mismatch") {
     const msg = "was already used within 24 h for a different request (method, path, query or body)";
@@ -198,9 +208,12 @@ export async function startExecutionOnce(
   } catch (error) {
     if (!(error instanceof AppError && error.code === "FUNCTION_FAILED")) {
       await releaseIdempotencyKey(redis, key, executionId, fingerprint).catch(() => undefined);
+    } else {
+      await confirmIdempotencyKey(redis, key); // the rejected input is recorded: repeats get that failure
     }
     throw error;
   }
+  await confirmIdempotencyKey(redis, key);
   return { executionId, repeat: false };
 }
 
