@@ -104,6 +104,45 @@ describe("agent calls and the sender's credential (S29, §3.4)", () => {
     expect(resultsOf(fake.requests[2]).at(-1)).toMatchObject({ agent_name: "admin-bot", response: "pong" });
   });
 
+  it("gives a function tool of a turn sent with an API key a context token that acts as the key", async () => {
+    await createFunction(
+      stack,
+      admin,
+      pythonFunction("whoami", '    return {"token": context["access_token"]}'),
+    );
+    await createAgent(stack, admin, {
+      name: "keyed",
+      enabled_functions: ["default/whoami"],
+      llm_provider_id: providers.openai,
+    });
+    const chat = await createChat(stack, admin, "keyed");
+    const key = await keyCaller(admin, {
+      "sinas.agents.default.keyed.read:own": true,
+      "sinas.functions.*.*.execute:own": true,
+    });
+    const tokenOfTurn = async (caller: Caller) => {
+      fake.reset();
+      fake.script(
+        { tool_calls: [{ id: "t1", name: "default__whoami", arguments: "{}" }] },
+        { content: "ok" },
+      );
+      const sent = await api(stack, caller, "POST", `/chats/${chat}/messages`, { content: "who am I" });
+      expect(sent.status, JSON.stringify(sent.body)).toBe(200);
+      const result = resultsOf(fake.requests[1]).at(-1); // the history holds earlier turns' results
+      return (typeof result === "string" ? JSON.parse(result) : result).token as string;
+    };
+    const mayListFunctions = async (token: string) => {
+      const bearer = { headers: { authorization: `Bearer ${token}` } };
+      const check = await api(stack, bearer, "POST", "/auth/check-permissions", {
+        permissions: ["sinas.functions.default.whoami.get:own"],
+      });
+      return (check.body as { checks: { has_permission: boolean }[] }).checks[0]?.has_permission;
+    };
+    // The admin's own turn: the token acts as the admin; the key's turn: as the key, which may not list.
+    expect(await mayListFunctions(await tokenOfTurn(admin))).toBe(true);
+    expect(await mayListFunctions(await tokenOfTurn(key))).toBe(false);
+  });
+
   it("continues an approved turn with the decider's API key", async () => {
     await createAgent(stack, admin, { name: "vault", llm_provider_id: providers.openai });
     await createAgent(stack, admin, {
