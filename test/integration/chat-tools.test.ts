@@ -647,3 +647,151 @@ describe("agent-to-agent (S29)", () => {
     expect(chats.map((row) => row.title)).not.toContain("Sub-chat: secret");
   });
 });
+
+describe("state tools: expired states and the sender's API key (§8.3, §3.4)", () => {
+  type Caller = Pick<Session, "headers">;
+  type ToolCall = { id: string; name: string; arguments: string };
+
+  /** An API key of the admin holding only `grants` plus the use of agent `keybot`. */
+  async function keyCaller(grants: string[]): Promise<Caller> {
+    const permissions = Object.fromEntries(
+      ["sinas.agents.default.keybot.read:own", ...grants].map((grant) => [grant, true]),
+    );
+    const created = await api(stack, admin, "POST", "/api/v1/api-keys", { name: "tools", permissions });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    return { headers: { "x-api-key": (created.body as { key: string }).key } };
+  }
+
+  /** One message in a new chat of `agent` whose turn makes `call`: retrieve_context's description and the result. */
+  async function stateToolTurn(caller: Caller, agent: string, call: ToolCall) {
+    const opened = await api(stack, caller, "POST", `/agents/default/${agent}/chats`, {});
+    expect(opened.status, JSON.stringify(opened.body)).toBe(200);
+    fake.reset();
+    fake.script({ tool_calls: [call] }, { content: "ok" });
+    const chat = (opened.body as { id: string }).id;
+    const sent = await api(stack, caller, "POST", `/chats/${chat}/messages`, { content: "go" });
+    expect(sent.status, JSON.stringify(sent.body)).toBe(200);
+    type OfferedTools = { tools?: { function: { name: string; description: string } }[] };
+    const offered = fake.requests[0]?.body as OfferedTools | undefined;
+    const retrieve = offered?.tools?.find((tool) => tool.function.name === "retrieve_context");
+    return {
+      description: retrieve?.function.description ?? "",
+      result: toolResults(fake.requests[1] as never).at(-1)?.content,
+    };
+  }
+
+  const stateCall = (id: string, name: string, args: Record<string, unknown>): ToolCall => ({
+    id,
+    name,
+    arguments: JSON.stringify(args),
+  });
+
+  it("treats an expired state as absent: update_context finds nothing, save_context replaces it", async () => {
+    await createAgent(stack, admin, {
+      name: "ttlbot",
+      state_namespaces_readwrite: ["ttl"],
+      llm_provider_id: providers.openai,
+    });
+    for (const key of ["tz", "old"]) {
+      const stored = await api(stack, admin, "POST", "/states", {
+        namespace: "ttl",
+        key,
+        value: { tz: "stale" },
+        expires_at: "2000-01-01T00:00:00Z",
+      });
+      expect(stored.status, JSON.stringify(stored.body)).toBe(200);
+    }
+    const address = { namespace: "ttl", key: "tz" };
+    const updated = await stateToolTurn(
+      admin,
+      "ttlbot",
+      stateCall("t1", "update_context", { ...address, value: { tz: "UTC" } }),
+    );
+    expect(updated.result).toEqual({
+      error: "Context not found for namespace 'ttl' and key 'tz'",
+      suggestion: "Use save_context to create a new context entry",
+    });
+    const saved = await stateToolTurn(
+      admin,
+      "ttlbot",
+      stateCall("t2", "save_context", { ...address, value: { tz: "UTC" } }),
+    );
+    expect(saved.result).toMatchObject({ success: true, value: { tz: "UTC" } });
+    const read = await stateToolTurn(admin, "ttlbot", stateCall("t3", "retrieve_context", address));
+    expect(read.result).toMatchObject({ success: true, count: 1, contexts: [{ value: { tz: "UTC" } }] });
+    expect((await api(stack, admin, "GET", "/states?namespace=ttl")).body).toMatchObject([
+      { key: "tz", value: { tz: "UTC" }, expires_at: null },
+    ]);
+    const deleted = await stateToolTurn(
+      admin,
+      "ttlbot",
+      stateCall("t4", "delete_context", { namespace: "ttl", key: "old" }),
+    );
+    expect(deleted.result).toEqual({ error: "Context not found for namespace 'ttl' and key 'old'" });
+  });
+
+  it("shows stored keys and values only within the key's get grants", async () => {
+    await createAgent(stack, admin, {
+      name: "keybot",
+      state_namespaces_readwrite: ["keyed"],
+      llm_provider_id: providers.openai,
+    });
+    const own = await api(stack, admin, "POST", "/states", {
+      namespace: "keyed",
+      key: "secret",
+      value: { code: "4711" },
+    });
+    expect(own.status, JSON.stringify(own.body)).toBe(200);
+    // Eve's state, visible to the admin through their group `Keyring`.
+    const group = await api(stack, admin, "POST", "/api/v1/groups", { name: "Keyring" });
+    expect(group.status, JSON.stringify(group.body)).toBe(200);
+    expect(
+      (await api(stack, admin, "POST", "/api/v1/groups/Keyring/members", { user_id: eve.user.id })).status,
+    ).toBe(200);
+    const granted = await api(stack, admin, "POST", "/api/v1/groups/Keyring/permissions", {
+      permission_key: "sinas.states.post:group",
+      permission_value: true,
+    });
+    expect(granted.status, JSON.stringify(granted.body)).toBe(200);
+    const eves = await api(stack, eve, "POST", "/states", {
+      namespace: "keyed",
+      key: "eves",
+      value: {},
+      visibility: "group",
+      group_id: (group.body as { id: string }).id,
+    });
+    expect(eves.status, JSON.stringify(eves.body)).toBe(200);
+    const secret = { namespace: "keyed", key: "secret" };
+
+    const bySession = await stateToolTurn(admin, "keybot", stateCall("k1", "retrieve_context", {}));
+    expect(bySession.description).toContain("keyed: 'eves', 'secret'");
+
+    const writer = await keyCaller(["sinas.states.post:own", "sinas.states.put:own"]);
+    const saved = await stateToolTurn(
+      writer,
+      "keybot",
+      stateCall("k2", "save_context", { ...secret, value: {} }),
+    );
+    expect(saved.description).not.toContain("Currently available context");
+    expect(saved.result).toEqual({
+      error:
+        "Context already exists for namespace 'keyed' and key 'secret'. Use update_context to modify it.",
+    });
+    const updated = await stateToolTurn(
+      writer,
+      "keybot",
+      stateCall("k3", "update_context", { ...secret, description: "d" }),
+    );
+    expect(updated.result).toEqual({ success: true, message: "Updated context: keyed/secret" });
+
+    const reader = await keyCaller(["sinas.states.get:own", "sinas.states.post:own"]);
+    const read = await stateToolTurn(
+      reader,
+      "keybot",
+      stateCall("k4", "save_context", { ...secret, value: {} }),
+    );
+    expect(read.description).toContain("keyed: 'secret'");
+    expect(read.description).not.toContain("eves");
+    expect(read.result).toMatchObject({ existing_value: { code: "4711" } });
+  });
+});

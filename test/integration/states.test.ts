@@ -466,3 +466,99 @@ describe("bad input", () => {
     );
   });
 });
+
+/** A group made through the groups API (its creator, the superadmin, joins it) with `members` and `grants`. */
+async function createGroup(name: string, members: Session[], grants: string[] = []): Promise<string> {
+  const created = await call(admin, "POST", "/api/v1/groups", { name });
+  expect(created.status, JSON.stringify(created.body)).toBe(200);
+  for (const member of members) {
+    const added = await call(admin, "POST", `/api/v1/groups/${name}/members`, { user_id: member.user.id });
+    expect(added.status, JSON.stringify(added.body)).toBe(200);
+  }
+  for (const grant of grants) {
+    const set = await call(admin, "POST", `/api/v1/groups/${name}/permissions`, {
+      permission_key: grant,
+      permission_value: true,
+    });
+    expect(set.status, JSON.stringify(set.body)).toBe(200);
+  }
+  return (created.body as { id: string }).id;
+}
+
+describe("publishing a state into its group", () => {
+  it("refuses a user who has left the group, though another group still grants post:group", async () => {
+    const former = await createGroup("Former", [userU, userV]);
+    await createGroup("Publishers", [userU, userV], ["sinas.states.post:group"]);
+    const left = await createState(userU, {
+      namespace: "pub",
+      key: "left",
+      value: { s: 1 },
+      group_id: former,
+    });
+    const stayed = await createState(userV, { namespace: "pub", key: "stayed", value: {}, group_id: former });
+    const removed = await call(admin, "DELETE", `/api/v1/groups/Former/members/${userU.user.id}`);
+    expect(removed.status, JSON.stringify(removed.body)).toBe(200);
+
+    expectError(
+      await call(userU, "PUT", `/states/${left.id}`, { visibility: "group" }),
+      403,
+      "Not a member of the specified group",
+    );
+    expectError(await call(userV, "GET", `/states/${left.id}`), 403, "Not authorized to view this context");
+    expect((await listStates(userV, "?namespace=pub")).map((state) => state.id)).not.toContain(left.id);
+    // A member holding post:group still publishes; put:all (the superadmin) needs no membership.
+    const published = await call(userV, "PUT", `/states/${stayed.id}`, { visibility: "group" });
+    expect(published.body).toMatchObject({ visibility: "group", group_id: former });
+    const selfRemoved = await call(admin, "DELETE", `/api/v1/groups/Former/members/${admin.user.id}`);
+    expect(selfRemoved.status, JSON.stringify(selfRemoved.body)).toBe(200);
+    const byAdmin = await call(admin, "PUT", `/states/${left.id}`, { visibility: "group" });
+    expect(byAdmin.status, JSON.stringify(byAdmin.body)).toBe(200);
+  });
+});
+
+describe("an expired state's key", () => {
+  it("is free for a new state, which replaces the expired row", async () => {
+    const expired = await createState(userU, {
+      namespace: "reuse",
+      key: "k",
+      value: { old: true },
+      expires_at: "2000-01-01T00:00:00Z",
+    });
+    expect(await listStates(userU, "?namespace=reuse")).toEqual([]);
+    const fresh = await createState(userU, { namespace: "reuse", key: "k", value: { new: true } });
+    expect(fresh).toMatchObject({ value: { new: true }, expires_at: null });
+    expect(fresh.id).not.toBe(expired.id);
+    expect((await listStates(userU, "?namespace=reuse")).map((state) => state.id)).toEqual([fresh.id]);
+    expectError(await call(userU, "GET", `/states/${expired.id}`), 404, "Context not found");
+    expectError(
+      await call(userU, "POST", "/states", { namespace: "reuse", key: "k", value: {} }),
+      400,
+      "Context with namespace 'reuse' and key 'k' already exists",
+    );
+  });
+
+  it("goes to exactly one of several parallel creates", async () => {
+    await createState(userU, {
+      namespace: "reuse",
+      key: "race",
+      value: {},
+      expires_at: "2000-01-01T00:00:00Z",
+    });
+    const body = { namespace: "reuse", key: "race", value: { n: 1 } };
+    const attempts = await Promise.all(Array.from({ length: 5 }, () => call(userU, "POST", "/states", body)));
+    expect(attempts.filter((attempt) => attempt.status === 200)).toHaveLength(1);
+    expect(attempts.filter((attempt) => attempt.status === 400)).toHaveLength(4);
+  });
+
+  it("stays reachable by PUT until replaced, while GET answers 404 Context has expired", async () => {
+    const expired = await createState(userU, { namespace: "reuse", key: "put", value: { v: 1 } });
+    await database.db
+      .update(states)
+      .set({ expiresAt: sql`now() - interval '1 minute'` })
+      .where(eq(states.id, expired.id));
+    expectError(await call(userU, "GET", `/states/${expired.id}`), 404, "Context has expired");
+    const updated = await call(userU, "PUT", `/states/${expired.id}`, { value: { v: 2 } });
+    expect(updated.status, JSON.stringify(updated.body)).toBe(200);
+    expectError(await call(userU, "GET", `/states/${expired.id}`), 404, "Context has expired");
+  });
+});

@@ -1,19 +1,19 @@
 /**
  * @module LLM state tools (sinas-spec §5.5.1, §8.2, §8.3, D-39): `retrieve_context` when the agent has any state
  * namespace, and `save_context`, `update_context`, `delete_context` when it has read-write ones. They act as the
- * chat's user (no permission grants are consulted, as in SINAS) and are confined to the agent's namespaces:
- * writes and deletes to read-write ones, reads to read-only plus read-write ones.
+ * chat's user (the user's group grants are not consulted, as in SINAS; a turn sent with an API key is held to
+ * the key's `sinas.states` grants) and are confined to the agent's namespaces: writes and deletes to read-write
+ * ones, reads to read-only plus read-write ones. Expired states are absent to every tool.
  */
 import { and, asc, desc, eq, gt, ilike, inArray, isNull, or, type SQL, sql } from "drizzle-orm";
 import { permissions } from "../auth/catalogue";
-import { isUniqueViolation } from "../db/errors";
 import { isJsonObject } from "../db/json";
 import { groupMembers, type JsonObject, type State, type StateVisibility, states } from "../db/schema";
 import { requireSecret } from "../env";
 import { encryptText } from "../lib/crypto";
 import type { Services } from "../services/services";
-import { stateValue } from "../services/states";
-import { visibleStates } from "./prompt";
+import { insertState, stateValue } from "../services/states";
+import { type ContextScope, visibleStates } from "./prompt";
 import {
   agentNamespaces,
   DEFAULT_RETRIEVE_LIMIT,
@@ -29,12 +29,24 @@ import { credentialAllows, type OfferedTool, type ToolContext } from "./tools";
 
 const notExpired = (): SQL | undefined => or(isNull(states.expiresAt), gt(states.expiresAt, sql`now()`));
 
-async function availableKeys(services: Services, userId: string): Promise<StateKey[]> {
-  return services
+/**
+ * The states the turn's credential may read, by the rule stored context follows (turn.ts): a JWT sender all the
+ * user's, an API key only what its `sinas.states.get` grants reach.
+ */
+function readScopeOf(ctx: ToolContext): ContextScope {
+  if (credentialGrants(ctx, "get", "group")) return "group";
+  return credentialGrants(ctx, "get", "own") ? "own" : "none";
+}
+
+/** The keys the credential may read, so retrieve_context's description names no key it could not read. */
+async function availableKeys(ctx: ToolContext): Promise<StateKey[]> {
+  const scope = readScopeOf(ctx);
+  if (scope === "none") return [];
+  return ctx.services
     .db()
     .select({ namespace: states.namespace, key: states.key })
     .from(states)
-    .where(and(notExpired(), visibleStates(userId, "group")))
+    .where(and(notExpired(), visibleStates(ctx.user.id, scope)))
     .orderBy(asc(states.namespace), asc(states.key))
     .limit(MAX_LISTED_KEYS);
 }
@@ -42,8 +54,8 @@ async function availableKeys(services: Services, userId: string): Promise<StateK
 export async function offerStateTools(ctx: ToolContext): Promise<OfferedTool[]> {
   const namespaces = agentNamespaces(ctx.agent);
   if (namespaces.readonly.length === 0 && namespaces.readwrite.length === 0) return [];
-  // Every visible key is listed, not only the agent's namespaces (§5.5.1).
-  const available = await availableKeys(ctx.services, ctx.user.id);
+  // Every readable key is listed, not only the agent's namespaces (§5.5.1).
+  const available = await availableKeys(ctx);
   return stateToolDefinitions(namespaces, available).map((definition) => ({ definition, kind: "state" }));
 }
 
@@ -149,27 +161,31 @@ async function retrieveContext(ctx: ToolContext, args: JsonObject, readable: str
   return { success: true, count: contexts.length, contexts };
 }
 
+/** The user's own row at `address`: its namespace and key, not expired. */
+function ownStateCondition(ctx: ToolContext, address: StateKey): SQL | undefined {
+  return and(
+    eq(states.userId, ctx.user.id),
+    eq(states.namespace, address.namespace),
+    eq(states.key, address.key),
+    notExpired(),
+  );
+}
+
 async function ownState(ctx: ToolContext, address: StateKey): Promise<State | undefined> {
-  const [row] = await ctx.services
-    .db()
-    .select()
-    .from(states)
-    .where(
-      and(
-        eq(states.userId, ctx.user.id),
-        eq(states.namespace, address.namespace),
-        eq(states.key, address.key),
-      ),
-    )
-    .limit(1);
+  const [row] = await ctx.services.db().select().from(states).where(ownStateCondition(ctx, address)).limit(1);
   return row;
 }
 
+/** Whether the turn's credential may read the user's own states: a replied value is a read too. */
+function mayReadOwn(ctx: ToolContext): boolean {
+  return credentialGrants(ctx, "get", "own");
+}
+
 async function alreadyExists(ctx: ToolContext, address: StateKey, existing: State | undefined) {
-  return {
-    error: `Context already exists for namespace '${address.namespace}' and key '${address.key}'. Use update_context to modify it.`,
-    existing_value: existing ? await stateValue(ctx.services, existing) : null,
-  };
+  const error = `Context already exists for namespace '${address.namespace}' and key '${address.key}'. Use update_context to modify it.`;
+  // A key that may create but not read states learns that the key is taken, not what it holds.
+  if (!mayReadOwn(ctx)) return { error };
+  return { error, existing_value: existing ? await stateValue(ctx.services, existing) : null };
 }
 
 async function isActiveMember(services: Services, userId: string, groupId: string): Promise<boolean> {
@@ -201,34 +217,25 @@ async function saveContext(ctx: ToolContext, address: StateKey, args: JsonObject
       return { error: "User is not a member of the specified group" };
     groupId = ctx.chat.groupId;
   }
-  try {
-    const [row] = await services
-      .db()
-      .insert(states)
-      .values({
-        userId: ctx.user.id,
-        groupId,
-        namespace: address.namespace,
-        key: address.key,
-        value: args.value,
-        visibility: visibility satisfies StateVisibility,
-        description: typeof args.description === "string" ? args.description : null,
-        tags: isStringList(args.tags) ? args.tags : [],
-        relevanceScore: 1.0,
-      })
-      .returning();
-    if (!row) throw new Error("insert returned no row");
-    return {
-      success: true,
-      message: `Saved context: ${address.namespace}/${address.key}`,
-      context_id: row.id,
-      value: row.value,
-    };
-  } catch (error) {
-    // A concurrent save of the same key won the unique index.
-    if (isUniqueViolation(error)) return alreadyExists(ctx, address, await ownState(ctx, address));
-    throw error;
-  }
+  const row = await insertState(services.db(), {
+    userId: ctx.user.id,
+    groupId,
+    namespace: address.namespace,
+    key: address.key,
+    value: args.value,
+    visibility: visibility satisfies StateVisibility,
+    description: typeof args.description === "string" ? args.description : null,
+    tags: isStringList(args.tags) ? args.tags : [],
+    relevanceScore: 1.0,
+  });
+  // A concurrent save of the same key won the unique index.
+  if (!row) return alreadyExists(ctx, address, await ownState(ctx, address));
+  return {
+    success: true,
+    message: `Saved context: ${address.namespace}/${address.key}`,
+    context_id: row.id,
+    value: row.value,
+  };
 }
 
 async function updateContext(ctx: ToolContext, address: StateKey, args: JsonObject): Promise<unknown> {
@@ -256,24 +263,18 @@ async function updateContext(ctx: ToolContext, address: StateKey, args: JsonObje
     changes.description = typeof args.description === "string" ? args.description : null;
   if (isStringList(args.tags)) changes.tags = args.tags;
   await services.db().update(states).set(changes).where(eq(states.id, row.id));
-  return {
-    success: true,
-    message: `Updated context: ${address.namespace}/${address.key}`,
-    value: isJsonObject(args.value) ? args.value : await stateValue(services, row),
-  };
+  const message = `Updated context: ${address.namespace}/${address.key}`;
+  if (isJsonObject(args.value)) return { success: true, message, value: args.value };
+  // Without a new value the reply shows the stored one, only to a credential that may read it.
+  if (!mayReadOwn(ctx)) return { success: true, message };
+  return { success: true, message, value: await stateValue(services, row) };
 }
 
 async function deleteContext(ctx: ToolContext, address: StateKey): Promise<unknown> {
   const deleted = await ctx.services
     .db()
     .delete(states)
-    .where(
-      and(
-        eq(states.userId, ctx.user.id),
-        eq(states.namespace, address.namespace),
-        eq(states.key, address.key),
-      ),
-    )
+    .where(ownStateCondition(ctx, address))
     .returning({ id: states.id });
   if (deleted.length === 0)
     return { error: `Context not found for namespace '${address.namespace}' and key '${address.key}'` };

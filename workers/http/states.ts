@@ -200,7 +200,9 @@ const updateStateRoute = createRoute({
   responses: {
     200: jsonResponse(StateResponseSchema, "The updated state"),
     400: errorResponse("Cannot change to group visibility without a group_id"),
-    403: errorResponse("Not authorized to update this context"),
+    403: errorResponse(
+      "Not authorized to update this context; or, making it group-visible, no post:group or not a member of its group",
+    ),
     404: errorResponse("Context not found"),
     ...commonErrors,
   },

@@ -3,9 +3,10 @@
  * a group, optionally expiring, optionally encrypted at rest (SINAS Edge addition).
  *
  * Access is decided by `accessScope` over `sinas.states.<action>:<scope>` (D-6). Expired rows are invisible
- * to list and get, still reachable by put and delete (§8.1), and purged by the cron tick (D-38).
+ * to list and get, still reachable by put and delete (§8.1), purged by the cron tick (D-38), and never hold
+ * their key against a new state, which replaces them.
  */
-import { and, asc, eq, gt, ilike, inArray, isNull, lt, or, type SQL, sql } from "drizzle-orm";
+import { and, asc, eq, gt, ilike, inArray, isNull, lt, lte, or, type SQL, sql } from "drizzle-orm";
 import { accessScope, can, isGroupMember } from "../auth/access";
 import { permissions } from "../auth/catalogue";
 import type { Scope } from "../auth/permissions";
@@ -60,6 +61,9 @@ export interface StateListQuery {
 
 /** A state as the API shows it: the plaintext value, never the ciphertext. */
 export type StateView = Omit<State, "valueCiphertext">;
+
+/** The columns of a new state row, as the API and the chat's `save_context` fill them. */
+export type NewStateRow = typeof states.$inferInsert;
 
 type StateAction = "post" | "get" | "put" | "delete";
 
@@ -128,6 +132,37 @@ function authorizeCreate(caller: StateCaller, input: StateCreateInput): void {
   }
 }
 
+/**
+ * Inserts a state, or returns null when a live state already holds its user, namespace and key. An expired
+ * state is absent everywhere (§8.1), so it must not hold its key until the purge: when it is what the unique
+ * index refused, it is deleted and the insert tried once more. The index still decides between concurrent
+ * inserts, and the usual insert costs one statement (no transaction, no extra query).
+ */
+export async function insertState(db: Database, values: NewStateRow): Promise<State | null> {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const [row] = await db.insert(states).values(values).returning();
+      if (!row) throw new Error("insert returned no row");
+      return row;
+    } catch (error) {
+      if (!isUniqueViolation(error)) throw error;
+    }
+    const expired = await db
+      .delete(states)
+      .where(
+        and(
+          eq(states.userId, values.userId),
+          eq(states.namespace, values.namespace),
+          eq(states.key, values.key),
+          lte(states.expiresAt, sql`now()`),
+        ),
+      )
+      .returning({ id: states.id });
+    if (expired.length === 0) return null;
+  }
+  return null;
+}
+
 export async function createState(
   services: Services,
   caller: StateCaller,
@@ -135,39 +170,28 @@ export async function createState(
 ): Promise<StateView> {
   authorizeCreate(caller, input);
   const valueCiphertext = input.encrypted ? await sealValue(services, input.value) : null;
-  try {
-    const [row] = await services
-      .db()
-      .insert(states)
-      .values({
-        userId: caller.principal.user.id,
-        groupId: input.group_id ?? null,
-        namespace: input.namespace,
-        key: input.key,
-        value: input.encrypted ? {} : input.value,
-        encrypted: input.encrypted,
-        valueCiphertext,
-        visibility: input.visibility,
-        description: input.description ?? null,
-        tags: input.tags,
-        relevanceScore: input.relevance_score,
-        expiresAt: input.expires_at ?? null,
-      })
-      .returning();
-    if (!row) throw new Error("insert returned no row");
-    const { valueCiphertext: _sealed, ...view } = row;
-    return { ...view, value: input.value };
-  } catch (error) {
-    // The unique index decides, so two concurrent creates cannot both succeed.
-    if (isUniqueViolation(error)) {
-      throw new AppError(
-        "BAD_REQUEST",
-        `Context with namespace '${input.namespace}' and key '${input.key}' already exists`,
-        { cause: error },
-      );
-    }
-    throw error;
+  const row = await insertState(services.db(), {
+    userId: caller.principal.user.id,
+    groupId: input.group_id ?? null,
+    namespace: input.namespace,
+    key: input.key,
+    value: input.encrypted ? {} : input.value,
+    encrypted: input.encrypted,
+    valueCiphertext,
+    visibility: input.visibility,
+    description: input.description ?? null,
+    tags: input.tags,
+    relevanceScore: input.relevance_score,
+    expiresAt: input.expires_at ?? null,
+  });
+  if (!row) {
+    throw new AppError(
+      "BAD_REQUEST",
+      `Context with namespace '${input.namespace}' and key '${input.key}' already exists`,
+    );
   }
+  const { valueCiphertext: _sealed, ...view } = row;
+  return { ...view, value: input.value };
 }
 
 /** Which rows the caller may list: everything with `get:all`, own plus their groups' with `get:group`. */
@@ -226,6 +250,21 @@ export async function getState(services: Services, caller: StateCaller, id: stri
   return toView(services, row);
 }
 
+/**
+ * Making a state group-visible publishes it to its group, which creation guards (§1.5): the same `post:group`
+ * grant and active membership of the group, so a user who has left it cannot publish into it. `put:all`, which
+ * may update any state, needs no membership.
+ */
+function authorizeGroupPublish(caller: StateCaller, groupId: string): void {
+  const { principal } = caller;
+  const permission = permissions.states("post", "group");
+  const granted = can(principal, permission);
+  caller.recordPermission(permission, granted);
+  if (!granted) throw new AppError("FORBIDDEN", "Not authorized to create group contexts");
+  if (isGroupMember(principal, groupId) || can(principal, permissions.states("put", "all"))) return;
+  throw new AppError("FORBIDDEN", "Not a member of the specified group");
+}
+
 export async function updateState(
   services: Services,
   caller: StateCaller,
@@ -235,15 +274,10 @@ export async function updateState(
   const row = await findState(services, id);
   if (scopeFor(caller, "put", row) === null)
     throw new AppError("FORBIDDEN", "Not authorized to update this context");
-  if (input.visibility === "group" && row.groupId === null) {
-    throw new AppError("BAD_REQUEST", "Cannot change to group visibility without a group_id");
-  }
-  // Making a state group-visible is what `post:group` guards at creation (§1.5): the same grant here.
-  if (input.visibility === "group" && row.visibility !== "group") {
-    const permission = permissions.states("post", "group");
-    const granted = can(caller.principal, permission);
-    caller.recordPermission(permission, granted);
-    if (!granted) throw new AppError("FORBIDDEN", "Not authorized to create group contexts");
+  if (input.visibility === "group") {
+    if (row.groupId === null)
+      throw new AppError("BAD_REQUEST", "Cannot change to group visibility without a group_id");
+    if (row.visibility !== "group") authorizeGroupPublish(caller, row.groupId);
   }
   const changes: Partial<typeof states.$inferInsert> = { updatedAt: new Date() };
   if (input.value != null) {
