@@ -306,6 +306,22 @@ describe("writing request logs", () => {
     expect(logged.map((row) => row.path)).toContain("/api/v1/nothing/");
   });
 
+  it("logs a body with a lone surrogate (U+FFFD in its place), and the requests batched with it", async () => {
+    // jsonb refuses "\ud800": an unauthenticated body carrying one lost its whole batch, other callers' rows too.
+    const json = { "content-type": "application/json" };
+    const responses = await Promise.all([
+      stack.fetch("/api/v1/functions", { method: "POST", headers: json, body: '{"description":"x\\ud800"}' }),
+      ...Array.from({ length: 5 }, (_, index) => stack.fetch(`/api/v1/nothing?surrogate=${index}`)),
+    ]);
+    const ids = responses.map((response) => response.headers.get("x-request-id"));
+    const logged = await eventually((rows) => {
+      const matching = rows.filter((row) => ids.includes(row.request_id as string));
+      return matching.length >= ids.length ? matching : undefined;
+    });
+    const withBody = logged.find((row) => row.request_id === ids[0]);
+    expect(withBody?.request_body).toEqual({ description: "x\uFFFD" });
+  });
+
   it("logs every one of many simultaneous requests exactly once (rows are written in batches)", async () => {
     // More than one batch (MAX_BATCH_ROWS = 100) arriving at once, then a straggler on its own.
     const burst = await Promise.all(

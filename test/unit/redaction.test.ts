@@ -2,12 +2,12 @@ import { describe, expect, it } from "vitest";
 import {
   isAuthPath,
   isSecretKey,
+  jsonbSafe,
   MAX_REDACTION_DEPTH,
   parseQueryParams,
   REDACTED,
   redactSecrets,
   redactUrlQuery,
-  stripNulCharacters,
   TRUNCATED,
 } from "../../workers/lib/redaction";
 
@@ -97,9 +97,14 @@ describe("redactSecrets", () => {
   });
 });
 
-describe("stripNulCharacters", () => {
+describe("jsonbSafe", () => {
   it("removes U+0000 from strings and keys, which Postgres refuses", () => {
-    expect(stripNulCharacters({ "a\u0000b": ["x\u0000y", 1], c: "d" })).toEqual({ ab: ["xy", 1], c: "d" });
+    expect(jsonbSafe({ "a\u0000b": ["x\u0000y", 1], c: "d" })).toEqual({ ab: ["xy", 1], c: "d" });
+  });
+
+  it("replaces lone surrogates, which jsonb refuses, and keeps pairs", () => {
+    const parsed = JSON.parse('{"k\\udc00":"x\\ud800y","emoji":"\\ud83d\\ude00"}');
+    expect(jsonbSafe(parsed)).toEqual({ "k\uFFFD": "x\uFFFDy", emoji: "😀" });
   });
 });
 

@@ -12,11 +12,11 @@ import type { NewRequestLog } from "../db/schema";
 import { readBounded } from "../lib/read-bounded";
 import {
   isAuthPath,
+  jsonbSafe,
   parseQueryParams,
   REDACTED,
   redactSecrets,
   redactUrlQuery,
-  stripNulCharacters,
 } from "../lib/redaction";
 import { writeRequestLogBatched } from "../services/request-log-batches";
 import type { AppEnv } from "./app-env";
@@ -106,7 +106,7 @@ async function loggedBodyAfterHandler(c: Context<AppEnv>): Promise<LoggedBody> {
     if (mayBeTooLarge && new TextEncoder().encode(text).byteLength > MAX_LOGGED_BODY_BYTES) {
       return { skipped: "too_large" };
     }
-    return { body: stripNulCharacters(redactSecrets(withoutUnloggedFields(c.req.path, JSON.parse(text)))) };
+    return { body: jsonbSafe(redactSecrets(withoutUnloggedFields(c.req.path, JSON.parse(text)))) };
   } catch {
     return { skipped: "unparseable" };
   }

@@ -69,15 +69,23 @@ export function redactSecrets(value: unknown): unknown {
   return redactAtDepth(value, 0);
 }
 
-/** Postgres `text` and `jsonb` refuse U+0000; a body carrying one must not be able to make its log row fail. */
-export function stripNulCharacters(value: unknown, depth = 0): unknown {
-  if (typeof value === "string") return value.replaceAll("\u0000", "");
+/** Without U+0000, and with U+FFFD for each lone surrogate (`"\ud800"` in JSON parses to one). */
+function jsonbSafeText(text: string): string {
+  return text.replaceAll("\u0000", "").replace(/\p{Cs}/gu, "\uFFFD");
+}
+
+/**
+ * Postgres `text` and `jsonb` refuse U+0000, and `jsonb` a lone surrogate: a body carrying either must not be
+ * able to make its log row (and the batch of other requests' rows written with it) fail.
+ */
+export function jsonbSafe(value: unknown, depth = 0): unknown {
+  if (typeof value === "string") return jsonbSafeText(value);
   if (depth > MAX_REDACTION_DEPTH) return value;
-  if (Array.isArray(value)) return value.map((item) => stripNulCharacters(item, depth + 1));
+  if (Array.isArray(value)) return value.map((item) => jsonbSafe(item, depth + 1));
   if (!isPlainObject(value)) return value;
   const cleaned: Record<string, unknown> = {};
   for (const [key, item] of Object.entries(value)) {
-    cleaned[key.replaceAll("\u0000", "")] = stripNulCharacters(item, depth + 1);
+    cleaned[jsonbSafeText(key)] = jsonbSafe(item, depth + 1);
   }
   return cleaned;
 }

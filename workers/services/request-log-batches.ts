@@ -31,9 +31,24 @@ function takeBatch(): NewRequestLog[] {
  */
 export async function writeRequestLogBatched(db: () => Database, row: NewRequestLog): Promise<void> {
   buffered.push(row);
-  if (buffered.length >= MAX_BATCH_ROWS) return insertRequestLogs(db(), takeBatch());
+  if (buffered.length >= MAX_BATCH_ROWS) return insertBatch(db(), takeBatch());
   if (buffered.length > 1) return; // a batch is open: its first row's request writes this row too
   await new Promise((resolve) => setTimeout(resolve, BATCH_WINDOW_MS));
   // A full batch may have been written meanwhile by another request; what is buffered now is ours.
-  await insertRequestLogs(db(), takeBatch());
+  await insertBatch(db(), takeBatch());
+}
+
+/**
+ * One INSERT for the batch; when it fails, each row on its own, so that a row Postgres refuses (a value no
+ * cleaning foresaw) loses only itself, not the other requests' rows. Rejects with the first row's error.
+ */
+async function insertBatch(db: Database, rows: NewRequestLog[]): Promise<void> {
+  try {
+    await insertRequestLogs(db, rows);
+  } catch (error) {
+    if (rows.length === 1) throw error;
+    const results = await Promise.allSettled(rows.map((row) => insertRequestLogs(db, [row])));
+    const failed = results.find((result) => result.status === "rejected");
+    if (failed) throw failed.reason;
+  }
 }

@@ -13,7 +13,7 @@ import type { Database } from "../db/client";
 import { preparedOnce } from "../db/prepared";
 import { type NewRequestLog, type RequestLog, requestLogs } from "../db/schema";
 import { AppError } from "../lib/errors";
-import { stripNulCharacters } from "../lib/redaction";
+import { jsonbSafe } from "../lib/redaction";
 
 /** Who is asking, and where to note the permission that decided the request (the request log itself). */
 export interface RequestLogCaller {
@@ -86,9 +86,9 @@ export async function insertRequestLogs(db: Database, rows: NewRequestLog[]): Pr
   const byName = rows.map((row) => {
     const named: Record<string, unknown> = {};
     for (const [key, value] of Object.entries(row)) {
-      // jsonb refuses NUL (a path of `/%00` decodes to one), and one such row would lose the whole batch. The
-      // body is stripped already (request-log.ts).
-      named[COLUMN_NAMES.get(key) ?? key] = key === "requestBody" ? value : stripNulCharacters(value);
+      // jsonb refuses NUL (a path of `/%00` decodes to one) and lone surrogates, and one such row would lose the
+      // whole batch. The body is cleaned already (request-log.ts).
+      named[COLUMN_NAMES.get(key) ?? key] = key === "requestBody" ? value : jsonbSafe(value);
     }
     return named;
   });
