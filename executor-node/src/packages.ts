@@ -17,6 +17,7 @@ import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { chmod, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
+import { compactRequirement, REQUIREMENT_SPEC } from "../../workers/lib/executor-protocol";
 
 /** A sandbox's package set: `key` "" and `dir` null for none. */
 export interface PackageSet {
@@ -50,9 +51,6 @@ const FAILURE_TTL_MS = 30_000;
 const OUTPUT_TAIL_CHARS = 16 * 1024;
 const ERROR_LINES = 15;
 const ERROR_CHARS = 2000;
-/** PEP 508 name, optional extras, optional comma-separated version clauses; nothing else. */
-const SPEC =
-  /^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?(?:\[[A-Za-z0-9._-]+(?:,[A-Za-z0-9._-]+)*\])?(?:(?:===|==|!=|~=|<=|>=|<|>)[A-Za-z0-9.*+!_-]+(?:,(?:===|==|!=|~=|<=|>=|<|>)[A-Za-z0-9.*+!_-]+)*)?$/;
 /** Host variables pip may need to reach an index (proxies, CA bundles); nothing of the executor's own. */
 const PASSED_ENV = [
   "HOME",
@@ -81,7 +79,7 @@ export class PackageInstaller {
   async ensure(requirements: readonly string[]): Promise<PackageSet> {
     const specs = normalize(requirements);
     if (specs.length === 0) return NO_PACKAGES;
-    const invalid = specs.find((spec) => !SPEC.test(spec));
+    const invalid = specs.find((spec) => !REQUIREMENT_SPEC.test(spec));
     if (invalid !== undefined) {
       throw new PackageInstallError(
         `Package installation failed: invalid requirement ${JSON.stringify(invalid)}`,
@@ -156,7 +154,7 @@ export class PackageInstaller {
 
 /** Without whitespace (`a >= 1` is `a>=1`), deduplicated, sorted: the same set always hashes the same. */
 export function normalize(requirements: readonly string[]): string[] {
-  return [...new Set(requirements.map((spec) => spec.replace(/\s+/g, "")).filter(Boolean))].sort();
+  return [...new Set(requirements.map(compactRequirement).filter(Boolean))].sort();
 }
 
 async function findPipPython(candidates: string[]): Promise<string> {

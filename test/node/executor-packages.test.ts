@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DockerDriver } from "../../executor-node/src/sandbox/docker";
 import { ROOT_DIR } from "../../scripts/lib/stack";
-import type { ResultEvent } from "../../workers/lib/executor-protocol";
+import { isInstallableRequirement, type ResultEvent } from "../../workers/lib/executor-protocol";
 import { type Harness, startHarness } from "../helpers/executor-harness";
 import { buildWheel } from "../helpers/wheel";
 
@@ -53,6 +53,31 @@ const USE = `def use(input, context):
     where = os.path.dirname(sinas_testpkg.__file__)
     return {"v": sinas_testpkg.hello(), "where": where, "writable": os.access(where, os.W_OK)}
 `;
+
+describe("the requirement spec pattern (shared with the API, which refuses other specs)", () => {
+  it("accepts a name with extras and version clauses, spaces aside, and nothing else", () => {
+    for (const spec of [
+      "requests",
+      "Requests[socks,security] >= 2.0, < 3",
+      "a.b_c-d~=1.4.*",
+      "x===1.0+local",
+    ]) {
+      expect(isInstallableRequirement(spec), spec).toBe(true);
+    }
+    for (const spec of [
+      "requests; python_version >= '3.8'",
+      "requests (>=2.0)",
+      "requests @ https://x/y.whl",
+      "requests>=2 --hash=sha256:abcd",
+      "-e .",
+      "./local/path",
+      "requests==>=2.0",
+      "requests-",
+    ]) {
+      expect(isInstallableRequirement(spec), spec).toBe(false);
+    }
+  });
+});
 
 describe.each(drivers)("packages with the $driver driver", ({ driver, problem }) => {
   let h: Harness;

@@ -653,14 +653,25 @@ export const scheduledJobs = pgTable(
   ],
 );
 
-export const installedPackages = pgTable("installed_packages", {
-  id: id(),
-  packageName: varchar("package_name", { length: 255 }).notNull().unique(),
-  /** Locked version. */
-  version: varchar("version", { length: 50 }),
-  installedAt: timestamptz("installed_at").notNull().defaultNow(),
-  installedBy: userRef("installed_by"),
-});
+export const installedPackages = pgTable(
+  "installed_packages",
+  {
+    id: id(),
+    /** As the admin spelled it; unique as PEP 503 normalizes it (below). */
+    packageName: varchar("package_name", { length: 255 }).notNull(),
+    /** Locked version. */
+    version: varchar("version", { length: 50 }),
+    installedAt: timestamptz("installed_at").notNull().defaultNow(),
+    installedBy: userRef("installed_by"),
+  },
+  (t) => [
+    // One approval per package as pip names it (`PyYAML` is `pyyaml`, `typing_extensions` is
+    // `typing-extensions`): with two spellings, runs picked either row and so either lock (0003 migration).
+    uniqueIndex("installed_packages_normalized_name_key").on(
+      sql`regexp_replace(lower(${t.packageName}), '[-_.]+', '-', 'g')`,
+    ),
+  ],
+);
 
 // ---------------------------------------------------------------------------------------------------------------
 // §2.4 Other resources

@@ -3,6 +3,7 @@
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import { permissions } from "../auth/catalogue";
+import { isInstallableRequirement, REQUIREMENT_SPEC_DESCRIPTION } from "../lib/executor-protocol";
 import { schemaDefect } from "../lib/json-schema";
 import {
   createFunction,
@@ -43,9 +44,17 @@ const CodeSchema = z
     message: `must be at most ${MAX_CODE_BYTES / 1024} KiB`,
   });
 
+/** One pip spec, in the form the executor installs (anything else would fail every run of its scope). */
+const RequirementSchema = z
+  .string()
+  .min(1)
+  .max(255)
+  .refine(isInstallableRequirement, { message: REQUIREMENT_SPEC_DESCRIPTION })
+  .openapi({ example: "requests>=2.0,<3" });
+
 const FunctionFields = {
   description: z.string().max(10_000).nullable().optional(),
-  requirements: z.array(z.string().min(1).max(255)).max(100),
+  requirements: z.array(RequirementSchema).max(100),
   enabled_namespaces: z.array(IdentifierSchema).max(100),
   shared_pool: z.boolean(),
   requires_approval: z.boolean(),

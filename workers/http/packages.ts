@@ -8,6 +8,16 @@ import { createRouter, errorResponse } from "./router";
 import { jsonBody, jsonResponse, MessageSchema, UuidSchema } from "./schemas";
 
 const security = [{ bearerAuth: [] }];
+
+/** A PEP 508 name, as the executor's spec pattern (REQUIREMENT_SPEC) accepts it. */
+const PACKAGE_NAME = /^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$/;
+/**
+ * A locked version becomes the spec `name==version` of every run needing the package: it must be a version
+ * the executor accepts there (`>=2.0` or `^1.2` would give `name==>=2.0`, refused by every run).
+ */
+const LOCKED_VERSION = /^[A-Za-z0-9][A-Za-z0-9.*+!_-]*$/;
+const LOCKED_VERSION_DESCRIPTION =
+  "must be one exact version such as 2.31.0 or 1.0.0rc1 (no operators: it is installed as name==version)";
 const tags = ["Packages"];
 
 const PackageSchema = z
@@ -34,8 +44,14 @@ const approveRoute = createRoute({
             .string()
             .min(1)
             .max(255)
-            .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, "must be a pip package name"),
-          version: z.string().min(1).max(50).nullable().optional(),
+            .regex(PACKAGE_NAME, "must be a pip package name (letters, digits, . _ - inside)"),
+          version: z
+            .string()
+            .min(1)
+            .max(50)
+            .regex(LOCKED_VERSION, LOCKED_VERSION_DESCRIPTION)
+            .nullable()
+            .optional(),
         })
         .strict()
         .openapi("PackageCreate"),

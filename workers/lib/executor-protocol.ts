@@ -54,6 +54,28 @@ export function resultSizeProblem(result: unknown): string | null {
   return `The result is ${bytes} bytes of JSON; at most ${MAX_RESULT_BYTES} are kept (return less, or store large data elsewhere, e.g. in state)`;
 }
 
+/**
+ * A pip spec the executor installs (PROTOCOL.md "Packages"), once its whitespace is removed: a PEP 508 name,
+ * optional extras, optional comma-separated version clauses; nothing else (no URLs, paths, markers or pip
+ * options: pip runs on the executor's host). The API refuses other specs when a function is saved, since
+ * one refused spec fails every run whose callable scope includes that function.
+ */
+export const REQUIREMENT_SPEC =
+  /^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?(?:\[[A-Za-z0-9._-]+(?:,[A-Za-z0-9._-]+)*\])?(?:(?:===|==|!=|~=|<=|>=|<|>)[A-Za-z0-9.*+!_-]+(?:,(?:===|==|!=|~=|<=|>=|<|>)[A-Za-z0-9.*+!_-]+)*)?$/;
+
+/** What REQUIREMENT_SPEC accepts, for error messages. */
+export const REQUIREMENT_SPEC_DESCRIPTION =
+  "must be a package name with optional [extras] and version clauses, e.g. requests, requests[socks]>=2.0,<3 (URLs, paths, environment markers and pip options are not accepted)";
+
+/** `spec` as the executor installs it: without whitespace (`a >= 1` is `a>=1`). */
+export function compactRequirement(spec: string): string {
+  return spec.replace(/\s+/g, "");
+}
+
+export function isInstallableRequirement(spec: string): boolean {
+  return REQUIREMENT_SPEC.test(compactRequirement(spec));
+}
+
 const JsonValue = z.unknown();
 
 export const CallableFunctionSchema = z.object({ code: z.string(), code_hash: z.string() });

@@ -3,7 +3,7 @@
  * function and of everything it may call), hands it to the execution's ExecutionRun Durable Object, and
  * reads executions back for the API (§1.4).
  */
-import { and, desc, eq, inArray, type SQL, sql } from "drizzle-orm";
+import { and, desc, eq, inArray, type SQL } from "drizzle-orm";
 import type { RunPlan, RunState } from "../../durable-objects/execution-run";
 import { can } from "../auth/access";
 import type { Principal } from "../auth/principal";
@@ -22,13 +22,14 @@ import {
 } from "../db/schema";
 import { sha256Hex } from "../lib/crypto";
 import { AppError, validationError } from "../lib/errors";
+import { isInstallableRequirement } from "../lib/executor-protocol";
 import { describeSchemaProblems, validateAgainstSchema } from "../lib/json-schema";
 import { type CallableRow, callableScopeOf, readCallableRows } from "./callable-scope";
 import { contextToken } from "./context-token";
 import { callbackUrl } from "./execution-dispatch";
 import { findExecution, insertFailedAttempt, listSteps } from "./execution-records";
 import { executionRunFor } from "./execution-shards";
-import { packageNameOf } from "./functions";
+import { normalizedPackageName, normalizedPackageNameSql, packageNameOf } from "./functions";
 import type { Services } from "./services";
 
 export interface ExecutionRequest {
@@ -72,7 +73,9 @@ export async function findActiveFunction(
 /**
  * The pip specs the sandbox installs (§6.3, §10.2): approved packages only (an approval may have been
  * removed since), an admin-locked version replacing the spec (`name==version`); sorted and deduplicated so
- * the same set always reads the same.
+ * the same set always reads the same. Names match as PEP 503 normalizes them (`PyYAML` is `pyyaml`).
+ * A spec the executor would refuse (saved before specs were checked) would fail every run of its scope:
+ * unlocked, it becomes the bare approved name; still refused (a malformed legacy lock), it is left out.
  */
 async function approvedRequirements(db: Database, specs: string[]): Promise<string[]> {
   const names = [...new Set(specs.map(packageNameOf).filter(Boolean))];
@@ -80,12 +83,15 @@ async function approvedRequirements(db: Database, specs: string[]): Promise<stri
   const approved = await db
     .select({ name: installedPackages.packageName, version: installedPackages.version })
     .from(installedPackages)
-    .where(inArray(sql`lower(${installedPackages.packageName})`, names));
-  const byName = new Map(approved.map((row) => [row.name.toLowerCase(), row]));
+    .where(inArray(normalizedPackageNameSql(), names));
+  const byName = new Map(approved.map((row) => [normalizedPackageName(row.name), row]));
   const result = new Set<string>();
   for (const spec of specs) {
     const row = byName.get(packageNameOf(spec));
-    if (row) result.add(row.version ? `${row.name}==${row.version}` : spec.trim());
+    if (!row) continue;
+    let install = row.version ? `${row.name}==${row.version}` : spec.trim();
+    if (!row.version && !isInstallableRequirement(install)) install = row.name;
+    if (isInstallableRequirement(install)) result.add(install);
   }
   return [...result].sort();
 }

@@ -18,6 +18,7 @@ import {
 } from "../db/schema";
 import type { AppConfig } from "../env";
 import { AppError, validationError } from "../lib/errors";
+import { compactRequirement } from "../lib/executor-protocol";
 import { checkPythonSyntax } from "./executor-client";
 
 export interface FunctionFields {
@@ -69,25 +70,47 @@ export function toVersionResponse(version: FunctionVersion) {
   };
 }
 
-/** `requests>=2.0` -> `requests`; extras and markers are cut too. */
+/**
+ * A package name as PEP 503 compares it: `PyYAML`, `typing_extensions` and `Typing.Extensions` are the same
+ * package as `pyyaml`, `typing-extensions`. Approvals and requirements are matched by this name (and the
+ * database's unique index on installed_packages.package_name normalizes the same way).
+ */
+export function normalizedPackageName(name: string): string {
+  return name.toLowerCase().replace(/[-_.]+/g, "-");
+}
+
+/** normalizedPackageName of installed_packages.package_name, in SQL (the expression of its unique index). */
+export function normalizedPackageNameSql() {
+  return sql`regexp_replace(lower(${installedPackages.packageName}), '[-_.]+', '-', 'g')`;
+}
+
+/** `Requests >= 2.0` -> `Requests`: the name as written; whitespace goes first, as the executor drops it. */
+function writtenPackageNameOf(requirement: string): string {
+  return compactRequirement(requirement).split(/[[<>=!~;@(,]/, 1)[0] ?? "";
+}
+
+/**
+ * `Requests >= 2.0` -> `requests`: the normalized name of the package a spec installs (`req uests` installs
+ * `requests`); extras, markers and URLs are cut too.
+ */
 export function packageNameOf(requirement: string): string {
-  return (
-    requirement
-      .split(/[<>=!~;[\s]/, 1)[0]
-      ?.trim()
-      .toLowerCase() ?? ""
-  );
+  return normalizedPackageName(writtenPackageNameOf(requirement));
 }
 
 async function ensureApprovedPackages(db: DbOrTx, requirements: string[]): Promise<void> {
-  const names = [...new Set(requirements.map(packageNameOf).filter(Boolean))];
-  if (names.length === 0) return;
+  // normalized name -> the name as the first spec naming it wrote it (for the message)
+  const written = new Map<string, string>();
+  for (const spec of requirements) {
+    const name = packageNameOf(spec);
+    if (name && !written.has(name)) written.set(name, writtenPackageNameOf(spec));
+  }
+  if (written.size === 0) return;
   const approved = await db
     .select({ name: installedPackages.packageName })
     .from(installedPackages)
-    .where(inArray(sql`lower(${installedPackages.packageName})`, names));
-  const approvedNames = new Set(approved.map((row) => row.name.toLowerCase()));
-  const missing = names.filter((name) => !approvedNames.has(name));
+    .where(inArray(normalizedPackageNameSql(), [...written.keys()]));
+  const approvedNames = new Set(approved.map((row) => normalizedPackageName(row.name)));
+  const missing = [...written].filter(([name]) => !approvedNames.has(name)).map(([, asWritten]) => asWritten);
   if (missing.length > 0) {
     throw new AppError(
       "BAD_REQUEST",

@@ -33,6 +33,7 @@ export async function approvePackage(
       `Package '${input.package_name}' not in whitelist. Allowed packages: ${whitelist.join(", ")}`,
     );
   }
+  // Stored as spelled; the unique index is on the PEP 503 name, so `pyyaml` after `PyYAML` is already approved.
   try {
     const [row] = await db
       .insert(installedPackages)
