@@ -114,6 +114,30 @@ describe.each(WIRE_FORMATS)("tool approval on the %s wire format (S27)", (format
     expect((again.body as { detail: string }).detail).toBe("Pending approval not found or already processed");
   });
 
+  it("runs no call of an answer cut off by max_tokens, asks no approval, and tells the model", async () => {
+    const chat = await createChat(stack, admin, bank);
+    fake.script(
+      {
+        tool_calls: [
+          { id: `call_n${format}`, name: "default__note", arguments: "{}" },
+          { id: `call_c${format}`, name: "default__wire", arguments: '{"amount":' },
+        ],
+        finish_reason: "length",
+      },
+      { content: "Retrying shorter" },
+    );
+    const stream = await streamMessage(stack, admin, chat, "note and pay");
+    const types = stream.events.map((event) => (event.data as { type?: string }).type);
+    expect(types).not.toContain("approval_required");
+    expect(stream.events.at(-1)?.event).toBe("done");
+    expect(fake.requests).toHaveLength(2);
+    const results = toolResults(fake.requests[1] as never).map((result) => result.content);
+    expect(results).toHaveLength(2);
+    for (const result of results) expect(JSON.stringify(result)).toContain("hit the max_tokens limit");
+    expect(await executionsOf("note", chat)).toEqual([]);
+    expect(await executionsOf("wire", chat)).toEqual([]);
+  });
+
   it("tells the model about a rejection and answers without tools", async () => {
     const chat = await createChat(stack, admin, bank);
     const call = `call_x${format}`;

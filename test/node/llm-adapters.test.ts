@@ -1,11 +1,14 @@
 /**
  * Both provider adapters, driven through their real SDKs against the fake LLM server (test/fixtures/fake-llm.ts):
  * one case suite per wire API (complete, stream, tools, tool calls, usage, errors, abort, timeout), plus the
- * OpenAI-compatible variants (Mistral, keyless Ollama) and `createProvider` decrypting a stored key.
+ * OpenAI-compatible variants (Mistral, keyless Ollama), `createProvider` decrypting a stored key, and a chat's
+ * streamed model call over them (model-call.ts: heartbeats, the wait for the answer's start, the idle guard).
  */
 import { createServer, request as httpRequest, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { ChatEvent } from "../../workers/chat/events";
+import { startCall, streamReply } from "../../workers/chat/model-call";
 import type { LlmProvider as LlmProviderRow } from "../../workers/db/schema";
 import { encryptText } from "../../workers/lib/crypto";
 import { createAnthropicProvider } from "../../workers/llm/anthropic";
@@ -223,7 +226,13 @@ describe.each(cases)("$label adapter against the fake", ({ label, api, make, unr
     });
     expect(JSON.parse(result.tool_calls?.[0]?.function.arguments ?? "")).toEqual({ a: 2, b: 3 });
     const body = fake.requests[0]?.body;
-    expect(body.max_tokens).toBe(64);
+    // OpenAI's own API takes the limit as `max_completion_tokens` (its reasoning models refuse `max_tokens`).
+    if (api === "openai") {
+      expect(body.max_completion_tokens).toBe(64);
+      expect(body).not.toHaveProperty("max_tokens");
+    } else {
+      expect(body.max_tokens).toBe(64);
+    }
     expect(body.temperature).toBe(0);
     if (api === "openai") {
       expect(body.tools).toEqual([addTool]);
@@ -302,6 +311,23 @@ describe.each(cases)("$label adapter against the fake", ({ label, api, make, unr
     });
     expect(usage?.total_tokens).toBe(9);
     if (api === "openai") expect(fake.requests[0]?.body.stream_options).toEqual({ include_usage: true });
+  });
+
+  it("reports activity for bytes that yield no item (role-only delta, message_start) (activity.ts)", async () => {
+    fake.script({ chunks: ["Hi"], chunkDelayMs: 20 });
+    let activity = 0;
+    let activityBeforeFirstItem = -1;
+    const { content } = await drain(
+      (async function* () {
+        for await (const item of make().stream(request({ onActivity: () => activity++ }))) {
+          if (activityBeforeFirstItem < 0) activityBeforeFirstItem = activity;
+          yield item;
+        }
+      })(),
+    );
+    expect(content).toBe("Hi");
+    // Both wires open with an event that carries nothing for the chat, before the text's own.
+    expect(activityBeforeFirstItem).toBeGreaterThan(0);
   });
 
   it("reads a stream through the body's reader, never its async iterator (read-by-reader.ts)", async () => {
@@ -421,6 +447,53 @@ describe.each(cases)("$label adapter against the fake", ({ label, api, make, unr
   });
 });
 
+/** One server-sent event (or, with `comment`, an SSE comment line), written `delayMs` after the previous one. */
+type TimedEvent = { delayMs?: number } & ({ event?: string; data: unknown } | { comment: string });
+
+function eventText(event: TimedEvent): string {
+  if ("comment" in event) return `: ${event.comment}\n\n`;
+  const data = typeof event.data === "string" ? event.data : JSON.stringify(event.data);
+  return `${event.event ? `event: ${event.event}\n` : ""}data: ${data}\n\n`;
+}
+
+/**
+ * A local server answering every request with `events` as an event stream (each `data` JSON, or as it is when a
+ * string), paced, for wire shapes and pauses the fake does not send. `url` is the server root.
+ */
+async function eventStreamServer(events: TimedEvent[]): Promise<{ url: string; close: () => void }> {
+  const server: Server = createServer(async (_request, response) => {
+    response.writeHead(200, { "content-type": "text/event-stream" });
+    for (const event of events) {
+      if (event.delayMs) await new Promise((resolve) => setTimeout(resolve, event.delayMs));
+      if (response.destroyed) return;
+      response.write(eventText(event));
+    }
+    response.end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () => {
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}
+
+/** An OpenAI `chat.completion.chunk` event with one choice. */
+function openAiChunk(delta: Record<string, unknown>, finishReason: string | null = null): TimedEvent {
+  return {
+    data: {
+      id: "x",
+      object: "chat.completion.chunk",
+      created: 1,
+      model: "m",
+      choices: [{ index: 0, delta, finish_reason: finishReason }],
+    },
+  };
+}
+
 describe("OpenAI-compatible variants and keyless providers", () => {
   it("mistral: no stream_options; ollama or anthropic without a key: no Authorization header", async () => {
     const mistral = createOpenAiProvider({ type: "mistral", apiKey: "m-key", apiEndpoint: fake.openaiUrl });
@@ -441,41 +514,53 @@ describe("OpenAI-compatible variants and keyless providers", () => {
 
   it("gives calls streamed without an index separate indexes (D-31, Mistral style)", async () => {
     // Mistral sends whole calls without `index` on the chunk that finishes the turn.
-    const server: Server = createServer((_request, response) => {
-      response.writeHead(200, { "content-type": "text/event-stream" });
-      const call = (id: string, args: string) => ({
-        id,
-        type: "function",
-        function: { name: "f", arguments: args },
-      });
-      const chunk = {
-        id: "x",
-        object: "chat.completion.chunk",
-        created: 1,
-        model: "m",
-        choices: [
-          {
-            index: 0,
-            delta: { tool_calls: [call("a", "{}"), call("b", '{"x":1}')] },
-            finish_reason: "tool_calls",
-          },
-        ],
-      };
-      response.end(`data: ${JSON.stringify(chunk)}\n\ndata: [DONE]\n\n`);
+    const call = (id: string, args: string) => ({
+      id,
+      type: "function",
+      function: { name: "f", arguments: args },
     });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const server = await eventStreamServer([
+      openAiChunk({ tool_calls: [call("a", "{}"), call("b", '{"x":1}')] }, "tool_calls"),
+      { data: "[DONE]" },
+    ]);
     try {
-      const { port } = server.address() as AddressInfo;
       const provider = createOpenAiProvider({
         type: "mistral",
         apiKey: "k",
-        apiEndpoint: `http://127.0.0.1:${port}/v1`,
+        apiEndpoint: `${server.url}/v1`,
       });
       const { toolCalls, finishReason } = await drain(provider.stream(request()));
       expect(finishReason).toBe("tool_calls");
       expect(toolCalls.map((call) => [call.id, call.function.arguments])).toEqual([
         ["a", "{}"],
         ["b", '{"x":1}'],
+      ]);
+    } finally {
+      server.close();
+    }
+  });
+
+  it("keeps parallel calls apart when each comes whole at index 0 with its own id (Ollama style)", async () => {
+    const call = (id: string, args: string) => ({
+      id,
+      index: 0,
+      type: "function",
+      function: { name: "read_file", arguments: args },
+    });
+    const server = await eventStreamServer([
+      openAiChunk({ role: "assistant", content: "" }),
+      openAiChunk({ tool_calls: [call("call_a", '{"path":"a.txt"}')] }),
+      openAiChunk({ tool_calls: [call("call_b", '{"path":"b.txt"}')] }),
+      openAiChunk({}, "tool_calls"),
+      { data: "[DONE]" },
+    ]);
+    try {
+      const provider = createOpenAiProvider({ type: "ollama", apiKey: null, apiEndpoint: server.url });
+      const { toolCalls, finishReason } = await drain(provider.stream(request()));
+      expect(finishReason).toBe("tool_calls");
+      expect(toolCalls).toEqual([
+        { id: "call_a", type: "function", function: { name: "read_file", arguments: '{"path":"a.txt"}' } },
+        { id: "call_b", type: "function", function: { name: "read_file", arguments: '{"path":"b.txt"}' } },
       ]);
     } finally {
       server.close();
@@ -523,6 +608,17 @@ describe("createProvider", () => {
     expect(fake.requests[1]?.headers.authorization).toBe("Bearer sk-ant");
   });
 
+  it("gives the call the configured timeout, else the type's: 300 s for Ollama (§5.10), 120 s for others", async () => {
+    const timeoutOf = async (overrides: Partial<LlmProviderRow>) =>
+      (await createProvider(row(overrides), key)).timeoutMs;
+    expect(await timeoutOf({ providerType: "ollama" })).toBe(300_000);
+    expect(await timeoutOf({ providerType: "openai" })).toBe(120_000);
+    expect(await timeoutOf({ providerType: "mistral" })).toBe(120_000);
+    expect(await timeoutOf({ providerType: "anthropic" })).toBe(120_000);
+    expect(await timeoutOf({ providerType: "ollama", config: { timeout: 30 } })).toBe(30_000);
+    expect(await timeoutOf({ providerType: "openai", config: { timeout: 0 } })).toBe(120_000);
+  });
+
   it("fails clearly on an unknown type or an undecryptable key", async () => {
     await expect(createProvider(row({ providerType: "gemini" as "openai" }), key)).rejects.toThrow(
       "Unknown provider type: gemini",
@@ -533,5 +629,160 @@ describe("createProvider", () => {
     await expect(createProvider(row({ apiKey: sealed }), undefined)).rejects.toThrow(
       "ENCRYPTION_KEY is not configured",
     );
+  });
+});
+
+describe("a chat's streamed model call (model-call.ts)", () => {
+  /** Runs one streamed call as a turn does, with what it emitted. */
+  async function streamedCall(provider: LlmProvider, idleMs: number) {
+    const events: ChatEvent[] = [];
+    const reply = await streamReply(startCall(provider, request(), idleMs), (event) => events.push(event));
+    return { reply, events };
+  }
+
+  const openAi = (options: { apiEndpoint?: string; timeoutMs?: number } = {}) =>
+    createOpenAiProvider({
+      type: "openai",
+      apiKey: "sk-test",
+      apiEndpoint: options.apiEndpoint ?? fake.openaiUrl,
+      ...(options.timeoutMs && { timeoutMs: options.timeoutMs }),
+    });
+
+  it("waits for the answer's start up to the provider's timeout, not the idle window (a model loading)", async () => {
+    // Nothing at all for 500 ms, as a cold Ollama sends while it loads the model.
+    fake.script({ chunks: ["Late ", "but here"], delayMs: 500 });
+    const { reply } = await streamedCall(openAi({ timeoutMs: 5_000 }), 100);
+    expect(reply).toMatchObject({ content: "Late but here", finishReason: "stop", stopped: false });
+    expect(reply.failure).toBeUndefined();
+  });
+
+  it("waits after the opening role-only delta too (a reasoning model thinking)", async () => {
+    const server = await eventStreamServer([
+      openAiChunk({ role: "assistant", content: "" }),
+      { ...openAiChunk({ content: "Thought it over." }), delayMs: 500 },
+      openAiChunk({}, "stop"),
+      { data: "[DONE]" },
+    ]);
+    try {
+      const { reply } = await streamedCall(
+        openAi({ apiEndpoint: `${server.url}/v1`, timeoutMs: 5_000 }),
+        100,
+      );
+      expect(reply).toMatchObject({ content: "Thought it over.", finishReason: "stop", stopped: false });
+    } finally {
+      server.close();
+    }
+  });
+
+  it("ends an answer that does not start within the provider's timeout", async () => {
+    fake.script({ content: "too late", delayMs: 2_000 });
+    const error = await rejectionOf(streamedCall(openAi({ timeoutMs: 300 }), 100));
+    expect(error).toBeInstanceOf(LlmError);
+    // Ours, or the SDK's own when the headers are what is late: both bounds are the provider's timeout.
+    expect(error.message).toMatch(/did not (start its answer|answer) within/);
+  });
+
+  it("still ends a started answer after the idle window of silence, keeping what came", async () => {
+    fake.script({ chunks: ["par", "tial"], hold: true });
+    try {
+      const { reply } = await streamedCall(openAi({ timeoutMs: 5_000 }), 200);
+      expect(reply.content).toBe("partial");
+      expect(reply.failure).toBeInstanceOf(LlmError);
+      expect((reply.failure as Error).message).toMatch(/^The provider sent nothing for \d+ s/);
+    } finally {
+      fake.release();
+    }
+  });
+
+  it("is kept alive by SSE keep-alive comments mid-answer (OpenAI-compatible proxies)", async () => {
+    const keepAlives: TimedEvent[] = Array.from({ length: 10 }, () => ({
+      comment: "keep-alive",
+      delayMs: 60,
+    }));
+    const server = await eventStreamServer([
+      openAiChunk({ role: "assistant", content: "" }),
+      openAiChunk({ content: "Hello" }),
+      ...keepAlives,
+      openAiChunk({ content: " again" }),
+      openAiChunk({}, "stop"),
+      { data: "[DONE]" },
+    ]);
+    try {
+      // 10 comments 60 ms apart: 600 ms after the first text, well past the 300 ms idle window.
+      const { reply, events } = await streamedCall(openAi({ apiEndpoint: `${server.url}/v1` }), 300);
+      expect(reply).toMatchObject({ content: "Hello again", finishReason: "stop", stopped: false });
+      expect(reply.failure).toBeUndefined();
+      expect(events.map((event) => event.type === "chunk" && event.chunk.content)).toEqual([
+        "Hello",
+        " again",
+        null,
+      ]);
+    } finally {
+      server.close();
+    }
+  });
+
+  it("is kept alive by the provider's pings mid-answer, which are never forwarded (Anthropic)", async () => {
+    const pings: TimedEvent[] = Array.from({ length: 10 }, () => ({
+      event: "ping",
+      data: { type: "ping" },
+      delayMs: 60,
+    }));
+    const server = await eventStreamServer([
+      {
+        event: "message_start",
+        data: {
+          type: "message_start",
+          message: {
+            id: "msg_1",
+            type: "message",
+            role: "assistant",
+            model: "m",
+            content: [],
+            stop_reason: null,
+            stop_sequence: null,
+            usage: { input_tokens: 3, output_tokens: 1 },
+          },
+        },
+      },
+      {
+        event: "content_block_start",
+        data: { type: "content_block_start", index: 0, content_block: { type: "text", text: "" } },
+      },
+      {
+        event: "content_block_delta",
+        data: { type: "content_block_delta", index: 0, delta: { type: "text_delta", text: "Hello" } },
+      },
+      ...pings,
+      {
+        event: "content_block_delta",
+        data: { type: "content_block_delta", index: 0, delta: { type: "text_delta", text: " again" } },
+      },
+      { event: "content_block_stop", data: { type: "content_block_stop", index: 0 } },
+      {
+        event: "message_delta",
+        data: { type: "message_delta", delta: { stop_reason: "end_turn" }, usage: { output_tokens: 2 } },
+      },
+      { event: "message_stop", data: { type: "message_stop" } },
+    ]);
+    try {
+      // 10 pings 60 ms apart: 600 ms after the first text, well past the 300 ms idle window.
+      const provider = createAnthropicProvider({ apiKey: "k", apiEndpoint: server.url, timeoutMs: 5_000 });
+      const { reply, events } = await streamedCall(provider, 300);
+      expect(reply).toMatchObject({ content: "Hello again", finishReason: "stop", stopped: false });
+      expect(reply.failure).toBeUndefined();
+      expect(events.every((event) => event.type === "chunk")).toBe(true);
+      expect(
+        events.map((event) =>
+          event.type === "chunk" ? [event.chunk.content, event.chunk.finish_reason] : null,
+        ),
+      ).toEqual([
+        ["Hello", null],
+        [" again", null],
+        [null, "stop"],
+      ]);
+    } finally {
+      server.close();
+    }
   });
 });

@@ -3,9 +3,20 @@
  * whole conversations (system, tool calls, tool results) and the request bodies both adapters build.
  */
 import { describe, expect, it } from "vitest";
-import { buildMessagesRequest, toAnthropicConversation, toFinishReason } from "../../workers/llm/anthropic";
+import {
+  buildMessagesRequest,
+  defaultMaxTokens,
+  toAnthropicConversation,
+  toFinishReason,
+} from "../../workers/llm/anthropic";
 import { parseDataUrl, textOf, toAnthropicBlocks, toOpenAiCompatibleParts } from "../../workers/llm/content";
-import { buildChatRequest, openAiBaseUrl, ToolCallIndexer } from "../../workers/llm/openai";
+import {
+  buildChatRequest,
+  isOpenAiReasoningModel,
+  mistralToolCallId,
+  openAiBaseUrl,
+  ToolCallIndexer,
+} from "../../workers/llm/openai";
 import { providerTypeForModel } from "../../workers/llm/registry";
 import type { ContentPart, LlmMessage, ToolDefinition } from "../../workers/llm/types";
 
@@ -287,6 +298,30 @@ describe("anthropic conversation", () => {
     ]);
   });
 
+  it("raises the default max_tokens to 8192 only for models known to take it (Claude 3.5 and later)", () => {
+    for (const model of [
+      "claude-3-5-sonnet-20241022",
+      "claude-3-5-haiku-latest",
+      "claude-3-7-sonnet-20250219",
+      "claude-sonnet-4-5",
+      "claude-opus-4-1-20250805",
+      "claude-haiku-4-5",
+      "anthropic.claude-3-5-sonnet-20240620-v1:0",
+    ]) {
+      expect([model, defaultMaxTokens(model)]).toEqual([model, 8192]);
+    }
+    // Claude 3 models refuse more than 4096 output tokens; unknown names get the safe value.
+    for (const model of ["claude-3-haiku-20240307", "claude-3-opus-latest", "claude-2.1", "fake-model"]) {
+      expect([model, defaultMaxTokens(model)]).toEqual([model, 4096]);
+    }
+    const request = { messages: [], temperature: null, maxTokens: null };
+    expect(buildMessagesRequest({ ...request, model: "claude-sonnet-4-5" }).max_tokens).toBe(8192);
+    expect(buildMessagesRequest({ ...request, model: "claude-3-haiku-20240307" }).max_tokens).toBe(4096);
+    expect(buildMessagesRequest({ ...request, model: "claude-sonnet-4-5", maxTokens: 100 }).max_tokens).toBe(
+      100,
+    );
+  });
+
   it("maps stop reasons", () => {
     expect(toFinishReason("end_turn")).toBe("stop");
     expect(toFinishReason("tool_use")).toBe("tool_calls");
@@ -321,11 +356,19 @@ describe("openai-compatible request", () => {
         role: "assistant",
         content: null,
         tool_calls: [
-          { id: "call_1", type: "function", function: { name: "default__add", arguments: '{"a":1}' } },
-          { id: "call_2", type: "function", function: { name: "default__add", arguments: "" } },
+          {
+            id: mistralToolCallId("call_1"),
+            type: "function",
+            function: { name: "default__add", arguments: '{"a":1}' },
+          },
+          {
+            id: mistralToolCallId("call_2"),
+            type: "function",
+            function: { name: "default__add", arguments: "" },
+          },
         ],
       },
-      { role: "tool", content: '{"sum":1}', tool_call_id: "call_1", name: "default__add" },
+      { role: "tool", content: '{"sum":1}', tool_call_id: mistralToolCallId("call_1"), name: "default__add" },
     ]);
     const bare = buildChatRequest(
       { model: "m", messages: [], tools: [], temperature: null, maxTokens: null },
@@ -343,6 +386,82 @@ describe("openai-compatible request", () => {
       "openai",
     );
     expect(formatted).toEqual({ model: "m", messages: [], response_format: { type: "json_object" } });
+  });
+
+  it("sends OpenAI the limit as max_completion_tokens; Mistral and Ollama as max_tokens", () => {
+    const limited = { model: "gpt-4o", messages: [], temperature: 0.3, maxTokens: 99 };
+    expect(buildChatRequest(limited, "openai")).toEqual({
+      model: "gpt-4o",
+      messages: [],
+      temperature: 0.3,
+      max_completion_tokens: 99,
+    });
+    for (const type of ["mistral", "ollama"] as const) {
+      expect(buildChatRequest(limited, type)).toEqual({
+        model: "gpt-4o",
+        messages: [],
+        temperature: 0.3,
+        max_tokens: 99,
+      });
+    }
+  });
+
+  it("sends no temperature to OpenAI's reasoning models, which take only their default", () => {
+    for (const model of [
+      "o1",
+      "o1-mini",
+      "o3-mini",
+      "o4-mini-2025-04-16",
+      "gpt-5",
+      "gpt-5-mini",
+      "GPT-5.1",
+    ]) {
+      expect([model, isOpenAiReasoningModel(model)]).toEqual([model, true]);
+      const body = buildChatRequest({ model, messages: [], temperature: 0.2, maxTokens: 500 }, "openai");
+      expect(body).toEqual({ model, messages: [], max_completion_tokens: 500 });
+    }
+    for (const model of ["gpt-4o", "gpt-4.1-mini", "omni-moderation", "fake-model"]) {
+      expect([model, isOpenAiReasoningModel(model)]).toEqual([model, false]);
+      expect(buildChatRequest({ model, messages: [], temperature: 0, maxTokens: null }, "openai")).toEqual({
+        model,
+        messages: [],
+        temperature: 0,
+      });
+    }
+    // The rule is OpenAI's: other types keep the agent's temperature whatever the model is called.
+    expect(
+      buildChatRequest({ model: "o3-mini", messages: [], temperature: 0.2, maxTokens: null }, "ollama")
+        .temperature,
+    ).toBe(0.2);
+  });
+
+  it("gives Mistral 9-character alphanumeric tool-call ids, the same for a call and its result", () => {
+    const foreign = ["call_abc123XYZ", "toolu_01A09q90qw90lq917835lq9", "call_0", "a-b-c-d-e"];
+    const messages: LlmMessage[] = foreign.flatMap((id): LlmMessage[] => [
+      {
+        role: "assistant",
+        content: null,
+        tool_calls: [{ id, type: "function", function: { name: "f", arguments: "{}" } }],
+      },
+      { role: "tool", tool_call_id: id, name: "f", content: "ok" },
+    ]);
+    const wire = buildChatRequest({ model: "m", messages, temperature: null, maxTokens: null }, "mistral")
+      .messages as unknown as { tool_calls?: { id: string }[]; tool_call_id?: string }[];
+    const callIds = wire.flatMap((message) => message.tool_calls?.map((call) => call.id) ?? []);
+    const resultIds = wire.flatMap((message) => message.tool_call_id ?? []);
+    expect(callIds).toHaveLength(foreign.length);
+    for (const id of callIds) expect(id).toMatch(/^[A-Za-z0-9]{9}$/);
+    expect(resultIds).toEqual(callIds);
+    expect(new Set(callIds).size).toBe(foreign.length);
+    // Stable: the same stored id maps to the same wire id in every request.
+    expect(mistralToolCallId("call_abc123XYZ")).toBe(callIds[0]);
+    // Ids Mistral made itself go back unchanged; other types get every id as stored.
+    expect(mistralToolCallId("D681PevKs")).toBe("D681PevKs");
+    const openAiWire = buildChatRequest(
+      { model: "m", messages, temperature: null, maxTokens: null },
+      "openai",
+    ).messages as unknown as { tool_call_id?: string }[];
+    expect(openAiWire.flatMap((message) => message.tool_call_id ?? [])).toEqual(foreign);
   });
 
   it("bridges a tool result and a user message with an assistant message for Mistral only", () => {
@@ -376,6 +495,17 @@ describe("openai-compatible request", () => {
     expect(mistral.indexOf({ id: "x" })).toBe(0);
     expect(mistral.indexOf({ id: "y" })).toBe(1);
     expect(mistral.indexOf({})).toBe(1);
+  });
+
+  it("gives a call reusing a wire index with a new id an index of its own (Ollama)", () => {
+    const ollama = new ToolCallIndexer();
+    expect(ollama.indexOf({ index: 0, id: "call_a" })).toBe(0);
+    expect(ollama.indexOf({ index: 0, id: "call_a" })).toBe(0); // the same id repeated is the same call
+    expect(ollama.indexOf({ index: 0, id: "call_b" })).toBe(1);
+    expect(ollama.indexOf({ index: 0 })).toBe(1); // a fragment without id continues the call now at index 0
+    expect(ollama.indexOf({ index: 1, id: "call_c" })).toBe(2);
+    expect(ollama.indexOf({ index: 0, id: "call_d" })).toBe(3);
+    expect(ollama.indexOf({ index: 1 })).toBe(2);
   });
 });
 

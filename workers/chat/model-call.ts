@@ -1,6 +1,7 @@
 /**
  * @module One model call of a turn, streamed or not: the provider's items become logged chunks, tool-call
- * fragments are put together, a silent stream is ended after the idle timeout, and a stop returns what came.
+ * fragments are put together, a silent stream is ended after the idle timeout (the provider's own timeout until
+ * its answer starts), and a stop returns what came.
  */
 import type { ToolCall } from "../db/schema";
 import {
@@ -42,26 +43,46 @@ function accumulateToolCalls(calls: Map<number, ToolCall>, deltas: ToolCallDelta
 }
 
 /**
- * Aborts `signal`'s derived signal when `idleMs` pass without `touch()`; `idle` tells which abort it was.
- * `touch()` only notes the time (it runs per chunk); the one timer re-arms itself for what is left.
+ * Aborts `signal`'s derived signal when the provider stays silent too long; `idle` tells which abort it was.
+ * Until the answer starts (its first chunk) the window is `firstMs`: a model may load or think for minutes before
+ * it says anything, which the provider's own timeout bounds. From then on it is `idleMs`. Any sign of the
+ * provider (bytes, keep-alives included) resets the window. `touch()` only notes the time (it runs per piece);
+ * the one timer re-arms itself for what is left, and once more when the shorter window starts.
  */
-function idleWatch(signal: AbortSignal | undefined, idleMs: number) {
+function idleWatch(signal: AbortSignal | undefined, firstMs: number, idleMs: number) {
   const idle = new AbortController();
   let touchedAt = Date.now();
+  let windowMs = firstMs;
+  let answering = false;
   const check = () => {
-    const left = touchedAt + idleMs - Date.now();
+    const left = touchedAt + windowMs - Date.now();
     if (left <= 0) idle.abort();
     else timer = setTimeout(check, left);
   };
-  let timer = setTimeout(check, idleMs);
+  let timer = setTimeout(check, windowMs);
   return {
     signal: signal ? AbortSignal.any([signal, idle.signal]) : idle.signal,
-    idleMs,
     get idle() {
       return idle.signal.aborted;
     },
+    /** Why the watch ended the call, for the chat user. */
+    get reason() {
+      const seconds = Math.round(windowMs / 1000);
+      return answering
+        ? `The provider sent nothing for ${seconds} s; the turn was ended`
+        : `The provider did not start its answer within ${seconds} s; the turn was ended`;
+    },
+    /** The provider showed it is there. */
     touch() {
       touchedAt = Date.now();
+    },
+    /** Its answer began: from now on `idleMs` of silence ends the call. */
+    answerStarted() {
+      if (answering) return;
+      answering = true;
+      windowMs = idleMs;
+      clearTimeout(timer);
+      timer = setTimeout(check, windowMs);
     },
     done() {
       clearTimeout(timer);
@@ -78,10 +99,14 @@ export interface StartedCall {
   stop: AbortSignal | undefined;
 }
 
-/** Sends a streamed model call now (the generator runs to its first item, so the HTTP request goes out). */
+/**
+ * Sends a streamed model call now (the generator runs to its first item, so the HTTP request goes out). The
+ * answer may take the provider's timeout to start, never less than `idleMs`; then `idleMs` of silence ends it.
+ */
 export function startCall(provider: LlmProvider, request: CompletionRequest, idleMs: number): StartedCall {
-  const watch = idleWatch(request.signal, idleMs);
-  const items = provider.stream({ ...request, signal: watch.signal })[Symbol.asyncIterator]();
+  const watch = idleWatch(request.signal, Math.max(provider.timeoutMs, idleMs), idleMs);
+  const streamed = { ...request, signal: watch.signal, onActivity: () => watch.touch() };
+  const items = provider.stream(streamed)[Symbol.asyncIterator]();
   const first = items.next();
   // Awaited by streamReply; this keeps an early failure from counting as unhandled meanwhile.
   first.catch(() => {});
@@ -99,6 +124,7 @@ export async function streamReply(call: StartedCall, emit: (event: ChatEvent) =>
       if (done) break;
       watch.touch();
       if (item.kind !== "chunk") continue;
+      watch.answerStarted();
       emit({ type: "chunk", chunk: item.chunk });
       if (item.chunk.content) content += item.chunk.content;
       if (item.chunk.tool_calls) accumulateToolCalls(calls, item.chunk.tool_calls);
@@ -108,9 +134,7 @@ export async function streamReply(call: StartedCall, emit: (event: ChatEvent) =>
     if (stop?.aborted || (isAbort(error) && !watch.idle)) {
       return { content, toolCalls: [], finishReason, stopped: true };
     }
-    const failure = watch.idle
-      ? new LlmError(`The provider sent nothing for ${Math.round(watch.idleMs / 1000)} s; the turn was ended`)
-      : error;
+    const failure = watch.idle ? new LlmError(watch.reason) : error;
     // What the viewers already saw is kept (the turn then fails).
     if (content) return { content, toolCalls: [], finishReason, stopped: false, failure };
     throw failure;

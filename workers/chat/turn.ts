@@ -47,6 +47,17 @@ export const MAX_ROUNDS_MESSAGE = "Maximum tool call rounds exceeded";
 export const MAX_TOOL_CALLS_PER_ROUND = 16;
 const TOO_MANY_CALLS = { error: `Too many tool calls in one round (limit ${MAX_TOOL_CALLS_PER_ROUND})` };
 
+/**
+ * The result of every call of an answer the max_tokens limit cut off (finish_reason "length"): the last call's
+ * arguments may stop midway, and which call was cut cannot be told for sure, so none runs (nor asks for approval).
+ * The model reads why and can ask again with less; ending the turn instead would lose the round.
+ */
+export const CUT_OFF_CALL = {
+  error:
+    "Not run: the answer hit the max_tokens limit before this call's arguments were complete. Make the call " +
+    "again with shorter arguments, or fewer calls at once.",
+};
+
 /** Tool calls decided after a pause: every call of the paused assistant message, with its decision. */
 export interface ApprovalResume {
   /** The assistant message holding the calls. */
@@ -259,7 +270,8 @@ export async function runTurn(request: TurnRequest, prepared: PreparedTurn): Pro
 
     // A model that asks for tools once more is not given them: nothing runs, and the cap answers instead.
     if (round === MAX_TOOL_ROUNDS) break;
-    const needing = reply.toolCalls.slice(0, MAX_TOOL_CALLS_PER_ROUND).flatMap((call) => {
+    const cutOff = reply.finishReason === "length";
+    const needing = (cutOff ? [] : reply.toolCalls.slice(0, MAX_TOOL_CALLS_PER_ROUND)).flatMap((call) => {
       const fn = approvalNeeded(tools, call);
       return fn ? [{ call, fn }] : [];
     });
@@ -323,7 +335,7 @@ export async function runTurn(request: TurnRequest, prepared: PreparedTurn): Pro
       return { status: "awaiting_approval", message: callMessage };
     }
 
-    const stopped = await runCalls(request, toolContext, tools, reply.toolCalls, new Map());
+    const stopped = await runCalls(request, toolContext, tools, reply.toolCalls, { cutOff });
     if (stopped) return { status: "stopped", message: lastMessage };
     offerTools = true;
   }
@@ -351,23 +363,30 @@ function checkOutput(agent: Agent, content: string): string | undefined {
   return problems.length > 0 ? describeSchemaProblems(problems) : undefined;
 }
 
+/** Calls of a round that do not run: rejected by the user (id -> function), or all, cut off by max_tokens. */
+interface WithheldCalls {
+  rejected?: Map<string, string>;
+  cutOff?: boolean;
+}
+
 /**
  * Runs `calls` in parallel and saves their tool messages together, in call order. `rejected` calls get the
- * rejection result instead of running (§5.7, D-29), calls past MAX_TOOL_CALLS_PER_ROUND get TOO_MANY_CALLS.
- * Returns true when the turn was stopped meanwhile.
+ * rejection result instead of running (§5.7, D-29), calls past MAX_TOOL_CALLS_PER_ROUND get TOO_MANY_CALLS, and
+ * every call of a `cutOff` answer CUT_OFF_CALL. Returns true when the turn was stopped meanwhile.
  */
 async function runCalls(
   request: TurnRequest,
   context: ToolContext,
   tools: OfferedTool[],
   calls: ToolCall[],
-  rejected: Map<string, string>,
+  { rejected = new Map(), cutOff = false }: WithheldCalls,
 ): Promise<boolean> {
   const running = Promise.all(
     calls.map(async (call, index) => {
       const rejection = rejected.get(call.id);
       let result: unknown;
       if (index >= MAX_TOOL_CALLS_PER_ROUND) result = TOO_MANY_CALLS;
+      else if (cutOff) result = CUT_OFF_CALL;
       else if (rejection !== undefined) result = { error: `Tool call rejected by user: ${rejection}` };
       else result = await runToolCall(context, tools, call);
       request.emit({
@@ -410,6 +429,6 @@ async function runDecidedCalls(
       rejected.set(call.id, fn ? `${fn.namespace}/${fn.name}` : call.function.name.replace("__", "/"));
     }
   }
-  const stopped = await runCalls(request, context, tools, calls, rejected);
+  const stopped = await runCalls(request, context, tools, calls, { rejected });
   return { stopped, anyRun: rejected.size < Math.min(calls.length, MAX_TOOL_CALLS_PER_ROUND) };
 }

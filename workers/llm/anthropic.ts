@@ -18,6 +18,7 @@ import {
   type RawMessageStreamEvent,
 } from "@anthropic-ai/sdk/resources/messages";
 import type { JsonObject } from "../db/schema";
+import { activityOptions, reportingActivity } from "./activity";
 import { textOf, toAnthropicBlocks, type WirePart } from "./content";
 import { abortError, type ProviderTarget, type SdkErrorClasses, toLlmError, usageOf } from "./errors";
 import { fetchOnceMore } from "./fetch-once-more";
@@ -42,8 +43,22 @@ export interface AnthropicOptions {
   fetch?: typeof fetch;
 }
 
-/** Anthropic requires `max_tokens`; this is sent when the agent sets none. */
+/**
+ * Anthropic requires `max_tokens`; this is sent when the agent sets none and the model is not known to allow
+ * more (the Claude 3 models, Haiku 3 still served, refuse anything above 4096).
+ */
 export const DEFAULT_MAX_TOKENS = 4096;
+/** For models whose output limit is at least this (Claude 3.5 and later): fewer answers cut off mid tool call. */
+export const LARGER_DEFAULT_MAX_TOKENS = 8192;
+
+/** Claude 3.5, 3.7 and 4+ names, also behind a cloud prefix ("anthropic.claude-3-5-sonnet-...-v1:0"). */
+const LARGER_OUTPUT_MODELS = /claude-(3-[5-9]|[4-9]|(opus|sonnet|haiku)-[4-9])/;
+
+/** The `max_tokens` sent when the agent sets none: the larger default only where the model surely takes it. */
+export function defaultMaxTokens(model: string): number {
+  return LARGER_OUTPUT_MODELS.test(model.toLowerCase()) ? LARGER_DEFAULT_MAX_TOKENS : DEFAULT_MAX_TOKENS;
+}
+
 const DEFAULT_TIMEOUT_MS = 120_000;
 const DEFAULT_BASE_URL = "https://api.anthropic.com";
 
@@ -171,7 +186,7 @@ export function buildMessagesRequest(request: CompletionRequest): MessageCreateP
   const conversation = toAnthropicConversation(request.messages, { toolBlocks: tools !== undefined });
   return {
     model: request.model,
-    max_tokens: request.maxTokens ?? DEFAULT_MAX_TOKENS,
+    max_tokens: request.maxTokens ?? defaultMaxTokens(request.model),
     messages: conversation.messages,
     ...(conversation.system && { system: conversation.system }),
     ...(request.temperature !== null && { temperature: Math.min(request.temperature, 1) }),
@@ -302,12 +317,15 @@ export function createAnthropicProvider(options: AnthropicOptions): LlmProvider 
     baseURL,
     maxRetries: 0,
     timeout: target.timeoutMs,
-    fetch: readEventStreamsByReader(fetchOnceMore(options.fetch ?? ((input, init) => fetch(input, init)))),
+    fetch: readEventStreamsByReader(
+      reportingActivity(fetchOnceMore(options.fetch ?? ((input, init) => fetch(input, init)))),
+    ),
     dangerouslyAllowBrowser: true,
   });
 
   return {
     type: "anthropic",
+    timeoutMs: target.timeoutMs,
 
     async complete(request: CompletionRequest): Promise<CompletionResult> {
       try {
@@ -343,7 +361,7 @@ export function createAnthropicProvider(options: AnthropicOptions): LlmProvider 
       try {
         const events = await client.messages.create(
           { ...buildMessagesRequest(request), stream: true },
-          { signal: request.signal },
+          { signal: request.signal, ...activityOptions(request.onActivity) },
         );
         for await (const event of events) {
           const item = translator.translate(event);

@@ -12,6 +12,7 @@ import type {
   ChatCompletionCreateParamsBase,
   ChatCompletionMessageParam,
 } from "openai/resources/chat/completions";
+import { activityOptions, reportingActivity } from "./activity";
 import { toOpenAiCompatibleParts } from "./content";
 import { abortError, type ProviderTarget, type SdkErrorClasses, toLlmError, usageOf } from "./errors";
 import { fetchOnceMore } from "./fetch-once-more";
@@ -36,13 +37,19 @@ export interface OpenAiCompatibleOptions {
   apiKey: string | null;
   /** The provider row's `api_endpoint`; null uses the type's default (see `openAiBaseUrl`). */
   apiEndpoint: string | null;
-  /** Until the response headers arrive; default 120 s. */
+  /** Until the response headers arrive; default 120 s, 300 s for Ollama (see `defaultTimeoutMs`). */
   timeoutMs?: number;
   /** Defaults to the global `fetch` (tests may route elsewhere). */
   fetch?: typeof fetch;
 }
 
 export const DEFAULT_TIMEOUT_MS = 120_000;
+/** sinas-spec §5.10: a local Ollama may first have to load the model, which takes minutes on a cold start. */
+export const OLLAMA_TIMEOUT_MS = 300_000;
+
+export function defaultTimeoutMs(type: OpenAiCompatibleType): number {
+  return type === "ollama" ? OLLAMA_TIMEOUT_MS : DEFAULT_TIMEOUT_MS;
+}
 
 const DEFAULT_BASE_URLS: Record<OpenAiCompatibleType, string> = {
   openai: "https://api.openai.com/v1",
@@ -74,20 +81,55 @@ export function openAiBaseUrl(type: OpenAiCompatibleType, apiEndpoint: string | 
   return endpoint;
 }
 
+const MISTRAL_TOOL_CALL_ID = /^[A-Za-z0-9]{9}$/;
+const ID_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/** cyrb53: a fast, well-mixed 53-bit string hash (synchronous, unlike Web Crypto's digests). */
+function hash53(text: string): number {
+  let h1 = 0xdeadbeef;
+  let h2 = 0x41c6ce57;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    h1 = Math.imul(h1 ^ code, 2654435761);
+    h2 = Math.imul(h2 ^ code, 1597334677);
+  }
+  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
+  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
+  return 4294967296 * (2097151 & h2) + (h1 >>> 0);
+}
+
+/**
+ * A tool-call id as Mistral accepts it: exactly 9 characters of [A-Za-z0-9] ("Tool call id was ... but must
+ * be a-z, A-Z, 0-9, with a length of 9"). Ids from OpenAI (`call_...`), Anthropic (`toolu_...`) or Ollama
+ * become a stable hash of themselves (9 base-62 digits hold 53 bits), so a call and its result still pair up;
+ * ids Mistral gave itself are sent back unchanged. On the wire only: stored ids stay as the provider made them.
+ */
+export function mistralToolCallId(id: string): string {
+  if (MISTRAL_TOOL_CALL_ID.test(id)) return id;
+  let value = hash53(id);
+  let digits = "";
+  for (let i = 0; i < 9; i++) {
+    digits = ID_ALPHABET[value % 62] + digits;
+    value = Math.floor(value / 62);
+  }
+  return digits;
+}
+
 function toWireMessage(message: LlmMessage, type: OpenAiCompatibleType): ChatCompletionMessageParam {
   const content = Array.isArray(message.content)
     ? toOpenAiCompatibleParts(message.content, type)
     : message.content;
+  const wireId = type === "mistral" ? mistralToolCallId : (id: string) => id;
   const wire: Record<string, unknown> = { role: message.role, content };
   if (message.tool_calls?.length) {
     // Stored calls may carry a stream `index`; the request shape has none.
     wire.tool_calls = message.tool_calls.map(({ id, type: callType, function: fn }) => ({
-      id,
+      id: wireId(id),
       type: callType,
       function: { name: fn.name, arguments: fn.arguments },
     }));
   }
-  if (message.tool_call_id) wire.tool_call_id = message.tool_call_id;
+  if (message.tool_call_id) wire.tool_call_id = wireId(message.tool_call_id);
   if (message.name) wire.name = message.name;
   // Mistral and Ollama parts (`image_url` as a bare string, `document_url`) are outside OpenAI's own types.
   return wire as unknown as ChatCompletionMessageParam;
@@ -112,6 +154,27 @@ function wireMessages(messages: LlmMessage[], type: OpenAiCompatibleType): ChatC
   return wire;
 }
 
+/** OpenAI's reasoning models (o1, o3, o4-mini, gpt-5...) refuse any temperature but their default of 1. */
+export function isOpenAiReasoningModel(model: string): boolean {
+  return /^(o\d|gpt-5)/.test(model.toLowerCase());
+}
+
+/**
+ * The output limit under the name `type` takes: OpenAI deprecated `max_tokens` and its reasoning models refuse
+ * it, while every current OpenAI chat model takes `max_completion_tokens`; Mistral and Ollama know only
+ * `max_tokens`.
+ */
+function maxTokensField(type: OpenAiCompatibleType, maxTokens: number | null | undefined) {
+  if (maxTokens === null || maxTokens === undefined) return {};
+  return type === "openai" ? { max_completion_tokens: maxTokens } : { max_tokens: maxTokens };
+}
+
+function temperatureField(type: OpenAiCompatibleType, request: CompletionRequest) {
+  if (request.temperature === null) return {};
+  if (type === "openai" && isOpenAiReasoningModel(request.model)) return {};
+  return { temperature: request.temperature };
+}
+
 /** The request body shared by both calls: optional fields only when set, and never a `tools` key without tools. */
 export function buildChatRequest(
   request: CompletionRequest,
@@ -122,8 +185,8 @@ export function buildChatRequest(
     model: request.model,
     messages: wireMessages(request.messages, type),
     ...(tools && { tools, tool_choice: "auto" as const }),
-    ...(request.temperature !== null && { temperature: request.temperature }),
-    ...(request.maxTokens !== null && request.maxTokens !== undefined && { max_tokens: request.maxTokens }),
+    ...temperatureField(type, request),
+    ...maxTokensField(type, request.maxTokens),
     ...(request.responseFormat && {
       response_format: request.responseFormat as unknown as ChatCompletionCreateParamsBase["response_format"],
     }),
@@ -133,22 +196,44 @@ export function buildChatRequest(
 type WireToolCallDelta = Partial<ChatCompletionChunk.Choice.Delta.ToolCall>;
 
 /**
- * Gives every streamed tool-call fragment an index. OpenAI sends `index` itself; Mistral sends whole calls without
- * one, which SINAS collapsed into index 0 (D-31): a call with an id and no index takes the next free index, and a
- * fragment with neither continues the last call.
+ * Gives every streamed tool-call fragment an index of its own call. OpenAI sends `index` itself, with the id on a
+ * call's first fragment only; Mistral sends whole calls without one, which SINAS collapsed into index 0 (D-31):
+ * a call with an id and no index takes the next free index, and a fragment with neither continues the last call.
+ * Ollama sends each parallel call whole, every one at `index: 0` with its own id: a wire index whose call already
+ * has a different id therefore starts a new call, and later fragments at that wire index continue the new one.
  */
 export class ToolCallIndexer {
   #next = 0;
   #last = 0;
+  /** wire index -> the index given to the call now sent at it */
+  readonly #indexOfWire = new Map<number, number>();
+  /** given index -> the id its call started with */
+  readonly #idOf = new Map<number, string>();
 
   indexOf(delta: { index?: number | null; id?: string | null }): number {
-    if (typeof delta.index === "number") {
-      this.#next = Math.max(this.#next, delta.index + 1);
-      this.#last = delta.index;
-    } else if (delta.id) {
-      this.#last = this.#next++;
-    }
+    if (typeof delta.index === "number") this.#last = this.#indexForWire(delta.index, delta.id ?? null);
+    else if (delta.id) this.#last = this.#newCall(delta.id);
     return this.#last;
+  }
+
+  #indexForWire(wireIndex: number, id: string | null): number {
+    const known = this.#indexOfWire.get(wireIndex);
+    if (known !== undefined) {
+      const knownId = this.#idOf.get(known);
+      if (!id || !knownId || id === knownId) {
+        if (id && !knownId) this.#idOf.set(known, id);
+        return known;
+      }
+    }
+    const index = this.#newCall(id);
+    this.#indexOfWire.set(wireIndex, index);
+    return index;
+  }
+
+  #newCall(id: string | null): number {
+    const index = this.#next++;
+    if (id) this.#idOf.set(index, id);
+    return index;
   }
 }
 
@@ -172,7 +257,8 @@ function toChunk(
     tool_calls: deltas.length ? deltas.map((delta) => toToolCallDelta(delta, indexer.indexOf(delta))) : null,
     finish_reason: choice.finish_reason ?? null,
   };
-  // The opening `{role:"assistant", content:""}` delta and keep-alive chunks carry nothing for the user.
+  // The opening `{role:"assistant", content:""}` delta and keep-alive chunks carry nothing for the user (their
+  // bytes still count as activity, see activity.ts).
   const empty = !chunk.content && chunk.tool_calls === null && chunk.finish_reason === null;
   return empty ? null : chunk;
 }
@@ -193,10 +279,10 @@ export function createOpenAiProvider(options: OpenAiCompatibleOptions): LlmProvi
   const target: ProviderTarget = {
     label: LABELS[type],
     baseURL: openAiBaseUrl(type, options.apiEndpoint),
-    timeoutMs: options.timeoutMs ?? DEFAULT_TIMEOUT_MS,
+    timeoutMs: options.timeoutMs ?? defaultTimeoutMs(type),
   };
   const fetchImpl = readEventStreamsByReader(
-    fetchOnceMore(options.fetch ?? ((input, init) => fetch(input, init))),
+    reportingActivity(fetchOnceMore(options.fetch ?? ((input, init) => fetch(input, init)))),
   );
   const client = new OpenAI({
     // The SDK insists on a credential; without a key the placeholder is never sent (the header is removed).
@@ -212,6 +298,7 @@ export function createOpenAiProvider(options: OpenAiCompatibleOptions): LlmProvi
 
   return {
     type,
+    timeoutMs: target.timeoutMs,
 
     async complete(request: CompletionRequest): Promise<CompletionResult> {
       try {
@@ -252,7 +339,7 @@ export function createOpenAiProvider(options: OpenAiCompatibleOptions): LlmProvi
             stream: true,
             ...(type === "openai" && { stream_options: { include_usage: true } }),
           },
-          { signal: request.signal },
+          { signal: request.signal, ...activityOptions(request.onActivity) },
         );
         for await (const event of stream) {
           if (event.usage) usage = toUsage(event.usage);

@@ -13,7 +13,7 @@ import {
 import { decryptText } from "../lib/crypto";
 import { AppError } from "../lib/errors";
 import { createAnthropicProvider } from "./anthropic";
-import { createOpenAiProvider, DEFAULT_TIMEOUT_MS } from "./openai";
+import { createOpenAiProvider } from "./openai";
 import { LlmError, type LlmProvider } from "./types";
 
 export type { LlmProviderRow };
@@ -42,10 +42,13 @@ export interface CreateProviderOptions {
   fetch?: typeof fetch;
 }
 
-/** `config.timeout` (seconds), when the row sets a positive number; else 120 s. */
-function timeoutOf(row: LlmProviderRow): number {
+/**
+ * `config.timeout` (seconds), when the row sets a positive number; else undefined, and the adapter uses its
+ * type's default (120 s; 300 s for Ollama, sinas-spec §5.10).
+ */
+function timeoutOf(row: LlmProviderRow): number | undefined {
   const seconds = row.config?.timeout;
-  return typeof seconds === "number" && seconds > 0 ? seconds * 1000 : DEFAULT_TIMEOUT_MS;
+  return typeof seconds === "number" && seconds > 0 ? seconds * 1000 : undefined;
 }
 
 async function apiKeyOf(row: LlmProviderRow, encryptionKey: string | undefined): Promise<string | null> {
@@ -82,10 +85,11 @@ export async function createProvider(
   if (!(LLM_PROVIDER_TYPES as readonly string[]).includes(type)) {
     throw new AppError("BAD_REQUEST", `Unknown provider type: ${row.providerType}`);
   }
+  const timeoutMs = timeoutOf(row);
   const common = {
     apiKey: await apiKeyOf(row, encryptionKey),
     apiEndpoint: row.apiEndpoint,
-    timeoutMs: timeoutOf(row),
+    ...(timeoutMs !== undefined && { timeoutMs }),
     ...(options.fetch && { fetch: options.fetch }),
   };
   return type === "anthropic"

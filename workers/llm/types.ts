@@ -48,6 +48,13 @@ export interface CompletionRequest {
   responseFormat?: JsonObject;
   /** Aborts the HTTP call (stop, client gone, timeout). */
   signal?: AbortSignal;
+  /**
+   * `stream()` only: called whenever the provider's response body brings bytes, including those that yield no
+   * item (Anthropic's `ping` and `message_start`, OpenAI's opening role-only delta, SSE keep-alive comments, which
+   * the SDKs drop before the adapter sees them). A caller bounding silence learns from it that the provider is
+   * still there (activity.ts).
+   */
+  onActivity?: () => void;
 }
 
 export interface Usage {
@@ -83,6 +90,11 @@ export interface CompletionResult {
 
 export interface LlmProvider {
   readonly type: LlmProviderType;
+  /**
+   * How long the provider may take to start its answer (its `config.timeout`, or the type's default): the SDK's
+   * bound until the response headers, and the chat's bound until the first streamed chunk (model-call.ts).
+   */
+  readonly timeoutMs: number;
   complete(request: CompletionRequest): Promise<CompletionResult>;
   stream(request: CompletionRequest): AsyncIterable<StreamItem>;
 }
