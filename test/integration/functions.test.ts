@@ -421,6 +421,27 @@ describe("running functions", () => {
     expect((await api(stack, headers, "GET", "/auth/me")).status).toBe(401);
   });
 
+  it("shows an API key made with {} none of its owner's executions", async () => {
+    const run = await execute(stack, alice, { name: "whoami" });
+    const executionId = (run.body as { execution_id: string }).execution_id;
+    const created = await api(stack, alice, "POST", "/api/v1/api-keys", { name: "bare", permissions: {} });
+    const bare = { headers: { "x-api-key": (created.body as { key: string }).key } };
+    expect(await api(stack, bare, "GET", "/executions")).toMatchObject({ status: 200, body: [] });
+    for (const path of [`/executions/${executionId}`, `/executions/${executionId}/steps`]) {
+      expect((await api(stack, bare, "GET", path)).status).toBe(403);
+    }
+    const resumed = await api(stack, bare, "POST", `/executions/${executionId}/continue`, { input: {} });
+    expect(resumed.status).toBe(403);
+    // Her login, and a key given sinas.executions.get:own, see it.
+    expect((await api(stack, alice, "GET", `/executions/${executionId}`)).status).toBe(200);
+    const reader = await api(stack, alice, "POST", "/api/v1/api-keys", {
+      name: "reader",
+      permissions: { "sinas.executions.get:own": true },
+    });
+    const readerKey = { headers: { "x-api-key": (reader.body as { key: string }).key } };
+    expect((await api(stack, readerKey, "GET", `/executions/${executionId}`)).status).toBe(200);
+  });
+
   it("pauses a generator for input and resumes it through continue (D-35)", async () => {
     await createFunction(
       stack,

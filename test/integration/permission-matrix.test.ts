@@ -255,19 +255,20 @@ const CASES: Case[] = [
     name: "GET /api/v1/request-logs",
     method: "GET",
     request: async () => ({ path: "/api/v1/request-logs" }),
-    expected: { ...all(200), anonymous: 401 },
+    // The key holds no sinas.logs.get:own: not even its owner's own rows.
+    expected: { ...all(200), anonymous: 401, limited: 403 },
   },
   {
     name: "GET /api/v1/request-logs?user_id={alice}",
     method: "GET",
     request: async (_actor, f) => ({ path: `/api/v1/request-logs?user_id=${f.alice.user.id}` }),
-    expected: { anonymous: 401, other: 403, limited: 200, owner: 200, admin: 200 },
+    expected: { anonymous: 401, other: 403, limited: 403, owner: 200, admin: 200 },
   },
   {
     name: "GET /api/v1/request-logs/stats?user_id={alice}",
     method: "GET",
     request: async (_actor, f) => ({ path: `/api/v1/request-logs/stats?user_id=${f.alice.user.id}` }),
-    expected: { anonymous: 401, other: 403, limited: 200, owner: 200, admin: 200 },
+    expected: { anonymous: 401, other: 403, limited: 403, owner: 200, admin: 200 },
   },
 ];
 

@@ -462,6 +462,14 @@ describe("GET /api/v1/request-logs", () => {
     expect(explicitOwn.status).toBe(200);
     const other = await api(stack, alice, "GET", `/api/v1/request-logs?user_id=${admin.user.id}`);
     expect(other).toMatchObject({ status: 403, body: { detail: "You can only view your own request logs" } });
+
+    // An API key made with `{}` grants nothing, not even the owner's own rows.
+    const created = await api(stack, alice, "POST", "/api/v1/api-keys", { name: "bare", permissions: {} });
+    const bare = { headers: { "x-api-key": (created.body as { key: string }).key } };
+    const detail = "Not authorized to view request logs (needs sinas.logs.get:own)";
+    for (const path of ["/api/v1/request-logs", "/api/v1/request-logs/stats"]) {
+      expect(await api(stack, bare, "GET", path)).toMatchObject({ status: 403, body: { detail } });
+    }
   });
 
   it("needs authentication", async () => {

@@ -230,7 +230,18 @@ export async function waitForExecution(
   return { ...state, result: row?.outputData ?? null, resultInDatabase: false };
 }
 
-/** The execution if the principal may see it (owner, or `sinas.executions.get:all`). */
+/**
+ * Whether the principal may reach their own executions: `sinas.executions.get:own`, which every user holds
+ * through the Users group; an API key only when it was given it (`{}` grants nothing, sinas-spec §3.4).
+ */
+function mayReachOwnExecutions(principal: Principal): boolean {
+  return can(principal, "sinas.executions.get:own");
+}
+
+/**
+ * The execution if the principal may see it (`sinas.executions.get:all`, or its owner holding `get:own`), or
+ * continue it (`put:all`, or its owner holding `get:own`: the Users group grants no `put:own`, sinas-spec §3.5).
+ */
 export async function findVisibleExecution(
   db: Database,
   principal: Principal,
@@ -239,7 +250,8 @@ export async function findVisibleExecution(
 ): Promise<Execution> {
   const execution = await findExecution(db, executionId);
   if (!execution) throw new AppError("NOT_FOUND", "Execution not found");
-  if (execution.userId !== principal.user.id && !can(principal, `sinas.executions.${action}:all`)) {
+  const owner = execution.userId === principal.user.id && mayReachOwnExecutions(principal);
+  if (!owner && !can(principal, `sinas.executions.${action}:all`)) {
     const verb = action === "get" ? "view" : "continue";
     throw new AppError("FORBIDDEN", `Not authorized to ${verb} this execution`);
   }
@@ -252,7 +264,10 @@ export async function listExecutions(
   query: { skip: number; limit: number; function_name?: string; status?: ExecutionStatus },
 ) {
   const filters: SQL[] = [];
-  if (!can(principal, "sinas.executions.get:all")) filters.push(eq(executions.userId, principal.user.id));
+  if (!can(principal, "sinas.executions.get:all")) {
+    if (!mayReachOwnExecutions(principal)) return []; // an API key made with `{}` lists none
+    filters.push(eq(executions.userId, principal.user.id));
+  }
   if (query.function_name) filters.push(eq(executions.functionName, query.function_name));
   if (query.status) filters.push(eq(executions.status, query.status));
   return (

@@ -114,7 +114,11 @@ export function scopeUserFilter(
     caller.recordPermission(allLogs, false);
     throw new AppError("FORBIDDEN", deniedMessage);
   }
-  caller.recordPermission(permissions.logs("own"), true);
+  // Own rows need `sinas.logs.get:own` (every user holds it through the Users group; `{}` keys do not).
+  const ownLogs = permissions.logs("own");
+  const mayReadOwn = can(principal, ownLogs);
+  caller.recordPermission(ownLogs, mayReadOwn);
+  if (!mayReadOwn) throw new AppError("FORBIDDEN", `Not authorized to view request logs (needs ${ownLogs})`);
   return principal.user.id;
 }
 
