@@ -200,8 +200,10 @@ export class RunStore {
    * already (or the run is over), so that the caller saves only what changed.
    */
   noteExecutor(executionId: string, executorUrl: string): boolean {
-    const kept = this.#unfinished.get(executionId);
-    if (!kept || kept.executorUrl === executorUrl) return false;
+    // A restarted object keeps only what it saved since: the run's state is then read back from SQLite.
+    const kept = this.#unfinished.get(executionId) ?? this.state(executionId);
+    if (!kept || kept.status === "completed" || kept.status === "failed") return false;
+    if (kept.executorUrl === executorUrl) return false;
     this.#unfinished.set(executionId, { ...kept, executorUrl });
     return true;
   }

@@ -301,6 +301,44 @@ describe("S18 schedules", () => {
   });
 });
 
+describe("the credential a schedule's runs act with", () => {
+  it("is the owner's API key the schedule was saved with", async () => {
+    await createFunction(
+      stack,
+      alice,
+      pythonFunction("whoami_tick", '    return {"token": context["access_token"]}'),
+    );
+    const created = await api(stack, alice, "POST", "/api/v1/api-keys", {
+      name: "scheduler",
+      permissions: { "sinas.schedules.post:own": true, "sinas.functions.*.post:own": true },
+    });
+    const key = { headers: { "x-api-key": (created.body as { key: string }).key } };
+    const saved = await api(stack, key, "POST", "/api/v1/schedules", {
+      name: "keyed-tick",
+      function_name: "whoami_tick",
+      cron_expression: YEARLY,
+      input_data: {},
+    });
+    expect(saved.status, JSON.stringify(saved.body)).toBe(200);
+    await makeDue("keyed-tick");
+    await tick();
+    const dispatched = await waitForOutcome("keyed-tick");
+    const execution = await waitForFinalStatus(stack, alice, String(dispatched.last_execution_id));
+    const token = (execution.output_data as { token: string }).token;
+    // Alice's login may start chats; the key that saved the schedule may not, nor may its runs.
+    const check = await api(
+      stack,
+      { headers: { authorization: `Bearer ${token}` } },
+      "POST",
+      "/auth/check-permissions",
+      {
+        permissions: ["sinas.chats.post:own"],
+      },
+    );
+    expect(check.body).toMatchObject({ checks: [{ has_permission: false }] });
+  });
+});
+
 describe("claiming", () => {
   it("runs a due schedule exactly once under concurrent ticks", async () => {
     const once = await createSchedule(alice, {

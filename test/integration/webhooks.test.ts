@@ -452,6 +452,60 @@ describe("webhook routing, activation and auth (S14)", () => {
   });
 });
 
+describe("the credential a public webhook's runs act with", () => {
+  it("is the owner's API key the webhook was saved with, else the owner's login", async () => {
+    await createFunction(
+      stack,
+      alice,
+      pythonFunction("whoami_hook", '    return {"token": context["access_token"]}'),
+    );
+    const created = await api(stack, alice, "POST", "/api/v1/api-keys", {
+      name: "hooks",
+      permissions: {
+        "sinas.webhooks.post:own": true,
+        "sinas.webhooks.put:own": true,
+        "sinas.functions.*.post:own": true,
+      },
+    });
+    const key = { headers: { "x-api-key": (created.body as { key: string }).key } };
+    const byKey = await api(stack, key, "POST", "/api/v1/webhooks", {
+      path: "cred/by-key",
+      function_name: "whoami_hook",
+      requires_auth: false,
+    });
+    expect(byKey.status, JSON.stringify(byKey.body)).toBe(200);
+    await createWebhook(alice, { path: "cred/by-login", function_name: "whoami_hook", requires_auth: false });
+    // What a run's token may do: Alice's login may start chats; the key that saved the webhook may not.
+    const mayStartChats = async (path: string) => {
+      const run = await call(path, { headers: json(null), body: "{}" });
+      expect(run.status, JSON.stringify(run.body)).toBe(200);
+      const token = (run.body.result as { token: string }).token;
+      const check = await api(
+        stack,
+        { headers: { authorization: `Bearer ${token}` } },
+        "POST",
+        "/auth/check-permissions",
+        {
+          permissions: ["sinas.chats.post:own"],
+        },
+      );
+      expect(check.status).toBe(200);
+      return (check.body as { checks: { has_permission: boolean }[] }).checks[0]?.has_permission;
+    };
+    expect(await mayStartChats("cred/by-key")).toBe(false);
+    expect(await mayStartChats("cred/by-login")).toBe(true);
+    // Saved again by her login (she decides), its runs act as her login; an admin's edit changes nothing.
+    expect(
+      (await api(stack, admin, "PATCH", "/api/v1/webhooks/cred/by-key", { description: "x" })).status,
+    ).toBe(200);
+    expect(await mayStartChats("cred/by-key")).toBe(false);
+    expect(
+      (await api(stack, alice, "PATCH", "/api/v1/webhooks/cred/by-key", { description: "y" })).status,
+    ).toBe(200);
+    expect(await mayStartChats("cred/by-key")).toBe(true);
+  });
+});
+
 describe("execution failures are recorded (S15)", () => {
   it("records a schema violation of the input as a FAILED execution", async () => {
     const response = await call("greet", { headers: json(alice), body: "{}" });

@@ -99,6 +99,23 @@ describe("RunStore (one ExecutionRun shard's tables)", () => {
     });
   });
 
+  it("notes a run's executor in memory for its next save, also in a restarted object; never for an over run", async () => {
+    const stub = env.EXECUTION_RUN.get(env.EXECUTION_RUN.newUniqueId());
+    await runInDurableObject(stub, (_instance, state) => {
+      const store = new RunStore(state.storage.sql);
+      store.insertNew(planOf("a"), stateOf("a"), LATER);
+      store.insertNew(planOf("b"), stateOf("b"), LATER);
+      store.save({ ...stateOf("b"), status: "completed", result: 1 });
+      const restarted = new RunStore(state.storage.sql);
+      expect(restarted.noteExecutor("a", "http://10.0.0.5:8788")).toBe(true);
+      expect(restarted.noteExecutor("a", "http://10.0.0.5:8788")).toBe(false);
+      expect(restarted.state("a")?.executorUrl).toBe("http://10.0.0.5:8788");
+      restarted.save({ ...(restarted.state("a") as RunState), status: "awaiting_input" });
+      expect(new RunStore(state.storage.sql).state("a")?.executorUrl).toBe("http://10.0.0.5:8788");
+      expect(restarted.noteExecutor("b", "http://10.0.0.5:8788")).toBe(false);
+    });
+  });
+
   it("applies a callback sequence number once per execution, and its log lines once", () =>
     withStore((store) => {
       expect(store.callbackApplied("a", 1)).toBe(false);

@@ -22,6 +22,19 @@ export interface ApiKeyCredential {
   permissions: PermissionMap;
 }
 
+/**
+ * The API key an owner's trigger (a webhook without auth, a schedule) is saved with: the editing owner's key,
+ * or null for their login; another editor (an admin) leaves `current` as it was.
+ */
+export function triggerApiKeyId(
+  principal: Principal,
+  ownerId: string,
+  current: string | null,
+): string | null {
+  if (principal.user.id !== ownerId) return current;
+  return principal.method === "api_key" ? principal.apiKeyId : null;
+}
+
 /** The principal's API key, or undefined for a JWT caller. */
 export function apiKeyCredentialOf(principal: Principal): ApiKeyCredential | undefined {
   if (principal.method !== "api_key" || !principal.apiKeyId) return undefined;

@@ -32,6 +32,15 @@ export function isNulCharacterError(error: unknown): boolean {
   return code === "22021" || code === "22P05";
 }
 
+/**
+ * Class 22 (data exception) or 23 (integrity constraint): the statement's values were refused, not the
+ * connection or the server; the same rows sent again fail again.
+ */
+export function isDataError(error: unknown): boolean {
+  const code = postgresCode(error);
+  return code !== undefined && (code.startsWith("22") || code.startsWith("23"));
+}
+
 /** 23502: a NOT NULL column got null. */
 export function isNotNullViolation(error: unknown): boolean {
   return postgresCode(error) === "23502";

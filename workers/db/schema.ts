@@ -597,6 +597,12 @@ export const webhooks = pgTable(
       .default("none"),
     /** The secret of `verification`, AES-256-GCM under ENCRYPTION_KEY (HMAC needs it in clear); null for `none`. */
     secretCiphertext: text("secret_ciphertext"),
+    /**
+     * SINAS Edge: the owner's API key that created or last changed the webhook, else null. A call without auth
+     * runs as the owner with a context token acting as that key (never as the owner's login, which the key
+     * could otherwise reach by running code); a revoked key leaves such tokens unusable.
+     */
+    apiKeyId: uuid("api_key_id").references(() => apiKeys.id),
     createdAt: createdAt(),
     updatedAt: updatedAt(),
     ...configTracking(),
@@ -639,6 +645,8 @@ export const scheduledJobs = pgTable(
     lastExecutionId: varchar("last_execution_id", { length: 255 }),
     /** Why the last dispatch failed (function gone, invalid input, executor down). */
     lastError: text("last_error"),
+    /** SINAS Edge: the owner's API key that created or last changed the schedule (as `webhooks.api_key_id`). */
+    apiKeyId: uuid("api_key_id").references(() => apiKeys.id),
     createdAt: createdAt(),
     // SINAS has no updated_at here; config apply updates these rows like the other kinds, so track it too.
     updatedAt: updatedAt(),

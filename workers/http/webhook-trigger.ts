@@ -75,7 +75,8 @@ async function runAsUser(
   recordPermission(c, permissions.webhookPublic(webhook.path));
   await verifyWebhookSecret(services, webhook, { header: (name) => c.req.header(name), body });
   if (!owner.isActive) throw forbidden();
-  return { user: owner, apiKeyId: null };
+  // The owner's key the webhook was saved with: its runs act as that key, not as the owner's login.
+  return { user: owner, apiKeyId: webhook.apiKeyId };
 }
 
 function idempotencyKeyOf(c: Context<AppEnv>): string | null {

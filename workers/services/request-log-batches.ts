@@ -8,6 +8,7 @@
  * its database pool), as a Worker's I/O must.
  */
 import type { Database } from "../db/client";
+import { isDataError } from "../db/errors";
 import type { NewRequestLog } from "../db/schema";
 import { insertRequestLogs } from "./request-logs";
 
@@ -39,14 +40,15 @@ export async function writeRequestLogBatched(db: () => Database, row: NewRequest
 }
 
 /**
- * One INSERT for the batch; when it fails, each row on its own, so that a row Postgres refuses (a value no
- * cleaning foresaw) loses only itself, not the other requests' rows. Rejects with the first row's error.
+ * One INSERT for the batch; when Postgres refuses its values, each row on its own, so that a row no cleaning
+ * foresaw loses only itself, not the other requests' rows. Any other failure (connection, timeout) is not
+ * multiplied into a statement per row while the database struggles. Rejects with the first row's error.
  */
 async function insertBatch(db: Database, rows: NewRequestLog[]): Promise<void> {
   try {
     await insertRequestLogs(db, rows);
   } catch (error) {
-    if (rows.length === 1) throw error;
+    if (rows.length === 1 || !isDataError(error)) throw error;
     const results = await Promise.allSettled(rows.map((row) => insertRequestLogs(db, [row])));
     const failed = results.find((result) => result.status === "rejected");
     if (failed) throw failed.reason;

@@ -129,7 +129,8 @@ async function dispatchTarget(
         input: job.inputData,
         triggerType: "SCHEDULE" as const,
         triggerId: job.id,
-        apiKeyId: null,
+        // The owner's key the schedule was saved with: its runs act as that key, not as the owner's login.
+        apiKeyId: job.apiKeyId,
       };
       // The target must still be the owner's (checked at create and update; a function may have been replaced).
       // An occurrence that cannot run is still an attempt, stored as a FAILED execution as a webhook's is.

@@ -14,7 +14,7 @@
 import { and, asc, eq } from "drizzle-orm";
 import { accessScope, can } from "../auth/access";
 import { permissions } from "../auth/catalogue";
-import type { Principal } from "../auth/principal";
+import { type Principal, triggerApiKeyId } from "../auth/principal";
 import type { Database } from "../db/client";
 import { isUniqueViolation } from "../db/errors";
 import {
@@ -141,6 +141,7 @@ export async function createSchedule(
         inputData: input.input_data,
         isActive: input.is_active,
         nextRun: input.is_active ? nextRunAfter(input.cron_expression, input.timezone, now) : null,
+        apiKeyId: triggerApiKeyId(principal, principal.user.id, null),
       })
       .returning();
     if (!job) throw new Error("insert returned no row");
@@ -228,7 +229,7 @@ export async function updateSchedule(
   if (Object.keys(changes).length === 0) return current;
   const [updated] = await db
     .update(scheduledJobs)
-    .set(changes)
+    .set({ ...changes, apiKeyId: triggerApiKeyId(principal, current.userId, current.apiKeyId) })
     .where(eq(scheduledJobs.id, current.id))
     .returning();
   if (!updated) throw new AppError("NOT_FOUND", `Schedule '${current.name}' not found`);

@@ -209,12 +209,20 @@ export async function startExecutionOnce(
     if (!(error instanceof AppError && error.code === "FUNCTION_FAILED")) {
       await releaseIdempotencyKey(redis, key, executionId, fingerprint).catch(() => undefined);
     } else {
-      await confirmIdempotencyKey(redis, key); // the rejected input is recorded: repeats get that failure
+      confirmAfterResponse(services, key); // the rejected input is recorded: repeats get that failure
     }
     throw error;
   }
-  await confirmIdempotencyKey(redis, key);
+  confirmAfterResponse(services, key);
   return { executionId, repeat: false };
+}
+
+/**
+ * Keeps the claimed key for 24 h, after the response: the answer does not wait for it, and a Redis failure
+ * only leaves the key to lapse after its pending minute (a retry after that would run again).
+ */
+function confirmAfterResponse(services: Services, key: string): void {
+  void services.runAfterResponse(confirmIdempotencyKey(services.redis(), key));
 }
 
 /** A finished (or paused) execution row as the run state a sync answer is made of. */

@@ -6,7 +6,7 @@
 import { and, asc, eq } from "drizzle-orm";
 import { accessScope, can } from "../auth/access";
 import { permissions } from "../auth/catalogue";
-import type { Principal } from "../auth/principal";
+import { type Principal, triggerApiKeyId } from "../auth/principal";
 import type { Database } from "../db/client";
 import { isUniqueViolation } from "../db/errors";
 import {
@@ -123,6 +123,7 @@ export async function createWebhook(
         rateLimit: input.rate_limit ?? null,
         verification: input.verification,
         secretCiphertext: secret?.ciphertext ?? null,
+        apiKeyId: triggerApiKeyId(principal, principal.user.id, null),
       })
       .returning();
     if (!webhook) throw new Error("insert returned no row");
@@ -207,6 +208,7 @@ export async function updateWebhook(
       verification,
       ...(verification === "none" && { secretCiphertext: null }),
       ...(secret && { secretCiphertext: secret.ciphertext }),
+      apiKeyId: triggerApiKeyId(principal, current.userId, current.apiKeyId),
     })
     .where(eq(webhooks.id, current.id))
     .returning();
