@@ -20,11 +20,18 @@ import { groupsRouter } from "./http/groups";
 import { healthRouter } from "./http/health";
 import { internalRouter } from "./http/internal";
 import { llmProvidersRouter } from "./http/llm-providers";
+import {
+  completeOpenApiDocument,
+  type OpenApiDocument,
+  withOperationIds,
+  withoutPathsUnder,
+  withoutUnreferencedSchemas,
+} from "./http/openapi-completion";
 import { packagesRouter } from "./http/packages";
 import { poolsRouter } from "./http/pools";
 import { requestLog } from "./http/request-log";
 import { requestLogsRouter } from "./http/request-logs";
-import { createRouter } from "./http/router";
+import { createRouter, ERROR_SCHEMA_NAME, ErrorResponseSchema } from "./http/router";
 import { schedulerStatusRouter, schedulesRouter } from "./http/schedules";
 import { statesRouter } from "./http/states";
 import { usersRouter } from "./http/users";
@@ -36,55 +43,79 @@ import { createServices } from "./services/services";
 
 export const API_VERSION = "0.1.0";
 
-type Router = ReturnType<typeof createRouter>;
-type OpenApiDocument = ReturnType<Router["getOpenAPI31Document"]>;
+/** Where the management API is mounted (sinas-spec §0.1). */
+export const MANAGEMENT_PREFIX = "/api/v1";
 
-function registerSecurity(app: Router) {
+type Router = ReturnType<typeof createRouter>;
+
+/** Routers of the runtime API, mounted at `/`. */
+export const runtimeRouters = [
+  healthRouter,
+  authRouter,
+  statesRouter,
+  executionsRouter,
+  internalRouter,
+  webhookTriggerRouter,
+  schedulerStatusRouter,
+  chatsRouter,
+  chatTurnsRouter,
+];
+
+/** Routers of the management API, mounted at MANAGEMENT_PREFIX. */
+export const managementRouters = [
+  usersRouter,
+  groupsRouter,
+  apiKeysRouter,
+  functionsRouter,
+  packagesRouter,
+  poolsRouter,
+  requestLogsRouter,
+  webhooksRouter,
+  schedulesRouter,
+  llmProvidersRouter,
+  agentsRouter,
+];
+
+/** Components every document has: the bearer scheme, and the error shape the completion step refers to. */
+function registerSharedComponents(app: Router) {
   app.openAPIRegistry.registerComponent("securitySchemes", "bearerAuth", {
     type: "http",
     scheme: "bearer",
     description: "An access token from /auth/verify-otp, or an API key (also accepted as X-API-Key).",
   });
+  app.openAPIRegistry.register(ERROR_SCHEMA_NAME, ErrorResponseSchema);
 }
 
 /**
- * The router's OpenAPI document, generated on first use and kept for the isolate (hono's `doc31` regenerates
- * it per request): turning every route's zod schemas into JSON Schema costs tens of milliseconds of CPU, and
- * the routes never change after start-up.
+ * A document built on first use and kept for the isolate (hono's `doc31` regenerates it per request):
+ * turning every route's zod schemas into JSON Schema costs tens of milliseconds of CPU, and the routes never
+ * change after start-up.
  */
-function documentOnce(router: Router, config: Parameters<Router["getOpenAPI31Document"]>[0]) {
+function documentOnce(build: () => OpenApiDocument) {
   let document: OpenApiDocument | undefined;
   return (): OpenApiDocument => {
-    document ??= router.getOpenAPI31Document(config);
+    document ??= build();
     return document;
   };
 }
 
 function createManagementApp() {
   const management = createRouter();
-  const document = documentOnce(management, {
-    openapi: "3.1.0",
-    info: { title: "SINAS Edge management API", version: API_VERSION },
-    servers: [{ url: "/api/v1" }],
+  const document = documentOnce(() => {
+    const generated = management.getOpenAPI31Document({
+      openapi: "3.1.0",
+      info: { title: "SINAS Edge management API", version: API_VERSION },
+      servers: [{ url: MANAGEMENT_PREFIX }],
+    });
+    return completeOpenApiDocument(generated, MANAGEMENT_PREFIX);
   });
   management.get("/openapi.json", (c) => c.json(document()));
-  const routers = [
-    usersRouter,
-    groupsRouter,
-    apiKeysRouter,
-    functionsRouter,
-    packagesRouter,
-    poolsRouter,
-    requestLogsRouter,
-    webhooksRouter,
-    schedulesRouter,
-    llmProvidersRouter,
-    agentsRouter,
-  ];
-  for (const router of routers) management.route("/", router);
-  registerSecurity(management);
+  for (const router of managementRouters) management.route("/", router);
+  registerSharedComponents(management);
   management.get("/docs", (c) =>
-    c.html(renderDocsPage({ title: "SINAS Edge management API", specUrl: "/api/v1/openapi.json" })),
+    c.html(
+      renderDocsPage({ title: "SINAS Edge management API", specUrl: `${MANAGEMENT_PREFIX}/openapi.json` }),
+    ),
   );
   return management;
 }
@@ -109,35 +140,32 @@ export function createApp() {
     await next();
   });
 
-  const runtimeRouters = [
-    healthRouter,
-    authRouter,
-    statesRouter,
-    executionsRouter,
-    internalRouter,
-    webhookTriggerRouter,
-    schedulerStatusRouter,
-    chatsRouter,
-    chatTurnsRouter,
-  ];
   for (const router of runtimeRouters) app.route("/", router);
-  app.route("/api/v1", createManagementApp());
+  app.route(MANAGEMENT_PREFIX, createManagementApp());
 
-  registerSecurity(app);
-  // Static routes plus one path per active webhook and agent (sinas-spec §1.7); static only if the database
-  // cannot be read, so the docs never go down with it.
-  const staticDocument = documentOnce(app, {
-    openapi: "3.1.0",
-    info: {
-      title: "SINAS Edge API",
-      version: API_VERSION,
-      description: "Runtime API of SINAS Edge. The management API is documented at /api/v1/docs.",
-    },
+  registerSharedComponents(app);
+  // Mounting the management app copied its routes into this registry: they are left out (with the schemas
+  // only they use), as they have their own document (sinas-spec §1.7).
+  const staticDocument = documentOnce(() => {
+    const generated = app.getOpenAPI31Document({
+      openapi: "3.1.0",
+      info: {
+        title: "SINAS Edge API",
+        version: API_VERSION,
+        description: `Runtime API of SINAS Edge. The management API is documented at ${MANAGEMENT_PREFIX}/docs.`,
+      },
+    });
+    const runtimeOnly = withoutPathsUnder(generated, MANAGEMENT_PREFIX);
+    return withoutUnreferencedSchemas(completeOpenApiDocument(runtimeOnly));
   });
+  // Static routes plus one path per active webhook and agent (sinas-spec §1.7); static only if the database
+  // cannot be read, so the docs never go down with it. The dynamic operations get operationIds, but not the
+  // shared error responses: a webhook reads any body as it comes (no 400/415).
   app.get("/openapi.json", async (c) => {
     const document = { ...staticDocument() };
     try {
-      document.paths = { ...document.paths, ...(await dynamicOpenApiPaths(c.var.services.db())) };
+      const dynamicPaths = await dynamicOpenApiPaths(c.var.services.db());
+      document.paths = withOperationIds({ ...document.paths, ...dynamicPaths });
     } catch (error) {
       console.error(`OpenAPI: dynamic paths left out: ${String(error)}`);
     }

@@ -1,5 +1,7 @@
 import { SELF } from "cloudflare:test";
+import { HTTPException } from "hono/http-exception";
 import { describe, expect, it } from "vitest";
+import { toAppError } from "../../workers/http/fallbacks";
 
 // The real Worker entry inside workerd. Database and Redis are unreachable here on purpose
 // (vitest.unit.config.ts), which also exercises the unhealthy path.
@@ -41,5 +43,78 @@ describe("worker entry", () => {
     const id = response.headers.get("x-request-id");
     expect(id).toBeTruthy();
     expect(((await response.json()) as { request_id: string }).request_id).toBe(id);
+  });
+});
+
+// Routing and body-parsing failures, all decided before any database access.
+describe("fallbacks", () => {
+  it("answers a path with a trailing slash 404, as the router does not match it", async () => {
+    for (const [method, path] of [
+      ["GET", "/health/"],
+      ["POST", "/auth/login/"],
+      ["GET", "/api/v1/openapi.json/"],
+    ] as const) {
+      const response = await SELF.fetch(`http://api.test${path}`, { method });
+      expect(response.status, `${method} ${path}`).toBe(404);
+      expect(response.headers.get("allow")).toBeNull();
+      expect(await response.json()).toMatchObject({ code: "NOT_FOUND" });
+    }
+  });
+
+  it("answers a wrong method on an existing path 405 with Allow", async () => {
+    const response = await SELF.fetch("http://api.test/auth/login");
+    expect(response.status).toBe(405);
+    expect(response.headers.get("allow")).toBe("POST");
+    expect(await response.json()).toMatchObject({ code: "METHOD_NOT_ALLOWED" });
+  });
+
+  it("answers a body that is not JSON by its Content-Type 415", async () => {
+    for (const [contentType, body] of [
+      ["text/plain", '{"email":"a@b.io"}'],
+      ["application/x-www-form-urlencoded", "email=a%40b.io"],
+    ] as const) {
+      const response = await SELF.fetch("http://api.test/auth/login", {
+        method: "POST",
+        headers: { "content-type": contentType },
+        body,
+      });
+      expect(response.status, contentType).toBe(415);
+      expect(await response.json()).toMatchObject({
+        code: "UNSUPPORTED_MEDIA_TYPE",
+        message: "Content-Type must be application/json",
+      });
+    }
+  });
+
+  it("answers malformed JSON 400", async () => {
+    const response = await SELF.fetch("http://api.test/auth/login", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: '{"email":',
+    });
+    expect(response.status).toBe(400);
+    expect(await response.json()).toMatchObject({ code: "BAD_REQUEST" });
+  });
+
+  it("gives Hono's HTTP exceptions the code of their status", () => {
+    const cases: [number, string][] = [
+      [401, "UNAUTHORIZED"],
+      [404, "NOT_FOUND"],
+      [405, "METHOD_NOT_ALLOWED"],
+      [413, "PAYLOAD_TOO_LARGE"],
+      [415, "UNSUPPORTED_MEDIA_TYPE"],
+      [429, "RATE_LIMITED"],
+      [418, "BAD_REQUEST"],
+      [500, "INTERNAL"],
+    ];
+    for (const [status, code] of cases) {
+      const error = toAppError(new HTTPException(status as 404));
+      expect(error.code, String(status)).toBe(code);
+      expect(error.status, String(status)).toBe(code === "BAD_REQUEST" ? 400 : status);
+      expect(error.message, String(status)).not.toBe("");
+    }
+    // Hono's body limit throws with a response and no message.
+    const tooLarge = toAppError(new HTTPException(413, { res: new Response("Payload Too Large") }));
+    expect(tooLarge.message).toBe("Payload Too Large");
   });
 });

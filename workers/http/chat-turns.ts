@@ -15,6 +15,7 @@ import type { ContentPart } from "../llm/types";
 import { findChatForSender, findOwnedChat } from "../services/chats";
 import type { AppEnv } from "./app-env";
 import { apiKeyOf, authenticateSender, recordPermission, senderIdOf, WEBSOCKET_TOKEN_PREFIX } from "./auth";
+import { MessageResponseSchema } from "./chats";
 import { MessageContentSchema } from "./message-content";
 import { createRouter, errorResponse } from "./router";
 import { jsonBody, jsonResponse } from "./schemas";
@@ -27,19 +28,6 @@ const tags = ["Chats"];
 export const MAX_MESSAGE_BYTES = 2 * 1024 * 1024;
 
 const MessageCreateSchema = z.object({ content: MessageContentSchema }).openapi("MessageCreate");
-
-const MessageSchema = z
-  .object({
-    id: z.uuid(),
-    chat_id: z.uuid(),
-    role: z.string(),
-    content: z.string().nullable(),
-    tool_calls: z.array(z.record(z.string(), z.unknown())).nullable(),
-    tool_call_id: z.string().nullable(),
-    name: z.string().nullable(),
-    created_at: z.string(),
-  })
-  .openapi("MessageResponse");
 
 const ChatParams = z.object({ chat_id: z.uuid({ error: "must be a UUID" }) });
 const ApproveParams = ChatParams.extend({ tool_call_id: z.string().min(1).max(255) });
@@ -101,7 +89,7 @@ const sendRoute = createRoute({
   summary: "Send a message and wait for the agent's final answer (tool rounds included)",
   request: { params: ChatParams, body: jsonBody(MessageCreateSchema) },
   responses: {
-    200: jsonResponse(MessageSchema, "The final assistant message"),
+    200: jsonResponse(MessageResponseSchema, "The final assistant message"),
     403: errorResponse("Not your chat"),
     404: errorResponse("No such chat"),
     409: errorResponse("A turn is running, or a called function requires approval (use streaming)"),

@@ -5,10 +5,11 @@ import type { Context, Hono, Env as HonoEnv } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { isForeignKeyViolation, isNulCharacterError } from "../db/errors";
 import { ConfigError } from "../env";
-import { AppError } from "../lib/errors";
+import { AppError, type ErrorCode } from "../lib/errors";
 
 type AnyHono<E extends HonoEnv> = Hono<E, Record<string, never>, string> | Hono<E>;
 
+/** The concrete paths a route path matches, as strictly as Hono's router: no trailing slash (that is a 404). */
 function pathPattern(routePath: string): RegExp {
   const source = routePath
     .split("/")
@@ -18,7 +19,7 @@ function pathPattern(routePath: string): RegExp {
       return segment.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
     })
     .join("/");
-  return new RegExp(`^${source}/?$`);
+  return new RegExp(`^${source}$`);
 }
 
 /** Methods registered for a concrete path, ignoring catch-all middleware. */
@@ -38,14 +39,40 @@ export function errorResponse(c: Context, error: AppError): Response {
   return response;
 }
 
+/**
+ * The code and default message of each HTTPException status that Hono and its middleware raise (validators,
+ * body limits, zod-openapi's media-type gate); the exception's own message wins when it has one.
+ */
+const HTTP_EXCEPTION_ERRORS: Readonly<Partial<Record<number, { code: ErrorCode; message: string }>>> = {
+  400: { code: "BAD_REQUEST", message: "Bad request" },
+  401: { code: "UNAUTHORIZED", message: "Unauthorized" },
+  403: { code: "FORBIDDEN", message: "Forbidden" },
+  404: { code: "NOT_FOUND", message: "Not Found" },
+  405: { code: "METHOD_NOT_ALLOWED", message: "Method Not Allowed" },
+  409: { code: "CONFLICT", message: "Conflict" },
+  413: { code: "PAYLOAD_TOO_LARGE", message: "Payload Too Large" },
+  415: { code: "UNSUPPORTED_MEDIA_TYPE", message: "Content-Type must be application/json" },
+  422: { code: "VALIDATION_FAILED", message: "Validation failed" },
+  429: { code: "RATE_LIMITED", message: "Too Many Requests" },
+  503: { code: "UNAVAILABLE", message: "Service Unavailable" },
+  504: { code: "TIMEOUT", message: "Gateway Timeout" },
+};
+
+function fromHttpException(error: HTTPException): AppError {
+  const known = HTTP_EXCEPTION_ERRORS[error.status];
+  if (!known) {
+    if (error.status >= 500) return new AppError("INTERNAL", "Internal server error", { cause: error });
+    return new AppError("BAD_REQUEST", error.message || "Bad request", { cause: error });
+  }
+  // zod-openapi's 415 only says "Unsupported Media Type"; every request body of this API is JSON.
+  const message = error.status === 415 ? known.message : error.message || known.message;
+  return new AppError(known.code, message, { cause: error });
+}
+
 /** Maps anything thrown to an AppError, keeping the original as `cause`. */
 export function toAppError(error: unknown): AppError {
   if (error instanceof AppError) return error;
-  if (error instanceof HTTPException) {
-    const code =
-      error.status === 401 ? "UNAUTHORIZED" : error.status === 413 ? "PAYLOAD_TOO_LARGE" : "BAD_REQUEST";
-    return new AppError(code, error.message || "Bad request", { cause: error });
-  }
+  if (error instanceof HTTPException) return fromHttpException(error);
   if (error instanceof ConfigError) return new AppError("INTERNAL", error.message, { cause: error });
   // Fields checked one by one say which (storableText); any other text with a NUL still gets a 422.
   if (isNulCharacterError(error)) {

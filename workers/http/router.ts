@@ -5,6 +5,7 @@
  * schemas feed the OpenAPI document.
  */
 import { OpenAPIHono, type RouteConfig, z } from "@hono/zod-openapi";
+import { ERROR_STATUS, type ErrorCode } from "../lib/errors";
 import { requestPartOf, zodValidationError } from "../lib/validation";
 import type { AppEnv } from "./app-env";
 
@@ -16,10 +17,16 @@ export function createRouter(): OpenAPIHono<AppEnv> {
   });
 }
 
+/** Every error code (workers/lib/errors.ts), so that clients can generate the closed set they switch on. */
+const ERROR_CODES = Object.keys(ERROR_STATUS) as [ErrorCode, ...ErrorCode[]];
+
+/** Name of the error shape's component: `#/components/schemas/Error`. */
+export const ERROR_SCHEMA_NAME = "Error";
+
 /** OpenAPI schema of the one error shape (workers/lib/errors.ts). */
 export const ErrorResponseSchema = z
   .object({
-    code: z.string().openapi({ example: "NOT_FOUND" }),
+    code: z.enum(ERROR_CODES).openapi({ example: "NOT_FOUND" }),
     message: z.string(),
     detail: z.union([
       z.string(),
@@ -33,7 +40,7 @@ export const ErrorResponseSchema = z
     ]),
     request_id: z.string().nullable(),
   })
-  .openapi("Error");
+  .openapi(ERROR_SCHEMA_NAME);
 
 /** Response entry for `createRoute({ responses })`. */
 export function errorResponse(description: string) {
