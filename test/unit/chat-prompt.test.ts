@@ -18,6 +18,7 @@ import {
 } from "../../workers/chat/prompt";
 import { MISSING_RESULT, withAnsweredToolCalls } from "../../workers/chat/tool-pairing";
 import type { Agent, Message } from "../../workers/db/schema";
+import { MAX_RENDER_STEPS, renderTemplate } from "../../workers/lib/jinja";
 import type { LlmMessage } from "../../workers/llm/types";
 
 const OUTPUT_SCHEMA = { type: "object", properties: { a: { type: "string" } } };
@@ -99,10 +100,10 @@ describe("system prompt (D-24)", () => {
     const xs = Array.from({ length: 2000 }, (_, index) => index);
     expect(() =>
       renderSystemPrompt("{% for a in xs %}{% for b in xs %}{% endfor %}{% endfor %}", { xs }),
-    ).toThrow("more than 100000 steps");
+    ).toThrow(`more than ${MAX_RENDER_STEPS} steps`);
     expect(() =>
-      renderSystemPrompt("{% for a in range(10) %}{% for b in range(10000) %}{% endfor %}{% endfor %}", {}),
-    ).toThrow("more than 100000 steps");
+      renderSystemPrompt("{% for a in range(20) %}{% for b in range(10000) %}{% endfor %}{% endfor %}", {}),
+    ).toThrow(`more than ${MAX_RENDER_STEPS} steps`);
     expect(() =>
       renderSystemPrompt(
         "{% for a in range(100) %}{% for b in range(100) %}{{ s }}{% endfor %}{% endfor %}",
@@ -122,6 +123,160 @@ describe("system prompt (D-24)", () => {
     expect(agentInputOf({ chatMetadata: null })).toBeNull();
     expect(agentInputOf({ chatMetadata: { agent_input: [1] } })).toBeNull();
     expect(agentInputOf({ chatMetadata: { other: 1 } })).toBeNull();
+  });
+});
+
+describe("template render bounds (lib/jinja)", () => {
+  const STEPS = `more than ${MAX_RENDER_STEPS} steps`;
+  const TEXT = "produces more than 1000000 characters";
+  const numbers = (count: number) => Array.from({ length: count }, (_, index) => index);
+  const items = (count: number) => numbers(count).map((id) => ({ id, name: `item ${id}` }));
+  const keys = (count: number) => Object.fromEntries(numbers(count).map((index) => [`key${index}`, index]));
+  // 256 KiB, the largest chat input; "a" throughout is the slowest text to search for "ab".
+  const doc = "ab".repeat(128 * 1024);
+  const aaa = "a".repeat(256 * 1024);
+
+  it("counts every loop iteration and item, whatever the loop goes through", () => {
+    // A mapping's keys, a list kept in a variable (looking it up costs nothing), loops that break at once; and a
+    // run of a loop body costs more than a step (the library sets up its scope): 120,000 empty runs are too many.
+    expect(() =>
+      renderTemplate("{% for a in d %}{% for b in d %}{% endfor %}{% endfor %}", { d: keys(3000) }),
+    ).toThrow(STEPS);
+    expect(() =>
+      renderTemplate(
+        "{% set r = range(10000) %}{% for a in r %}{% for b in r %}{% endfor %}{% endfor %}",
+        {},
+      ),
+    ).toThrow(STEPS);
+    expect(() =>
+      renderTemplate("{% for a in xs %}{% for b in xs %}{% break %}{% endfor %}{% endfor %}", {
+        xs: numbers(50000),
+      }),
+    ).toThrow(STEPS);
+    expect(() =>
+      renderTemplate("{% for a in range(400) %}{% for b in range(300) %}{% endfor %}{% endfor %}", {}),
+    ).toThrow(STEPS);
+  });
+
+  it("renders ordinary templates over large inputs", () => {
+    // The reviewer's templates at 400 items, and at 5,000: a lookup (`xs`, `xs[i]`) costs a step, not the list's size.
+    for (const count of [400, 5000]) {
+      const list = items(count);
+      expect(
+        renderTemplate("{% for x in xs %}{{ loop.index }}/{{ xs|length }} {{ x.name }}\n{% endfor %}", {
+          xs: list,
+        }),
+      ).toContain(`${count}/${count} item ${count - 1}\n`);
+      expect(
+        renderTemplate("{% for i in range(xs|length) %}{{ xs[i].name }};{% endfor %}", { xs: list }),
+      ).toContain(`item ${count - 1};`);
+    }
+    // A 256 KiB document searched for 70 keywords, and upper-cased: looking it up is neither work nor new text.
+    const kws = numbers(70).map((index) => `kw${index}`);
+    expect(
+      renderTemplate("{% for kw in kws %}{% if kw in doc %}{{ kw }}{% endif %}{% endfor %}", {
+        kws,
+        doc: `${doc}kw69`,
+      }),
+    ).toBe("kw6kw69");
+    expect(renderTemplate("{{ doc | upper }}", { doc })).toHaveLength(doc.length);
+    expect(
+      renderTemplate("{% for x in xs %}{{ loop.index }}. {{ x.name }}\n{% endfor %}", { xs: items(20000) }),
+    ).toContain("20000. item 19999\n");
+    // 50,000 items with two expressions each: about 0.7 of the budget.
+    const names = numbers(50000).map((id) => ({ name: `n${id}` }));
+    expect(
+      renderTemplate("{% for x in xs %}{{ loop.index }}. {{ x.name }}\n{% endfor %}", { xs: names }),
+    ).toContain("50000. n49999\n");
+  });
+
+  // Templates that make little, but read a whole list or string every time round a loop.
+  const refused = (cases: [string, Record<string, unknown>][]) => {
+    for (const [template, input] of cases)
+      expect(() => renderTemplate(template, input), template).toThrow(STEPS);
+  };
+
+  it("charges filters and operators by what they go through", () => {
+    // A filter on a 2,000-item list inside a loop over it: the reviewer's case.
+    const xs = numbers(2000);
+    expect(() => renderTemplate("{% for a in xs %}{{ xs|join(',') }}{% endfor %}", { xs })).toThrow(
+      /steps|characters/,
+    );
+    refused([
+      [
+        "{% for a in xs %}{% for b in xs|selectattr('missing') %}{% endfor %}{% endfor %}",
+        { xs: items(5000) },
+      ],
+      ["{% for a in range(1000) %}{% set n = doc|int %}{% endfor %}", { doc: "1".repeat(256 * 1024) }],
+      ["{% for a in range(40) %}{% set p = xs|sort(attribute='name') %}{% endfor %}", { xs: items(10000) }],
+      ["{% for a in range(1000) %}{% if -1 in xs %}{% endif %}{% endfor %}", { xs: numbers(50000) }],
+      ["{% for a in range(1000) %}{% if 'ab' in doc %}{% endif %}{% endfor %}", { doc: aaa }],
+      ["{% for a in range(300) %}{% set p = doc[:10] %}{% endfor %}", { doc: aaa }],
+    ]);
+  });
+
+  it("charges tests, methods and unpacked arguments by what they go through", () => {
+    refused([
+      ["{% for a in range(1000) %}{% if doc is lower %}{% endif %}{% endfor %}", { doc: aaa }],
+      // A method however it is reached: called on the spot, kept in a variable, or looked up by name.
+      ["{% for a in range(2000) %}{% set p = doc.split('z') %}{% endfor %}", { doc: aaa }],
+      ["{% set f = doc.split %}{% for a in range(2000) %}{% set p = f('z') %}{% endfor %}", { doc: aaa }],
+      ["{% for a in range(2000) %}{% set p = doc['split']('z') %}{% endfor %}", { doc: aaa }],
+      [
+        "{% macro f() %}{{ varargs|length }}{% endmacro %}{% for a in range(300) %}{{ f(*xs) }}{% endfor %}",
+        { xs: numbers(50000) },
+      ],
+    ]);
+  });
+
+  it("charges what the library does behind a name or a definition", () => {
+    // A name not found costs the library an exception; a macro's definition is walked each time it is evaluated;
+    // names are looked up through every scope of a deep recursion.
+    expect(() =>
+      renderTemplate(`{% for a in range(10000) %}${"{{ nothing }}".repeat(10)}{% endfor %}`, {}),
+    ).toThrow(STEPS);
+    const body = "{{ x }}".repeat(100);
+    expect(() =>
+      renderTemplate(`{% for a in range(10000) %}{% macro f(x) %}${body}{% endmacro %}{% endfor %}`, {}),
+    ).toThrow(STEPS);
+    expect(() =>
+      renderTemplate(
+        "{% macro f(n) %}{% if n > 0 %}{{ xs|length }}{{ f(n - 1) }}{% endif %}{% endmacro %}{% for a in range(120) %}{{ f(300) }}{% endfor %}",
+        { xs: [1] },
+      ),
+    ).toThrow(STEPS);
+  });
+
+  it("refuses text before making it where one operation makes far more than it reads", () => {
+    // Each would hold hundreds of megabytes (past a Worker's memory) before the text could be counted.
+    const cases: [string, Record<string, unknown>][] = [
+      ["{{ xs|join(doc) }}", { xs: numbers(3000), doc: aaa }],
+      ["{{ doc.replace('a', doc) }}", { doc: "a".repeat(30000) }],
+      ["{{ doc|replace('a', doc) }}", { doc: "a".repeat(30000) }],
+      ["{{ doc|indent(100000000) }}", { doc: "a\n".repeat(10) }],
+      ["{{ xs|tojson(indent=100000000) }}", { xs: [[[1]]] }],
+    ];
+    // Lists holding the same lists eight times, three deep: 1,024 copies of the document, made in a few steps,
+    // as text when output, joined with `~`, compared with a number or turned into JSON.
+    const nested =
+      "{% set a = [doc, doc] %}{% set b = [a,a,a,a,a,a,a,a] %}{% set c = [b,b,b,b,b,b,b,b] %}{% set d = [c,c,c,c,c,c,c,c] %}";
+    for (const use of ["{{ d }}", "{{ d ~ '' }}", "{{ d == 1 }}", "{{ d|tojson }}"])
+      cases.push([nested + use, { doc: aaa }]);
+    for (const [template, input] of cases)
+      expect(() => renderTemplate(template, input), template).toThrow(TEXT);
+  });
+
+  it("gives the globals numbers and strings only (a list would become text of any size)", () => {
+    expect(() => renderTemplate("{{ range(xs) }}", { xs: [1] })).toThrow(
+      "range() takes one to three numbers",
+    );
+    expect(() => renderTemplate("{{ strftime_now(xs) }}", { xs: ["%Y"] })).toThrow(
+      "strftime_now() takes a format",
+    );
+    expect(() => renderTemplate("{{ raise_exception(xs) }}", { xs: ["x"] })).toThrow(
+      "raise_exception() takes a message",
+    );
+    expect(renderTemplate("{{ range(1, 7, 2)|join(',') }}", {})).toBe("1,3,5");
   });
 });
 

@@ -4,57 +4,29 @@
  *
  * Templates are written by agent authors but rendered with a chat's input, so rendering is bounded: `range()`
  * yields at most `MAX_RANGE_ITEMS` numbers, a render takes at most `MAX_RENDER_STEPS` steps (nested loops over
- * the input could otherwise run for minutes: see BoundedInterpreter), and the output may hold at most
+ * the input could otherwise run for minutes: jinja-budget.ts), and the output may hold at most
  * `MAX_RENDERED_CHARS` characters.
  * The input's keys may be any names, as in Python's Jinja: they shadow the globals (`range`, `true`...), which
  * the library's own `render` refuses ("Variable already declared"); only `namespace` is refused where a template
  * uses it (see renderTemplate).
  */
-import { Environment, Interpreter, Template } from "@huggingface/jinja";
+import { Environment, Template } from "@huggingface/jinja";
 import { messageOf } from "./errors";
+import { BoundedInterpreter, MAX_RENDERED_CHARS } from "./jinja-budget";
+
+export { MAX_RENDER_STEPS, MAX_RENDERED_CHARS } from "./jinja-budget";
 
 /** The most numbers one `range()` call may yield: a loop over more is refused, not run for minutes. */
 export const MAX_RANGE_ITEMS = 10_000;
-/** The longest rendered text: a system prompt or parameter value beyond it is refused. */
-export const MAX_RENDERED_CHARS = 1_000_000;
-/** A render's budget: one step per evaluated node, plus one per item of every list it produces. */
-export const MAX_RENDER_STEPS = 100_000;
-/** The text a render may produce on its way, counted at every level (a nested block's text counts again). */
-const MAX_PRODUCED_CHARS = 16 * MAX_RENDERED_CHARS;
-
-type Evaluated = ReturnType<Interpreter["evaluate"]>;
-
 /**
- * Counts what a render does and stops it past the budgets. The library's loops evaluate their bodies through
- * `evaluate`, but iterate without it: a list's items are charged when the list is evaluated (the iterable of
- * every loop is), so `for a in xs` inside `for b in xs` costs len(xs) per outer item, as it runs. Text is
- * charged as each piece is evaluated, before a loop joins the pieces: memory never holds much more than that.
+ * The globals below get the library's values as JavaScript values: a list arrives as an array of runtime values,
+ * which `String()` or arithmetic would turn into text at any size, so they take numbers and strings only.
  */
-class BoundedInterpreter extends Interpreter {
-  #steps = 0;
-  #chars = 0;
-
-  override evaluate(...args: Parameters<Interpreter["evaluate"]>): Evaluated {
-    if (++this.#steps > MAX_RENDER_STEPS) throw tooMuchWork();
-    const value = super.evaluate(...args);
-    if (value.type === "ArrayValue") {
-      this.#steps += (value.value as unknown[]).length;
-      if (this.#steps > MAX_RENDER_STEPS) throw tooMuchWork();
-    } else if (value.type === "StringValue") {
-      this.#chars += (value.value as string).length;
-      if (this.#chars > MAX_PRODUCED_CHARS)
-        throw new Error(`the template produces more than ${MAX_RENDERED_CHARS} characters`);
-    }
-    return value;
-  }
-}
-
-function tooMuchWork(): Error {
-  return new Error(`the template takes more than ${MAX_RENDER_STEPS} steps (loops too large or nested)`);
-}
-
-function boundedRange(start: number, stop?: number, step = 1): number[] {
-  const [from, to] = stop === undefined ? [0, start] : [start, stop];
+function boundedRange(...args: unknown[]): number[] {
+  if (args.length === 0 || args.length > 3 || args.some((value) => typeof value !== "number"))
+    throw new Error("range() takes one to three numbers");
+  const [first, stop, step = 1] = args as number[];
+  const [from, to] = stop === undefined ? [0, first as number] : [first as number, stop];
   if (step === 0) throw new Error("range() step must not be zero");
   const count = Math.max(0, Math.ceil((to - from) / step));
   if (count > MAX_RANGE_ITEMS) throw new Error(`range() may yield at most ${MAX_RANGE_ITEMS} numbers`);
@@ -77,7 +49,8 @@ const MONTHS = [
 ];
 
 /** `strftime_now(format)`: the current UTC time with `%Y %m %d %H %M %b %B %%`, as the library offers it. */
-function strftimeNow(format: string): string {
+function strftimeNow(format: unknown): string {
+  if (typeof format !== "string") throw new Error("strftime_now() takes a format string");
   const now = new Date();
   const pad = (value: number) => String(value).padStart(2, "0");
   const fields: Record<string, string> = {
@@ -90,7 +63,7 @@ function strftimeNow(format: string): string {
     B: MONTHS[now.getUTCMonth()] as string,
     "%": "%",
   };
-  return String(format).replace(/%([YmdHMbB%])/g, (_, field: string) => fields[field] as string);
+  return format.replace(/%([YmdHMbB%])/g, (_, field: string) => fields[field] as string);
 }
 
 /** The library's globals (its `setupGlobals`), with a bounded `range`. */
@@ -106,7 +79,10 @@ const GLOBALS: [string, unknown][] = [
   [
     "raise_exception",
     (message: unknown) => {
-      throw new Error(String(message));
+      const composite = typeof message === "object" && message !== null;
+      throw new Error(
+        composite ? "raise_exception() takes a message, not a list or mapping" : String(message),
+      );
     },
   ],
 ];
