@@ -68,6 +68,18 @@ describe("fallbacks", () => {
     expect(await response.json()).toMatchObject({ code: "METHOD_NOT_ALLOWED" });
   });
 
+  it("answers 404 and 405 before asking for credentials, under authenticated prefixes too", async () => {
+    const wrongMethod = await SELF.fetch("http://api.test/api/v1/users", { method: "PUT" });
+    expect(wrongMethod.status).toBe(405);
+    expect(wrongMethod.headers.get("allow")).toBe("GET, POST");
+    const unknown = await SELF.fetch("http://api.test/api/v1/users/a/b/c");
+    expect(unknown.status).toBe(404);
+    // A route that exists still asks for credentials first.
+    const listed = await SELF.fetch("http://api.test/api/v1/users");
+    expect(listed.status).toBe(401);
+    expect(await listed.json()).toMatchObject({ code: "UNAUTHORIZED" });
+  });
+
   it("answers a body that is not JSON by its Content-Type 415", async () => {
     for (const [contentType, body] of [
       ["text/plain", '{"email":"a@b.io"}'],

@@ -4,6 +4,8 @@
  */
 import type { Context } from "hono";
 import { createMiddleware } from "hono/factory";
+import { matchedRoutes } from "hono/route";
+import { METHOD_NAME_ALL } from "hono/router";
 import { authorize } from "../auth/access";
 import { type ApiKeyCredential, apiKeyCredentialOf, type Principal } from "../auth/principal";
 import { AppError } from "../lib/errors";
@@ -38,8 +40,18 @@ function missingCredentials(): AppError {
   });
 }
 
+/**
+ * Whether a route's handler matched the request, not only middleware (registered for every method): routers
+ * attach `authenticate` to path prefixes, and a request no route answers must get the fallbacks' 404 or 405,
+ * not a 401 that hides them. Handlers read the principal through `principalOf`, which refuses without one.
+ */
+function handlerMatched(c: Context<AppEnv>): boolean {
+  return matchedRoutes(c).some((route) => route.method !== METHOD_NAME_ALL);
+}
+
 /** Requires a valid JWT or API key; sets `principal`. */
 export const authenticate = createMiddleware<AppEnv>(async function authenticate(c, next) {
+  if (!handlerMatched(c)) return next();
   const token = credentialOf({ get: (name) => c.req.header(name) });
   if (!token) throw missingCredentials();
   const services = c.get("services");
