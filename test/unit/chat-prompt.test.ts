@@ -266,6 +266,98 @@ describe("template render bounds (lib/jinja)", () => {
       expect(() => renderTemplate(template, input), template).toThrow(TEXT);
   });
 
+  it("measures a value held many times once, and refuses a namespace that holds itself", () => {
+    // Namespaces holding one another twice, 21 deep: 2^22 values as text, refused at once. Walked value by value
+    // (as before), they took 2.3 s in Node before being refused (24 deep: over 20 s); each value walked now costs
+    // a step, so walking them again would be refused by steps instead.
+    const shared =
+      "{% set ns = namespace(cur=namespace(v=1)) %}{% for i in range(21) %}{% set ns.cur = namespace(l=ns.cur, r=ns.cur) %}{% endfor %}";
+    expect(() => renderTemplate(`${shared}{{ ns.cur }}`, {})).toThrow(TEXT);
+    // Its size as text is the same however it is measured: 6 deep, it is turned into JSON.
+    expect(renderTemplate(`${shared.replace("range(21)", "range(6)")}{{ ns.cur|tojson|length }}`, {})).toBe(
+      "1394",
+    );
+    for (const loop of ["{% set ns.me = ns %}{{ ns }}", "{% set ns.l = [1, ns] %}{{ ns|tojson }}"])
+      expect(() => renderTemplate(`{% set ns = namespace(a=1) %}${loop}`, {}), loop).toThrow(
+        "the template makes a namespace that holds itself",
+      );
+    // A namespace is measured anew each time (`set` may have changed it), a step per value it holds: 5,000
+    // entries sorted (as a list of one) 300 times.
+    refused([
+      [
+        "{% set ns = namespace(d) %}{% for a in range(300) %}{% set s = [ns]|sort %}{% endfor %}",
+        { d: keys(5000) },
+      ],
+    ]);
+  });
+
+  it("measures a list holding a namespace anew, after the namespace has changed", () => {
+    // 64 copies of one namespace, measured while it holds "x", then its string doubled to 65,536 characters: 4.2
+    // million characters of JSON, up to 25 million with every character escaped, is refused before it is made.
+    const copies = "{% set l = l + l %}".repeat(6);
+    expect(() =>
+      renderTemplate(
+        `{% set ns = namespace(s="x") %}{% set l = [ns] %}${copies}{% set probe = l|tojson %}{% for a in range(16) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ l|tojson|length }}`,
+        {},
+      ),
+    ).toThrow(TEXT);
+  });
+
+  it("charges == and in by the strings they compare", () => {
+    // Strings of one length are compared in full (of two lengths, they differ at once); a string beside a number
+    // is read as one. The document and a copy (a new string), compared 300 times; searched for in a list of 1,024.
+    const copies = "{% set l = l + l %}".repeat(10);
+    refused([
+      [`{% set a = doc ~ "c" %}{% set l = [doc ~ "d"] %}${copies}{% if a in l %}{% endif %}`, { doc }],
+      [`{% set a = doc ~ "c" %}{% set l = [doc ~ "d"] %}${copies}{% if a not in l %}{% endif %}`, { doc }],
+      [
+        '{% set a = doc ~ "c" %}{% set b = doc ~ "c" %}{% for i in range(300) %}{% if a == b %}{% endif %}{% endfor %}',
+        { doc },
+      ],
+      [
+        '{% set a = doc ~ "c" %}{% set b = doc ~ "c" %}{% for i in range(300) %}{% if a != b %}{% endif %}{% endfor %}',
+        { doc },
+      ],
+      ["{% for i in range(300) %}{% if doc == 0 %}{% endif %}{% endfor %}", { doc: " ".repeat(256 * 1024) }],
+    ]);
+    // Strings of other lengths cost nothing to compare: 70 keywords looked for in a list of 20,000 items.
+    const kws = numbers(70).map((index) => `kw${index}`);
+    expect(
+      renderTemplate("{% for kw in kws %}{% if kw in xs %}{{ kw }}{% endif %}{% endfor %}", {
+        kws,
+        xs: [...numbers(20000).map((index) => `keyword ${index}`), "kw7"],
+      }),
+    ).toBe("kw7");
+  });
+
+  it("charges split by its parts and namespace() by its entries, before the library makes them", () => {
+    // 100,000 parts a split, made three times: each part is a new value. With a separator the library splits at
+    // every one whatever maxsplit says.
+    const commas = ",".repeat(100000);
+    refused([
+      ["{% for a in range(3) %}{% set p = commas.split(',') %}{% endfor %}", { commas }],
+      ["{% for a in range(3) %}{% set p = commas.split(',', 1) %}{% endfor %}", { commas }],
+      ["{% for a in range(3) %}{% set p = words.split() %}{% endfor %}", { words: "a ".repeat(100000) }],
+      [
+        "{% for a in range(30) %}{% set n = namespace(pairs) %}{% endfor %}",
+        { pairs: numbers(50000).map((index) => ["k", index]) },
+      ],
+    ]);
+    expect(renderTemplate("{{ doc.split()|length }} {{ csv.split(',', 1) }}", { doc, csv: "a,b,c" })).toBe(
+      `1 ["a", "b,c"]`,
+    );
+    // A string entry is a pair of characters: a longer one is refused in the library's words before the library
+    // makes a value per character (a million-character string took 0.45 s in Node, 4 million ~400 MB).
+    expect(() => renderTemplate("{{ namespace([doc]) }}", { doc })).toThrow(
+      "namespace expected an object or an iterable of [key, value] pairs",
+    );
+    expect(
+      renderTemplate("{% set n = namespace([['a', 1], 'bc', pair], d=2) %}{{ n|tojson }}", {
+        pair: "\u{1F600}x",
+      }),
+    ).toBe('{"a": 1, "b": "c", "\u{1F600}": "x", "d": 2}');
+  });
+
   it("gives the globals numbers and strings only (a list would become text of any size)", () => {
     expect(() => renderTemplate("{{ range(xs) }}", { xs: [1] })).toThrow(
       "range() takes one to three numbers",

@@ -35,6 +35,11 @@ const SPLIT_CHARS_PER_STEP = 16;
 const SCAN_ITEMS_PER_STEP = 32;
 /** Replacements per step: `replace` calls back for each. */
 const MATCHES_PER_STEP = 4;
+/**
+ * Per part that `split` makes: each is a new value (57 to 110 bytes), so a render's budget makes at most 250,000
+ * of them (~25 MB), and the library makes all of them (a JavaScript array of every part first) before returning.
+ */
+const PART_STEPS = 4;
 
 type Statement = NonNullable<Parameters<Interpreter["evaluate"]>[0]>;
 type Value = ReturnType<Interpreter["evaluate"]>;
@@ -89,13 +94,19 @@ interface Internals {
 /** How a parent uses a node's value whole: a loop goes through it, a block turns it into text... */
 type Role = "loop" | "rendered" | "scanned" | "sliced";
 
-/** A value's size as text, summed over everything in it: characters, values, nesting depth. */
+/**
+ * A value's size as text, summed over everything in it: characters, values, nesting depth. A value held twice
+ * counts twice, as its text holds it twice. `mutable`: it holds a namespace, whose entries `set` may change.
+ */
 interface Shape {
   chars: number;
   nodes: number;
   depth: number;
+  mutable?: boolean;
 }
 const SCALAR: Shape = { chars: 0, nodes: 1, depth: 0 };
+/** Marks a value being measured: met again inside itself, it holds itself. */
+const MEASURING: Shape = { chars: 0, nodes: 0, depth: 0 };
 
 /** The library's string and mapping methods, each charged in BoundedInterpreter.#methodSteps. */
 const STRING_METHODS = new Set([
@@ -139,6 +150,66 @@ function sizeOf(value: Value): number {
   if (isList(value)) return itemsOf(value).length;
   if (isMapping(value)) return entriesOf(value).size;
   return value.type === "StringValue" ? textOf(value).length : 0;
+}
+
+/**
+ * Characters JavaScript's `==` reads: two strings are compared in full when they are of one length (of two
+ * lengths they differ at once), a string beside a number or boolean is read as a number.
+ */
+function comparedChars(left: Value, right: Value): number {
+  const [leftText, rightText] = [left.type === "StringValue", right.type === "StringValue"];
+  if (leftText && rightText) return sizeOf(left) === sizeOf(right) ? sizeOf(left) : 0;
+  if (leftText && isPrimitive(right)) return sizeOf(left);
+  if (rightText && isPrimitive(left)) return sizeOf(right);
+  return 0;
+}
+
+/** Characters `in` compares looking for a string of `length` in `list`: its strings of that length. */
+function sameLengthChars(list: Value, length: number): number {
+  let chars = 0;
+  for (const item of itemsOf(list))
+    if (item.type === "StringValue" && textOf(item).length === length) chars += length;
+  return chars;
+}
+
+/** JavaScript's `\s` (ECMAScript's white space and line terminators), where the library's split() splits. */
+function isSpace(code: number): boolean {
+  return (
+    code === 32 ||
+    (code >= 9 && code <= 13) ||
+    code === 0xa0 ||
+    code === 0x1680 ||
+    (code >= 0x2000 && code <= 0x200a) ||
+    code === 0x2028 ||
+    code === 0x2029 ||
+    code === 0x202f ||
+    code === 0x205f ||
+    code === 0x3000 ||
+    code === 0xfeff
+  );
+}
+
+/** Runs of characters other than white space in `subject` (split()'s parts), up to `limit`. */
+function words(subject: string, limit: number): number {
+  let count = 0;
+  let inWord = false;
+  for (let at = 0; at < subject.length && count < limit; at++) {
+    const space = isSpace(subject.charCodeAt(at));
+    if (!space && !inWord) count++;
+    inWord = !space;
+  }
+  return count;
+}
+
+/** The message of the library's `namespace()` for an entry that is not a [key, value] pair. */
+const NOT_PAIRS = "namespace expected an object or an iterable of [key, value] pairs";
+/** The source of the library's `namespace()`: every scope declares its own, so it is known by its text. */
+let namespaceSource: string | undefined;
+
+function isLibraryNamespace(value: Value): boolean {
+  if (value.type !== "FunctionValue" || typeof value.value !== "function") return false;
+  namespaceSource ??= String(new Environment().variables.get("namespace")?.value);
+  return String(value.value) === namespaceSource;
 }
 
 function evaluated(value: Value): Syntax {
@@ -214,7 +285,9 @@ function checkLibraryMethods(): void {
  * - an operation by the size of what it goes through: a filter by its operand (a step per item of a list or
  *   mapping, a string's characters at 64 a step; `length`, `first`, `default`... nothing), `in` by the list or
  *   string it searches, a string method by its string, sorting per comparison, a list turned into text (tojson,
- *   output, `~`) by everything in it;
+ *   output, `~`) by everything in it, `==` and `in` by the strings they compare; measuring a list or mapping
+ *   costs a step per value it holds, once (a shape holding a namespace, which `set` changes, every time);
+ * - values made one per part or entry: `split` by its parts, `namespace()` by its entries;
  * - text made (strings computed, blocks' output) to the characters' budget, before it is made where one
  *   operation could make far more than it reads (join's separator, replace, indent, tojson's indent).
  * The library's `evaluateBlock`, `applyFilter` and `evaluateArguments` are private in its typings: this instance
@@ -237,7 +310,7 @@ export class BoundedInterpreter extends Interpreter {
   readonly #scoped = new WeakSet<object>();
   /** The syntax size of macro and call-block definitions. */
   readonly #definitions = new WeakMap<object, number>();
-  /** Shapes of lists and mappings, which do not change (namespaces do, and are not kept). */
+  /** Shapes of lists and mappings, which do not change (namespaces do: a shape holding one is not kept). */
   readonly #shapes = new WeakMap<object, Shape>();
   readonly #library: Internals;
 
@@ -280,7 +353,9 @@ export class BoundedInterpreter extends Interpreter {
       case "Identifier": {
         const value = super.evaluate(statement, environment);
         this.#spend(this.#depth / SCOPES_PER_STEP + (value.type === "UndefinedValue" ? UNDEFINED_STEPS : 0));
-        return value;
+        // The library's namespace() is reached only by its name: wrapped here, it is checked wherever it is called.
+        const name = (statement as unknown as Named).value;
+        return name === "namespace" && isLibraryNamespace(value) ? this.#namespace(value) : value;
       }
       case "Macro":
       case "CallStatement":
@@ -495,18 +570,31 @@ export class BoundedInterpreter extends Interpreter {
     return shape.nodes + shape.chars / SCAN_CHARS_PER_STEP;
   }
 
+  /**
+   * The shape of `value`. Each list or mapping is walked once per measurement, a step per value it holds, and
+   * its shape kept unless it holds a namespace: a value held many times (namespaces holding one another, which
+   * would unfold into exponentially many) is summed, not walked again. A namespace that holds itself is refused.
+   */
   #shape(value: Value): Shape {
+    return this.#measure(value, new Map());
+  }
+
+  #measure(value: Value, measured: Map<Value, Shape>): Shape {
     if (value.type === "StringValue") return { chars: textOf(value).length, nodes: 1, depth: 0 };
     const list = isList(value);
     if (!list && !isMapping(value)) return SCALAR;
-    const known = this.#shapes.get(value);
+    const known = this.#shapes.get(value) ?? measured.get(value);
+    if (known === MEASURING) throw new Error("the template makes a namespace that holds itself");
     if (known) return known;
-    const shape = { chars: 0, nodes: 1, depth: 1 };
+    measured.set(value, MEASURING);
+    this.#spend(1 + sizeOf(value));
+    const shape: Shape = { chars: 0, nodes: 1, depth: 1, mutable: value.type === "NamespaceValue" };
     const add = (child: Value) => {
-      const inner = this.#shape(child);
+      const inner = this.#measure(child, measured);
       shape.chars += inner.chars;
       shape.nodes += inner.nodes;
       shape.depth = Math.max(shape.depth, inner.depth + 1);
+      shape.mutable ||= inner.mutable;
     };
     if (list) for (const item of itemsOf(value)) add(item);
     else
@@ -514,7 +602,8 @@ export class BoundedInterpreter extends Interpreter {
         shape.chars += key.length;
         add(item);
       }
-    if (value.type !== "NamespaceValue") this.#shapes.set(value, shape);
+    measured.set(value, shape);
+    if (!shape.mutable) this.#shapes.set(value, shape);
     return shape;
   }
 
@@ -527,8 +616,12 @@ export class BoundedInterpreter extends Interpreter {
     switch (operator) {
       case "in":
       case "not in":
-        if (isList(right)) this.#spend(sizeOf(right) / SCAN_ITEMS_PER_STEP);
-        else if (right.type === "StringValue" && left.type === "StringValue")
+        if (isList(right)) {
+          this.#spend(sizeOf(right) / SCAN_ITEMS_PER_STEP);
+          // The library searches with ===, which compares a string with every string of its length in full.
+          if (left.type === "StringValue")
+            this.#spend(sameLengthChars(right, sizeOf(left)) / SCAN_CHARS_PER_STEP);
+        } else if (right.type === "StringValue" && left.type === "StringValue")
           this.#spend(sizeOf(right) / SCAN_CHARS_PER_STEP);
         break;
       case "==":
@@ -536,6 +629,7 @@ export class BoundedInterpreter extends Interpreter {
         // The library compares with JavaScript's ==, which turns a list beside a string or number into text.
         if (isList(left) !== isList(right) && (isPrimitive(left) || isPrimitive(right)))
           this.#spend(this.#listText(isList(left) ? left : right));
+        else this.#spend(comparedChars(left, right) / SCAN_CHARS_PER_STEP);
         break;
       default:
         // `~`, and `+` beside a string, turn a list into text.
@@ -589,12 +683,56 @@ export class BoundedInterpreter extends Interpreter {
             args[2]?.type === ("KeywordArgumentsValue" as string) ? entriesOf(args[2]) : undefined;
           return this.#replace(subject, args[0], args[1], options ? options.get("count") : args[2]);
         }
+        case "split":
+          this.#spend(subject.length / SCAN_CHARS_PER_STEP);
+          return this.#parts(subject, args[0], args[1]) * PART_STEPS;
         default:
           return subject.length / SCAN_CHARS_PER_STEP;
       }
     }
     if (!isMapping(receiver) || name === "get") return 0;
     return name === "dictsort" ? this.#sort(receiver, true) : sizeOf(receiver);
+  }
+
+  /**
+   * The parts `split(separator, maxsplit)` makes, counted up to what the budget has left: with a separator, one
+   * more than its occurrences (the library splits at all of them, then joins those past `maxsplit` again);
+   * without, the words, up to `maxsplit` + 1.
+   */
+  #parts(subject: string, separator?: Value, maxsplit?: Value): number {
+    const limit = Math.floor((MAX_RENDER_STEPS - this.#steps) / PART_STEPS) + 1;
+    if (separator?.type === "StringValue")
+      return textOf(separator) === "" ? 0 : occurrences(subject, textOf(separator), limit) + 1;
+    if (separator !== undefined && separator.type !== "NullValue") return 0; // the library refuses it
+    const most =
+      maxsplit?.type === "IntegerValue" && numberOf(maxsplit) !== -1
+        ? Math.max(0, numberOf(maxsplit)) + 1
+        : Number.POSITIVE_INFINITY;
+    return words(subject, Math.min(limit, most));
+  }
+
+  /**
+   * The library's `namespace()`, checking its argument first: a list's entries cost a step each (a mapping's
+   * too), and a string entry longer than a pair is refused before the library makes a value per character of it.
+   */
+  #namespace(library: Value): Value {
+    const call = library.value as Call;
+    const FunctionValue = library.constructor as new (call: Call) => Value;
+    return new FunctionValue((args, scope) => {
+      const keywords = args.at(-1)?.type === ("KeywordArgumentsValue" as string);
+      const positional = keywords ? args.slice(0, -1) : args;
+      const source = positional.length === 1 ? positional[0] : undefined;
+      if (source && (isList(source) || isMapping(source))) this.#spend(sizeOf(source));
+      if (source && isList(source))
+        for (const entry of itemsOf(source)) {
+          // Two characters at most two units each: a longer string is no [key, value] pair.
+          if (entry.type === "StringValue") {
+            if (textOf(entry).length > 4) throw new Error(NOT_PAIRS);
+          } else if (!isList(entry) || sizeOf(entry) !== 2 || itemsOf(entry)[0]?.type !== "StringValue")
+            break; // the library refuses it in its words
+        }
+      return call(args, scope);
+    });
   }
 
   #spend(steps: number): void {
