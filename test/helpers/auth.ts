@@ -82,3 +82,12 @@ export async function api(
   }
   return { status: response.status, body: parsed, headers: response.headers };
 }
+
+/** Whether a bearer `token` (a run's context token, say) holds `permission`, as POST /auth/check-permissions says. */
+export async function tokenHolds(stack: TestStack, token: string, permission: string): Promise<boolean> {
+  const bearer = { headers: { authorization: `Bearer ${token}` } };
+  const check = await api(stack, bearer, "POST", "/auth/check-permissions", { permissions: [permission] });
+  if (check.status !== 200)
+    throw new Error(`check-permissions answered ${check.status}: ${JSON.stringify(check.body)}`);
+  return (check.body as { checks: { has_permission: boolean }[] }).checks[0]?.has_permission === true;
+}

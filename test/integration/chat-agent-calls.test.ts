@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { FakeLlm } from "../fixtures/fake-llm";
-import { api, type Session } from "../helpers/auth";
+import { api, type Session, tokenHolds } from "../helpers/auth";
 import {
   createAgent,
   createChat,
@@ -131,13 +131,8 @@ describe("agent calls and the sender's credential (S29, §3.4)", () => {
       const result = resultsOf(fake.requests[1]).at(-1); // the history holds earlier turns' results
       return (typeof result === "string" ? JSON.parse(result) : result).token as string;
     };
-    const mayListFunctions = async (token: string) => {
-      const bearer = { headers: { authorization: `Bearer ${token}` } };
-      const check = await api(stack, bearer, "POST", "/auth/check-permissions", {
-        permissions: ["sinas.functions.default.whoami.get:own"],
-      });
-      return (check.body as { checks: { has_permission: boolean }[] }).checks[0]?.has_permission;
-    };
+    const mayListFunctions = (token: string) =>
+      tokenHolds(stack, token, "sinas.functions.default.whoami.get:own");
     // The admin's own turn: the token acts as the admin; the key's turn: as the key, which may not list.
     expect(await mayListFunctions(await tokenOfTurn(admin))).toBe(true);
     expect(await mayListFunctions(await tokenOfTurn(key))).toBe(false);

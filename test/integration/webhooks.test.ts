@@ -2,7 +2,7 @@ import { Redis } from "@upstash/redis";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { signWebhookBody } from "../../workers/lib/webhook-signature";
-import { api, IDENTITY_VARS, login, type Session, SUPERADMIN_EMAIL } from "../helpers/auth";
+import { api, IDENTITY_VARS, login, type Session, SUPERADMIN_EMAIL, tokenHolds } from "../helpers/auth";
 import { openStackDb } from "../helpers/db";
 import { createFunction, GREET, pythonFunction, waitForFinalStatus } from "../helpers/functions";
 import { startTestStack, type TestStack } from "../helpers/stack";
@@ -480,17 +480,7 @@ describe("the credential a public webhook's runs act with", () => {
       const run = await call(path, { headers: json(null), body: "{}" });
       expect(run.status, JSON.stringify(run.body)).toBe(200);
       const token = (run.body.result as { token: string }).token;
-      const check = await api(
-        stack,
-        { headers: { authorization: `Bearer ${token}` } },
-        "POST",
-        "/auth/check-permissions",
-        {
-          permissions: ["sinas.chats.post:own"],
-        },
-      );
-      expect(check.status).toBe(200);
-      return (check.body as { checks: { has_permission: boolean }[] }).checks[0]?.has_permission;
+      return tokenHolds(stack, token, "sinas.chats.post:own");
     };
     expect(await mayStartChats("cred/by-key")).toBe(false);
     expect(await mayStartChats("cred/by-login")).toBe(true);
