@@ -152,6 +152,21 @@ describe("chat creation (S21)", () => {
     expect(row?.chatMetadata).toBeNull();
   });
 
+  it("refuses a chat whose input makes the agent's prompt too much work to render (400)", async () => {
+    await createAgent(admin, {
+      name: "looper",
+      system_prompt: "{% for a in items %}{% for b in items %}{{ a }}{% endfor %}{% endfor %}",
+    });
+    const items = Array.from({ length: 3000 }, (_, index) => index);
+    const refused = await api(stack, admin, "POST", "/agents/default/looper/chats", { input: { items } });
+    expect(refused.status).toBe(400);
+    expect(String((refused.body as Row).detail)).toMatch(/takes more than 1000000 steps|produces more than/);
+    const fine = await api(stack, admin, "POST", "/agents/default/looper/chats", {
+      input: { items: [1, 2] },
+    });
+    expect(fine.status).toBe(200);
+  });
+
   it("3. answers 404 for an unknown agent", async () => {
     const response = await api(stack, admin, "POST", "/agents/default/nope/chats", {});
     expect(response.status).toBe(404);

@@ -72,6 +72,21 @@ describe("the running stack", () => {
     expect(wrongMethod.status).toBe(405);
     expect(wrongMethod.headers.get("allow")).toContain("GET");
     expect(await wrongMethod.json()).toMatchObject({ code: "METHOD_NOT_ALLOWED" });
+
+    // Paths match exactly, and an authenticated prefix answers 404/405 before asking for credentials.
+    expect((await stack.fetch("/health/")).status).toBe(404);
+    const put = await stack.fetch("/api/v1/users", { method: "PUT" });
+    expect(put.status).toBe(405);
+    expect(put.headers.get("allow")).toBe("GET, POST");
+    expect((await stack.fetch("/api/v1/users")).status).toBe(401);
+    // A body that is not JSON by its Content-Type.
+    const form = await stack.fetch("/auth/login", {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: "email=a%40b.io",
+    });
+    expect(form.status).toBe(415);
+    expect(await form.json()).toMatchObject({ code: "UNSUPPORTED_MEDIA_TYPE" });
   });
 
   it("runs the Cron Trigger and records the tick", async () => {
