@@ -200,8 +200,8 @@ export class RunStore {
    * already (or the run is over), so that the caller saves only what changed.
    */
   noteExecutor(executionId: string, executorUrl: string): boolean {
-    // A restarted object keeps only what it saved since: the run's state is then read back from SQLite.
-    const kept = this.#unfinished.get(executionId) ?? this.state(executionId);
+    // A restarted object keeps only what it saved since: `state` then reads the run back from SQLite.
+    const kept = this.state(executionId);
     if (!kept || kept.status === "completed" || kept.status === "failed") return false;
     if (kept.executorUrl === executorUrl) return false;
     this.#unfinished.set(executionId, { ...kept, executorUrl });

@@ -10,6 +10,7 @@ export interface Principal {
   /** The user's active group memberships, for `:group` scope checks (D-3). */
   groupIds: string[];
   method: "jwt" | "api_key";
+  /** The key of an API-key caller (work it starts carries it on); null for a JWT. */
   apiKeyId: string | null;
 }
 
@@ -32,7 +33,7 @@ export function triggerApiKeyId(
   current: string | null,
 ): string | null {
   if (principal.user.id !== ownerId) return current;
-  return principal.method === "api_key" ? principal.apiKeyId : null;
+  return principal.apiKeyId;
 }
 
 /** The principal's API key, or undefined for a JWT caller. */

@@ -13,7 +13,7 @@ import { requireSecret } from "../env";
 import { encryptText } from "../lib/crypto";
 import type { Services } from "../services/services";
 import { insertState, stateValue } from "../services/states";
-import { type ContextScope, visibleStates } from "./prompt";
+import { visibleStates } from "./prompt";
 import {
   agentNamespaces,
   DEFAULT_RETRIEVE_LIMIT,
@@ -25,22 +25,13 @@ import {
   type StateKey,
   stateToolDefinitions,
 } from "./state-tool-definitions";
-import { credentialAllows, type OfferedTool, type ToolContext } from "./tools";
+import { credentialAllows, type OfferedTool, readableContextScope, type ToolContext } from "./tools";
 
 const notExpired = (): SQL | undefined => or(isNull(states.expiresAt), gt(states.expiresAt, sql`now()`));
 
-/**
- * The states the turn's credential may read, by the rule stored context follows (turn.ts): a JWT sender all the
- * user's, an API key only what its `sinas.states.get` grants reach.
- */
-function readScopeOf(ctx: ToolContext): ContextScope {
-  if (credentialGrants(ctx, "get", "group")) return "group";
-  return credentialGrants(ctx, "get", "own") ? "own" : "none";
-}
-
 /** The keys the credential may read, so retrieve_context's description names no key it could not read. */
 async function availableKeys(ctx: ToolContext): Promise<StateKey[]> {
-  const scope = readScopeOf(ctx);
+  const scope = readableContextScope(ctx);
   if (scope === "none") return [];
   return ctx.services
     .db()
@@ -116,7 +107,7 @@ function retrieveLimit(value: unknown): number {
 async function retrieveContext(ctx: ToolContext, args: JsonObject, readable: string[]): Promise<unknown> {
   const { services } = ctx;
   // Group-visible states only when the credential may read them (an API key without get:group: its own).
-  const visible = visibleStates(ctx.user.id, credentialGrants(ctx, "get", "group") ? "group" : "own");
+  const visible = visibleStates(ctx.user.id, readableContextScope(ctx) === "group" ? "group" : "own");
   const conditions: (SQL | undefined)[] = [notExpired(), visible, inArray(states.namespace, readable)];
   const text = (name: string): string | undefined => {
     const value = args[name];

@@ -8,6 +8,7 @@
  * (§5.5.5) is here.
  */
 import { and, eq, type SQL } from "drizzle-orm";
+import { permissions } from "../auth/catalogue";
 import { checkPermission } from "../auth/permissions";
 import type { ApiKeyCredential } from "../auth/principal";
 import { isJsonObject } from "../db/json";
@@ -20,6 +21,7 @@ import { resumeExecution, timeoutOf, waitForExecution } from "../services/execut
 import type { Services } from "../services/services";
 import { offerAgentTools, runAgentTool, type TakeAgentCall } from "./agent-tools";
 import { executionOutcome, offerFunctionTools, runFunctionTool } from "./function-tools";
+import type { ContextScope } from "./prompt";
 import { offerStateTools, runStateTool } from "./state-tools";
 
 export interface ToolContext {
@@ -122,6 +124,15 @@ export function approvalNeeded(
  */
 export function credentialAllows(ctx: Pick<ToolContext, "apiKey">, permission: string): boolean {
   return !ctx.apiKey || checkPermission(ctx.apiKey.permissions, permission);
+}
+
+/**
+ * The stored states a turn's credential may read (stored context, the state tools): a JWT sender's own and
+ * group ones, an API key's as far as its `sinas.states.get` grants reach (§3.4).
+ */
+export function readableContextScope(ctx: Pick<ToolContext, "apiKey">): ContextScope {
+  if (credentialAllows(ctx, permissions.states("get", "group"))) return "group";
+  return credentialAllows(ctx, permissions.states("get", "own")) ? "own" : "none";
 }
 
 /** The tool message content of a result: strings as they are, anything else as JSON (§5.4 step 4b). */

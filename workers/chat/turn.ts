@@ -5,7 +5,6 @@
  * `signal` aborts. The ChatSession object runs it and logs what it emits.
  */
 
-import { permissions } from "../auth/catalogue";
 import type { ApiKeyCredential } from "../auth/principal";
 import type { Agent, Chat, ConversationContext, JsonObject, Message, ToolCall } from "../db/schema";
 import { pendingToolApprovals } from "../db/schema";
@@ -19,18 +18,12 @@ import type { TakeAgentCall } from "./agent-tools";
 import type { ChatEvent, TurnEndStatus } from "./events";
 import type { ChatHistory } from "./history";
 import { completeReply, type StartedCall, startCall, streamReply } from "./model-call";
-import {
-  buildConversation,
-  type ContextScope,
-  type FirstRoundMessages,
-  responseFormatFor,
-  storedWith,
-} from "./prompt";
+import { buildConversation, type FirstRoundMessages, responseFormatFor, storedWith } from "./prompt";
 import {
   approvalNeeded,
   assembleTools,
-  credentialAllows,
   type OfferedTool,
+  readableContextScope,
   runToolCall,
   type ToolContext,
   toolResultContent,
@@ -166,17 +159,10 @@ function buildConversationFor(
       chat: setup.chat,
       agent: setup.agent,
       userId: setup.user.id,
-      contextScope: contextScopeOf(setup.apiKey),
+      contextScope: readableContextScope({ apiKey: setup.apiKey }),
     },
     first ? storedWith(first) : setup.history.read(setup.services.statementDb()),
   );
-}
-
-/** The stored context a turn's credential may read: an API key's `sinas.states.get` grants (§3.4). */
-function contextScopeOf(apiKey: ApiKeyCredential | undefined): ContextScope {
-  const credential = { apiKey };
-  if (credentialAllows(credential, permissions.states("get", "group"))) return "group";
-  return credentialAllows(credential, permissions.states("get", "own")) ? "own" : "none";
 }
 
 /** The model call of `round`. */

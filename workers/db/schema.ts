@@ -9,7 +9,7 @@
  * only lose their `group_id`. A chat takes its messages and pending approvals; executions keep running history
  * with `chat_id` nulled.
  */
-import { sql } from "drizzle-orm";
+import { type SQL, sql } from "drizzle-orm";
 import {
   type AnyPgColumn,
   bigint,
@@ -661,6 +661,14 @@ export const scheduledJobs = pgTable(
   ],
 );
 
+/**
+ * A package name as PEP 503 compares it, in SQL: lowercase, runs of `-`, `_`, `.` as one `-`. The unique index
+ * below and the lookups (services/functions.ts) use this one expression, so Postgres uses the index for them.
+ */
+export function normalizedPackageNameOf(name: AnyPgColumn): SQL {
+  return sql`regexp_replace(lower(${name}), '[-_.]+', '-', 'g')`;
+}
+
 export const installedPackages = pgTable(
   "installed_packages",
   {
@@ -675,9 +683,7 @@ export const installedPackages = pgTable(
   (t) => [
     // One approval per package as pip names it (`PyYAML` is `pyyaml`, `typing_extensions` is
     // `typing-extensions`): with two spellings, runs picked either row and so either lock (0003 migration).
-    uniqueIndex("installed_packages_normalized_name_key").on(
-      sql`regexp_replace(lower(${t.packageName}), '[-_.]+', '-', 'g')`,
-    ),
+    uniqueIndex("installed_packages_normalized_name_key").on(normalizedPackageNameOf(t.packageName)),
   ],
 );
 

@@ -310,14 +310,9 @@ executionsRouter
       c.req.valid("param").execution_id,
       "put",
     );
-    const principal = principalOf(c);
-    const apiKey = principal.method === "api_key" && principal.apiKeyId;
-    await resumeExecution(
-      services,
-      execution,
-      c.req.valid("json").input,
-      apiKey ? { id: apiKey, userId: principal.user.id } : undefined,
-    );
+    const { apiKeyId, user } = principalOf(c);
+    const apiKey = apiKeyId ? { id: apiKeyId, userId: user.id } : undefined;
+    await resumeExecution(services, execution, c.req.valid("json").input, apiKey);
     const state = await waitForExecution(services, execution.executionId, 60);
     return c.json(
       {
@@ -347,7 +342,7 @@ executionsRouter
       triggerType: "API",
       triggerId: `${namespace}/${name}`,
       chatId: null,
-      apiKeyId: principal.method === "api_key" ? principal.apiKeyId : null,
+      apiKeyId: principal.apiKeyId,
     });
     if (c.req.valid("query").async === "true") return c.json({ execution_id: executionId }, 202);
     const state = await waitForExecution(services, executionId, timeoutOf(services, fn));

@@ -70,7 +70,7 @@ async function runAsUser(
     );
     if (!scope) throw forbidden();
     await verifyWebhookSecret(services, webhook, { header: (name) => c.req.header(name), body });
-    return { user: principal.user, apiKeyId: principal.method === "api_key" ? principal.apiKeyId : null };
+    return { user: principal.user, apiKeyId: principal.apiKeyId };
   }
   recordPermission(c, permissions.webhookPublic(webhook.path));
   await verifyWebhookSecret(services, webhook, { header: (name) => c.req.header(name), body });

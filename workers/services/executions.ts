@@ -304,7 +304,12 @@ export async function resumeExecution(
       })),
     );
   }
-  const [user] = await services.db().select().from(users).where(eq(users.id, execution.userId)).limit(1);
+  const [user] = await services
+    .db()
+    .select({ id: users.id })
+    .from(users)
+    .where(eq(users.id, execution.userId))
+    .limit(1);
   if (!user) throw new AppError("NOT_FOUND", "The execution's user no longer exists");
   const continuedWithKey = apiKey?.userId === user.id ? apiKey.id : null;
   try {

@@ -2,7 +2,7 @@
  * @module Functions management (sinas-spec §1.9, §6.1, D-32, D-33, D-50, D-51): CRUD with a version per
  * code change, Python syntax checked by the executor, JSON schemas checked, packages approved.
  */
-import { and, asc, desc, eq, inArray, max, sql } from "drizzle-orm";
+import { and, asc, desc, eq, inArray, max } from "drizzle-orm";
 import { can } from "../auth/access";
 import { permissions } from "../auth/catalogue";
 import type { Principal } from "../auth/principal";
@@ -14,6 +14,7 @@ import {
   functionVersions,
   installedPackages,
   type JsonSchema,
+  normalizedPackageNameOf,
   type StoredFunction,
 } from "../db/schema";
 import type { AppConfig } from "../env";
@@ -81,7 +82,7 @@ export function normalizedPackageName(name: string): string {
 
 /** normalizedPackageName of installed_packages.package_name, in SQL (the expression of its unique index). */
 export function normalizedPackageNameSql() {
-  return sql`regexp_replace(lower(${installedPackages.packageName}), '[-_.]+', '-', 'g')`;
+  return normalizedPackageNameOf(installedPackages.packageName);
 }
 
 /** `Requests >= 2.0` -> `Requests`: the name as written; whitespace goes first, as the executor drops it. */
