@@ -327,6 +327,17 @@ describe("the credential a schedule's runs act with", () => {
     const token = (execution.output_data as { token: string }).token;
     // Alice's login may start chats; the key that saved the schedule may not, nor may its runs.
     expect(await tokenHolds(stack, token, "sinas.chats.post:own")).toBe(false);
+
+    // The key revoked, its runs would get a dead token: the occurrence fails, saying why, and nothing runs.
+    const keyId = (created.body as { id: string }).id;
+    expect((await api(stack, alice, "DELETE", `/api/v1/api-keys/${keyId}`)).status).toBe(204);
+    const runsBefore = await executionsOf(String((saved.body as Row).id));
+    await makeDue("keyed-tick");
+    await tick();
+    const refused = await waitForOutcome("keyed-tick", dispatched);
+    expect(refused.last_status).toBe("FAILED");
+    expect(String(refused.last_error)).toMatch(/API key this schedule runs with .* revoked or expired/);
+    expect(await executionsOf(String((saved.body as Row).id))).toBe(runsBefore);
   });
 });
 

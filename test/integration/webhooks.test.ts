@@ -489,6 +489,15 @@ describe("the credential a public webhook's runs act with", () => {
       (await api(stack, admin, "PATCH", "/api/v1/webhooks/cred/by-key", { description: "x" })).status,
     ).toBe(200);
     expect(await mayStartChats("cred/by-key")).toBe(false);
+    // The key revoked, its runs would get a dead token: the call is refused, saying why, and nothing runs.
+    const keyId = (created.body as { id: string }).id;
+    expect((await api(stack, alice, "DELETE", `/api/v1/api-keys/${keyId}`)).status).toBe(204);
+    const hookId = (byKey.body as { id: string }).id;
+    const executionsBefore = (await executionsOf(hookId)).length;
+    const refused = await call("cred/by-key", { headers: json(null), body: "{}" });
+    expect(refused.status).toBe(403);
+    expect(refused.body.detail).toMatch(/API key this webhook runs with .* revoked or expired/);
+    expect(await executionsOf(hookId)).toHaveLength(executionsBefore);
     expect(
       (await api(stack, alice, "PATCH", "/api/v1/webhooks/cred/by-key", { description: "y" })).status,
     ).toBe(200);

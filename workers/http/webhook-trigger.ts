@@ -15,6 +15,7 @@ import { httpMethod } from "../db/schema";
 import { AppError } from "../lib/errors";
 import { idempotencyKeyError } from "../lib/idempotency";
 import { readBounded } from "../lib/read-bounded";
+import { runKeyRevokedError } from "../services/api-keys";
 import { recordFailedAttempt, startExecution, timeoutOf, waitForExecution } from "../services/executions";
 import { webhookInput } from "../services/webhook-envelope";
 import {
@@ -76,6 +77,7 @@ async function runAsUser(
   await verifyWebhookSecret(services, webhook, { header: (name) => c.req.header(name), body });
   if (!owner.isActive) throw forbidden();
   // The owner's key the webhook was saved with: its runs act as that key, not as the owner's login.
+  if (!target.runKeyUsable) throw runKeyRevokedError("webhook");
   return { user: owner, apiKeyId: webhook.apiKeyId };
 }
 

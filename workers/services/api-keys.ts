@@ -2,7 +2,7 @@
  * @module API keys (sinas-spec §1.15, §4.4, D-12, D-14): random, shown once, stored hashed, holding a
  * subset of the creator's own group permissions (and, when created with an API key, of that key's).
  */
-import { and, desc, eq, sql } from "drizzle-orm";
+import { type AnyColumn, and, desc, eq, type SQL, sql } from "drizzle-orm";
 import { validatePermissionSubset } from "../auth/permissions";
 import type { Principal } from "../auth/principal";
 import { newOpaqueSecret } from "../auth/tokens";
@@ -24,6 +24,26 @@ export function toApiKeyResponse(key: ApiKey) {
     created_at: key.createdAt.toISOString(),
     revoked_at: key.revokedAt?.toISOString() ?? null,
   };
+}
+
+/**
+ * SQL: true unless `keyId` names a key that is revoked or expired (null names none: the owner's login). For
+ * the API key an owner's trigger runs with (`triggerApiKeyId`), read in the trigger's own query.
+ */
+export function runKeyUsableSql(keyId: AnyColumn | string | null): SQL<boolean> {
+  const live = sql`${apiKeys.isActive} and (${apiKeys.expiresAt} is null or ${apiKeys.expiresAt} > now())`;
+  return sql<boolean>`(${keyId}::uuid is null or exists (select 1 from ${apiKeys} where ${apiKeys.id} = ${keyId}::uuid and ${live}))`;
+}
+
+/**
+ * Why a webhook without auth or a schedule does not run: the key its owner saved it with is revoked or expired.
+ * Runs would get a context token that no longer authenticates, so nothing starts, and the error says the fix.
+ */
+export function runKeyRevokedError(trigger: "webhook" | "schedule"): AppError {
+  return new AppError(
+    "FORBIDDEN",
+    `The API key this ${trigger} runs with (its owner's, saved with it) is revoked or expired; the owner must save the ${trigger} again, with a login or an active key`,
+  );
 }
 
 /**

@@ -27,6 +27,7 @@ import { type ScheduledJob, type ScheduleRunStatus, scheduledJobs, users } from 
 import { minuteOf, nextRunAfter } from "../lib/cron";
 import { AppError } from "../lib/errors";
 import { claimIdempotencyKey } from "../lib/idempotency";
+import { runKeyRevokedError, runKeyUsableSql } from "./api-keys";
 import { findActiveFunction, recordFailedAttempt, startExecution } from "./executions";
 import { type ScheduleTarget, targetOf } from "./schedules";
 import type { Services } from "./services";
@@ -115,11 +116,18 @@ async function dispatchTarget(
 ): Promise<string> {
   const db = services.db();
   const [owner] = await db
-    .select({ id: users.id, email: users.email, isActive: users.isActive })
+    .select({
+      id: users.id,
+      email: users.email,
+      isActive: users.isActive,
+      runKeyUsable: runKeyUsableSql(job.apiKeyId),
+    })
     .from(users)
     .where(eq(users.id, job.userId))
     .limit(1);
   if (!owner?.isActive) throw new AppError("FORBIDDEN", "The schedule's owner is inactive");
+  // Its runs act as the owner's key the schedule was saved with: a dead key would give them a dead token.
+  if (!owner.runKeyUsable) throw runKeyRevokedError("schedule");
   switch (target.kind) {
     case "function": {
       const { namespace, name } = target;

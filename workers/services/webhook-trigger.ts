@@ -35,6 +35,7 @@ import {
 } from "../lib/idempotency";
 import { enforceRateLimit } from "../lib/rate-limit";
 import { verifyWebhookRequest } from "../lib/webhook-signature";
+import { runKeyUsableSql } from "./api-keys";
 import { type CallableRow, callableRowsSql } from "./callable-scope";
 import { findExecution } from "./execution-records";
 import { type ExecutionRequest, startExecution, waitForExecution } from "./executions";
@@ -50,6 +51,8 @@ export interface WebhookTarget {
   fn: StoredFunction | null;
   /** What the function may call when run as the user the webhook runs as (see `findWebhookTarget`). */
   callable: CallableRow[];
+  /** False when the API key the webhook is saved with is revoked or expired (`runKeyUsableSql`). */
+  runKeyUsable: boolean;
 }
 
 const webhookTargetStatement = preparedOnce((db) => {
@@ -62,6 +65,7 @@ const webhookTargetStatement = preparedOnce((db) => {
       owner: { id: users.id, email: users.email, isActive: users.isActive },
       fn: functions,
       callable: callableRowsSql(namespaces, runAs),
+      runKeyUsable: runKeyUsableSql(webhooks.apiKeyId),
     })
     .from(webhooks)
     .innerJoin(users, eq(users.id, webhooks.userId))
