@@ -540,6 +540,25 @@ describe("OpenAI-compatible variants and keyless providers", () => {
     }
   });
 
+  it("reads Mistral's `model_length` as `length`: the answer was cut off", async () => {
+    const server = await eventStreamServer([
+      openAiChunk({ role: "assistant", content: "Part of an ans" }),
+      openAiChunk({}, "model_length"),
+      { data: "[DONE]" },
+    ]);
+    try {
+      const provider = createOpenAiProvider({
+        type: "mistral",
+        apiKey: "k",
+        apiEndpoint: `${server.url}/v1`,
+      });
+      const { content, finishReason } = await drain(provider.stream(request()));
+      expect([content, finishReason]).toEqual(["Part of an ans", "length"]);
+    } finally {
+      server.close();
+    }
+  });
+
   it("keeps parallel calls apart when each comes whole at index 0 with its own id (Ollama style)", async () => {
     const call = (id: string, args: string) => ({
       id,

@@ -246,6 +246,14 @@ function toToolCallDelta(delta: WireToolCallDelta, index: number): ToolCallDelta
   };
 }
 
+/**
+ * The finish reason in OpenAI's words: Mistral says `model_length` when the model's context is full, which
+ * cuts the answer off exactly as `length` does (a cut-off tool call must not run; chat/turn.ts).
+ */
+function finishReasonOf(reason: string | null | undefined): string | null {
+  return reason === "model_length" ? "length" : (reason ?? null);
+}
+
 function toChunk(
   choice: ChatCompletionChunk.Choice | undefined,
   indexer: ToolCallIndexer,
@@ -255,7 +263,7 @@ function toChunk(
   const chunk: StreamChunk = {
     content: choice.delta?.content ?? null,
     tool_calls: deltas.length ? deltas.map((delta) => toToolCallDelta(delta, indexer.indexOf(delta))) : null,
-    finish_reason: choice.finish_reason ?? null,
+    finish_reason: finishReasonOf(choice.finish_reason),
   };
   // The opening `{role:"assistant", content:""}` delta and keep-alive chunks carry nothing for the user (their
   // bytes still count as activity, see activity.ts).
@@ -321,7 +329,7 @@ export function createOpenAiProvider(options: OpenAiCompatibleOptions): LlmProvi
         return {
           content: choice?.message.content ?? null,
           tool_calls: calls.length ? calls : null,
-          finish_reason: choice?.finish_reason ?? null,
+          finish_reason: finishReasonOf(choice?.finish_reason),
           usage: toUsage(completion.usage),
         };
       } catch (error) {
