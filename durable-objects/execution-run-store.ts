@@ -73,7 +73,7 @@ export interface LogLine {
 export const FINISHED_RUN_RETENTION_MS = 30 * 24 * 3600 * 1000;
 
 /**
- * The plan as stored: the job's input is the record's input, kept once. SQLite rows of a Durable Object hold
+ * The plan as stored: the job's input is the record's input, kept once. SQLite values of a Durable Object hold
  * at most 2 MB, and an input near the 1 MiB request limit stored twice would not fit.
  */
 function serializePlan(plan: RunPlan): string {
@@ -83,6 +83,26 @@ function serializePlan(plan: RunPlan): string {
 function parsePlan(text: string): RunPlan {
   const plan = JSON.parse(text) as RunPlan;
   return { ...plan, job: { ...plan.job, input: plan.record.input } };
+}
+
+/**
+ * Characters of a plan kept in one SQLite value: at most 3 bytes each in UTF-8, so a part stays under the
+ * 2 MB a value may hold. A longer plan (a large webhook body, a namespace of large functions: the job carries
+ * every callable function's code) is split into `plan_parts`, and its `runs.plan` is empty.
+ */
+export const PLAN_PART_CHARS = 600_000;
+
+/** `text` in parts of at most `size` characters, never splitting a surrogate pair (SQLite would mangle it). */
+export function partsOf(text: string, size: number): string[] {
+  const parts: string[] = [];
+  for (let start = 0; start < text.length; ) {
+    let end = Math.min(start + size, text.length);
+    const last = text.charCodeAt(end - 1);
+    if (end < text.length && last >= 0xd800 && last <= 0xdbff) end--;
+    parts.push(text.slice(start, end));
+    start = end;
+  }
+  return parts;
 }
 
 export class RunStore {
@@ -105,7 +125,9 @@ export class RunStore {
       create table if not exists callbacks (execution_id text not null, seq integer not null,
         primary key (execution_id, seq));
       create table if not exists callback_logs (execution_id text not null, seq integer not null,
-        primary key (execution_id, seq));`);
+        primary key (execution_id, seq));
+      create table if not exists plan_parts (execution_id text not null, part integer not null,
+        text text not null, primary key (execution_id, part));`);
   }
 
   state(executionId: string): RunState | null {
@@ -123,7 +145,12 @@ export class RunStore {
     const [row] = this.sql
       .exec<{ plan: string }>("select plan from runs where execution_id = ?", executionId)
       .toArray();
-    return row ? parsePlan(row.plan) : null;
+    if (!row) return null;
+    if (row.plan !== "") return parsePlan(row.plan);
+    const parts = this.sql
+      .exec<{ text: string }>("select text from plan_parts where execution_id = ? order by part", executionId)
+      .toArray();
+    return parsePlan(parts.map((part) => part.text).join(""));
   }
 
   /**
@@ -131,21 +158,33 @@ export class RunStore {
    * already. One write per start: the deadline is known before the job goes out.
    */
   insertNew(plan: RunPlan, state: RunState, deadline: number): boolean {
+    const text = serializePlan(plan);
+    const parts = text.length > PLAN_PART_CHARS ? partsOf(text, PLAN_PART_CHARS) : [];
     const cursor = this.sql.exec(
       `insert into runs (execution_id, plan, status, state, deadline) values (?, ?, ?, ?, ?)
        on conflict do nothing`,
       state.executionId,
-      serializePlan(plan),
+      parts.length > 0 ? "" : text,
       state.status,
       JSON.stringify(state),
       deadline,
     );
     if (cursor.rowsWritten === 0) return false;
+    // No await in between: the run and its plan's parts are one commit.
+    parts.forEach((part, index) => {
+      this.sql.exec(
+        "insert into plan_parts (execution_id, part, text) values (?, ?, ?)",
+        state.executionId,
+        index,
+        part,
+      );
+    });
     this.#keep(state, plan);
     return true;
   }
 
   remove(executionId: string): void {
+    this.sql.exec("delete from plan_parts where execution_id = ?", executionId);
     this.sql.exec("delete from runs where execution_id = ?", executionId);
     this.#unfinished.delete(executionId);
     this.#runningPlans.delete(executionId);
@@ -294,6 +333,7 @@ export class RunStore {
     this.sql.exec(`delete from logs where execution_id in (${filter})`, before);
     this.sql.exec(`delete from callbacks where execution_id in (${filter})`, before);
     this.sql.exec(`delete from callback_logs where execution_id in (${filter})`, before);
+    this.sql.exec(`delete from plan_parts where execution_id in (${filter})`, before);
     this.sql.exec("delete from runs where finished_at is not null and finished_at < ?", before);
   }
 }

@@ -3,6 +3,8 @@ import { describe, expect, it } from "vitest";
 import {
   FINISHED_RUN_RETENTION_MS,
   newRunState,
+  PLAN_PART_CHARS,
+  partsOf,
   type RunPlan,
   type RunState,
   RunStore,
@@ -63,6 +65,29 @@ describe("RunStore (one ExecutionRun shard's tables)", () => {
       expect(store.plan("a")?.job.input).toEqual({ big: "xxxxxxxxxx" });
       expect(store.state("missing")).toBeNull();
     }));
+
+  it("keeps a plan larger than a SQLite value holds in parts, read back whole, also after a restart", async () => {
+    const stub = env.EXECUTION_RUN.get(env.EXECUTION_RUN.newUniqueId());
+    await runInDurableObject(stub, (_instance, state) => {
+      const store = new RunStore(state.storage.sql);
+      // A part never ends between the two halves of a surrogate pair.
+      expect(partsOf("ab😀c😀", 3)).toEqual(["ab", "😀c", "😀"]);
+      // Over 2 MB in UTF-8 (3 bytes a character), with characters outside the BMP here and there.
+      const text = `${"€".repeat(PLAN_PART_CHARS - 1)}😀${"€".repeat(PLAN_PART_CHARS)}😀x`;
+      const plan = planOf("big");
+      plan.record.input = { text };
+      plan.job.function = { code: "x".repeat(PLAN_PART_CHARS) } as RunPlan["job"]["function"];
+      expect(store.insertNew(plan, stateOf("big"), LATER)).toBe(true);
+      store.save({ ...stateOf("big"), status: "awaiting_input" });
+      const read = new RunStore(state.storage.sql).plan("big");
+      expect(read?.record.input).toEqual({ text });
+      expect(read?.job.input).toEqual({ text });
+      expect(read?.job.function.code).toHaveLength(PLAN_PART_CHARS);
+      store.remove("big");
+      expect(new RunStore(state.storage.sql).plan("big")).toBeNull();
+      expect(state.storage.sql.exec("select count(*) as n from plan_parts").one().n).toBe(0);
+    });
+  });
 
   it("stores a run once: a second insert of its id changes nothing", () =>
     withStore((store) => {
