@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type RedisBridge, startRedisBridge } from "../../scripts/redis-bridge";
 import type { AppError } from "../../workers/lib/errors";
 import { claimIdempotencyKey } from "../../workers/lib/idempotency";
-import { enforceRateLimit } from "../../workers/lib/rate-limit";
+import { enforceRateLimit, secondsUntilAdmitted } from "../../workers/lib/rate-limit";
 
 // One suite for both backends: in memory always, against a real redis-server when TEST_REDIS_URL is set.
 const TOKEN = "test-token";
@@ -201,16 +201,18 @@ describe.each(backends)("redis bridge ($mode)", ({ mode, redisUrl }) => {
       for (let index = 0; index < count; index++) answers.push(await call(at));
       return answers;
     };
-    expect(await calls(start, 5)).toEqual(["ok", "ok", "ok", "RATE_LIMITED 50", "RATE_LIMITED 50"]);
+    // Retry-After says when a call passes: 20 s into the next window, where ceil(3 * 2/3) + 1 = 3.
+    expect(await calls(start, 5)).toEqual(["ok", "ok", "ok", "RATE_LIMITED 70", "RATE_LIMITED 70"]);
     // 10 s into the next window 5/6 of the previous one still counts: ceil(3 * 5/6) = 3, so no call yet.
-    expect(await calls(start + 60_000, 1)).toEqual(["RATE_LIMITED 50"]);
+    expect(await calls(start + 60_000, 1)).toEqual(["RATE_LIMITED 10"]);
     // Just past the window's turn the previous window counts whole: no fourth call a moment after the third.
-    expect(await calls(start + 50_001, 1)).toEqual(["RATE_LIMITED 60"]);
+    expect(await calls(start + 50_001, 1)).toEqual(["RATE_LIMITED 20"]);
     // 50 s in, a sixth of it still counts (ceil(3 * 1/6) = 1): two calls.
     expect(await calls(start + 100_000, 3)).toEqual(["ok", "ok", "RATE_LIMITED 10"]);
-    // 20 s into the window after, those two calls weigh ceil(2 * 2/3) = 2: one call.
-    expect(await calls(start + 130_000, 2)).toEqual(["ok", "RATE_LIMITED 40"]);
-    expect(await call(start)).toBe("RATE_LIMITED 50"); // another identifier is counted apart:
+    // 20 s into the window after, those two calls weigh ceil(2 * 2/3) = 2: one call; 30 s in, 1: another.
+    expect(await calls(start + 130_000, 2)).toEqual(["ok", "RATE_LIMITED 10"]);
+    expect(await calls(start + 140_000, 2)).toEqual(["ok", "RATE_LIMITED 30"]);
+    expect(await call(start)).toBe("RATE_LIMITED 70"); // another identifier is counted apart:
     await expect(
       enforceRateLimit(
         redis as unknown as Parameters<typeof enforceRateLimit>[0],
@@ -222,6 +224,28 @@ describe.each(backends)("redis bridge ($mode)", ({ mode, redisUrl }) => {
     ).resolves.toBeUndefined();
     const keys = await redis.keys(`sinas:ratelimit:${name}:*`);
     if (keys.length > 0) await redis.del(...keys);
+  });
+
+  it("answers a refusal with a Retry-After after which a call passes, and not a second earlier", () => {
+    const admittedAfter = (
+      setting: { limit: number; windowSeconds: number },
+      secondsIn: number,
+      counted: number,
+      previous: number,
+    ) => {
+      const windowMs = setting.windowSeconds * 1000;
+      const now = 100 * windowMs + secondsIn * 1000;
+      return secondsUntilAdmitted(setting, now, counted, previous);
+    };
+    // 2 a minute, both used 30 s in: the next window weighs them 2 until 30 s in, then 1.
+    expect(admittedAfter({ limit: 2, windowSeconds: 60 }, 30, 2, 0)).toBe(60);
+    // 1 a minute: the next window counts the call whole until its end.
+    expect(admittedAfter({ limit: 1, windowSeconds: 60 }, 10, 1, 0)).toBe(110);
+    // Nothing counted here yet, the previous window full: its weight must fall to limit - 1.
+    expect(admittedAfter({ limit: 5, windowSeconds: 60 }, 6, 0, 5)).toBe(6);
+    // 1 000 an hour, 999 last hour (weighing ceil(999 * 5/6) = 833 at 600 s in) and 168 now: at 605.4 s
+    // the weight is 831, and 831 + 168 + 1 fits.
+    expect(admittedAfter({ limit: 1000, windowSeconds: 3600 }, 600, 168, 999)).toBe(6);
   });
 
   it("frees its port when closed", async () => {

@@ -39,14 +39,50 @@ export async function enforceRateLimit(
     .pexpire(current, windowMs * 2 + 1000)
     .get<number>(previous)
     .exec<[number, number, number | null]>();
-  const stillCovered = 1 - (now - window * windowMs) / windowMs;
-  // Rounded up: rounded down, the first call of a new window saw 3 calls made a millisecond earlier as 2, and a
-  // limit of 3 let a fourth through at once (a CI run hit it at a window's turn).
-  if (Math.ceil(Number(before ?? 0) * stillCovered) + count <= setting.limit) return;
+  if (weightedCount(Number(before ?? 0), now, windowMs) + count <= setting.limit) return;
   // Best effort: if the take-back fails, the count stays one high for this window, and the answer is a 429.
   await redis.decr(current).catch(() => undefined);
-  const retryAfter = Math.max(1, Math.ceil(((window + 1) * windowMs - now) / 1000));
+  const retryAfter = secondsUntilAdmitted(setting, now, count - 1, Number(before ?? 0));
   throw new AppError("RATE_LIMITED", `Too many requests. Try again in ${retryAfter} seconds.`, {
     headers: { "Retry-After": String(retryAfter) },
   });
+}
+
+/**
+ * The previous window's calls as the sliding window still counts them at `at`: weighted by how much of that
+ * window it covers, rounded up (rounded down, the first call of a new window saw 3 calls made a millisecond
+ * earlier as 2, and a limit of 3 let a fourth through at once: a CI run hit it at a window's turn).
+ */
+function weightedCount(previous: number, at: number, windowMs: number): number {
+  const stillCovered = 1 - (at % windowMs) / windowMs;
+  return Math.ceil(previous * stillCovered);
+}
+
+/**
+ * Seconds until one more call passes if no other is counted meanwhile (the `Retry-After`): later in this
+ * window, once the previous window weighs little enough, or in the next one, where this window's `counted`
+ * calls become the previous ones. Not simply the window's end: a client that retried then was refused again.
+ */
+export function secondsUntilAdmitted(
+  setting: RateLimitSetting,
+  now: number,
+  counted: number,
+  previous: number,
+): number {
+  const windowMs = setting.windowSeconds * 1000;
+  const windowStart = now - (now % windowMs);
+  const nextStart = windowStart + windowMs;
+  const admits = (at: number) =>
+    at < nextStart
+      ? weightedCount(previous, at, windowMs) + counted + 1 <= setting.limit
+      : weightedCount(counted, at, windowMs) + 1 <= setting.limit;
+  // Where the weighted count first fits, solved for the covered fraction, then checked with the very formula
+  // the limit uses (a float a hair above an integer would round up): a few milliseconds later at most. From
+  // the window after next, this window's calls no longer count at all.
+  const room = setting.limit - 1 - counted;
+  const inThisWindow = room >= 0 && previous > 0 ? windowStart + (1 - room / previous) * windowMs : Infinity;
+  const inNextWindow = nextStart + Math.max(0, 1 - (setting.limit - 1) / Math.max(counted, 1)) * windowMs;
+  let at = Math.max(now + 1, Math.ceil(Math.min(inThisWindow, inNextWindow)));
+  for (let step = 0; step < 1000 && at < nextStart + windowMs && !admits(at); step++) at++;
+  return Math.max(1, Math.ceil((at - now) / 1000));
 }
