@@ -758,6 +758,59 @@ describe("async, idempotency and limits", () => {
     ).toBe(422);
   });
 
+  it("answers an async repeat only once the first request recorded its execution", async () => {
+    const webhook = await createWebhook(alice, { path: "idem/slow-first", function_name: "echo" });
+    const me = alice.user;
+    // A first request that claimed the key and has not recorded its execution yet (claimed without a
+    // fingerprint, which any request matches).
+    const firstId = crypto.randomUUID();
+    const redis = new Redis({ url: stack.redisBridgeUrl, token: stack.redisToken });
+    await redis.set(`sinas:idempotency:webhook:${webhook.id}:${me.id}:k-slow`, firstId, { ex: 60 });
+    let answered = false;
+    const repeat = call("idem/slow-first", {
+      headers: json(alice, { "idempotency-key": "k-slow" }),
+      body: "{}",
+      query: "?async=true",
+    }).finally(() => {
+      answered = true;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(answered).toBe(false);
+    await db.db.execute(
+      sql`insert into executions (user_id, execution_id, function_name, trigger_type, trigger_id, input_data)
+          values (${me.id}, ${firstId}, 'echo', 'WEBHOOK', ${webhook.id}, '{}')`,
+    );
+    const answer = await repeat;
+    expect(answer.status).toBe(202);
+    expect(answer.body).toEqual({ execution_id: firstId });
+    expect(answer.headers.get("idempotent-replayed")).toBe("true");
+  });
+
+  it("keeps to the Idempotency-Key when the function is gone: one FAILED attempt, repeats answer it", async () => {
+    await createFunction(stack, alice, pythonFunction("fleeting", '    return {"ok": 1}'));
+    const webhook = await createWebhook(alice, { path: "idem/fleeting", function_name: "fleeting" });
+    const headers = (key: string) => json(alice, { "idempotency-key": key });
+    const ran = await call("idem/fleeting", { headers: headers("f-1"), body: "{}" });
+    expect(ran.status, JSON.stringify(ran.body)).toBe(200);
+    const off = await api(stack, alice, "PUT", "/api/v1/functions/default/fleeting", { is_active: false });
+    expect(off.status, JSON.stringify(off.body)).toBe(200);
+    // The run before the function went: a repeat answers with it and records nothing.
+    const repeat = await call("idem/fleeting", { headers: headers("f-1"), body: "{}" });
+    expect(repeat.status).toBe(200);
+    expect(repeat.body.execution_id).toBe(ran.body.execution_id);
+    // A first call while it is gone is one FAILED attempt, which its repeats answer with.
+    const missing = await call("idem/fleeting", { headers: headers("f-2"), body: "{}" });
+    const missingAgain = await call("idem/fleeting", { headers: headers("f-2"), body: "{}" });
+    expect(missing.status).toBe(500);
+    expect(missingAgain.status).toBe(500);
+    expect(missingAgain.body.execution_id).toBe(missing.body.execution_id);
+    expect(await executionsOf(webhook.id)).toHaveLength(2);
+    // A malformed key is 422 whether or not the function exists.
+    const malformed = await call("idem/fleeting", { headers: headers("has space"), body: "{}" });
+    expect(malformed.status).toBe(422);
+    expect(await executionsOf(webhook.id)).toHaveLength(2);
+  });
+
   it("refuses bodies over the limit with 413 before running", async () => {
     const webhook = await createWebhook(alice, { path: "big/echo", function_name: "echo" });
     const big = await call("big/echo", {

@@ -19,6 +19,7 @@ import { runKeyRevokedError } from "../services/api-keys";
 import { recordFailedAttempt, startExecution, timeoutOf, waitForExecution } from "../services/executions";
 import { webhookInput } from "../services/webhook-envelope";
 import {
+  awaitRecordedExecution,
   awaitStartedExecution,
   chatOfHeader,
   enforceWebhookRateLimit,
@@ -91,6 +92,14 @@ function idempotencyKeyOf(c: Context<AppEnv>): string | null {
   return key;
 }
 
+async function startNow(
+  start: (executionId: string) => Promise<void>,
+): Promise<{ executionId: string; repeat: false }> {
+  const executionId = crypto.randomUUID();
+  await start(executionId);
+  return { executionId, repeat: false };
+}
+
 async function invokeWebhook(c: Context<AppEnv>): Promise<Response> {
   const services = c.get("services");
   const path = c.req.param("path") ?? "";
@@ -105,6 +114,7 @@ async function invokeWebhook(c: Context<AppEnv>): Promise<Response> {
   const { webhook, fn } = target;
   const { user: runAs, apiKeyId } = await runAsUser(c, target, caller, body);
   await enforceWebhookRateLimit(services, webhook);
+  const key = idempotencyKeyOf(c);
   const attempt = {
     runAs,
     apiKeyId,
@@ -116,25 +126,28 @@ async function invokeWebhook(c: Context<AppEnv>): Promise<Response> {
     triggerId: webhook.id,
     chatId: await chatOfHeader(services.statementDb(), c.req.header("x-chat-id"), runAs.id),
   };
-  if (!fn) {
+  // Starts the run, or records the attempt FAILED when the function is gone (every attempt is an execution).
+  const start = async (executionId: string): Promise<void> => {
+    if (fn) {
+      const request = { ...attempt, executionId, fn, callable: target.callable };
+      await startExecution(services, { ...request, invalidInput: "record" });
+      return;
+    }
     const { functionNamespace, functionName } = webhook;
     const missing = `Function '${functionNamespace}/${functionName}' not found or inactive`;
-    throw await recordFailedAttempt(
-      services,
-      { ...attempt, functionNamespace, functionName },
-      missing,
-      "not_found",
-    );
-  }
-  const request = { ...attempt, fn, invalidInput: "record" as const, callable: target.callable };
+    const record = { ...attempt, executionId, functionNamespace, functionName };
+    throw await recordFailedAttempt(services, record, missing, "not_found");
+  };
   const runAsync = c.req.query("async") === "true" || webhook.async;
-  const key = idempotencyKeyOf(c);
   const { executionId, repeat } = key
-    ? await startExecutionOnce(services, `webhook:${webhook.id}:${runAs.id}:${key}`, request)
-    : { executionId: await startExecution(services, request), repeat: false };
+    ? await startExecutionOnce(services, `webhook:${webhook.id}:${runAs.id}:${key}`, attempt.input, start)
+    : await startNow(start);
   if (repeat) c.header("Idempotent-Replayed", "true");
-  if (runAsync) return c.json({ execution_id: executionId }, 202);
-  const timeout = timeoutOf(services, fn);
+  if (runAsync) {
+    if (repeat) await awaitRecordedExecution(services, executionId);
+    return c.json({ execution_id: executionId }, 202);
+  }
+  const timeout = fn ? timeoutOf(services, fn) : services.config.FUNCTION_TIMEOUT;
   const state = repeat
     ? await awaitStartedExecution(services, executionId, timeout)
     : await waitForExecution(services, executionId, timeout);

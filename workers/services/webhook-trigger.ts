@@ -38,7 +38,7 @@ import { verifyWebhookRequest } from "../lib/webhook-signature";
 import { runKeyUsableSql } from "./api-keys";
 import { type CallableRow, callableRowsSql } from "./callable-scope";
 import { findExecution } from "./execution-records";
-import { type ExecutionRequest, startExecution, waitForExecution } from "./executions";
+import { waitForExecution } from "./executions";
 import type { Services } from "./services";
 
 /** How long a repeat waits for the first request with its Idempotency-Key to record the execution. */
@@ -183,20 +183,22 @@ async function requestFingerprint(input: JsonObject): Promise<string> {
 }
 
 /**
- * Starts the run unless `key` was claimed before (within 24 h): then returns the first request's execution
+ * Starts the attempt unless `key` was claimed before (within 24 h): then returns the first request's execution
  * id with `repeat: true`, and nothing runs. The key reused for a different request (another body, query...)
- * is a 422 naming the header, and nothing runs. A start that fails before any execution was recorded gives
- * the key up again, so a retry runs; a rejected input is recorded (FUNCTION_FAILED), so repeats get that
- * failure.
+ * is a 422 naming the header, and nothing runs. `start` starts (or records as FAILED: a rejected input, a
+ * function gone) the execution with the id it is given. A start that fails before any execution was
+ * recorded gives the key up again, so a retry runs; a recorded failure (FUNCTION_FAILED) keeps it, so
+ * repeats get that failure.
  */
 export async function startExecutionOnce(
   services: Services,
   key: string,
-  request: ExecutionRequest & { input: JsonObject },
+  input: JsonObject,
+  start: (executionId: string) => Promise<unknown>,
 ): Promise<{ executionId: string; repeat: boolean }> {
   const executionId = crypto.randomUUID();
   const redis = services.redis();
-  const fingerprint = await requestFingerprint(request.input);
+  const fingerprint = await requestFingerprint(input);
   // Claimed briefly, then for 24 h once the execution is recorded (see PENDING_CLAIM_TTL_SECONDS).
   const claim = await claimIdempotencyKey(redis, key, executionId, {
     fingerprint,
@@ -208,12 +210,12 @@ export async function startExecutionOnce(
     throw idempotencyKeyError(msg, "idempotency_key_reused");
   }
   try {
-    await startExecution(services, { ...request, executionId });
+    await start(executionId);
   } catch (error) {
     if (!(error instanceof AppError && error.code === "FUNCTION_FAILED")) {
       await releaseIdempotencyKey(redis, key, executionId, fingerprint).catch(() => undefined);
     } else {
-      confirmAfterResponse(services, key); // the rejected input is recorded: repeats get that failure
+      confirmAfterResponse(services, key); // the failed attempt is recorded: repeats get that failure
     }
     throw error;
   }
@@ -251,6 +253,38 @@ function runStateOf(execution: Execution): RunState {
   };
 }
 
+/** A moment before the next look, or 409 past `deadline`: the first request with the key is slow to start. */
+async function pauseUntil(deadline: number): Promise<void> {
+  if (Date.now() > deadline) {
+    throw new AppError(
+      "CONFLICT",
+      "The first request with this Idempotency-Key has not started its execution yet; retry later",
+    );
+  }
+  await new Promise((resolve) => setTimeout(resolve, 100));
+}
+
+/** The execution the first request with an Idempotency-Key records, once it is there (409 past `deadline`). */
+async function firstRequestsExecution(
+  services: Services,
+  executionId: string,
+  deadline: number,
+): Promise<Execution> {
+  for (;;) {
+    const execution = await findExecution(services.db(), executionId);
+    if (execution) return execution;
+    await pauseUntil(deadline);
+  }
+}
+
+/**
+ * An async repeat's answer: the first request's execution id once that request recorded it. Answered at once,
+ * a repeat could name an execution that never comes to be (the first request failing before recording it).
+ */
+export async function awaitRecordedExecution(services: Services, executionId: string): Promise<void> {
+  await firstRequestsExecution(services, executionId, Date.now() + FIRST_REQUEST_WAIT_MS);
+}
+
 /**
  * The outcome of an execution another request started (an idempotent repeat): read from its row when it is
  * over, else awaited like a first call. The first request may not have recorded it yet: wait for that a while.
@@ -262,19 +296,11 @@ export async function awaitStartedExecution(
 ): Promise<RunState | null> {
   const deadline = Date.now() + FIRST_REQUEST_WAIT_MS;
   for (;;) {
-    const execution = await findExecution(services.db(), executionId);
-    if (execution && execution.status !== "RUNNING") return runStateOf(execution);
-    if (execution) {
-      // Null while the run object is not started yet (a rejected input is recorded without one).
-      const state = await waitForExecution(services, executionId, timeoutSeconds);
-      if (state) return state;
-    }
-    if (Date.now() > deadline) {
-      throw new AppError(
-        "CONFLICT",
-        "The first request with this Idempotency-Key has not started its execution yet; retry later",
-      );
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    const execution = await firstRequestsExecution(services, executionId, deadline);
+    if (execution.status !== "RUNNING") return runStateOf(execution);
+    // Null while the run object is not started yet (a rejected input is recorded without one).
+    const state = await waitForExecution(services, executionId, timeoutSeconds);
+    if (state) return state;
+    await pauseUntil(deadline);
   }
 }
