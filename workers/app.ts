@@ -26,6 +26,7 @@ import {
   withOperationIds,
   withoutPathsUnder,
   withoutUnreferencedSchemas,
+  withTemplateResponses,
 } from "./http/openapi-completion";
 import { packagesRouter } from "./http/packages";
 import { poolsRouter } from "./http/pools";
@@ -91,6 +92,13 @@ function registerSharedComponents(app: Router) {
  * turning every route's zod schemas into JSON Schema costs tens of milliseconds of CPU, and the routes never
  * change after start-up.
  */
+/** The static route a dynamic path of the runtime document is an instance of, if any. */
+function dynamicPathTemplate(path: string): string | null {
+  if (path.startsWith("/webhooks/")) return "/webhooks/{path}";
+  if (/^\/agents\/[^/]+\/[^/]+\/chats$/.test(path)) return "/agents/{namespace}/{agent_name}/chats";
+  return null;
+}
+
 function documentOnce(build: () => OpenApiDocument) {
   let document: OpenApiDocument | undefined;
   return (): OpenApiDocument => {
@@ -159,13 +167,18 @@ export function createApp() {
     return withoutUnreferencedSchemas(completeOpenApiDocument(runtimeOnly));
   });
   // Static routes plus one path per active webhook and agent (sinas-spec §1.7); static only if the database
-  // cannot be read, so the docs never go down with it. The dynamic operations get operationIds, but not the
-  // shared error responses: a webhook reads any body as it comes (no 400/415).
+  // cannot be read, so the docs never go down with it. The dynamic operations get operationIds and the error
+  // responses of the static route they are instances of (`/webhooks/{path}`, an agent's chat creation).
   app.get("/openapi.json", async (c) => {
     const document = { ...staticDocument() };
     try {
-      const dynamicPaths = await dynamicOpenApiPaths(c.var.services.db());
-      document.paths = withOperationIds({ ...document.paths, ...dynamicPaths });
+      const staticPaths = document.paths ?? {};
+      const dynamicPaths = withTemplateResponses(
+        (await dynamicOpenApiPaths(c.var.services.db())) as typeof staticPaths,
+        staticPaths,
+        dynamicPathTemplate,
+      );
+      document.paths = withOperationIds({ ...staticPaths, ...dynamicPaths });
     } catch (error) {
       console.error(`OpenAPI: dynamic paths left out: ${String(error)}`);
     }

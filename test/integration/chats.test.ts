@@ -367,6 +367,9 @@ describe("chat CRUD (S22, without a model)", () => {
       paths: Record<string, Record<string, unknown>>;
     };
     expect(Object.keys(document.paths["/agents/{namespace}/{agent_name}/chats"] ?? {})).toEqual(["post"]);
+    // Each active agent's own path, with the route's errors (unknown agent, bad input...).
+    const own = document.paths["/agents/default/helper/chats"]?.post as { responses: object } | undefined;
+    expect(Object.keys(own?.responses ?? {})).toEqual(expect.arrayContaining(["200", "401", "404", "422"]));
     expect(Object.keys(document.paths["/chats"] ?? {})).toContain("get");
     expect(Object.keys(document.paths["/chats/{chat_id}"] ?? {})).toEqual(
       expect.arrayContaining(["get", "put", "delete"]),

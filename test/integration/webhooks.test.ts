@@ -440,6 +440,7 @@ describe("webhook routing, activation and auth (S14)", () => {
   });
 
   it("documents the routes with a plain {path} parameter", async () => {
+    await createWebhook(alice, { path: "documented", function_name: "greet" });
     const runtime = (await (await stack.fetch("/openapi.json")).json()) as { paths: Record<string, Row> };
     expect(Object.keys(runtime.paths["/webhooks/{path}"] ?? {})).toEqual(
       expect.arrayContaining(["get", "post", "put", "patch", "delete"]),
@@ -449,6 +450,14 @@ describe("webhook routing, activation and auth (S14)", () => {
     };
     expect(Object.keys(management.paths["/webhooks/{path}"] ?? {})).toEqual(["get", "patch", "delete"]);
     expect(JSON.stringify(management.paths)).not.toContain("{.+}");
+    // A webhook's own path fails as the route does: its errors are documented with the Error schema.
+    const greet = runtime.paths["/webhooks/documented"]?.post as
+      | { responses: Record<string, Row> }
+      | undefined;
+    expect(Object.keys(greet?.responses ?? {})).toEqual(
+      expect.arrayContaining(["200", "202", "401", "403", "404", "413", "429", "500"]),
+    );
+    expect(JSON.stringify(greet?.responses["429"])).toContain("#/components/schemas/Error");
   });
 });
 

@@ -107,6 +107,26 @@ export function completeOpenApiDocument(document: OpenApiDocument, pathPrefix = 
   return { ...document, paths: withOperationIds(withErrors, pathPrefix) };
 }
 
+/**
+ * `dynamic` operations (one per webhook and agent, sinas-spec §1.7) with the responses of the static route
+ * each is an instance of (`templateOf` names its path), under their own: they fail as that route does.
+ */
+export function withTemplateResponses(
+  dynamic: Paths,
+  staticPaths: Paths,
+  templateOf: (path: string) => string | null,
+): Paths {
+  return mapOperations(dynamic, (operation, method, path) => {
+    const templatePath = templateOf(path);
+    const template = templatePath
+      ? staticPaths[templatePath]?.[method as (typeof HTTP_METHODS)[number]]
+      : undefined;
+    return template
+      ? { ...operation, responses: { ...template.responses, ...operation.responses } }
+      : operation;
+  });
+}
+
 /** The document without `prefix` and the paths under it (another document describes those). */
 export function withoutPathsUnder(document: OpenApiDocument, prefix: string): OpenApiDocument {
   const kept = Object.entries(document.paths ?? {}).filter(
