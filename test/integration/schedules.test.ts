@@ -4,6 +4,7 @@ import { nextRunAfter } from "../../workers/lib/cron";
 import { api, IDENTITY_VARS, login, type Session, SUPERADMIN_EMAIL, tokenHolds } from "../helpers/auth";
 import { openStackDb } from "../helpers/db";
 import { createFunction, pythonFunction, waitForFinalStatus } from "../helpers/functions";
+import { descendants } from "../helpers/processes";
 import { startTestStack, type TestStack } from "../helpers/stack";
 
 let stack: TestStack;
@@ -443,6 +444,116 @@ describe("claiming", () => {
     for (const name of ["broken", "fine"]) {
       expect((await api(stack, alice, "DELETE", `/api/v1/schedules/${name}`)).status).toBe(200);
     }
+  });
+});
+
+/**
+ * Runs `body` with the executor stopped (SIGSTOP): a job posted meanwhile waits unanswered, so the tick
+ * that claimed it stays between its claim and its outcome until the executor continues.
+ */
+async function withExecutorPaused(body: () => Promise<void>) {
+  const executor = descendants(stack.pid).find((child) =>
+    child.command.includes("executor-node/src/server.ts"),
+  );
+  if (!executor) throw new Error("no executor process");
+  process.kill(executor.pid, "SIGSTOP");
+  try {
+    await body();
+  } finally {
+    process.kill(executor.pid, "SIGCONT");
+  }
+}
+
+describe("outcomes", () => {
+  it("records a job the executor refuses as FAILED, with its FAILED execution", async () => {
+    await createFunction(stack, alice, pythonFunction("refused", ECHO));
+    const refused = await createSchedule(alice, {
+      name: "refused",
+      function_name: "refused",
+      cron_expression: YEARLY,
+      input_data: {},
+    });
+    // A timeout the API never saves: the executor answers 400 to the job (a refusal, nothing thrown).
+    await handle.db.execute(sql`update functions set timeout_seconds = 0 where name = 'refused'`);
+    await makeDue("refused");
+    await tick();
+    const failed = await waitForOutcome("refused");
+    expect(failed.last_status).toBe("FAILED");
+    expect(String(failed.last_error)).toMatch(
+      /^Function execution failed: The executor refused the job \(400\): invalid job: function\.timeout_seconds/,
+    );
+    const execution = await api(stack, alice, "GET", `/executions/${failed.last_execution_id}`);
+    expect(execution.body).toMatchObject({
+      status: "FAILED",
+      trigger_type: "SCHEDULE",
+      trigger_id: refused.id,
+      error: String(failed.last_error).replace(/^Function execution failed: /, ""),
+    });
+    expect((await api(stack, alice, "DELETE", "/api/v1/schedules/refused")).status).toBe(200);
+  });
+
+  it("a tick leaves updated_at alone (it says when the schedule was saved)", async () => {
+    await createSchedule(alice, {
+      name: "untouched",
+      function_name: "counter",
+      cron_expression: YEARLY,
+      input_data: {},
+    });
+    const saved = await scheduleRow("untouched");
+    await makeDue("untouched");
+    await tick();
+    expect((await waitForOutcome("untouched")).last_status).toBe("STARTED");
+    expect((await scheduleRow("untouched")).updated_at).toEqual(saved.updated_at);
+    // A row written without next_run is given one, also without changing updated_at.
+    await handle.db.execute(sql`update scheduled_jobs set next_run = null where name = 'untouched'`);
+    await tick();
+    const rescheduled = await waitFor("the next run", async () => {
+      const row = await scheduleRow("untouched");
+      return row.next_run ? row : undefined;
+    });
+    expect(rescheduled.updated_at).toEqual(saved.updated_at);
+    expect((await api(stack, alice, "DELETE", "/api/v1/schedules/untouched")).status).toBe(200);
+  });
+
+  it("a claim clears the last outcome; a slow dispatch never overwrites a later claim's", async () => {
+    const overlap = await createSchedule(alice, {
+      name: "overlap",
+      function_name: "counter",
+      cron_expression: YEARLY,
+      input_data: {},
+    });
+    await handle.db.execute(
+      sql`update scheduled_jobs set last_status = 'FAILED', last_execution_id = 'earlier', last_error = 'earlier'
+          where name = 'overlap'`,
+    );
+    await withExecutorPaused(async () => {
+      await makeDue("overlap");
+      await tick();
+      // The job waits for the paused executor: the claim is in, its outcome not yet.
+      const claimed = await waitFor("the claim", async () => {
+        const row = await scheduleRow("overlap");
+        return row.last_run ? row : undefined;
+      });
+      expect(claimed).toMatchObject({ last_status: null, last_execution_id: null, last_error: null });
+      // Meanwhile a later tick claims the next occurrence and records its outcome.
+      await handle.db.execute(
+        sql`update scheduled_jobs set last_run = last_run + interval '1 minute', last_status = 'STARTED',
+            last_execution_id = 'newer', last_error = null where name = 'overlap'`,
+      );
+    });
+    // The paused run goes ahead; its outcome, written once the executor took the job, is dropped.
+    const run = await waitFor("the paused run", async () => {
+      const [row] = await rows(sql`select execution_id from executions where trigger_id = ${overlap.id}`);
+      return row?.execution_id;
+    });
+    expect((await waitForFinalStatus(stack, alice, String(run))).status).toBe("COMPLETED");
+    await settle();
+    expect(await scheduleRow("overlap")).toMatchObject({
+      last_status: "STARTED",
+      last_execution_id: "newer",
+      last_error: null,
+    });
+    expect((await api(stack, alice, "DELETE", "/api/v1/schedules/overlap")).status).toBe(200);
   });
 });
 

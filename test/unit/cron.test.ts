@@ -66,6 +66,28 @@ describe("nextRunAfter in America/New_York across the 2026 DST changes", () => {
     ]);
   });
 
+  it("runs lists and ranges in minute or hour as fixed times, as Vixie cron does", () => {
+    // Fall back: 01:00 occurs twice and runs once, at 01:00 EDT; 13:00 is EST.
+    expect(runsBetween("0 1,13 * * *", NEW_YORK, "2026-10-31T12:00:00Z", "2026-11-02T12:00:00Z")).toEqual([
+      "2026-10-31T17:00:00.000Z", // 13:00 EDT
+      "2026-11-01T05:00:00.000Z", // 01:00 EDT; not again at 01:00 EST (06:00Z)
+      "2026-11-01T18:00:00.000Z", // 13:00 EST
+      "2026-11-02T06:00:00.000Z",
+    ]);
+    // Spring forward: 02:00 does not exist and runs at 03:00 EDT instead of being skipped.
+    expect(runsBetween("0 2,14 * * *", NEW_YORK, "2026-03-07T12:00:00Z", "2026-03-09T12:00:00Z")).toEqual([
+      "2026-03-07T19:00:00.000Z", // 14:00 EST
+      "2026-03-08T07:00:00.000Z", // 03:00 EDT
+      "2026-03-08T18:00:00.000Z", // 14:00 EDT
+      "2026-03-09T06:00:00.000Z",
+    ]);
+    // A range: 01:30 runs once, then 02:30 EST.
+    expect(runsBetween("30 1-2 * * *", NEW_YORK, "2026-10-31T12:00:00Z", "2026-11-02T00:00:00Z")).toEqual([
+      "2026-11-01T05:30:00.000Z", // 01:30 EDT; not again at 01:30 EST (06:30Z)
+      "2026-11-01T07:30:00.000Z", // 02:30 EST
+    ]);
+  });
+
   it("is strictly after `from` and works from a time between minutes", () => {
     expect(nextRunAfter("* * * * *", "UTC", new Date("2026-01-01T00:05:00Z")).toISOString()).toBe(
       "2026-01-01T00:06:00.000Z",

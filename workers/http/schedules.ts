@@ -106,7 +106,8 @@ const ScheduleSchema = z
     last_run: z.string().nullable(),
     next_run: z.string().nullable().openapi({ description: "Next due time (UTC); null while inactive" }),
     last_status: z.enum(["STARTED", "FAILED"]).nullable().openapi({
-      description: "STARTED: the last run was dispatched (see its execution); FAILED: it could not start",
+      description:
+        "STARTED: the last run was dispatched (see its execution); FAILED: it could not start; null: never run, or the run of `last_run` is being dispatched",
     }),
     last_execution_id: z.string().nullable(),
     last_error: z.string().nullable(),

@@ -12,12 +12,15 @@
  * either of them (`0 0 13 * 5`: the 13th and every Friday); when either field starts with `*` (`*`,
  * `*\/2`) a day must match both.
  *
- * Daylight saving time, in the schedule's time zone (croner's rules, close to Vixie cron):
- * - a fixed-time job (single minute and hour, e.g. `30 2 * * *`) whose local time is skipped by a
- *   spring-forward change runs once at the first valid minute after the gap (03:00 local that day);
- *   whose local time occurs twice (fall back) runs once, at the first occurrence;
- * - an interval job (`*`, a step, a list or a range in minute or hour, e.g. `*\/30 * * * *`) skips the
- *   minutes that do not exist and runs at both occurrences of a repeated local time.
+ * Daylight saving time, in the schedule's time zone (croner's rules with `fixedTimeRule: "no-wildcard"`,
+ * close to Vixie cron):
+ * - a fixed-time job (minute and hour without `*` or a step: `30 2 * * *`, also lists and ranges such as
+ *   `0 1,13 * * *` or `0 9-17 * * *`) whose local time is skipped by a spring-forward change runs once at
+ *   the first valid minute after the gap (03:00 local that day); a local time that occurs twice (fall back)
+ *   runs once, at the first occurrence;
+ * - an interval job (`*` or a step in minute or hour, e.g. `*\/30 * * * *`) skips the minutes that do not
+ *   exist and runs at both occurrences of a repeated local time. Unlike Vixie cron, which looks only for a
+ *   leading `*`, a step over a range (`0 0-23/2 * * *`) is an interval job too.
  */
 import { Cron } from "croner";
 
@@ -135,6 +138,9 @@ function cronFor(parsed: ParsedCron, timeZone: string): Cron {
       timezone: timeZone,
       mode: "5-part",
       domAndDow: parsed.domAndDow,
+      // croner's default counts a list or range as an interval job: `0 1,13 * * *` ran twice at 01:00 on
+      // the fall-back day, `0 2,14 * * *` not at all at 02:00 on the spring-forward day.
+      fixedTimeRule: "no-wildcard",
       paused: true,
     });
   } catch (error) {

@@ -101,10 +101,18 @@ export function timeoutOf(services: Services, fn: Pick<StoredFunction, "timeoutS
 }
 
 /**
- * Validates the input and starts the run. A schema violation is a 422 naming the input field and
- * nothing is recorded or run.
+ * Validates the input and starts the run; returns the execution id. A schema violation is a 422 naming
+ * the input field and nothing is recorded or run.
  */
 export async function startExecution(services: Services, request: ExecutionRequest): Promise<string> {
+  return (await startExecutionRun(services, request)).executionId;
+}
+
+/**
+ * startExecution, returning the run's state just after the job was posted: `failed` when the executor
+ * refused the job or could not be reached (the execution is then FAILED already; nothing throws).
+ */
+export async function startExecutionRun(services: Services, request: ExecutionRequest): Promise<RunState> {
   const problems = validateAgainstSchema(request.fn.inputSchema, request.input);
   if (problems.length > 0 && request.invalidInput === "record") {
     throw await recordRejectedInput(services, request, describeSchemaProblems(problems));
@@ -162,8 +170,7 @@ export async function startExecution(services: Services, request: ExecutionReque
       callback_url: callbackUrl(services.config, executionId),
     },
   };
-  await executionRunFor(services.env, executionId).start(plan);
-  return executionId;
+  return (await executionRunFor(services.env, executionId).start(plan)) as RunState;
 }
 
 /** Stores the attempt as a FAILED execution without running it; returns the error to throw. */

@@ -4,10 +4,12 @@
  *
  * Claiming: the tick reads the due rows (`is_active AND next_run <= now`), computes each one's next run
  * with croner in its time zone, and claims the row with a conditional update
- * `UPDATE ... SET next_run = <next>, last_run = now WHERE id = $1 AND is_active AND next_run = <the value
- * read> AND next_run <= now RETURNING *`. Of two concurrent ticks only one update matches (the second
- * waits on the row lock and then no longer sees the old next_run), so only one of them dispatches. A PATCH
- * racing with the tick wins the same way: it moves next_run to the future, and the claim misses.
+ * `UPDATE ... SET next_run = <next>, last_run = now, last_status/last_execution_id/last_error = NULL
+ * WHERE id = $1 AND is_active AND next_run = <the value read> AND next_run <= now RETURNING *`. Of two
+ * concurrent ticks only one update matches (the second waits on the row lock and then no longer sees the
+ * old next_run), so only one of them dispatches. A PATCH racing with the tick wins the same way: it moves
+ * next_run to the future, and the claim misses. The outcome is written `WHERE last_run = <the claim's>`,
+ * so a slow dispatch never overwrites the outcome of a later claim. The tick leaves updated_at alone.
  *
  * Catch-up: the next run is computed from now, not from the missed occurrence, so a schedule that missed
  * many ticks runs once and continues at its next regular time.
@@ -18,17 +20,23 @@
  * guard that matters, so a Redis outage does not stop schedules (the run goes ahead and a warning is logged).
  *
  * Delivery is at most once: an occurrence whose dispatch fails (function gone, invalid input, executor
- * down) is recorded as `last_status: FAILED` with `last_error`, and is not retried. A gone function or an
- * invalid input is also stored as a FAILED execution (`last_execution_id`), as every attempt is (§6.2).
+ * down or refusing the job) is recorded as `last_status: FAILED` with `last_error`, and is not retried.
+ * A gone function, an invalid input or a job the executor refused or never received is also stored as a
+ * FAILED execution (`last_execution_id`), as every attempt is (§6.2).
  */
-import { and, asc, eq, gte, isNull, lt, lte, or } from "drizzle-orm";
+import { and, asc, eq, gte, isNull, lt, lte, or, sql } from "drizzle-orm";
 import type { Database } from "../db/client";
 import { type ScheduledJob, type ScheduleRunStatus, scheduledJobs, users } from "../db/schema";
 import { minuteOf, nextRunAfter } from "../lib/cron";
 import { AppError } from "../lib/errors";
 import { claimIdempotencyKey } from "../lib/idempotency";
 import { runKeyRevokedError, runKeyUsableSql } from "./api-keys";
-import { findActiveFunction, recordFailedAttempt, startExecution } from "./executions";
+import {
+  type ExecutionRequest,
+  findActiveFunction,
+  recordFailedAttempt,
+  startExecutionRun,
+} from "./executions";
 import { type ScheduleTarget, targetOf } from "./schedules";
 import type { Services } from "./services";
 
@@ -54,9 +62,13 @@ function idempotencyKey(scheduleId: string, scheduledFor: Date): string {
   return `schedule:${scheduleId}:${minuteOf(scheduledFor)}`;
 }
 
+/** Keeps updated_at as it is: it says when the schedule was last saved, not when it last ran. */
+const keepUpdatedAt = () => sql`${scheduledJobs.updatedAt}`;
+
 /**
- * Claims one due occurrence: moves next_run on (computed from `now`) and sets last_run. Returns the
- * updated row, or null when another tick (or a PATCH) changed the row first.
+ * Claims one due occurrence: moves next_run on (computed from `now`), sets last_run and clears the
+ * previous run's outcome (until this run's is recorded, the row must not show it). Returns the updated
+ * row, or null when another tick (or a PATCH) changed the row first.
  */
 export async function claimOccurrence(
   db: Database,
@@ -68,7 +80,14 @@ export async function claimOccurrence(
   if (!dueAt) return null;
   const [claimed] = await db
     .update(scheduledJobs)
-    .set({ nextRun, lastRun: now })
+    .set({
+      nextRun,
+      lastRun: now,
+      lastStatus: null,
+      lastExecutionId: null,
+      lastError: null,
+      updatedAt: keepUpdatedAt(),
+    })
     .where(
       and(
         eq(scheduledJobs.id, row.id),
@@ -87,7 +106,7 @@ export async function claimOccurrence(
 async function reschedule(db: Database, row: DueRow, nextRun: Date): Promise<boolean> {
   const updated = await db
     .update(scheduledJobs)
-    .set({ nextRun })
+    .set({ nextRun, updatedAt: keepUpdatedAt() })
     .where(and(eq(scheduledJobs.id, row.id), eq(scheduledJobs.isActive, true), isNull(scheduledJobs.nextRun)))
     .returning({ id: scheduledJobs.id });
   return updated.length > 0;
@@ -106,6 +125,18 @@ async function takeIdempotencyKey(services: Services, key: string): Promise<bool
 function nullIfNotFound(error: unknown): null {
   if (error instanceof AppError && error.code === "NOT_FOUND") return null;
   throw error;
+}
+
+/**
+ * Starts the run; returns the execution id. A job the executor refused or never received does not throw
+ * in startExecution (its execution is FAILED already), so its state is read to fail the occurrence too.
+ */
+async function startRun(services: Services, request: ExecutionRequest): Promise<string> {
+  const state = await startExecutionRun(services, request);
+  if (state.status !== "failed") return state.executionId;
+  throw new AppError("FUNCTION_FAILED", `Function execution failed: ${state.error ?? "not started"}`, {
+    extra: { execution_id: state.executionId, error_type: state.errorType },
+  });
 }
 
 /** Starts the target as the schedule's owner; returns the execution id. */
@@ -150,7 +181,7 @@ async function dispatchTarget(
           "not_found",
         );
       }
-      return startExecution(services, { ...attempt, fn, chatId: null, invalidInput: "record" });
+      return startRun(services, { ...attempt, fn, chatId: null, invalidInput: "record" });
     }
   }
 }
@@ -175,11 +206,27 @@ async function runOccurrence(services: Services, job: ScheduledJob): Promise<Run
   }
 }
 
-async function recordOutcome(db: Database, scheduleId: string, outcome: RunOutcome): Promise<void> {
+/**
+ * Writes the outcome. `claimedAt`, the claim's last_run: a later claim (a tick that ran while this one's
+ * dispatch was slow) owns the row, and this older outcome must not overwrite its own.
+ */
+async function recordOutcome(
+  db: Database,
+  scheduleId: string,
+  outcome: RunOutcome,
+  claimedAt?: Date,
+): Promise<void> {
   await db
     .update(scheduledJobs)
-    .set({ lastStatus: outcome.status, lastExecutionId: outcome.executionId, lastError: outcome.error })
-    .where(eq(scheduledJobs.id, scheduleId));
+    .set({
+      lastStatus: outcome.status,
+      lastExecutionId: outcome.executionId,
+      lastError: outcome.error,
+      updatedAt: keepUpdatedAt(),
+    })
+    .where(
+      and(eq(scheduledJobs.id, scheduleId), claimedAt ? eq(scheduledJobs.lastRun, claimedAt) : undefined),
+    );
 }
 
 type RowResult = "started" | "failed" | "skipped" | "rescheduled";
@@ -201,7 +248,7 @@ async function handleDueRow(services: Services, row: DueRow, now: Date): Promise
   if (!job) return "skipped";
   if (!(await takeIdempotencyKey(services, idempotencyKey(job.id, row.nextRun)))) return "skipped";
   const outcome = await runOccurrence(services, job);
-  await recordOutcome(db, job.id, outcome);
+  await recordOutcome(db, job.id, outcome, now);
   if (outcome.error) console.warn(`schedule '${job.name}' (${job.id}) failed to start: ${outcome.error}`);
   return outcome.status === "STARTED" ? "started" : "failed";
 }
