@@ -188,6 +188,7 @@ describe("validateCron", () => {
     ["0 0 * FOO *", "month value 'FOO' is not supported (use numbers 1-12 or names JAN-DEC)"],
     ["5/10 * * * *", "minute step '5/10' needs * or a range before the slash (e.g. */5 or 0-30/5)"],
     ["*/0 * * * *", "minute step '0' must be a whole number from 1 to 60"],
+    ["0 0 * * */8", "day-of-week step '8' must be a whole number from 1 to 7"],
     ["30-10 * * * *", "minute range '30-10' runs backwards"],
     ["1,,2 * * * *", "minute field '1,,2' is not valid (use *, */step, n, a-b, a-b/step, or a list of them)"],
     ["0 0 31 2 *", "it never fires (no date matches, e.g. February 31)"],

@@ -34,6 +34,8 @@ interface FieldSpec {
   names?: readonly string[];
   /** Value the first name stands for. */
   nameBase?: number;
+  /** The largest step croner takes, when less than the field's span (day-of-week: 7 days, 0-7 span 8). */
+  maxStep?: number;
 }
 
 const MONTH_NAMES = ["JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"];
@@ -44,7 +46,7 @@ const FIELDS: readonly FieldSpec[] = [
   { label: "hour", min: 0, max: 23 },
   { label: "day-of-month", min: 1, max: 31 },
   { label: "month", min: 1, max: 12, names: MONTH_NAMES, nameBase: 1 },
-  { label: "day-of-week", min: 0, max: 7, names: WEEKDAY_NAMES, nameBase: 0 },
+  { label: "day-of-week", min: 0, max: 7, names: WEEKDAY_NAMES, nameBase: 0, maxStep: 7 },
 ];
 
 const ITEM = /^(?:(\*)|([A-Za-z0-9]+)(?:-([A-Za-z0-9]+))?)(?:\/([^/]*))?$/;
@@ -99,9 +101,9 @@ function normaliseField(field: FieldSpec, text: string): string {
         }
       }
       if (stepText === undefined) return body;
-      const span = field.max - field.min + 1;
-      if (!/^\d+$/.test(stepText) || Number(stepText) < 1 || Number(stepText) > span) {
-        throw new CronError(`${field.label} step '${stepText}' must be a whole number from 1 to ${span}`);
+      const maxStep = field.maxStep ?? field.max - field.min + 1;
+      if (!/^\d+$/.test(stepText) || Number(stepText) < 1 || Number(stepText) > maxStep) {
+        throw new CronError(`${field.label} step '${stepText}' must be a whole number from 1 to ${maxStep}`);
       }
       return `${body}/${Number(stepText)}`;
     })
