@@ -12,7 +12,6 @@ import type { ChatEvent, LoggedEvent } from "../workers/chat/events";
 import { ChatHistory } from "../workers/chat/history";
 import { agentInputOf } from "../workers/chat/prompt";
 import {
-  type ApprovalResume,
   type PreparedTurn,
   prepareTurn,
   runTurn,
@@ -45,6 +44,11 @@ import { ChatViewers } from "./chat-viewers";
 
 /** While a turn runs an alarm fires this often: after a crash it finds the turn and ends it cleanly. */
 const HEARTBEAT_MS = 30_000;
+/** How long a viewer waits for a claimed turn to be logged (normally a few Postgres round trips). */
+const VIEWER_WAIT_MS = 10_000;
+
+/** A decision that completed its message: the turn goes on, followed from `started`. */
+type Continued = { started: Started; ended: Promise<TurnOutcome> };
 
 export class ChatSession extends DurableObject<Env> {
   #log: ChatLog;
@@ -121,7 +125,7 @@ export class ChatSession extends DurableObject<Env> {
       const { subjects, message: userMessage } = await beginTurnRecord(services, { chatId, userId, content });
       userMessageId = userMessage.id;
       history.remember(userMessage);
-      const setup = this.#setup(services, subjects, request, controller, undefined);
+      const setup = this.#setup(services, subjects, request, controller);
       const prepared = await prepareTurn(setup, { stored, added: Promise.resolve(userMessage) });
       startFirstCall(setup, prepared);
       const first = this.#startLogged(turnId, request.chatId, request.mode, userMessageId);
@@ -171,7 +175,6 @@ export class ChatSession extends DurableObject<Env> {
     subjects: TurnSubjects,
     request: SendRequest,
     controller: AbortController,
-    resume: ApprovalResume | undefined,
   ): TurnSetup {
     const depth = request.depth ?? 0;
     const { userId, apiKey } = request;
@@ -185,7 +188,6 @@ export class ChatSession extends DurableObject<Env> {
       apiKey,
       takeAgentCall,
       history: this.#historyOf(request.chatId),
-      resume,
       signal: controller.signal,
       // The sub-chat's turn acts with the same credential and budget, one deeper.
       runSubChatTurn: (chatId, content) =>
@@ -216,7 +218,11 @@ export class ChatSession extends DurableObject<Env> {
   async decideApproval(
     request: Decider & { toolCallId: string; approved: boolean },
   ): Promise<ApprovalAnswer | Failure> {
-    return this.#serialized(() => this.#decide(request));
+    return this.#serialized(async () => {
+      const decided = await this.#decide(request, [request]);
+      if ("ok" in decided) return decided;
+      return decisionAnswer(request, "waiting" in decided ? decided : await decided.ended);
+    });
   }
 
   /**
@@ -226,41 +232,11 @@ export class ChatSession extends DurableObject<Env> {
   async decideApprovals(
     request: Decider & { decisions: Decision[] },
   ): Promise<Started | { ok: true; waiting: number } | Failure> {
-    return this.#serialized(() =>
-      this.#whileDeciding(request, async (claim, subjects) => {
-        const recorded = await recordDecisions(this.#services().db(), request, request.decisions);
-        if (recorded.kind === "not_found")
-          return failure("NOT_FOUND", "Pending approval not found or already processed");
-        if (recorded.kind === "waiting") return { ok: true as const, waiting: recorded.waiting };
-        return (await this.#continueTurn(request, subjects, recorded.resume, claim)).started;
-      }),
-    );
-  }
-
-  /**
-   * Runs a decision holding the turn slot, claimed before the decision is recorded: a send arriving meanwhile
-   * gets 409 instead of a turn of its own beside the continuation. The turn's subjects are read before anything
-   * is recorded, so that a decision is never consumed by a turn that cannot go on (agent gone, user inactive).
-   * `decide` hands the claim to `#continueTurn`, or returns without it (the slot is then freed).
-   */
-  async #whileDeciding<T>(
-    request: { chatId: string; userId: string },
-    decide: (claim: TurnClaim, subjects: TurnSubjects) => Promise<T | Failure>,
-  ): Promise<T | Failure> {
-    if (this.#slot.turnId)
-      return failure("CONFLICT", "A turn is running in this chat; decide when it has ended");
-    const claim = this.#slot.claim();
-    try {
-      const subjects = await loadTurnSubjects(this.#services(), request.chatId, request.userId, "approve");
-      // A continuation renders the agent's templates: one that cannot (the agent changed since) must not
-      // consume the decision (a 400 now, the decision still open once the agent is fixed).
-      ensureInputRenders(subjects.agent, agentInputOf(subjects.chat));
-      return await decide(claim, subjects);
-    } catch (error) {
-      return failureOf(error);
-    } finally {
-      if (!claim.continued) this.#slot.release(claim);
-    }
+    return this.#serialized(async () => {
+      const decided = await this.#decide(request, request.decisions);
+      if ("ok" in decided) return decided;
+      return "waiting" in decided ? { ok: true, waiting: decided.waiting } : decided.started;
+    });
   }
 
   /** Decisions are serialized so that exactly one of two concurrent last decisions continues the turn. */
@@ -270,47 +246,54 @@ export class ChatSession extends DurableObject<Env> {
     return next;
   }
 
-  async #decide(request: Decider & { toolCallId: string; approved: boolean }) {
-    return this.#whileDeciding(request, async (claim, subjects) => {
-      const recorded = await recordDecisions(this.#services().db(), request, [request]);
+  /**
+   * Records `decisions` holding the turn slot, claimed first: a send arriving meanwhile gets 409 instead of a
+   * turn of its own beside the continuation. The continuation is prepared (subjects, templates, model, tools)
+   * before anything is recorded, so that a decision is never consumed by a turn that cannot go on (agent gone,
+   * user inactive, provider deactivated, a database error): the caller gets the error, the approval stays open.
+   */
+  async #decide(request: Decider, decisions: Decision[]): Promise<Continued | { waiting: number } | Failure> {
+    if (this.#slot.turnId)
+      return failure("CONFLICT", "A turn is running in this chat; decide when it has ended");
+    const claim = this.#slot.claim();
+    try {
+      const { setup, prepared } = await this.#prepareContinuation(request, claim);
+      const recorded = await recordDecisions(this.#services().db(), request, decisions);
       if (recorded.kind === "not_found")
         return failure("NOT_FOUND", "Pending approval not found or already processed");
-      if (recorded.kind === "waiting") return decisionAnswer(request, { waiting: recorded.waiting });
-      const outcome = await (await this.#continueTurn(request, subjects, recorded.resume, claim)).ended;
-      return decisionAnswer(request, outcome);
-    });
+      if (recorded.kind === "waiting") return { waiting: recorded.waiting };
+      return this.#continueTurn(claim, { ...setup, resume: recorded.resume }, prepared);
+    } catch (error) {
+      return failureOf(error);
+    } finally {
+      if (!claim.continued) this.#slot.release(claim);
+    }
   }
 
-  /** Goes on with the paused turn in the slot `claim` holds (see `#whileDeciding`). */
-  async #continueTurn(
+  /** The paused turn's continuation, ready to run once the decisions are recorded (see `#decide`). */
+  async #prepareContinuation(
     request: Decider,
-    subjects: TurnSubjects,
-    resume: ApprovalResume,
     claim: TurnClaim,
-  ): Promise<{ started: Started | Failure; ended: Promise<TurnOutcome> }> {
+  ): Promise<{ setup: TurnSetup; prepared: PreparedTurn }> {
+    const services = this.#services();
+    const subjects = await loadTurnSubjects(services, request.chatId, request.userId, "approve");
+    // A continuation renders the agent's templates: one that cannot (the agent changed since) is a 400 now, the
+    // decision still open once the agent is fixed.
+    ensureInputRenders(subjects.agent, agentInputOf(subjects.chat));
+    // The continuation acts with the decider's credential, as a sent turn does with its sender's.
+    const { chatId, userId, apiKey } = request;
+    const send: SendRequest = { chatId, userId, content: "", mode: "stream", apiKey };
+    const setup = this.#setup(services, subjects, send, claim.controller);
+    return { setup, prepared: await prepareTurn(setup) };
+  }
+
+  /** Goes on with the paused turn in the slot `claim` holds; the turn frees it when it ends. */
+  #continueTurn(claim: TurnClaim, setup: TurnSetup, prepared: PreparedTurn): Continued {
+    const { turnId, ended, settle } = claim;
+    const first = this.#startLogged(turnId, setup.chat.id, "stream", null);
     claim.continued = true;
-    const { turnId, controller, ended, settle } = claim;
-    try {
-      const services = this.#services();
-      const send: SendRequest = {
-        chatId: request.chatId,
-        userId: request.userId,
-        content: "",
-        mode: "stream",
-        // The continuation acts with the decider's credential, as a sent turn does with its sender's.
-        apiKey: request.apiKey,
-      };
-      const setup = this.#setup(services, subjects, send, controller, resume);
-      const prepared = await prepareTurn(setup);
-      const first = this.#startLogged(turnId, request.chatId, "stream", null);
-      void this.#run(setup, prepared, turnId).then(settle);
-      return { started: { ok: true, turnId, afterSeq: first.seq - 1 }, ended };
-    } catch (error) {
-      this.#slot.free(turnId);
-      const failed = failureOf(error);
-      settle({ result: null, failure: failed });
-      return { started: failed, ended };
-    }
+    void this.#run(setup, prepared, turnId).then(settle);
+    return { started: { ok: true, turnId, afterSeq: first.seq - 1 }, ended };
   }
 
   #startLogged(turnId: string, chatId: string, mode: string, messageId: string | null): LoggedEvent {
@@ -320,6 +303,7 @@ export class ChatSession extends DurableObject<Env> {
       turn_id: turnId,
       message_id: messageId,
     });
+    this.#slot.logged(turnId);
     this.#viewers.broadcast(first);
     void this.ctx.storage.setAlarm(Date.now() + HEARTBEAT_MS);
     return first;
@@ -386,11 +370,17 @@ export class ChatSession extends DurableObject<Env> {
   /** `GET /stream?format=sinas|ui&after=N` and `GET /ws?after=N` (see ChatViewers). */
   /** A WebSocket viewer (`/ws?after=N`); the stream routes use `openStream` (see ChatViewers.serve). */
   override async fetch(request: Request): Promise<Response> {
+    await this.#slot.untilLogged(VIEWER_WAIT_MS);
     return this.#viewers.serve(request, this.#slot.turnId);
   }
 
-  /** A turn's stream as a viewer asked for it (resume, second viewer): see ChatViewers.openStream. */
+  /**
+   * A turn's stream as a viewer asked for it (resume, second viewer): see ChatViewers.openStream. A turn
+   * claimed but not logged yet (a send or a decision doing its Postgres work) is waited for: this viewer came
+   * to follow it, and would otherwise get 204 or the paused turn's replay.
+   */
   async openStream(options: { after: number | null; format: StreamFormat; activeOnly: boolean }) {
+    await this.#slot.untilLogged(VIEWER_WAIT_MS);
     return this.#viewers.openStream(options, this.#slot.turnId);
   }
 

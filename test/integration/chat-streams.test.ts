@@ -20,7 +20,9 @@ import {
   createFakeProviders,
   parseSse,
   type SseEvent,
+  streamMessage,
 } from "../helpers/chat";
+import { openStackDb } from "../helpers/db";
 import { createFunction, pythonFunction } from "../helpers/functions";
 import { startTestStack, type TestStack } from "../helpers/stack";
 
@@ -330,7 +332,88 @@ describe("resume and viewers", () => {
     expect((await stack.fetch(`/chats/${chat}/stream`, { headers: eve.headers })).status).toBe(404);
     expect((await api(stack, eve, "POST", `/chats/${chat}/stop`)).status).toBe(404);
   });
+
+  it("a viewer arriving while an approval's continuation is being prepared follows the continuation", async () => {
+    const chat = await createChat(stack, admin, "banker");
+    fake.script({ tool_calls: [{ id: "call_vw", name: "default__pay", arguments: '{"amount":6}' }] });
+    const paused = await streamMessage(stack, admin, chat, "pay 6");
+    const pausedDone = paused.events.at(-1);
+    expect(pausedDone).toMatchObject({ event: "done", data: { awaiting_approval: true } });
+    fake.script({ content: "Paid" });
+
+    // Statements queue behind a gate in the order they came, and each gate opens in turn: the approve route's
+    // lookup, then the viewer's, then the object's first statement after its claim. So the viewer reaches the
+    // object after the claim and before the continuation's first logged event, not by luck of timing.
+    const db = openStackDb(stack);
+    const [beforeApprove, beforeViewer, beforeObject] = await Promise.all([
+      chatsGate(db),
+      chatsGate(db),
+      chatsGate(db),
+    ]);
+    try {
+      await beforeApprove.hold();
+      const approving = api(stack, admin, "POST", `/chats/${chat}/approve-tool/call_vw`, { approved: true });
+      approving.catch(() => undefined); // awaited below; a failed assertion must not leave it unhandled
+      await pause(500);
+      const viewerHeld = beforeViewer.hold();
+      await pause(500);
+      const watching = stack.fetch(`/chats/${chat}/stream?after=${pausedDone?.id}`, {
+        headers: admin.headers,
+      });
+      await pause(500);
+      const objectHeld = beforeObject.hold();
+      await pause(500);
+      await beforeApprove.open(); // the object claims the slot; its first statement waits behind beforeObject
+      await viewerHeld;
+      await pause(500);
+      await beforeViewer.open(); // the viewer's lookup runs, and it asks the object for the stream
+      await objectHeld;
+      await pause(500);
+      await beforeObject.open();
+
+      const watched = await watching;
+      expect(watched.status).toBe(200);
+      const events = parseSse(await watched.text());
+      expect(Number(events[0]?.id)).toBeGreaterThan(Number(pausedDone?.id));
+      expect(events.find((event) => event.event === "tool_result")).toMatchObject({
+        data: { tool_call_id: "call_vw", result: { amount: 6 } },
+      });
+      expect(contentOf(events)).toBe("Paid");
+      expect(events.at(-1)).toMatchObject({ event: "done", data: { status: "completed" } });
+      expect((await approving).status).toBe(200);
+    } finally {
+      for (const gate of [beforeApprove, beforeViewer, beforeObject]) await gate.close();
+      await db.close();
+    }
+  });
 });
+
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * A connection that holds the chats table in a transaction (on PGlite, whose connections the stack's proxy
+ * takes in turns, the whole database): every statement sent meanwhile waits, and they run in the order they came.
+ */
+async function chatsGate(db: ReturnType<typeof openStackDb>) {
+  const client = await db.pool.connect();
+  await client.query("select 1"); // connected now: holding takes one turn later
+  let held = false;
+  return {
+    hold: async () => {
+      await client.query("begin");
+      held = true;
+      await client.query("lock table chats in access exclusive mode");
+    },
+    open: async () => {
+      await client.query("commit");
+      held = false;
+    },
+    close: async () => {
+      if (held) await client.query("rollback").catch(() => undefined);
+      client.release();
+    },
+  };
+}
 
 /** useChat's transport for `chat`, and a submit of `messages` through it. */
 function uiChat(chat: string) {

@@ -11,6 +11,7 @@ import {
   contentOf,
   createAgent,
   createChat,
+  createProvider,
   lastUserText,
   startChatStack,
   stopChatStack,
@@ -179,6 +180,49 @@ describe.each(WIRE_FORMATS)("tool approval on the %s wire format (S27)", (format
     expect(refused.status).toBe(404);
     expect(JSON.stringify(refused.body)).toContain("no longer exists or is inactive");
     expect(await executionsOf("wire", chat)).toEqual([]);
+  });
+
+  it("keeps a decision open when its continuation cannot start (provider deactivated), and runs the call once later", async () => {
+    const provider = await createProvider(stack, admin, {
+      name: `flaky-${format}`,
+      provider_type: format,
+      api_key: "sk-test",
+      api_endpoint: format === "openai" ? fake.openaiUrl : fake.url,
+      default_model: "fake-model",
+    });
+    const name = `flaky-bank-${format}`;
+    await createAgent(stack, admin, { name, enabled_functions: ["default/wire"], llm_provider_id: provider });
+    const chat = await createChat(stack, admin, name);
+    const call = `call_f${format}`;
+    fake.script({ tool_calls: [{ id: call, name: "default__wire", arguments: '{"amount":9}' }] });
+    await streamMessage(stack, admin, chat, "pay");
+    const switchProvider = (isActive: boolean) =>
+      api(stack, admin, "PATCH", `/api/v1/llm-providers/${provider}`, { is_active: isActive });
+    expect((await switchProvider(false)).status).toBe(200);
+    const refused = await api(stack, admin, "POST", `/chats/${chat}/approve-tool/${call}`, {
+      approved: true,
+    });
+    expect(refused.status).toBe(400);
+    expect((refused.body as { detail: string }).detail).toBe(
+      `No active LLM provider found for: flaky-${format}`,
+    );
+    expect(await executionsOf("wire", chat)).toEqual([]);
+
+    expect((await switchProvider(true)).status).toBe(200);
+    fake.script({ content: "Wired at last" });
+    const approved = await api(stack, admin, "POST", `/chats/${chat}/approve-tool/${call}`, {
+      approved: true,
+    });
+    expect(approved.status, JSON.stringify(approved.body)).toBe(200);
+    expect(approved.body).toMatchObject({ status: "approved", tool_call_id: call });
+    expect(await executionsOf("wire", chat)).toMatchObject([
+      { status: "COMPLETED", input_data: { amount: 9 } },
+    ]);
+    const messages = await chatMessages(stack, admin, chat);
+    expect(messages.slice(-2)).toMatchObject([
+      { role: "tool", tool_call_id: call },
+      { role: "assistant", content: "Wired at last" },
+    ]);
   });
 
   it("answers a call left pending when a new message comes instead of a decision; a late approval runs nothing", async () => {
