@@ -115,6 +115,32 @@ describe.each(WIRE_FORMATS)("tool approval on the %s wire format (S27)", (format
     expect((again.body as { detail: string }).detail).toBe("Pending approval not found or already processed");
   });
 
+  it("asks approval for a call id another chat or turn used before (local models reuse `call_0`)", async () => {
+    const reused = `call_0${format}`;
+    const pause = async (chat: string) => {
+      fake.script({ tool_calls: [{ id: reused, name: "default__wire", arguments: '{"amount":1}' }] });
+      const stream = await streamMessage(stack, admin, chat, "pay");
+      const types = stream.events.map((event) => (event.data as { type?: string }).type);
+      expect(types).toContain("approval_required");
+    };
+    const approve = async (chat: string) => {
+      fake.script({ content: "Paid" });
+      const answer = await api(stack, admin, "POST", `/chats/${chat}/approve-tool/${reused}`, {
+        approved: true,
+      });
+      expect(answer.status, JSON.stringify(answer.body)).toBe(200);
+    };
+    const [first, second] = [await createChat(stack, admin, bank), await createChat(stack, admin, bank)];
+    await pause(first);
+    await pause(second); // the same id pending in another chat
+    await approve(second);
+    await approve(first);
+    await pause(first); // and again in a later turn of the same chat
+    await approve(first);
+    expect(await executionsOf("wire", first)).toHaveLength(2);
+    expect(await executionsOf("wire", second)).toHaveLength(1);
+  });
+
   it("runs no call of an answer cut off by max_tokens, asks no approval, and tells the model", async () => {
     const chat = await createChat(stack, admin, bank);
     fake.script(

@@ -414,7 +414,11 @@ export const pendingToolApprovals = pgTable(
     userId: uuid("user_id")
       .notNull()
       .references(() => users.id, { onDelete: "cascade" }),
-    toolCallId: varchar("tool_call_id", { length: 255 }).notNull().unique(),
+    /**
+     * The provider's id of the call: unique per message, not globally as in sinas-spec §2.2. Local models and
+     * proxies reuse ids (`call_0` in every answer), and a second chat's approval must not fail on the first's.
+     */
+    toolCallId: varchar("tool_call_id", { length: 255 }).notNull(),
     functionNamespace: varchar("function_namespace", { length: 255 }).notNull(),
     functionName: varchar("function_name", { length: 255 }).notNull(),
     arguments: json("arguments").$type<JsonObject>().notNull(),
@@ -426,7 +430,7 @@ export const pendingToolApprovals = pgTable(
   },
   // Calls run only once every approval of their message is decided (D-29), so lookups go by message.
   (t) => [
-    index("pending_tool_approvals_message_id_idx").on(t.messageId),
+    uniqueIndex("pending_tool_approvals_message_id_tool_call_id_key").on(t.messageId, t.toolCallId),
     index("pending_tool_approvals_chat_id_idx").on(t.chatId),
   ],
 );
