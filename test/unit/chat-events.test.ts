@@ -162,4 +162,81 @@ describe("AI SDK UI-message stream view", () => {
     );
     expect(partsOf(frames)).toEqual([{ type: "tool-output-denied", toolCallId: "c" }]);
   });
+  /** A round that paused for approval: `c2` asks, `c1` needs none and runs after the decision (D-29). */
+  const PAUSED: LoggedEvent[] = [
+    logged(1, { type: "turn_start", turn_id: "t1", message_id: "m1" }),
+    logged(2, { type: "step_start", round: 0, may_pause: true }),
+    logged(3, { type: "chunk", chunk: { content: "On it", tool_calls: null, finish_reason: null } }),
+    logged(4, {
+      type: "chunk",
+      chunk: {
+        content: null,
+        tool_calls: [
+          { index: 0, id: "c1", type: "function", function: { name: "default__add", arguments: '{"a":1}' } },
+          { index: 1, id: "c2", type: "function", function: { name: "default__pay", arguments: "{}" } },
+        ],
+        finish_reason: "tool_calls",
+      },
+    }),
+    logged(5, { type: "step_end", round: 0, finish_reason: "tool_calls" }),
+    logged(6, { type: "tool_call", tool_call_id: "c2", name: "default__pay", arguments: {} }),
+    logged(7, {
+      type: "approval_required",
+      tool_call_id: "c2",
+      function_namespace: "default",
+      function_name: "pay",
+      arguments: {},
+    }),
+    logged(8, { type: "done", status: "awaiting_approval", message_id: "m2" }),
+  ];
+  const CONTINUATION: LoggedEvent[] = [
+    logged(9, { type: "turn_start", turn_id: "t2", message_id: null }),
+    logged(10, { type: "tool_call", tool_call_id: "c1", name: "default__add", arguments: { a: 1 } }),
+    logged(11, { type: "tool_result", tool_call_id: "c1", name: "default__add", result: { sum: 1 } }),
+    logged(12, { type: "tool_result", tool_call_id: "c2", name: "default__pay", result: {} }),
+    logged(13, { type: "done", status: "completed", message_id: "m3" }),
+  ];
+
+  it("shows a step that may pause only the calls announced, whole, and leaves the others for the decisions", () => {
+    const renderer = new UiMessageStreamRenderer();
+    expect(partsOf(PAUSED.flatMap((event) => renderer.render(event, true)))).toEqual([
+      { type: "start", messageId: "t1" },
+      { type: "start-step" },
+      { type: "text-start", id: "text-1" },
+      { type: "text-delta", id: "text-1", delta: "On it" },
+      { type: "text-end", id: "text-1" },
+      { type: "finish-step" },
+      { type: "tool-input-available", toolCallId: "c2", toolName: "default__pay", input: {} },
+      { type: "tool-approval-request", toolCallId: "c2", approvalId: "c2" },
+      { type: "finish" },
+      "[DONE]",
+    ]);
+    const continued = partsOf(
+      CONTINUATION.flatMap((event) => new UiMessageStreamRenderer().render(event, true)),
+    );
+    expect(continued).toEqual([
+      { type: "start" },
+      { type: "tool-input-available", toolCallId: "c1", toolName: "default__add", input: { a: 1 } },
+      { type: "tool-output-available", toolCallId: "c1", output: { sum: 1 } },
+      { type: "tool-output-available", toolCallId: "c2", output: {} },
+      { type: "finish" },
+      "[DONE]",
+    ]);
+    // Replayed as one message (the paused turn, then its continuation), the continuation's parts are the same.
+    const replay = new UiMessageStreamRenderer();
+    PAUSED.forEach((event) => {
+      replay.renderPaused(event);
+    });
+    expect(partsOf(CONTINUATION.flatMap((event) => replay.render(event, true)))).toEqual(continued);
+  });
+
+  it("streams no tool input in a step that may pause, and ends a call never announced as an error", () => {
+    const renderer = new UiMessageStreamRenderer();
+    const events = [...PAUSED.slice(0, 4), logged(5, { type: "done", status: "stopped", message_id: null })];
+    const parts = partsOf(events.flatMap((event) => renderer.render(event as LoggedEvent, true)));
+    expect(parts.filter((part) => (part as { type?: string }).type?.startsWith("tool-"))).toEqual([
+      expect.objectContaining({ type: "tool-input-error", toolCallId: "c1", input: '{"a":1}' }),
+      expect.objectContaining({ type: "tool-input-error", toolCallId: "c2", input: "{}" }),
+    ]);
+  });
 });

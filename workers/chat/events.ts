@@ -10,11 +10,14 @@ export type TurnEndStatus = "completed" | "awaiting_approval" | "stopped";
 export type ChatEvent =
   /** A turn began; `message_id` is the user message it answers (null for a continuation after approval). */
   | { type: "turn_start"; turn_id: string; message_id: string | null }
-  /** One LLM call began. */
-  | { type: "step_start"; round: number }
+  /** One LLM call began; `may_pause`: a tool it offers needs approval, so the round may pause for it. */
+  | { type: "step_start"; round: number; may_pause?: boolean }
   /** A provider chunk, in SINAS's `message` shape. */
   | { type: "chunk"; chunk: StreamChunk }
-  /** A tool call is complete (its arguments parsed when JSON). */
+  /**
+   * A tool call is complete and runs or asks for approval (its arguments parsed when JSON). A paused round's
+   * call that needs no approval is announced only when it runs, in the continuation after the decisions.
+   */
   | { type: "tool_call"; tool_call_id: string; name: string; arguments: unknown }
   | {
       type: "approval_required";
@@ -119,11 +122,18 @@ export function renderSinasEvent({ seq, event }: LoggedEvent): string | null {
  * The AI SDK UI-message stream view. Stateful: the text part id, tool-call ids by stream index and the open
  * text part are derived from the turn's earlier events, so the renderer is fed the whole turn from its start
  * and `emit=false` for the events the client already has.
+ *
+ * A tool part shows once its call is announced (`tool_call`); in a step that may pause for approval, its input
+ * is not streamed before. The AI SDK resubmits approvals (`lastAssistantMessageIsCompleteWithApprovalResponses`)
+ * only when every tool part of the step is decided or done: a call that needs no approval, shown pending while
+ * the turn paused, would keep it from ever sending. Such a call appears when the continuation runs it.
  */
 export class UiMessageStreamRenderer {
   #textId: string | null = null;
   #textCount = 0;
   #toolIds = new Map<number, string>();
+  /** The current step may pause for approval: its tool input is not streamed. */
+  #holdToolInput = false;
   /** Tool calls whose input streamed but that never became a call, by id: their names and input so far. */
   #unfinishedTools = new Map<string, { toolName: string; input: string }>();
 
@@ -160,6 +170,7 @@ export class UiMessageStreamRenderer {
         return [event.message_id === null ? { type: "start" } : { type: "start", messageId: event.turn_id }];
       case "step_start":
         this.#toolIds.clear();
+        this.#holdToolInput = event.may_pause === true;
         return [{ type: "start-step" }];
       case "chunk":
         return this.#chunkParts(event.chunk);
@@ -185,6 +196,11 @@ export class UiMessageStreamRenderer {
       case "step_end":
         return [...this.#closeText(), { type: "finish-step" }];
       case "done":
+        if (event.status === "awaiting_approval") {
+          // The calls not announced wait for the decisions, and the continuation announces them: no error.
+          this.#unfinishedTools.clear();
+          return [...this.#closeText(), { type: "finish" }];
+        }
         return event.status === "stopped"
           ? [...this.#closeText(), ...this.#endUnfinishedTools(), { type: "abort", reason: "stopped" }]
           : [...this.#closeText(), ...this.#endUnfinishedTools(), { type: "finish" }];
@@ -228,14 +244,17 @@ export class UiMessageStreamRenderer {
       if (toolCallId === undefined && delta.id) {
         toolCallId = delta.id;
         this.#toolIds.set(delta.index, toolCallId);
-        parts.push(...this.#closeText());
         this.#unfinishedTools.set(toolCallId, { toolName: delta.function.name ?? "", input: "" });
-        parts.push({ type: "tool-input-start", toolCallId, toolName: delta.function.name ?? "" });
+        if (!this.#holdToolInput) {
+          parts.push(...this.#closeText());
+          parts.push({ type: "tool-input-start", toolCallId, toolName: delta.function.name ?? "" });
+        }
       }
       if (toolCallId !== undefined && delta.function.arguments) {
         const unfinished = this.#unfinishedTools.get(toolCallId);
         if (unfinished) unfinished.input += delta.function.arguments;
-        parts.push({ type: "tool-input-delta", toolCallId, inputTextDelta: delta.function.arguments });
+        if (!this.#holdToolInput)
+          parts.push({ type: "tool-input-delta", toolCallId, inputTextDelta: delta.function.arguments });
       }
     }
     return parts;

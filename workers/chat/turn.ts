@@ -226,7 +226,7 @@ export async function runTurn(request: TurnRequest, prepared: PreparedTurn): Pro
     firstMessages = null;
     const completion = completionFor(request, prepared, messages, offerTools, round);
     const started = round === 0 ? prepared.started : undefined;
-    emit({ type: "step_start", round });
+    emit(stepStart(request, offerTools ? tools : [], round));
     const reply =
       request.mode === "stream"
         ? await streamReply(started ?? startCall(llm.provider, completion, idleMsOf(request)), emit)
@@ -273,14 +273,11 @@ export async function runTurn(request: TurnRequest, prepared: PreparedTurn): Pro
       { role: "assistant", content: reply.content || null, tool_calls: reply.toolCalls },
     ]);
     lastMessage = callMessage ?? null;
-    for (const call of reply.toolCalls) {
-      emit({
-        type: "tool_call",
-        tool_call_id: call.id,
-        name: call.function.name,
-        arguments: parseArguments(call.function.arguments),
-      });
-    }
+    // A round that pauses announces the calls asking for approval; the others run, and are announced, after
+    // the decisions (runDecidedCalls): a client shows an announced call as pending (events.ts).
+    const asking = new Set(needing.map(({ call }) => call.id));
+    for (const call of reply.toolCalls)
+      if (asking.size === 0 || asking.has(call.id)) emit(toolCallEvent(call));
 
     if (needing.length > 0 && callMessage) {
       const context: ConversationContext = {
@@ -329,6 +326,16 @@ export async function runTurn(request: TurnRequest, prepared: PreparedTurn): Pro
   const [capped] = await appendMessages(db(), chat.id, [{ role: "assistant", content: MAX_ROUNDS_MESSAGE }]);
   emit({ type: "chunk", chunk: { content: MAX_ROUNDS_MESSAGE, tool_calls: null, finish_reason: "length" } });
   return { status: "completed", message: capped ?? lastMessage };
+}
+
+function toolCallEvent({ id, function: fn }: ToolCall): ChatEvent {
+  return { type: "tool_call", tool_call_id: id, name: fn.name, arguments: parseArguments(fn.arguments) };
+}
+
+/** A round's `step_start`: `may_pause` when a tool it offers is a function requiring approval (§5.6 step 5). */
+function stepStart(request: TurnRequest, offered: OfferedTool[], round: number): ChatEvent {
+  const pausable = request.mode === "stream" && offered.some((tool) => tool.fn?.requiresApproval);
+  return pausable ? { type: "step_start", round, may_pause: true } : { type: "step_start", round };
 }
 
 function toObject(value: unknown): JsonObject {
@@ -410,6 +417,8 @@ async function runDecidedCalls(
   const calls = resume.message.toolCalls ?? [];
   const rejected = new Map<string, string>();
   for (const call of calls) {
+    // The calls that needed no approval were not announced when the turn paused.
+    if (!resume.decisions.has(call.id)) request.emit(toolCallEvent(call));
     if (resume.decisions.get(call.id) === false) {
       const fn = approvalNeeded(tools, call);
       rejected.set(call.id, fn ? `${fn.namespace}/${fn.name}` : call.function.name.replace("__", "/"));

@@ -176,7 +176,7 @@ const uiChatRoute = createRoute({
     200: sseResponse("UI-message stream (`x-vercel-ai-ui-message-stream: v1`)"),
     404: errorResponse("No such chat"),
     409: errorResponse("A turn is already running"),
-    422: errorResponse("No user message to send"),
+    422: errorResponse("No user message to send, or a regenerate or edit (`trigger`, `messageId`): refused"),
   },
 });
 

@@ -1,7 +1,7 @@
 /**
- * @module The request of the Vercel AI SDK's `useChat` (DefaultChatTransport): `{id, messages, trigger?}` with
- * UIMessages made of parts. The chat's history lives on the server, so only the last user message is sent;
- * its text and file parts become SINAS content (sinas-spec §5.9).
+ * @module The request of the Vercel AI SDK's `useChat` (DefaultChatTransport): `{id, messages, trigger?,
+ * messageId?}` with UIMessages made of parts. The chat's history lives on the server, so only the last user
+ * message is sent; its text and file parts become SINAS content (sinas-spec §5.9).
  */
 import { z } from "@hono/zod-openapi";
 import { toBase64 } from "../lib/crypto";
@@ -32,13 +32,34 @@ const UiMessageSchema = z
   })
   .passthrough();
 
+/**
+ * The chat's history lives on the server, where a sent message stays: useChat's `regenerate()` and a
+ * `sendMessage` editing a message (`messageId`) would store the user message again, answer it again and
+ * auto-reject the pending tool approvals. Both are refused before anything happens.
+ */
+const SERVER_HISTORY = "the chat's history lives on the server; send a new message instead";
+const NO_REGENERATE = `must be "submit-message": regenerating an answer is not supported (${SERVER_HISTORY})`;
+const NO_EDIT = `must be left out after a user message: editing or resending it is not supported (${SERVER_HISTORY})`;
+
 export const UiChatRequestSchema = z
   .object({
     id: z.uuid({ error: "must be the chat id (a UUID)" }),
     messages: z.array(UiMessageSchema).min(1, "must hold the user message to send"),
-    trigger: z.string().optional(),
+    trigger: z
+      .literal("submit-message", { error: NO_REGENERATE })
+      .optional()
+      .openapi({ description: "Only `submit-message`: useChat's `regenerate()` is refused (422)" }),
+    messageId: z.string().nullish().openapi({
+      description:
+        "Only after the assistant's message with answered approvals: editing a sent user message is refused (422)",
+    }),
   })
   .passthrough()
+  // useChat sets messageId with a user message last only to edit (or resend) that message.
+  .refine((body) => body.messageId == null || body.messages.at(-1)?.role !== "user", {
+    path: ["messageId"],
+    error: NO_EDIT,
+  })
   .openapi("UiChatRequest");
 
 type UiMessage = z.infer<typeof UiMessageSchema>;
