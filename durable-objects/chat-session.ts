@@ -367,11 +367,10 @@ export class ChatSession extends DurableObject<Env> {
 
   // ------------------------------------------------------------------------------------------ viewers
 
-  /** `GET /stream?format=sinas|ui&after=N` and `GET /ws?after=N` (see ChatViewers). */
-  /** A WebSocket viewer (`/ws?after=N`); the stream routes use `openStream` (see ChatViewers.serve). */
+  /** A WebSocket viewer (`GET /ws?after=N`, see ChatViewers); the stream routes call `openStream`. */
   override async fetch(request: Request): Promise<Response> {
     await this.#slot.untilLogged(VIEWER_WAIT_MS);
-    return this.#viewers.serve(request, this.#slot.turnId);
+    return this.#viewers.serveSocket(request);
   }
 
   /**

@@ -66,25 +66,6 @@ export class ChatViewers {
   }
 
   /**
-   * The object's `fetch`: `/ws` viewers. `/stream` (the query of `openStream`, `Last-Event-ID`) stays for a
-   * Worker of the previous release while a deployment rolls out: it asked for streams this way.
-   */
-  serve(request: Request, activeTurnId: string | null): Response {
-    const url = new URL(request.url);
-    if (url.pathname !== "/stream") return this.serveSocket(request);
-    const after = request.headers.get("last-event-id") ?? url.searchParams.get("after");
-    const stream = this.openStream(
-      {
-        after: after === null || !/^\d+$/.test(after) ? null : Number(after),
-        format: url.searchParams.get("format") === "ui" ? "ui" : "sinas",
-        activeOnly: url.searchParams.get("active") === "true",
-      },
-      activeTurnId,
-    );
-    return stream instanceof Response ? stream : Response.json(stream, { status: 400 });
-  }
-
-  /**
    * `GET /ws?after=N`: a WebSocket viewer of every event after N (default: live events only). The Worker has
    * checked that N is a whole number; one beyond the chat's last event is 400.
    */
