@@ -7,6 +7,7 @@ import { describe, expect, it } from "vitest";
 import {
   agentInputOf,
   type ContextEntry,
+  isStrictOutputSchema,
   outputSchemaInstruction,
   parseStoredContent,
   renderSystemPrompt,
@@ -15,6 +16,7 @@ import {
   storedContextSection,
   systemContent,
   toLlmMessage,
+  wireName,
 } from "../../workers/chat/prompt";
 import { MISSING_RESULT, withAnsweredToolCalls } from "../../workers/chat/tool-pairing";
 import type { Agent, Message } from "../../workers/db/schema";
@@ -459,12 +461,128 @@ describe("response_format (§5.3 step F)", () => {
       type: "json_schema",
       json_schema: {
         name: "my_agent_response",
-        strict: true,
+        strict: false,
         schema: { ...OUTPUT_SCHEMA, additionalProperties: false },
       },
     });
     const open = { ...OUTPUT_SCHEMA, additionalProperties: true };
     expect(responseFormatFor(agent({ outputSchema: open }))).toMatchObject({ json_schema: { schema: open } });
+  });
+
+  // OpenAI answers `strict: true` with a 400 for any schema outside its strict subset.
+  const strictSchema = {
+    type: "object",
+    properties: {
+      title: { type: "string", description: "Headline" },
+      score: { type: ["number", "null"], minimum: 0 },
+      tags: { type: "array", items: { type: "string", enum: ["a", "b"] }, maxItems: 3 },
+      author: {
+        type: "object",
+        properties: { name: { type: "string" }, email: { type: "string", format: "email" } },
+        required: ["email", "name"],
+        additionalProperties: false,
+      },
+      pick: { anyOf: [{ type: "string" }, { $ref: "#/$defs/point" }] },
+    },
+    required: ["title", "score", "tags", "author", "pick"],
+    additionalProperties: false,
+    $defs: {
+      point: {
+        type: "object",
+        properties: { x: { type: "integer" } },
+        required: ["x"],
+        additionalProperties: false,
+      },
+    },
+  };
+
+  it("is strict for a schema that meets OpenAI's strict rules at every depth", () => {
+    expect(isStrictOutputSchema(strictSchema)).toBe(true);
+    expect(responseFormatFor(agent({ outputSchema: strictSchema }))).toMatchObject({
+      json_schema: { strict: true, schema: strictSchema },
+    });
+    // The top-level `additionalProperties: false` SINAS adds is enough when all else is strict already.
+    const { additionalProperties: _, ...unclosed } = strictSchema;
+    expect(responseFormatFor(agent({ outputSchema: unclosed }))).toMatchObject({
+      json_schema: { strict: true, schema: strictSchema },
+    });
+  });
+
+  it("is not strict for an optional property, an open object, or a keyword strict mode refuses, at any depth", () => {
+    const withAuthor = (author: object) => ({
+      ...strictSchema,
+      properties: { ...strictSchema.properties, author },
+    });
+    const author = strictSchema.properties.author;
+    const notStrict = [
+      { ...strictSchema, required: ["title", "score", "tags", "author"] },
+      { ...strictSchema, required: [...strictSchema.required, "extra"] },
+      withAuthor({ ...author, required: ["name"] }),
+      withAuthor({ ...author, additionalProperties: true }),
+      withAuthor({ type: "object", properties: author.properties, required: author.required }),
+      withAuthor({ type: "array", items: { type: "object", properties: {}, required: [] } }),
+      withAuthor({ type: "array" }),
+      withAuthor({ description: "any value" }),
+      withAuthor({ type: "string", default: "x" }),
+      withAuthor({ type: "string", minLength: 1 }),
+      withAuthor({ type: "string", format: "uri" }),
+      withAuthor({ type: "string", pattern: "^(?!x)" }),
+      withAuthor({ oneOf: [{ type: "string" }, { type: "integer" }] }),
+      withAuthor({ allOf: [{ type: "string" }] }),
+      withAuthor({ $ref: "#/$defs/point", description: "A point" }),
+      { ...strictSchema, $defs: { point: { type: "object", properties: { x: { type: "integer" } } } } },
+      { anyOf: [strictSchema] },
+    ];
+    for (const schema of notStrict) {
+      const before = structuredClone(schema);
+      expect(isStrictOutputSchema(schema), JSON.stringify(schema)).toBe(false);
+      const format = responseFormatFor(agent({ outputSchema: { properties: {}, ...schema } }));
+      expect(format, JSON.stringify(schema)).toMatchObject({ json_schema: { strict: false } });
+      // The agent's schema is sent as written, never rewritten to pass.
+      expect(schema).toEqual(before);
+    }
+  });
+
+  it("is not strict for a schema nested deeper than OpenAI takes", () => {
+    let deep: Record<string, unknown> = { type: "string" };
+    for (let level = 0; level < 11; level++) {
+      deep = { type: "object", properties: { n: deep }, required: ["n"], additionalProperties: false };
+    }
+    expect(isStrictOutputSchema(deep)).toBe(false);
+    expect(isStrictOutputSchema((deep.properties as { n: Record<string, unknown> }).n)).toBe(true);
+  });
+
+  it("names the schema within OpenAI's 64 characters, the same for the same agent", () => {
+    const name = `Report ${"x".repeat(80)}`;
+    const format = responseFormatFor(agent({ name, outputSchema: OUTPUT_SCHEMA }));
+    const nameOf = (sent: typeof format) => (sent?.json_schema as { name?: string } | undefined)?.name ?? "";
+    const sent = nameOf(format);
+    expect(sent).toMatch(/^[a-zA-Z0-9_-]{1,64}$/);
+    expect(sent.startsWith("report_xxx")).toBe(true);
+    expect(responseFormatFor(agent({ name, outputSchema: OUTPUT_SCHEMA }))).toEqual(format);
+    const other = responseFormatFor(agent({ name: `${name}y`, outputSchema: OUTPUT_SCHEMA }));
+    expect(nameOf(other)).not.toBe(sent);
+  });
+});
+
+describe("names sent to providers", () => {
+  it("leaves a name that fits ^[a-zA-Z0-9_-]{1,64}$ unchanged", () => {
+    for (const name of ["default__add", "call_agent_research-bot", "a".repeat(64)]) {
+      expect(wireName(name)).toBe(name);
+    }
+  });
+
+  it("shortens a longer name, or one with other characters, to a start and a stable hash", () => {
+    const long = `ns__${"f".repeat(100)}`;
+    expect(wireName(long)).toHaveLength(64);
+    expect(wireName(long)).toMatch(/^ns__f+_[0-9a-z]{11}$/);
+    expect(wireName(long)).toBe(wireName(long));
+    // Names sharing their first 52 characters, and names that differ only in a character replaced, stay apart.
+    expect(wireName(`${long}g`)).not.toBe(wireName(long));
+    expect(wireName("a".repeat(65))).not.toBe(wireName("a".repeat(66)));
+    expect(wireName("a.b")).toMatch(/^a_b_[0-9a-z]{11}$/);
+    expect(wireName("a.b")).not.toBe(wireName("a/b"));
+    expect(wireName("")).toMatch(/^_[0-9a-z]{11}$/);
   });
 });
 

@@ -63,7 +63,7 @@ describe("function tools", () => {
     expect(parseFunctionRef("add")).toBeNull();
   });
 
-  it("renders prefill strings, nested objects and strings in lists; other values pass through", () => {
+  it("renders prefill templates at any depth, a lone expression to its value; other values pass through", () => {
     const input = { home_city: "London", n: 3 };
     expect(
       renderPrefill(
@@ -81,8 +81,8 @@ describe("function tools", () => {
     ).toEqual({
       city: "London",
       units: "metric",
-      nested: { label: "in London", deeper: { count: "3" } },
-      list: ["London", 5, { raw: "{{ home_city }}" }],
+      nested: { label: "in London", deeper: { count: 3 } },
+      list: ["London", 5, { raw: "London" }],
       days: 2,
       flag: true,
       none: null,
@@ -142,6 +142,30 @@ describe("function tools", () => {
       description: "Does f",
       parameters: { type: "object" },
     });
+  });
+
+  it("offers parameters of type object even when the input schema leaves the type out", () => {
+    const untyped = {
+      ...forecast,
+      inputSchema: { properties: { city: { type: "string" } }, required: ["city"] },
+    };
+    expect(functionToolDefinition(untyped, {}).function.parameters).toEqual({
+      type: "object",
+      properties: { city: { type: "string" } },
+      required: ["city"],
+    });
+    expect(untyped.inputSchema).not.toHaveProperty("type");
+  });
+
+  it("shortens a name over 64 characters, the same every turn, keeping names under it as they are", () => {
+    const namespace = "n".repeat(40);
+    const long = { ...forecast, namespace, name: "f".repeat(200) };
+    const name = functionToolDefinition(long, {}).function.name;
+    expect(name).toMatch(/^[a-zA-Z0-9_-]{1,64}$/);
+    expect(name.startsWith(`${namespace}__fff`)).toBe(true);
+    expect(functionToolName(long.namespace, long.name)).toBe(name);
+    expect(functionToolName(namespace, `${"f".repeat(199)}g`)).not.toBe(name);
+    expect(functionToolName("n".repeat(31), "f".repeat(31))).toBe(`${"n".repeat(31)}__${"f".repeat(31)}`);
   });
 
   it("locks prefilled values over the model's arguments", () => {
@@ -222,6 +246,28 @@ describe("agent tools", () => {
       required: ["topic"],
     });
     expect(schema.properties).toEqual({ topic: { type: "string" } });
+  });
+
+  it("offers parameters of type object even when the input schema leaves the type out", () => {
+    const untyped = { properties: { topic: { type: "string" } }, required: ["topic"] };
+    expect(agentToolDefinition({ ...child, inputSchema: untyped }).function.parameters).toEqual({
+      type: "object",
+      properties: {
+        topic: { type: "string" },
+        _agent_id: { type: "string", description: "Internal agent identifier", const: child.id },
+      },
+      required: ["topic"],
+    });
+    expect(untyped).not.toHaveProperty("type");
+  });
+
+  it("shortens a tool name over 64 characters, the same every turn", () => {
+    const name = agentToolName(`Research ${"x".repeat(100)}`);
+    expect(name).toMatch(/^[a-zA-Z0-9_-]{1,64}$/);
+    expect(name.startsWith("call_agent_research_xxx")).toBe(true);
+    expect(agentToolName(`Research ${"x".repeat(100)}`)).toBe(name);
+    expect(agentToolName(`Research ${"x".repeat(101)}`)).not.toBe(name);
+    expect(agentToolName("a".repeat(53))).toBe(`call_agent_${"a".repeat(53)}`);
   });
 
   it("sends a lone prompt as the message, anything else as input and JSON", () => {
@@ -430,6 +476,47 @@ describe("tool calls", () => {
       await runToolCall(deep, tools, call("call_agent_child", { prompt: "p", _agent_id: agentId })),
     ).toEqual({
       error: "Agent call depth exceeded",
+    });
+  });
+
+  it("maps calls of shortened names back to their function and agent", async () => {
+    const fn = {
+      namespace: "reports",
+      name: `quarterly_${"x".repeat(80)}`,
+      requiresApproval: true,
+      prefilled: {},
+    };
+    const longFunction: OfferedTool = {
+      definition: functionToolDefinition({ ...fn, description: null, inputSchema: {} }, {}),
+      kind: "function",
+      fn,
+    };
+    const longAgent: OfferedTool = {
+      definition: agentToolDefinition({
+        id: agentId,
+        name: `child ${"y".repeat(80)}`,
+        description: null,
+        inputSchema: {},
+      }),
+      kind: "agent",
+      agentId,
+    };
+    const tools = [...stateTools, longFunction, agentTool, longAgent];
+    // A later turn offers the same names, so the calls stored in the history still name these tools.
+    const functionName = functionToolName(fn.namespace, fn.name);
+    expect(approvalNeeded(tools, call(functionName, {}))).toEqual({ namespace: "reports", name: fn.name });
+    const error = vi.spyOn(console, "error").mockImplementation(() => {});
+    expect(await runToolCall(context(), tools, call(functionName, {}))).toEqual({
+      error: "no database in unit tests",
+    });
+    error.mockRestore();
+    const other = "99999999-2222-4333-8444-555555555555";
+    const agentName = agentToolName(`child ${"y".repeat(80)}`);
+    expect(await runToolCall(context(), tools, call(agentName, { prompt: "p", _agent_id: other }))).toEqual({
+      error: `_agent_id "${other}" is not the agent of this tool`,
+    });
+    expect(await runToolCall(context(), tools, call(`call_agent_child_${"y".repeat(80)}`, {}))).toEqual({
+      error: `Tool not available: call_agent_child_${"y".repeat(80)}`,
     });
   });
 

@@ -14,6 +14,7 @@ import { untilAborted } from "../lib/abort";
 import type { ToolDefinition } from "../llm/types";
 import { createChatForAgent, findAgentForChat } from "../services/chats";
 import { loadUserWithGrants, userPrincipal } from "../services/grants";
+import { wireName } from "./prompt";
 import type { OfferedTool, ToolContext } from "./tools";
 
 /**
@@ -43,14 +44,18 @@ export function agentCallBudget(): TakeAgentCall {
 
 const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-/** `call_agent_` + the lower-cased name with spaces and `-` as `_` (`Research Bot` -> `call_agent_research_bot`). */
+/**
+ * `call_agent_` + the lower-cased name with spaces and `-` as `_` (`Research Bot` -> `call_agent_research_bot`);
+ * one over 64 characters is shortened (see `wireName`).
+ */
 export function agentToolName(agentName: string): string {
-  return `call_agent_${agentName.toLowerCase().replace(/ /g, "_").replace(/-/g, "_")}`;
+  return wireName(`call_agent_${agentName.toLowerCase().replace(/ /g, "_").replace(/-/g, "_")}`);
 }
 
 /**
  * The tool of one agent: its input schema plus the hidden constant `_agent_id` when the schema has properties,
- * else a required `prompt`.
+ * else a required `prompt`. Always `type: "object"`: an input schema may leave it out, and OpenAI and Anthropic
+ * refuse a tool without it (and with it the whole request).
  */
 export function agentToolDefinition(
   agent: Pick<Agent, "id" | "name" | "description" | "inputSchema">,
@@ -59,8 +64,11 @@ export function agentToolDefinition(
   const schemaProperties = agent.inputSchema.properties;
   let parameters: JsonObject;
   if (isJsonObject(schemaProperties) && Object.keys(schemaProperties).length > 0) {
-    parameters = structuredClone(agent.inputSchema);
-    parameters.properties = { ...schemaProperties, _agent_id: agentIdProperty };
+    parameters = {
+      ...structuredClone(agent.inputSchema),
+      type: "object",
+      properties: { ...schemaProperties, _agent_id: agentIdProperty },
+    };
   } else {
     parameters = {
       type: "object",

@@ -15,6 +15,7 @@ import { AppError } from "../lib/errors";
 import type { ToolDefinition } from "../llm/types";
 import { findActiveFunction, startExecution, timeoutOf, waitForExecution } from "../services/executions";
 import { prefillFor } from "./prefill";
+import { wireName } from "./prompt";
 import { credentialAllows, type OfferedTool, type ToolContext } from "./tools";
 
 export interface FunctionRef {
@@ -31,21 +32,28 @@ export function parseFunctionRef(ref: string): FunctionRef | null {
   return { ref, namespace: ref.slice(0, slash), name: ref.slice(slash + 1) };
 }
 
-/** OpenAI tool names cannot contain `/`, so `ns/name` is offered as `ns__name`. */
+/**
+ * OpenAI tool names cannot contain `/`, so `ns/name` is offered as `ns__name`; one over 64 characters is
+ * shortened (see `wireName`).
+ */
 export function functionToolName(namespace: string, name: string): string {
-  return `${namespace}__${name}`;
+  return wireName(`${namespace}__${name}`);
 }
 
 /**
  * The tool of one function: its input schema (or `{type: object}`), where each prefilled parameter the schema
- * declares gets that value as `default` and is no longer required. The stored schema is not modified.
+ * declares gets that value as `default` and is no longer required. The stored schema is not modified. The
+ * parameters are always `type: "object"` (a function's input is an object): OpenAI and Anthropic refuse a tool
+ * without it, and with it the request.
  */
 export function functionToolDefinition(
   fn: Pick<StoredFunction, "namespace" | "name" | "description" | "inputSchema">,
   prefilled: JsonObject,
 ): ToolDefinition {
   const hasSchema = isJsonObject(fn.inputSchema) && Object.keys(fn.inputSchema).length > 0;
-  const parameters: JsonObject = hasSchema ? structuredClone(fn.inputSchema) : { type: "object" };
+  const parameters: JsonObject = hasSchema
+    ? { ...structuredClone(fn.inputSchema), type: "object" }
+    : { type: "object" };
   const properties = parameters.properties;
   if (isJsonObject(properties)) {
     for (const [param, value] of Object.entries(prefilled)) {
@@ -119,7 +127,7 @@ export async function offerFunctionTools(ctx: ToolContext): Promise<OfferedTool[
   return [...refs.values()].flatMap((ref): OfferedTool[] => {
     const fn = byRef.get(ref.ref);
     if (!fn || !credentialMayRun(ctx, fn)) return [];
-    const prefilled = prefillFor(ctx.agent.functionParameters, ref.ref, ctx.agentInput);
+    const prefilled = prefillFor(ctx.agent.functionParameters, ref.ref, ctx.agentInput, fn.inputSchema);
     return [
       {
         definition: functionToolDefinition(fn, prefilled),
