@@ -7,7 +7,6 @@ import { describe, expect, it } from "vitest";
 import {
   agentInputOf,
   type ContextEntry,
-  isStrictOutputSchema,
   outputSchemaInstruction,
   parseStoredContent,
   renderSystemPrompt,
@@ -16,9 +15,9 @@ import {
   storedContextSection,
   systemContent,
   toLlmMessage,
-  wireName,
 } from "../../workers/chat/prompt";
 import { MISSING_RESULT, withAnsweredToolCalls } from "../../workers/chat/tool-pairing";
+import { isStrictOutputSchema, wireName } from "../../workers/chat/wire-schema";
 import type { Agent, Message } from "../../workers/db/schema";
 import { MAX_RENDER_STEPS, renderTemplate } from "../../workers/lib/jinja";
 import type { LlmMessage } from "../../workers/llm/types";

@@ -14,8 +14,8 @@ import { untilAborted } from "../lib/abort";
 import type { ToolDefinition } from "../llm/types";
 import { createChatForAgent, findAgentForChat } from "../services/chats";
 import { loadUserWithGrants, userPrincipal } from "../services/grants";
-import { wireName } from "./prompt";
 import type { OfferedTool, ToolContext } from "./tools";
+import { wireName } from "./wire-schema";
 
 /**
  * A call from a chat this deep is refused: a user's turn is depth 0, its sub-chats 1, and so on. Stops an agent

@@ -15,8 +15,8 @@ import { AppError } from "../lib/errors";
 import type { ToolDefinition } from "../llm/types";
 import { findActiveFunction, startExecution, timeoutOf, waitForExecution } from "../services/executions";
 import { prefillFor } from "./prefill";
-import { wireName } from "./prompt";
 import { credentialAllows, type OfferedTool, type ToolContext } from "./tools";
+import { wireName } from "./wire-schema";
 
 export interface FunctionRef {
   /** As written in `enabled_functions`: `ns/name`. */

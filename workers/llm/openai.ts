@@ -12,6 +12,7 @@ import type {
   ChatCompletionCreateParamsBase,
   ChatCompletionMessageParam,
 } from "openai/resources/chat/completions";
+import { hash53 } from "../lib/hash53";
 import { activityOptions, reportingActivity } from "./activity";
 import { toOpenAiCompatibleParts } from "./content";
 import { abortError, type ProviderTarget, type SdkErrorClasses, toLlmError, usageOf } from "./errors";
@@ -83,20 +84,6 @@ export function openAiBaseUrl(type: OpenAiCompatibleType, apiEndpoint: string | 
 
 const MISTRAL_TOOL_CALL_ID = /^[A-Za-z0-9]{9}$/;
 const ID_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-
-/** cyrb53: a fast, well-mixed 53-bit string hash (synchronous, unlike Web Crypto's digests). */
-function hash53(text: string): number {
-  let h1 = 0xdeadbeef;
-  let h2 = 0x41c6ce57;
-  for (let i = 0; i < text.length; i++) {
-    const code = text.charCodeAt(i);
-    h1 = Math.imul(h1 ^ code, 2654435761);
-    h2 = Math.imul(h2 ^ code, 1597334677);
-  }
-  h1 = Math.imul(h1 ^ (h1 >>> 16), 2246822507) ^ Math.imul(h2 ^ (h2 >>> 13), 3266489909);
-  h2 = Math.imul(h2 ^ (h2 >>> 16), 2246822507) ^ Math.imul(h1 ^ (h1 >>> 13), 3266489909);
-  return 4294967296 * (2097151 & h2) + (h1 >>> 0);
-}
 
 /**
  * A tool-call id as Mistral accepts it: exactly 9 characters of [A-Za-z0-9] ("Tool call id was ... but must
