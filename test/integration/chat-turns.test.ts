@@ -714,3 +714,96 @@ describe("output schema", () => {
     expect(String((done?.data as { output_errors?: string } | undefined)?.output_errors)).toContain("имя");
   });
 });
+
+describe("typed prefill", () => {
+  it("locks the chat input's values with their types, and renders templates inside lists", async () => {
+    await createAgent(stack, admin, {
+      name: "offsetter",
+      llm_provider_id: providers.openai,
+      enabled_functions: ["default/add", "default/forecast"],
+      function_parameters: {
+        "default/add": { b: "{{ offset }}" },
+        "default/forecast": { days: "{{ offset }}", stops: [{ city: "{{ cities[0] }}" }] },
+      },
+    });
+    const chat = await createChat(stack, admin, "offsetter", { input: { offset: 5, cities: ["Oslo"] } });
+    fake.script(
+      {
+        tool_calls: [
+          { id: "typed_add", name: "default__add", arguments: '{"a":2,"b":"nine"}' },
+          { id: "typed_forecast", name: "default__forecast", arguments: '{"city":"Paris","days":1}' },
+        ],
+      },
+      { content: "7" },
+    );
+    const response = await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "2 + offset" });
+    expect(response.status, JSON.stringify(response.body)).toBe(200);
+    const add = toolParameters(fake.requests[0] as never, "default__add") as {
+      properties: Record<string, { default?: unknown }>;
+    };
+    expect(add.properties.b?.default).toBe(5);
+    expect(toolResults(fake.requests[1] as never).map((result) => result.content)).toEqual([
+      { sum: 7, chat, trigger: "AGENT" },
+      { city: "Paris", days: 5, stops: [{ city: "Oslo" }] },
+    ]);
+  });
+});
+
+/**
+ * The user message is stored before the model is called, and every later turn sends it again: inline data the
+ * provider refuses would fail each of them. It is refused before anything is stored, and what the provider needs
+ * (OpenAI: a filename with file_data) is added on the wire.
+ */
+describe("inline data sent to the provider on every later turn (§5.9)", () => {
+  let chat: string;
+  beforeAll(async () => {
+    await createAgent(stack, admin, {
+      name: "reader",
+      llm_provider_id: providers.openai,
+      model: "fake-model",
+    });
+    chat = await createChat(stack, admin, "reader");
+  });
+
+  it("refuses file_data, image or audio data that is not base64 with a 422 naming the field, storing nothing", async () => {
+    const cases = [
+      { part: { type: "file", file_data: "not base64!", mime_type: "application/pdf" }, field: "file_data" },
+      { part: { type: "file", file_data: "data:text/plain,hello", filename: "a.txt" }, field: "file_data" },
+      { part: { type: "image", image: "data:image/png;base64,not base64!" }, field: "image" },
+      { part: { type: "audio", data: "%%%", format: "wav" }, field: "data" },
+    ];
+    for (const { part, field } of cases) {
+      const content = [{ type: "text", text: "read this" }, part];
+      for (const path of [`/chats/${chat}/messages`, `/chats/${chat}/messages/stream`]) {
+        const response = await api(stack, admin, "POST", path, { content });
+        expect(response.status, `${path} ${JSON.stringify(part)}`).toBe(422);
+        expect(response.body).toMatchObject({
+          detail: [{ loc: ["body", "content", 1, field], type: "custom" }],
+        });
+      }
+    }
+    expect(await chatMessages(stack, admin, chat)).toEqual([]);
+    expect(fake.requests).toEqual([]);
+  });
+
+  it("sends OpenAI a file without a filename under one made from its media type", async () => {
+    fake.script({ content: "read" });
+    const notes = btoa("some notes");
+    const response = await api(stack, admin, "POST", `/chats/${chat}/messages`, {
+      content: [
+        { type: "text", text: "summarize" },
+        { type: "file", file_data: "JVBERi0xLjQ=", mime_type: "application/pdf" },
+        { type: "file", file_data: `data:text/plain;base64,${notes}` },
+      ],
+    });
+    expect(response.status, JSON.stringify(response.body)).toBe(200);
+    const userMessage = (
+      fake.requests[0]?.body.messages as { role: string; content: unknown }[] | undefined
+    )?.at(-1);
+    expect(userMessage?.content).toEqual([
+      { type: "text", text: "summarize" },
+      { type: "file", file: { file_data: "data:application/pdf;base64,JVBERi0xLjQ=", filename: "file.pdf" } },
+      { type: "file", file: { file_data: `data:text/plain;base64,${notes}`, filename: "file.txt" } },
+    ]);
+  });
+});

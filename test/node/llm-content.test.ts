@@ -9,7 +9,14 @@ import {
   toAnthropicConversation,
   toFinishReason,
 } from "../../workers/llm/anthropic";
-import { parseDataUrl, textOf, toAnthropicBlocks, toOpenAiCompatibleParts } from "../../workers/llm/content";
+import {
+  defaultFilename,
+  isBase64,
+  parseDataUrl,
+  textOf,
+  toAnthropicBlocks,
+  toOpenAiCompatibleParts,
+} from "../../workers/llm/content";
 import {
   buildChatRequest,
   isOpenAiReasoningModel,
@@ -54,7 +61,7 @@ describe("universal content -> openai", () => {
       mime_type: "x",
     };
     expect(toOpenAiCompatibleParts([wordDoc], "openai")).toEqual([
-      { type: "file", file: { file_data: "data:application/msword;base64,0M8R" } },
+      { type: "file", file: { file_data: "data:application/msword;base64,0M8R", filename: "file.doc" } },
     ]);
   });
 
@@ -166,6 +173,156 @@ describe("universal content -> anthropic blocks", () => {
     expect(textOf([text, httpsImage, { type: "text", text: "again" }])).toBe("Look\n\nagain");
     expect(textOf(null)).toBe("");
     expect(textOf("plain")).toBe("plain");
+  });
+});
+
+/**
+ * A stored user message goes to the model again on every later turn: a part the provider refuses (400) would fail
+ * each of them for good. Every such part must reach it as a note instead.
+ */
+describe("parts a provider would refuse become notes, never a failed turn", () => {
+  const note = (part: string, provider: string) => ({
+    type: "text",
+    text: `[${part} omitted: ${provider} does not accept it in this form]`,
+  });
+
+  it("openai: a file without a filename gets one from its media type (OpenAI refuses file_data without it)", () => {
+    const files: ContentPart[] = [
+      { type: "file", file_data: "JVBERi0=" },
+      { type: "file", file_data: btoa("notes"), mime_type: "text/plain" },
+      { type: "file", file_data: "data:text/markdown;base64,IyBU" },
+      {
+        type: "file",
+        file_data: "UEsDBA==",
+        mime_type: "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+      },
+      { type: "file", file_data: "UEsDBA==", mime_type: "" },
+    ];
+    expect(toOpenAiCompatibleParts(files, "openai")).toEqual([
+      { type: "file", file: { file_data: "data:application/pdf;base64,JVBERi0=", filename: "file.pdf" } },
+      { type: "file", file: { file_data: `data:text/plain;base64,${btoa("notes")}`, filename: "file.txt" } },
+      { type: "file", file: { file_data: "data:text/markdown;base64,IyBU", filename: "file.md" } },
+      {
+        type: "file",
+        file: {
+          file_data:
+            "data:application/vnd.openxmlformats-officedocument.wordprocessingml.document;base64,UEsDBA==",
+          filename: "file.docx",
+        },
+      },
+      // an empty media type (a browser's for an unknown file) counts as none
+      { type: "file", file: { file_data: "data:application/pdf;base64,UEsDBA==", filename: "file.pdf" } },
+    ]);
+    expect(defaultFilename("text/plain; charset=utf-8")).toBe("file.txt");
+    expect(defaultFilename("text/x-python")).toBe("file.txt");
+    expect(defaultFilename("application/zip")).toBe("file.zip");
+    expect(defaultFilename("application/x-whatever-this-is")).toBe("file.bin");
+  });
+
+  it("openai: audio in formats other than wav and mp3 becomes a note", () => {
+    const formats = ["wav", "mp3", "m4a", "ogg"] as const;
+    expect(
+      toOpenAiCompatibleParts(
+        formats.map((format) => ({ type: "audio", data: "UklGRg==", format })),
+        "openai",
+      ),
+    ).toEqual([
+      { type: "input_audio", input_audio: { data: "UklGRg==", format: "wav" } },
+      { type: "input_audio", input_audio: { data: "UklGRg==", format: "mp3" } },
+      note("audio", "openai"),
+      note("audio", "openai"),
+    ]);
+    // Mistral takes them (its input_audio carries no format).
+    expect(toOpenAiCompatibleParts([{ type: "audio", data: "UklGRg==", format: "m4a" }], "mistral")).toEqual([
+      { type: "input_audio", input_audio: "UklGRg==" },
+    ]);
+  });
+
+  it("anthropic: a text file whose data is not base64 becomes a note instead of throwing", () => {
+    const broken: ContentPart = {
+      type: "file",
+      file_data: "plain text, not base64!",
+      mime_type: "text/plain",
+      filename: "n.txt",
+    };
+    expect(toAnthropicBlocks([broken])).toEqual([note("file 'n.txt'", "anthropic")]);
+    expect(toAnthropicBlocks([{ type: "file", file_data: "data:text/plain,hello" }])).toEqual([
+      note("file", "anthropic"),
+    ]);
+  });
+
+  it("data stored before the API checked base64 becomes a note for every provider", () => {
+    const badFile: ContentPart = { type: "file", file_data: "not base64 at all", filename: "x.pdf" };
+    const badDataUrl: ContentPart = {
+      type: "file",
+      file_data: "data:application/pdf,%25PDF",
+      filename: "x.pdf",
+    };
+    const badAudio: ContentPart = { type: "audio", data: "%%%", format: "wav" };
+    const badImage: ContentPart = { type: "image", image: "data:image/png;base64,iVBOR w0K!" };
+    for (const provider of ["openai", "mistral", "ollama"]) {
+      expect(toOpenAiCompatibleParts([badFile, badDataUrl, badAudio, badImage], provider), provider).toEqual([
+        note("file 'x.pdf'", provider),
+        note("file 'x.pdf'", provider),
+        note("audio", provider),
+        note("image", provider),
+      ]);
+    }
+    expect(toAnthropicBlocks([badFile, badDataUrl, badImage])).toEqual([
+      note("file 'x.pdf'", "anthropic"),
+      note("file 'x.pdf'", "anthropic"),
+      note("image", "anthropic"),
+    ]);
+    // Base64 with line breaks (MIME style), which decoders take, is sent as before.
+    expect(
+      toOpenAiCompatibleParts([{ type: "file", file_data: "JVBE\nRi0=", filename: "a.pdf" }], "openai"),
+    ).toEqual([
+      { type: "file", file: { file_data: "data:application/pdf;base64,JVBE\nRi0=", filename: "a.pdf" } },
+    ]);
+  });
+
+  it("an inline image of a type the provider does not take becomes a note", () => {
+    const svg: ContentPart = { type: "image", image: "data:image/svg+xml;base64,PHN2Zz4=" };
+    const gif: ContentPart = { type: "image", image: "data:image/gif;base64,R0lGOA==" };
+    const jpg: ContentPart = { type: "image", image: "data:image/jpg;base64,/9j/4A==" };
+    const upperPng: ContentPart = { type: "image", image: "data:IMAGE/PNG;base64,iVBORw0KGgo=" };
+    expect(toOpenAiCompatibleParts([svg, gif], "openai")).toEqual([
+      note("image", "openai"),
+      { type: "image_url", image_url: { url: "data:image/gif;base64,R0lGOA==", detail: "auto" } },
+    ]);
+    expect(toOpenAiCompatibleParts([svg, gif], "mistral")).toEqual([
+      note("image", "mistral"),
+      { type: "image_url", image_url: "data:image/gif;base64,R0lGOA==" },
+    ]);
+    // Ollama takes jpeg, jpg, png and webp, matching the data URL's prefix exactly.
+    expect(toOpenAiCompatibleParts([svg, gif, jpg, upperPng], "ollama")).toEqual([
+      note("image", "ollama"),
+      note("image", "ollama"),
+      { type: "image_url", image_url: "data:image/jpg;base64,/9j/4A==" },
+      { type: "image_url", image_url: "data:image/png;base64,iVBORw0KGgo=" },
+    ]);
+    // Anthropic names JPEG image/jpeg only.
+    expect(toAnthropicBlocks([svg, jpg])).toEqual([
+      note("image", "anthropic"),
+      { type: "image", source: { type: "base64", media_type: "image/jpeg", data: "/9j/4A==" } },
+    ]);
+  });
+
+  it("isBase64 takes standard padded base64 only, as the API requires", () => {
+    for (const good of ["JVBERi0=", "UklGRg==", "/9j/4AAQ", "ab+/"])
+      expect([good, isBase64(good)]).toEqual([good, true]);
+    for (const bad of [
+      "",
+      "JVBERi0",
+      "JVBE\nRi0=",
+      "ab-_",
+      "a===",
+      "====",
+      "not base64!",
+      "data:x;base64,AAAA",
+    ]) {
+      expect([bad, isBase64(bad)]).toEqual([bad, false]);
+    }
   });
 });
 

@@ -28,31 +28,115 @@ export function omittedPart(part: ContentPart, provider: string): WirePart {
   return { type: "text", text: `[${part.type}${name} omitted: ${provider} does not accept it in this form]` };
 }
 
-/** `file_data` as OpenAI wants it, a data URL: base64 (§5.9) gets its media type (PDF when none is given). */
-function fileDataUrl(part: Extract<ContentPart, { type: "file" }>, data: string): string {
-  return data.startsWith("data:") ? data : `data:${part.mime_type ?? "application/pdf"};base64,${data}`;
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+/**
+ * Whether `data` is base64 as the API takes it (§5.9): the standard alphabet, padded, nothing else (no line
+ * breaks, no URL-safe characters). What the providers decode.
+ */
+export function isBase64(data: string): boolean {
+  return data.length > 0 && data.length % 4 === 0 && BASE64.test(data);
 }
+
+/**
+ * Whether stored data is base64 a provider decodes. Messages stored before the API checked `isBase64` may hold
+ * anything: data the provider refuses would fail every later turn of the chat, which re-sends it, so the
+ * conversions replace it with a note. Line breaks (MIME-style base64) are let through, as before.
+ */
+function decodesAsBase64(data: string): boolean {
+  return isBase64(data) || isBase64(data.replace(/[\r\n]/g, ""));
+}
+
+/** `file_data` (base64 or a base64 data URL) as its base64 and the data URL's media type; null if it holds none. */
+function inlineFileData(fileData: string): { mediaType?: string; data: string } | null {
+  const inline = fileData.startsWith("data:") ? parseDataUrl(fileData) : { data: fileData };
+  return inline && decodesAsBase64(inline.data) ? inline : null;
+}
+
+/** An image data URL's media type (lower case) and base64; null for an image URL, undefined for bad data. */
+function inlineImage(image: string): { mediaType: string; data: string } | null | undefined {
+  if (!image.startsWith("data:")) return null;
+  const inline = parseDataUrl(image);
+  return inline && decodesAsBase64(inline.data)
+    ? { mediaType: inline.mediaType.toLowerCase(), data: inline.data }
+    : undefined;
+}
+
+/**
+ * The inline image types each provider documents; another (an SVG, HEIC or BMP image) is refused with a 400.
+ * Anthropic is sent `image/jpg` as `image/jpeg`; Ollama matches the data URL's prefix, so it gets the URL rebuilt
+ * in lower case.
+ */
+const IMAGE_TYPES: Record<LlmProviderType, ReadonlySet<string>> = {
+  openai: new Set(["image/png", "image/jpeg", "image/jpg", "image/gif", "image/webp"]),
+  mistral: new Set(["image/png", "image/jpeg", "image/jpg", "image/gif", "image/webp"]),
+  anthropic: new Set(["image/png", "image/jpeg", "image/jpg", "image/gif", "image/webp"]),
+  ollama: new Set(["image/png", "image/jpeg", "image/jpg", "image/webp"]),
+};
+
+/** Whether `provider` takes the image: any http(s) URL, or a data URL of valid base64 in one of its types. */
+function imageTaken(image: string, provider: LlmProviderType): boolean {
+  const inline = inlineImage(image);
+  return inline === null || (inline !== undefined && IMAGE_TYPES[provider].has(inline.mediaType));
+}
+
+/** File name extensions by media type, for the name OpenAI requires with `file_data`. */
+const EXTENSIONS: Record<string, string> = {
+  "application/pdf": "pdf",
+  "application/json": "json",
+  "application/msword": "doc",
+  "application/rtf": "rtf",
+  "application/vnd.ms-excel": "xls",
+  "application/vnd.ms-powerpoint": "ppt",
+  "application/vnd.openxmlformats-officedocument.wordprocessingml.document": "docx",
+  "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet": "xlsx",
+  "application/vnd.openxmlformats-officedocument.presentationml.presentation": "pptx",
+  "text/plain": "txt",
+  "text/markdown": "md",
+  "text/csv": "csv",
+  "text/html": "html",
+  "text/xml": "xml",
+  "application/xml": "xml",
+};
+
+/**
+ * A file name for a file sent without one, from its media type (`file.pdf`, `file.docx`, `file.txt`...): OpenAI
+ * refuses `file_data` without `filename` (400), and tells the file's kind by its extension.
+ */
+export function defaultFilename(mediaType: string): string {
+  const type = (mediaType.split(";")[0] ?? "").trim().toLowerCase();
+  const subtype = type.split("/")[1] ?? "";
+  const extension =
+    EXTENSIONS[type] ??
+    (type.startsWith("text/") ? "txt" : /^[a-z0-9]{1,8}$/.test(subtype) ? subtype : "bin");
+  return `file.${extension}`;
+}
+
+/** The input_audio formats OpenAI takes; m4a and ogg (§5.9) are refused. */
+const OPENAI_AUDIO_FORMATS = new Set(["wav", "mp3"]);
 
 function toOpenAiPart(part: ContentPart): WirePart | null {
   switch (part.type) {
     case "text":
       return { type: "text", text: part.text };
     case "image":
+      if (!imageTaken(part.image, "openai")) return null;
       return { type: "image_url", image_url: { url: part.image, detail: part.detail ?? "auto" } };
     case "audio":
+      if (!OPENAI_AUDIO_FORMATS.has(part.format) || !decodesAsBase64(part.data)) return null;
       return { type: "input_audio", input_audio: { data: part.data, format: part.format } };
-    case "file":
+    case "file": {
       if (part.file_id) return { type: "file", file: { file_id: part.file_id } };
-      if (part.file_data) {
-        return {
-          type: "file",
-          file: {
-            file_data: fileDataUrl(part, part.file_data),
-            ...(part.filename && { filename: part.filename }),
-          },
-        };
-      }
-      return null;
+      const inline = part.file_data ? inlineFileData(part.file_data) : null;
+      if (!part.file_data || !inline) return null;
+      // OpenAI wants a data URL: base64 (§5.9) gets its media type (PDF when none is given).
+      const mediaType = inline.mediaType ?? (part.mime_type || "application/pdf");
+      const fileData = inline.mediaType ? part.file_data : `data:${mediaType};base64,${inline.data}`;
+      return {
+        type: "file",
+        file: { file_data: fileData, filename: part.filename || defaultFilename(mediaType) },
+      };
+    }
   }
 }
 
@@ -61,9 +145,9 @@ function toMistralPart(part: ContentPart): WirePart | null {
     case "text":
       return { type: "text", text: part.text };
     case "image":
-      return { type: "image_url", image_url: part.image };
+      return imageTaken(part.image, "mistral") ? { type: "image_url", image_url: part.image } : null;
     case "audio":
-      return { type: "input_audio", input_audio: part.data };
+      return decodesAsBase64(part.data) ? { type: "input_audio", input_audio: part.data } : null;
     case "file":
       return part.file_url
         ? { type: "document_url", document_url: part.file_url, document_name: part.filename ?? null }
@@ -75,9 +159,12 @@ function toOllamaPart(part: ContentPart): WirePart | null {
   switch (part.type) {
     case "text":
       return { type: "text", text: part.text };
-    case "image":
+    case "image": {
       // Ollama's OpenAI-compatible endpoint takes base64 images only ("image URLs are not currently supported").
-      return part.image.startsWith("data:") ? { type: "image_url", image_url: part.image } : null;
+      const inline = inlineImage(part.image);
+      if (!inline || !IMAGE_TYPES.ollama.has(inline.mediaType)) return null;
+      return { type: "image_url", image_url: `data:${inline.mediaType};base64,${inline.data}` };
+    }
     case "audio":
     case "file":
       return null;
@@ -117,11 +204,12 @@ export function parseDataUrl(url: string): { mediaType: string; data: string } |
   return match ? { mediaType: match[1] || "text/plain", data: match[2] as string } : null;
 }
 
-function anthropicImage(part: Extract<ContentPart, { type: "image" }>): WirePart {
-  const inline = parseDataUrl(part.image);
-  return inline
-    ? { type: "image", source: { type: "base64", media_type: inline.mediaType, data: inline.data } }
-    : { type: "image", source: { type: "url", url: part.image } };
+function anthropicImage(part: Extract<ContentPart, { type: "image" }>): WirePart | null {
+  if (!imageTaken(part.image, "anthropic")) return null;
+  const inline = inlineImage(part.image);
+  if (!inline) return { type: "image", source: { type: "url", url: part.image } };
+  const mediaType = inline.mediaType === "image/jpg" ? "image/jpeg" : inline.mediaType;
+  return { type: "image", source: { type: "base64", media_type: mediaType, data: inline.data } };
 }
 
 function isPdf(part: Extract<ContentPart, { type: "file" }>): boolean {
@@ -132,16 +220,16 @@ function anthropicDocument(part: Extract<ContentPart, { type: "file" }>): WirePa
   const title = part.filename ? { title: part.filename } : {};
   if (part.file_data) {
     // §5.9 says base64; a data URL (what OpenAI wants) is taken too, its media type with it.
-    const inline = parseDataUrl(part.file_data);
-    const mimeType = inline?.mediaType ?? part.mime_type;
-    const data = inline?.data ?? part.file_data;
+    const inline = inlineFileData(part.file_data);
+    if (!inline) return null;
+    const mimeType = inline.mediaType ?? part.mime_type;
+    const data = inline.data;
     if (mimeType?.startsWith("text/")) {
       // Plain-text documents are sent as text, which Anthropic takes without an encoding step on its side.
-      return {
-        type: "document",
-        source: { type: "text", media_type: "text/plain", data: decodeBase64Text(data) },
-        ...title,
-      };
+      const text = decodeBase64Text(data);
+      return text === null
+        ? null
+        : { type: "document", source: { type: "text", media_type: "text/plain", data: text }, ...title };
     }
     // Anthropic documents are PDFs (or text): a file without a media type is sent as a PDF, its usual kind; one of
     // another type (a Word file...) is not taken.
@@ -153,15 +241,21 @@ function anthropicDocument(part: Extract<ContentPart, { type: "file" }>): WirePa
   return null;
 }
 
-function decodeBase64Text(data: string): string {
-  const binary = atob(data);
+/** Base64 decoded as UTF-8 text; null when it is not base64 (`atob` throws), for a note instead of a failed turn. */
+function decodeBase64Text(data: string): string | null {
+  let binary: string;
+  try {
+    binary = atob(data);
+  } catch {
+    return null;
+  }
   return new TextDecoder().decode(Uint8Array.from(binary, (char) => char.charCodeAt(0)));
 }
 
 /**
  * Universal parts as Anthropic content blocks: text; images as base64 (data: URL) or url sources; files as
- * documents (base64 PDF, plain text, or url). Audio, OpenAI file ids and other files become a note
- * (`omittedPart`); unknown part types pass unchanged.
+ * documents (base64 PDF, plain text, or url). Audio, OpenAI file ids, other files, images of other types and
+ * data that is not base64 become a note (`omittedPart`); unknown part types pass unchanged.
  *
  * @example
  * toAnthropicBlocks([{ type: "image", image: "data:image/png;base64,iVBO..." }]);
