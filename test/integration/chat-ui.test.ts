@@ -239,4 +239,29 @@ describe("useChat regenerate and edits", () => {
     expect(approve.status, JSON.stringify(approve.body)).toBe(200);
     expect(approve.body).toMatchObject({ status: "approved" });
   });
+
+  it("names a refused file part where the client put it: body.messages.<n>.parts.<m>.url", async () => {
+    const { stack, admin, fake } = ctx;
+    const chatId = await createChat(stack, admin, "mixer");
+    const refused = await api(stack, admin, "POST", "/ui/chats", {
+      id: chatId,
+      messages: [
+        {
+          id: "u1",
+          role: "user",
+          parts: [
+            { type: "step-start" },
+            { type: "text", text: "read this" },
+            { type: "file", mediaType: "application/pdf", url: "data:application/pdf;base64,not base64!" },
+          ],
+        },
+      ],
+    });
+    expect(refused.status).toBe(422);
+    expect(refused.body).toMatchObject({
+      detail: [expect.objectContaining({ loc: ["body", "messages", 0, "parts", 2, "url"] })],
+    });
+    expect(fake.requests).toHaveLength(0);
+    expect(await chatMessages(stack, admin, chatId)).toEqual([]);
+  });
 });

@@ -5,8 +5,8 @@
  */
 import { z } from "@hono/zod-openapi";
 import { toBase64 } from "../lib/crypto";
-import { validationError } from "../lib/errors";
-import { zodValidationError } from "../lib/validation";
+import { type AppError, validationError } from "../lib/errors";
+import { zodIssuesToFieldIssues } from "../lib/validation";
 import { parseDataUrl } from "../llm/content";
 import type { ContentPart } from "../llm/types";
 import { ContentPartSchema } from "./message-content";
@@ -110,6 +110,34 @@ function partOf(part: UiMessage["parts"][number]): unknown {
   return { type: "file", file_url: part.url, mime_type: part.mediaType, filename: part.filename };
 }
 
+/** Fields of a converted part that come from a UI file part's `url`. */
+const FROM_URL = new Set(["image", "file_data", "file_url"]);
+
+/**
+ * A refused part named where the client put it: `body.messages.<n>.parts.<m>.url` (or `.text`, `.mediaType`...),
+ * not by the index and field of the content it was converted to.
+ */
+function uiPartsError(error: z.ZodError, messageIndex: number, converted: { index: number }[]): AppError {
+  return validationError(
+    zodIssuesToFieldIssues(error, "body").map((issue) => {
+      const [, partIndex, field, ...rest] = issue.loc;
+      const index = typeof partIndex === "number" ? converted[partIndex]?.index : undefined;
+      if (index === undefined) return issue;
+      const uiField = typeof field === "string" && FROM_URL.has(field) ? "url" : field;
+      const loc = [
+        "body",
+        "messages",
+        messageIndex,
+        "parts",
+        index,
+        ...(uiField === undefined ? [] : [uiField]),
+        ...rest,
+      ];
+      return { ...issue, loc };
+    }),
+  );
+}
+
 /** The stored content of the last user message: its text, or the JSON of its parts when it has files. */
 export function messageContentOfUiMessages(messages: UiMessage[]): string {
   const last = messages[messages.length - 1];
@@ -123,8 +151,12 @@ export function messageContentOfUiMessages(messages: UiMessage[]): string {
     ]);
   }
   // The parts are held to the rules `POST /chats/{id}/messages` applies (image URLs, file fields...).
-  const parsed = z.array(ContentPartSchema).safeParse(last.parts.map(partOf).filter((part) => part !== null));
-  if (!parsed.success) throw zodValidationError(parsed.error, "body");
+  const converted = last.parts.flatMap((part, index) => {
+    const content = partOf(part);
+    return content === null ? [] : [{ content, index }];
+  });
+  const parsed = z.array(ContentPartSchema).safeParse(converted.map((part) => part.content));
+  if (!parsed.success) throw uiPartsError(parsed.error, messages.length - 1, converted);
   const parts: ContentPart[] = parsed.data;
   if (parts.length === 0 || parts.every((part) => part.type === "text" && !part.text.trim())) {
     throw validationError([
