@@ -3,7 +3,8 @@
  * lines (a sequence per execution, for SSE resume) and the callback sequence numbers already applied.
  *
  * One object holds many executions (workers/services/execution-shards.ts): creating a SQLite database per
- * execution was the largest CPU cost of a run. Finished runs are kept `FINISHED_RUN_RETENTION_MS`.
+ * execution was the largest CPU cost of a run. Finished runs are kept `FINISHED_RUN_RETENTION_MS`; a paused run
+ * has a deadline too, its pause's end (EXECUTION_PAUSE_TTL_SECONDS), when the watchdog fails it.
  */
 import type { JsonObject, JsonSchema } from "../workers/db/schema";
 import type { Job } from "../workers/lib/executor-protocol";
@@ -114,7 +115,11 @@ export class RunStore {
   /** Plans of the running runs (each callback reads one); paused and over runs' plans are read from SQLite. */
   readonly #runningPlans = new Map<string, RunPlan>();
 
-  constructor(private readonly sql: SqlStorage) {
+  /** `pauseTtlMs`: how long a paused run waits for its input before its deadline (EXECUTION_PAUSE_TTL_SECONDS). */
+  constructor(
+    private readonly sql: SqlStorage,
+    private readonly pauseTtlMs: number,
+  ) {
     sql.exec(`
       create table if not exists runs (execution_id text primary key, plan text not null,
         status text not null, state text not null, deadline integer, finished_at integer);
@@ -127,7 +132,15 @@ export class RunStore {
       create table if not exists callback_logs (execution_id text not null, seq integer not null,
         primary key (execution_id, seq));
       create table if not exists plan_parts (execution_id text not null, part integer not null,
-        text text not null, primary key (execution_id, part));`);
+        text text not null, primary key (execution_id, part));
+      create table if not exists store_changes (name text primary key);`);
+    // Runs paused before pauses had a lifetime have no deadline: they get one, once per shard.
+    if (
+      sql.exec("insert into store_changes values ('pause_deadlines') on conflict do nothing").rowsWritten > 0
+    ) {
+      const deadline = Date.now() + pauseTtlMs;
+      sql.exec("update runs set deadline = ? where status = 'awaiting_input' and deadline is null", deadline);
+    }
   }
 
   state(executionId: string): RunState | null {
@@ -198,11 +211,11 @@ export class RunStore {
   }
 
   /**
-   * Saves the state. A running run keeps (or gets) its watchdog deadline; a completed or failed one gets its
-   * finish time, from which the retention counts. A paused one (awaiting input) has neither.
+   * Saves the state; returns the run's watchdog deadline (null: none). A running run keeps (or gets) its
+   * deadline; a paused one (awaiting input) gets its pause's end, `pauseTtlMs` from when it paused (saved again
+   * while paused, it keeps it); a completed or failed one gets its finish time, from which the retention counts.
    */
-  save(state: RunState, deadline?: number): void {
-    const running = state.status === "running" ? 1 : 0;
+  save(state: RunState, deadline?: number): number | null {
     const stored =
       state.status === "completed" &&
       state.result != null &&
@@ -210,19 +223,30 @@ export class RunStore {
         ? { ...state, result: null, resultInDatabase: true }
         : state;
     const over = state.status === "completed" || state.status === "failed" ? 1 : 0;
-    this.sql.exec(
-      `update runs set status = ?, state = ?, deadline = case when ? then coalesce(?, deadline) end,
-         finished_at = case when ? then ? end
-       where execution_id = ?`,
-      state.status,
-      JSON.stringify(stored),
-      running,
-      deadline ?? null,
-      over,
-      Date.now(),
-      state.executionId,
-    );
+    const now = Date.now();
+    // The right-hand sides read the row as it was: `status` is the status before this save.
+    const [row] = this.sql
+      .exec<{ deadline: number | null }>(
+        `update runs set status = ?, state = ?,
+           deadline = case ?
+             when 'running' then coalesce(?, deadline)
+             when 'awaiting_input' then case when status = 'awaiting_input' then coalesce(deadline, ?) else ? end
+           end,
+           finished_at = case when ? then ? end
+         where execution_id = ? returning deadline`,
+        state.status,
+        JSON.stringify(stored),
+        state.status,
+        deadline ?? null,
+        now + this.pauseTtlMs,
+        now + this.pauseTtlMs,
+        over,
+        now,
+        state.executionId,
+      )
+      .toArray();
     this.#keep(stored);
+    return row?.deadline ?? null;
   }
 
   /**
@@ -302,7 +326,7 @@ export class RunStore {
       .toArray();
   }
 
-  /** Running executions whose watchdog deadline has passed. */
+  /** Running executions whose watchdog deadline has passed, and paused ones whose pause has. */
   overdue(now: number): string[] {
     return this.sql
       .exec<{ execution_id: string }>(

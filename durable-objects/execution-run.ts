@@ -2,8 +2,9 @@
  * @module ExecutionRun Durable Object: one shard of the executions (workers/services/execution-shards.ts).
  * For each execution it creates the row, sends the signed job, applies the executor's callbacks (steps,
  * logs, result) exactly once, wakes waiters, streams logs, and keeps a watchdog so that an execution never
- * hangs: no result by timeout + grace means FAILED. One alarm serves the shard: it fires at the earliest
- * deadline (or retention sweep) and is set again after each change.
+ * hangs: no result by timeout + grace means FAILED, and so does no input for a paused one within
+ * EXECUTION_PAUSE_TTL_SECONDS. One alarm serves the shard: it fires at the earliest deadline (or retention
+ * sweep) and is set again after each change.
  *
  * Its SQLite tables (execution-run-store.ts) hold each run's plan and state, its log lines (with a sequence
  * for SSE resume) and the callback sequence numbers already applied (a retried post is applied once).
@@ -24,12 +25,18 @@ import {
   type ExecutionOutcome,
   findExecution,
   insertExecution,
-  recordOutcome,
   resumeRecord,
   upsertSteps,
 } from "../workers/services/execution-records";
 import { createServices, type Services } from "../workers/services/services";
 import { outcomeOf } from "./execution-outcome";
+import { LogFeed } from "./execution-run-logs";
+import {
+  COULD_NOT_START,
+  type FinishOptions,
+  recordRunOutcome,
+  watchdogOutcome,
+} from "./execution-run-outcomes";
 import { newRunState, type RunPlan, type RunState, RunStore } from "./execution-run-store";
 
 export type { RunPlan, RunState, RunStatus } from "./execution-run-store";
@@ -48,8 +55,8 @@ const SEQ_SPAN_PER_JOB = 1_000_000;
 
 export class ExecutionRun extends DurableObject<Env> {
   readonly #store: RunStore;
+  readonly #logs: LogFeed;
   #waiters = new Map<string, Set<(state: RunState) => void>>();
-  #logListeners = new Map<string, Set<() => void>>();
   #services: Services | undefined;
   /** The alarm as this instance last set it; undefined until then, and once it fired. */
   #alarmAt: number | null | undefined;
@@ -61,7 +68,8 @@ export class ExecutionRun extends DurableObject<Env> {
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.#store = new RunStore(ctx.storage.sql);
+    this.#store = new RunStore(ctx.storage.sql, loadConfig(env).EXECUTION_PAUSE_TTL_SECONDS * 1000);
+    this.#logs = new LogFeed(this.#store);
   }
 
   /**
@@ -110,12 +118,29 @@ export class ExecutionRun extends DurableObject<Env> {
       await this.#alarmBy(deadline);
       await this.#withServices((services) => insertExecution(services.statementDb(), plan.record));
     } catch (error) {
-      // Nothing was recorded: the caller's retry starts afresh.
-      this.#store.remove(executionId);
+      await this.#startFailed(executionId);
       throw error;
     }
     await this.#post(executionId, plan.job);
     return this.#store.state(executionId) ?? state;
+  }
+
+  /**
+   * After a start whose row write failed. The INSERT may have committed with its answer lost (a connection
+   * reset, a 5xx after the commit): only a row surely absent lets the run go, so that the caller's retry starts
+   * afresh. Else the run ends FAILED now, or, when even that fails, by its watchdog: never a row left RUNNING.
+   */
+  async #startFailed(executionId: string): Promise<void> {
+    const row = await this.#withServices((services) =>
+      findExecution(services.statementDb(), executionId),
+    ).then(
+      (found) => found ?? null,
+      () => undefined,
+    );
+    if (row === null) return this.#store.remove(executionId);
+    await this.#finish(executionId, COULD_NOT_START).catch((error) => {
+      console.error(`execution ${executionId}: a start that failed is left to the watchdog:`, error);
+    });
   }
 
   /** When the watchdog fails a run of `job` that sends no result: its timeout plus the grace, from now. */
@@ -211,13 +236,13 @@ export class ExecutionRun extends DurableObject<Env> {
       event.type === "log" ? [{ stream: event.stream, text: event.text, at: event.at }] : [],
     );
     if (lines.length > 0 && this.#store.appendCallbackLogs(executionId, body.seq, lines)) {
-      this.#notifyLogListeners(executionId);
+      this.#logs.notify(executionId);
     }
     let steps: Step[] = [];
     for (const event of body.events) {
       if (event.type === "step") steps.push(event.step);
       if (event.type !== "result") continue;
-      await this.#finish(executionId, outcomeOf(event, plan.outputSchema), event.result, steps);
+      await this.#finish(executionId, outcomeOf(event, plan.outputSchema), { result: event.result, steps });
       steps = [];
     }
     await upsertSteps(services.statementDb(), executionId, steps);
@@ -257,21 +282,19 @@ export class ExecutionRun extends DurableObject<Env> {
     }
   }
 
-  #notifyLogListeners(executionId: string): void {
-    const listeners = this.#logListeners.get(executionId);
-    this.#logListeners.delete(executionId);
-    for (const listener of listeners ?? []) listener();
-  }
-
   /**
-   * Records the outcome (with `steps` reported alongside it), then wakes waiters and listeners. One run's outcomes
-   * are applied one at a time: of two arriving together (the watchdog's and a late result), the second finds the
-   * run ended by the first instead of writing its own status over it in this object only.
+   * Records the outcome (with `steps` reported alongside it) of a run in status `from` (default running), then
+   * wakes waiters and listeners; true when the run was in that status. One run's outcomes are applied one at a
+   * time: of two arriving together (the watchdog's and a late result), the second finds the run ended by the
+   * first instead of writing its own status over it in this object only.
    */
-  #finish(executionId: string, outcome: ExecutionOutcome, result?: unknown, steps?: Step[]): Promise<void> {
+  #finish(executionId: string, outcome: ExecutionOutcome, options: FinishOptions = {}): Promise<boolean> {
     const previous = this.#finishing.get(executionId) ?? Promise.resolve();
-    const next = previous.then(() => this.#finishNow(executionId, outcome, result, steps));
-    const settled = next.catch(() => {});
+    const next = previous.then(() => this.#finishNow(executionId, outcome, options));
+    const settled = next.then(
+      () => {},
+      () => {},
+    );
     this.#finishing.set(executionId, settled);
     void settled.then(() => {
       if (this.#finishing.get(executionId) === settled) this.#finishing.delete(executionId);
@@ -282,35 +305,30 @@ export class ExecutionRun extends DurableObject<Env> {
   async #finishNow(
     executionId: string,
     outcome: ExecutionOutcome,
-    result: unknown = null,
-    steps: Step[] = [],
-  ): Promise<void> {
+    { result = null, steps = [], from = "running" }: FinishOptions,
+  ): Promise<boolean> {
     const state = this.#store.state(executionId);
-    // Only a running run takes an outcome: a late pause after the watchdog's failure must not reopen it.
-    if (state?.status !== "running") {
+    // Only a run in `from` takes the outcome: a late pause after the watchdog's failure must not reopen a run,
+    // nor a pause's expiry end one that a continue resumed meanwhile.
+    if (state?.status !== from) {
       await this.#withServices((services) => upsertSteps(services.statementDb(), executionId, steps));
-      return;
+      return false;
     }
-    await this.#withServices((services) =>
-      recordOutcome(services.statementDb(), executionId, outcome, steps),
+    const timed = { ...state, roundTripMs: state.dispatchedAt ? Date.now() - state.dispatchedAt : null };
+    // The state Postgres took: this outcome, or the row's when another was recorded first (recordRunOutcome).
+    const next = await this.#withServices((services) =>
+      recordRunOutcome(services.statementDb(), timed, outcome, result, steps),
     );
-    const timing = {
-      roundTripMs: state.dispatchedAt ? Date.now() - state.dispatchedAt : null,
-      durationMs: outcome.status === "AWAITING_INPUT" ? null : outcome.durationMs,
-    };
-    const next: RunState =
-      outcome.status === "COMPLETED"
-        ? { ...state, ...timing, status: "completed", result }
-        : outcome.status === "AWAITING_INPUT"
-          ? { ...state, ...timing, status: "awaiting_input", prompt: outcome.prompt, schema: outcome.schema }
-          : { ...state, ...timing, status: "failed", error: outcome.error, errorType: outcome.errorType };
-    this.#store.save(next);
-    // A finished run's sweep is due much later than any set alarm; only a shard without one needs a query.
-    if (typeof this.#alarmAt !== "number") await this.#scheduleAlarm();
+    const deadline = this.#store.save(next);
+    // A paused run's end may come before any set alarm. A finished run's sweep is due much later than any set
+    // alarm; only a shard without one needs a query.
+    if (deadline !== null) await this.#alarmBy(deadline);
+    else if (typeof this.#alarmAt !== "number") await this.#scheduleAlarm();
     const waiters = this.#waiters.get(executionId);
     this.#waiters.delete(executionId);
     for (const wake of waiters ?? []) wake(next);
-    this.#notifyLogListeners(executionId);
+    this.#logs.notify(executionId);
+    return true;
   }
 
   /** The state once the run stops running (result, failure or pause), or the running state after `timeoutMs`. */
@@ -373,42 +391,54 @@ export class ExecutionRun extends DurableObject<Env> {
       const row = await this.#withServices((services) => findExecution(services.db(), executionId)).catch(
         () => null,
       );
-      if (row?.status === "AWAITING_INPUT") this.#store.save(state);
+      if (row?.status === "AWAITING_INPUT") await this.#stillPaused(state);
       if (row?.status !== "RUNNING") throw error;
       resumed = true;
     }
     if (!resumed) {
-      this.#store.save(state);
+      await this.#stillPaused(state);
       throw new Error("Execution is not awaiting input");
     }
     await this.#post(executionId, job);
     return this.#store.state(executionId) as RunState;
   }
 
-  /** The watchdog: runs whose executor never reported a result in time fail; old finished runs go. */
+  /**
+   * A resume that did not happen leaves the run paused again (with a new pause lifetime), unless it ended
+   * meanwhile (its pause expired): that end stays.
+   */
+  async #stillPaused(paused: RunState): Promise<void> {
+    if (this.#store.state(paused.executionId)?.status !== "running") return;
+    const deadline = this.#store.save(paused);
+    if (deadline !== null) await this.#alarmBy(deadline);
+  }
+
+  /**
+   * The watchdog: runs whose executor never reported a result in time fail, and so do paused runs whose pause
+   * expired (the executor is told to forget them); old finished runs go.
+   */
   override async alarm(): Promise<void> {
     this.#alarmAt = undefined;
     const now = Date.now();
-    const grace = this.#graceSeconds();
+    const { EXECUTION_WATCHDOG_GRACE_SECONDS: graceSeconds, EXECUTION_PAUSE_TTL_SECONDS: pauseTtlSeconds } =
+      loadConfig(this.env);
     let unrecorded = 0;
     for (const executionId of this.#store.overdue(now)) {
+      const state = this.#store.state(executionId);
       const plan = this.#store.plan(executionId);
-      if (!plan) continue;
+      if (!state || !plan) continue;
       const timeout = plan.job.function.timeout_seconds;
+      const outcome = watchdogOutcome(state, timeout, { graceSeconds, pauseTtlSeconds });
       try {
-        await this.#finish(executionId, {
-          status: "FAILED",
-          error: `No result from the executor within ${timeout + grace} s (timeout ${timeout} s + ${grace} s grace); the executor may have crashed`,
-          errorType: "timeout",
-          traceback: null,
-          durationMs: null,
-        });
+        // A run that changed meanwhile (a paused one resumed) is not this outcome's: it is left alone.
+        if (!(await this.#finish(executionId, outcome, { from: state.status }))) continue;
       } catch (error) {
         // Postgres failed: the run stays overdue here, and the next alarm tries again. The other runs go on.
         unrecorded++;
         console.error(`execution ${executionId}: the watchdog could not record its failure:`, error);
         continue;
       }
+      // A running job is stopped; a paused one is forgotten (its generator would wait for a resume forever).
       const executorUrl = this.#store.state(executionId)?.executorUrl;
       await this.#withServices((services) => cancelJob(services.config, executionId, executorUrl));
     }
@@ -421,55 +451,12 @@ export class ExecutionRun extends DurableObject<Env> {
 
   /**
    * `GET /logs/{execution_id}` streams that run's log as SSE: every line after `Last-Event-ID` / `?after=`,
-   * then live until the run stops running. A run this shard does not know ends at once.
+   * then live until the run stops running (execution-run-logs.ts).
    */
   override async fetch(request: Request): Promise<Response> {
     const url = new URL(request.url);
     const executionId = decodeURIComponent(url.pathname.replace(/^\/logs\//, ""));
-    let after = Number(request.headers.get("last-event-id") ?? url.searchParams.get("after") ?? 0) || 0;
-    const encoder = new TextEncoder();
-    const stream = new TransformStream<Uint8Array, Uint8Array>();
-    const writer = stream.writable.getWriter();
-    const flush = async (): Promise<boolean> => {
-      // The state before the lines: a callback appends its lines before it ends the run, so a run read as
-      // ended has every line in the snapshot below (read after, the last lines could follow the `end`).
-      const state = this.#store.state(executionId);
-      for (const line of this.#store.logsAfter(executionId, after)) {
-        after = line.seq;
-        const data = JSON.stringify({ stream: line.stream, text: line.text, at: line.at });
-        await writer.write(encoder.encode(`id: ${line.seq}\nevent: log\ndata: ${data}\n\n`));
-      }
-      if (state?.status === "running") return false;
-      const status = state?.status ?? "unknown";
-      await writer.write(encoder.encode(`event: end\ndata: ${JSON.stringify({ status })}\n\n`));
-      return true;
-    };
-    let listener = () => {};
-    const nextLine = () =>
-      new Promise<void>((resolve) => {
-        const listeners = this.#logListeners.get(executionId) ?? new Set();
-        this.#logListeners.set(executionId, listeners);
-        listener = resolve;
-        listeners.add(resolve);
-      });
-    const pump = async () => {
-      try {
-        // Listening starts before each flush: lines appended while it writes to a slow client wake the next one.
-        for (;;) {
-          const appended = nextLine();
-          if (await flush()) break;
-          await appended;
-        }
-        await writer.close();
-      } catch {
-        // The client went away.
-      } finally {
-        this.#logListeners.get(executionId)?.delete(listener);
-      }
-    };
-    void pump();
-    return new Response(stream.readable, {
-      headers: { "content-type": "text/event-stream", "cache-control": "no-cache", connection: "keep-alive" },
-    });
+    const after = Number(request.headers.get("last-event-id") ?? url.searchParams.get("after") ?? 0) || 0;
+    return this.#logs.stream(executionId, after);
   }
 }

@@ -46,6 +46,7 @@ export interface Env {
   FUNCTION_TIMEOUT?: string;
   REQUEST_LOG_RETENTION_DAYS?: string;
   EXECUTION_WATCHDOG_GRACE_SECONDS?: string;
+  EXECUTION_PAUSE_TTL_SECONDS?: string;
   EXECUTOR_REPLY_WITHIN_MS?: string;
   LLM_STREAM_IDLE_SECONDS?: string;
   CHAT_STREAM_COALESCE_MS?: string;
@@ -170,6 +171,11 @@ const configSchema = z.object({
    * the executor's 30 s of callback retries, so a slow network never loses a result the executor has.
    */
   EXECUTION_WATCHDOG_GRACE_SECONDS: positiveInt(35),
+  /**
+   * How long a paused generator waits for its input: then the ExecutionRun watchdog fails it (`timeout`) and the
+   * executor forgets it. A little above the executor's POOL_IDLE_SECONDS (600), past which it may drop the pause.
+   */
+  EXECUTION_PAUSE_TTL_SECONDS: positiveInt(900),
   /**
    * How long the executor holds a job's answer so that a run ending sooner returns its result in it (one
    * request instead of a job post and a callback); 0 turns that off (202 at once, results as callbacks).

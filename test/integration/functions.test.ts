@@ -1,3 +1,9 @@
+import {
+  createServer as createHttpServer,
+  type Server as HttpServer,
+  request as httpRequest,
+} from "node:http";
+import { type AddressInfo, connect, createServer as createNetServer } from "node:net";
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { api, IDENTITY_VARS, login, type Session, SUPERADMIN_EMAIL } from "../helpers/auth";
@@ -637,5 +643,172 @@ describe("containers and workers (S37, D-44)", () => {
     expect((await execute(stack, alice, { name: "greet" }, { body: { name: "after stop" } })).status).toBe(
       200,
     );
+  });
+});
+
+/**
+ * A proxy in front of the stack's database proxy, forwarding its HTTP queries and WebSockets, that drops the
+ * answer to the queries `lose` picks once they ran: the connection is reset, as a network failure after a commit
+ * would leave it.
+ */
+async function lossyDbProxy(
+  upstreamPort: number,
+  lose: (query: { query?: string; params?: unknown[] }) => boolean,
+) {
+  const server = createHttpServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (chunk: Buffer) => chunks.push(chunk));
+    req.on("end", () => {
+      const body = Buffer.concat(chunks);
+      let dropAnswer = false;
+      try {
+        dropAnswer = req.url?.startsWith("/sql") === true && lose(JSON.parse(body.toString("utf8")));
+      } catch {
+        // Not a query.
+      }
+      const forward = httpRequest(
+        { host: "127.0.0.1", port: upstreamPort, method: req.method, path: req.url, headers: req.headers },
+        (answer) => {
+          if (dropAnswer) {
+            answer.resume();
+            answer.on("end", () => req.socket.destroy());
+            return;
+          }
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(res);
+        },
+      );
+      forward.on("error", () => req.socket.destroy());
+      forward.end(body);
+    });
+  });
+  server.on("upgrade", (req, socket, head) => {
+    const upstream = connect(upstreamPort, "127.0.0.1");
+    const lines = [`${req.method} ${req.url} HTTP/1.1`];
+    for (let index = 0; index < req.rawHeaders.length; index += 2) {
+      lines.push(`${req.rawHeaders[index]}: ${req.rawHeaders[index + 1]}`);
+    }
+    upstream.write(`${lines.join("\r\n")}\r\n\r\n`);
+    upstream.write(head);
+    socket.pipe(upstream).pipe(socket);
+    upstream.on("error", () => socket.destroy());
+    socket.on("error", () => upstream.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return server;
+}
+
+async function freePort(): Promise<number> {
+  const server = createNetServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+describe("executions whose record and run could part", () => {
+  let lossy: TestStack;
+  let carol: Session;
+  let proxy: HttpServer;
+
+  beforeAll(async () => {
+    const upstreamPort = await freePort();
+    // The INSERT recording an execution of `lost_answer` commits, and its answer is lost.
+    proxy = await lossyDbProxy(
+      upstreamPort,
+      (query) =>
+        /^insert into "executions"/.test(query.query ?? "") && !!query.params?.includes("lost_answer"),
+    );
+    lossy = await startTestStack({
+      workerVars: {
+        ...IDENTITY_VARS,
+        EXECUTION_PAUSE_TTL_SECONDS: "2",
+        DB_WS_PROXY: `127.0.0.1:${(proxy.address() as AddressInfo).port}`,
+      },
+      env: { DB_PROXY_PORT: String(upstreamPort) },
+    });
+    carol = await login(lossy, "carol@acme.io");
+  });
+  afterAll(async () => {
+    await lossy?.stop();
+    proxy?.close();
+  });
+
+  it("fails a paused generator whose input does not come within EXECUTION_PAUSE_TTL_SECONDS; continue is refused", async () => {
+    await createFunction(
+      lossy,
+      carol,
+      pythonFunction(
+        "waits",
+        '    answer = yield {"prompt": "Go on?", "schema": {"type": "object"}}\n    return answer',
+      ),
+    );
+    const run = await execute(lossy, carol, { name: "waits" });
+    expect(run.body).toMatchObject({ status: "awaiting_input", prompt: "Go on?" });
+    const executionId = (run.body as { execution_id: string }).execution_id;
+    let row: Row = {};
+    for (const deadline = Date.now() + 15_000; Date.now() < deadline; ) {
+      row = (await api(lossy, carol, "GET", `/executions/${executionId}`)).body as Row;
+      if (row.status !== "AWAITING_INPUT") break;
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    expect(row).toMatchObject({ status: "FAILED", error_type: "timeout" });
+    expect(String(row.error)).toContain("The paused execution expired: no input within 2 s");
+    const late = await api(lossy, carol, "POST", `/executions/${executionId}/continue`, { input: {} });
+    expect(late.status).toBe(400);
+    expect(late.body).toMatchObject({ detail: "Execution is not awaiting input" });
+    const log = await (
+      await lossy.fetch(`/executions/${executionId}/logs`, { headers: carol.headers })
+    ).text();
+    expect(log).toContain('event: end\ndata: {"status":"failed"}');
+  });
+
+  it("never leaves RUNNING a row whose INSERT committed with its answer lost", async () => {
+    await createFunction(lossy, carol, pythonFunction("lost_answer", "    return {}"));
+    const run = await execute(lossy, carol, { name: "lost_answer" });
+    expect(run.status).toBe(500);
+    const handle = openStackDb(lossy);
+    try {
+      const rows = await handle.db.execute(
+        sql`select status, error, error_type from executions where function_name = 'lost_answer'`,
+      );
+      expect(rows.rows).toEqual([
+        {
+          status: "FAILED",
+          error: "The execution could not be started: recording it failed",
+          error_type: "internal",
+        },
+      ]);
+    } finally {
+      await handle.close();
+    }
+  });
+
+  it("takes the outcome Postgres recorded first when its own is refused (the object lost its save)", async () => {
+    await createFunction(
+      lossy,
+      carol,
+      pythonFunction("refused", "    import time\n    time.sleep(1.5)\n    raise ValueError('late')"),
+    );
+    const started = await execute(lossy, carol, { name: "refused" }, {}, "?async=true");
+    const executionId = (started.body as { execution_id: string }).execution_id;
+    // As if this object recorded COMPLETED and restarted before saving it: Postgres says so, the object not.
+    const handle = openStackDb(lossy);
+    try {
+      await handle.db.execute(
+        sql`update executions set status = 'COMPLETED', output_data = '{"from": "postgres"}', completed_at = now()
+            where execution_id = ${executionId} and status = 'RUNNING'`,
+      );
+    } finally {
+      await handle.close();
+    }
+    const log = await (
+      await lossy.fetch(`/executions/${executionId}/logs`, { headers: carol.headers })
+    ).text();
+    expect(log).toContain('event: end\ndata: {"status":"completed"}');
+    expect((await api(lossy, carol, "GET", `/executions/${executionId}`)).body).toMatchObject({
+      status: "COMPLETED",
+      output_data: { from: "postgres" },
+    });
   });
 });
