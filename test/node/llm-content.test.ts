@@ -167,6 +167,18 @@ describe("universal content -> anthropic blocks", () => {
       data: "/9j/4AAQ",
     });
     expect(parseDataUrl("https://x/y.png")).toBeNull();
+    // `;base64` is case-insensitive (RFC 2397); what goes to a provider is rebuilt in the usual form.
+    expect(parseDataUrl("data:image/PNG;BASE64,iVBORw0KGgo=")).toEqual({
+      mediaType: "image/PNG",
+      data: "iVBORw0KGgo=",
+    });
+    const shouted: ContentPart = { type: "image", image: "data:image/PNG;BASE64,iVBORw0KGgo=" };
+    expect(toOpenAiCompatibleParts([shouted], "openai")).toEqual([
+      { type: "image_url", image_url: { url: "data:image/png;base64,iVBORw0KGgo=", detail: "auto" } },
+    ]);
+    expect(toOpenAiCompatibleParts([shouted], "mistral")).toEqual([
+      { type: "image_url", image_url: "data:image/png;base64,iVBORw0KGgo=" },
+    ]);
   });
 
   it("textOf joins text parts and ignores the rest", () => {

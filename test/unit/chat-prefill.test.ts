@@ -144,4 +144,35 @@ describe("function-parameter prefill", () => {
       prefillFor({ "default/add": { a: "5", b: "{{ offset }}", d: "true" } }, "default/add", null, schema),
     ).toEqual({ a: 5, b: "{{ offset }}", d: true });
   });
+
+  it('gives a string parameter its text, whatever the expression\'s value (42 is "42")', () => {
+    const text = { type: "string" };
+    const schema = {
+      type: "object",
+      properties: {
+        id: text,
+        flag: text,
+        list: text,
+        none: text,
+        count: text,
+        either: { type: ["integer", "string"] },
+      },
+    };
+    const parameters = {
+      id: "{{ offset }}",
+      flag: "{{ flag }}",
+      list: "{{ items | length }}",
+      none: "{{ nothing }}",
+      count: "{{ home_city }}",
+      either: "{{ offset }}",
+    };
+    expect(renderPrefill(parameters, INPUT, schema)).toEqual({
+      id: "5",
+      flag: "true",
+      list: "2",
+      none: "",
+      count: "London",
+      either: 5,
+    });
+  });
 });

@@ -81,11 +81,37 @@ const propertySchema = (schema: unknown, key: string): unknown =>
   isJsonObject(schema) && isJsonObject(schema.properties) ? schema.properties[key] : undefined;
 const itemSchema = (schema: unknown): unknown => (isJsonObject(schema) ? schema.items : undefined);
 
+/** The JSON-schema types `schema` declares (none: any). */
+function declaredTypes(schema: unknown): unknown[] {
+  const type = isJsonObject(schema) ? schema.type : undefined;
+  return type === undefined ? [] : Array.isArray(type) ? type : [type];
+}
+
+/** Whether `value` is of one of `types` (JSON-schema names; a whole number is an `integer` too). */
+function isOfTypes(value: unknown, types: unknown[]): boolean {
+  if (value === null) return types.includes("null");
+  if (Array.isArray(value)) return types.includes("array");
+  if (typeof value === "number")
+    return types.includes("number") || (types.includes("integer") && Number.isInteger(value));
+  return types.includes(typeof value);
+}
+
+/**
+ * A sole expression's value where the schema takes it; its text where the schema wants a string and not that
+ * value's type (`{{ account_id }}` of 42 for a string parameter is "42", as it was before values were kept).
+ */
+function valueOrText(source: string, value: unknown, input: JsonObject, schema: unknown): unknown {
+  const types = declaredTypes(schema);
+  if (types.length === 0 || !types.includes("string") || isOfTypes(value, types)) return value;
+  return renderTemplate(source, input);
+}
+
 /** `value` rendered with `input` (null: left as written), at any depth, strings fitted to `schema`. */
 function renderValue(value: unknown, input: JsonObject | null, schema: unknown): unknown {
   if (typeof value === "string") {
     const rendered = input ? renderTemplateValue(value, input) : value;
-    return typeof rendered === "string" ? fitted(rendered, schema) : rendered;
+    if (typeof rendered === "string") return fitted(rendered, schema);
+    return input ? valueOrText(value, rendered, input, schema) : rendered;
   }
   if (Array.isArray(value)) return value.map((item) => renderValue(item, input, itemSchema(schema)));
   if (isJsonObject(value)) return renderObject(value, input, schema);

@@ -112,6 +112,12 @@ export function defaultFilename(mediaType: string): string {
   return `file.${extension}`;
 }
 
+/** An image URL as sent: a data URL rebuilt in its usual form (`data:image/png;base64,`), others as they are. */
+function sentImageUrl(image: string): string {
+  const inline = inlineImage(image);
+  return inline ? `data:${inline.mediaType};base64,${inline.data}` : image;
+}
+
 /** The input_audio formats OpenAI takes; m4a and ogg (§5.9) are refused. */
 const OPENAI_AUDIO_FORMATS = new Set(["wav", "mp3"]);
 
@@ -121,7 +127,10 @@ function toOpenAiPart(part: ContentPart): WirePart | null {
       return { type: "text", text: part.text };
     case "image":
       if (!imageTaken(part.image, "openai")) return null;
-      return { type: "image_url", image_url: { url: part.image, detail: part.detail ?? "auto" } };
+      return {
+        type: "image_url",
+        image_url: { url: sentImageUrl(part.image), detail: part.detail ?? "auto" },
+      };
     case "audio":
       if (!OPENAI_AUDIO_FORMATS.has(part.format) || !decodesAsBase64(part.data)) return null;
       return { type: "input_audio", input_audio: { data: part.data, format: part.format } };
@@ -145,7 +154,9 @@ function toMistralPart(part: ContentPart): WirePart | null {
     case "text":
       return { type: "text", text: part.text };
     case "image":
-      return imageTaken(part.image, "mistral") ? { type: "image_url", image_url: part.image } : null;
+      return imageTaken(part.image, "mistral")
+        ? { type: "image_url", image_url: sentImageUrl(part.image) }
+        : null;
     case "audio":
       return decodesAsBase64(part.data) ? { type: "input_audio", input_audio: part.data } : null;
     case "file":
@@ -196,7 +207,8 @@ export function toOpenAiCompatibleParts(parts: ContentPart[], providerType: stri
   );
 }
 
-const DATA_URL = /^data:([^;,]*)(?:;[^,]*)?;base64,(.*)$/s;
+/** `;base64` is case-insensitive (RFC 2397's grammar); the URLs sent on are rebuilt in lower case. */
+const DATA_URL = /^data:([^;,]*)(?:;[^,]*)?;base64,(.*)$/is;
 
 /** `data:<media type>;base64,<data>` split into its media type and data; null for any other URL. */
 export function parseDataUrl(url: string): { mediaType: string; data: string } | null {
