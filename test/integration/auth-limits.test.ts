@@ -55,8 +55,10 @@ describe("rate limits", () => {
     const refused = await startLogin("busy@acme.io");
     expect(refused.status).toBe(429);
     expect(refused.body).toMatchObject({ code: "RATE_LIMITED" });
-    expect(Number(refused.headers.get("retry-after"))).toBeGreaterThan(0);
-    expect(Number(refused.headers.get("retry-after"))).toBeLessThanOrEqual(600);
+    // When a call passes again: once this window's 3 calls weigh at most 2 in the next one, so within two windows.
+    const retryAfter = Number(refused.headers.get("retry-after"));
+    expect(retryAfter).toBeGreaterThan(0);
+    expect(retryAfter).toBeLessThanOrEqual(1200);
   });
 
   it("limits logins per client IP across e-mails", async () => {
