@@ -5,7 +5,7 @@
  * to MAX_FIELD_BYTES here, whatever the runtime sent: the runtime cuts them too, but user code can write to
  * its socket directly.
  */
-import type { ResultEvent, Step } from "../../workers/lib/executor-protocol";
+import { type ResultEvent, resultSizeProblem, type Step } from "../../workers/lib/executor-protocol";
 
 /** The most a step's input or output (UTF-8 bytes of its JSON), or an error, traceback or prompt, keeps. */
 export const MAX_FIELD_BYTES = 64 * 1024;
@@ -18,9 +18,25 @@ const MARKER_BYTES = Buffer.byteLength(TRUNCATED_MARKER);
 /** What replaces a JSON value over the bound: its size and the start of its JSON text. */
 export interface TruncatedValue {
   truncated: true;
-  /** UTF-8 bytes of the whole value's JSON. */
-  bytes: number;
+  /** UTF-8 bytes of the whole value's JSON; null when it is nested too deeply to be written as JSON. */
+  bytes: number | null;
   preview: string;
+}
+
+/** The preview of a value nested too deeply for JSON.stringify. */
+export const TOO_DEEP_PREVIEW = "(nested too deeply to be written as JSON)";
+
+/**
+ * JSON.stringify, or null when the value is nested too deeply for it: V8 throws RangeError when its stack runs
+ * out (about 4000 levels). Such a value counts as too large everywhere; it must never throw out of a handler.
+ */
+function stringify(value: unknown): string | undefined | null {
+  try {
+    return JSON.stringify(value);
+  } catch (error) {
+    if (error instanceof RangeError) return null;
+    throw error;
+  }
 }
 
 /** `text` when it fits in `maxBytes` of UTF-8, else its start cut at a character boundary plus the marker. */
@@ -35,15 +51,20 @@ export function truncateText(text: string, maxBytes = MAX_FIELD_BYTES): string {
   return `${head.subarray(0, end).toString("utf8")}${TRUNCATED_MARKER}`;
 }
 
-/** UTF-8 bytes of `value` as JSON (`undefined` counts as nothing). */
+/** UTF-8 bytes of `value` as JSON (`undefined` counts as nothing; too deep a value as Infinity). */
 export function jsonBytes(value: unknown): number {
-  const json = JSON.stringify(value);
+  const json = stringify(value);
+  if (json === null) return Number.POSITIVE_INFINITY;
   return json === undefined ? 0 : Buffer.byteLength(json);
 }
 
 /** `value` when its JSON fits in `maxBytes`, else a TruncatedValue no larger than that. */
 export function truncateJson(value: unknown, maxBytes = MAX_FIELD_BYTES): unknown {
-  const json = JSON.stringify(value);
+  const json = stringify(value);
+  if (json === null) {
+    const tooDeep: TruncatedValue = { truncated: true, bytes: null, preview: TOO_DEEP_PREVIEW };
+    return tooDeep;
+  }
   if (json === undefined || json.length * 3 <= maxBytes) return value;
   const bytes = Buffer.byteLength(json);
   if (bytes <= maxBytes) return value;
@@ -110,7 +131,19 @@ export function boundResult(result: ResultEvent): ResultEvent {
 export function schemaSizeProblem(schema: unknown): string | null {
   const bytes = jsonBytes(schema);
   if (bytes <= MAX_FIELD_BYTES) return null;
+  if (bytes === Number.POSITIVE_INFINITY)
+    return "The yielded schema is nested too deeply to be written as JSON";
   return `The yielded schema is ${bytes} bytes of JSON; at most ${MAX_FIELD_BYTES} are kept`;
+}
+
+/** Why a completed result may not be sent (resultSizeProblem: too large, or too deep to write), or null. */
+export function completedResultProblem(result: unknown): string | null {
+  try {
+    return resultSizeProblem(result);
+  } catch (error) {
+    if (error instanceof RangeError) return "The result is nested too deeply to be written as JSON";
+    throw error;
+  }
 }
 
 /** Splits text into pieces of at most `limit` UTF-8 bytes, never inside a character. */

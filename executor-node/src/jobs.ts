@@ -10,23 +10,16 @@
  */
 import { randomUUID } from "node:crypto";
 import { messageOf } from "../../workers/lib/errors";
-import {
-  type ErrorType,
-  type ExecutorEvent,
-  type Job,
-  type ResultEvent,
-  resultSizeProblem,
-} from "../../workers/lib/executor-protocol";
+import type { ErrorType, ExecutorEvent, Job, ResultEvent } from "../../workers/lib/executor-protocol";
 import type { Signer } from "./auth";
 import { CallbackPoster } from "./callbacks";
 import {
   boundResult,
   boundStep,
   chunkUtf8,
+  completedResultProblem,
   jsonBytes,
-  MAX_LABEL_BYTES,
   schemaSizeProblem,
-  truncateText,
 } from "./event-limits";
 import type { PostText } from "./http-post";
 import type { JobReplyChannel } from "./job-reply";
@@ -39,8 +32,16 @@ import { PausedExecutionLostError, PoolStoppedError } from "./user-pool";
 
 /** Jobs accepted at once (queued or running); beyond that POST /v1/jobs answers 503. */
 const MAX_ACTIVE_JOBS = 2000;
-/** Log text forwarded per job; the rest is dropped with one notice. */
+/**
+ * Log forwarded per job, counted as text + `at` + LOG_EVENT_OVERHEAD_BYTES per event (what each queued event
+ * costs in memory and in the API's rows, however short its text); past it, or past MAX_LOG_EVENTS_PER_JOB
+ * events, the rest is dropped with one final notice.
+ */
 const MAX_LOG_BYTES_PER_JOB = 4 * 1024 * 1024;
+const MAX_LOG_EVENTS_PER_JOB = 20_000;
+const LOG_EVENT_OVERHEAD_BYTES = 64;
+/** A log's `at` as the runtime writes it (ISO 8601, UTC or with an offset); anything else gets the executor's time. */
+const ISO_TIMESTAMP = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
 /** Step events forwarded per job (two per tracked call). */
 const MAX_STEP_EVENTS_PER_JOB = 20_000;
 /** JSON of step events forwarded per job (each cut to its bounds first, event-limits.ts). */
@@ -65,6 +66,7 @@ interface ActiveJob {
   finished: boolean;
   startedAt: number;
   logBytes: number;
+  logEvents: number;
   stepEvents: number;
   stepBytes: number;
   logNoticeSent: boolean;
@@ -131,6 +133,7 @@ export class JobRunner {
       finished: false,
       startedAt: performance.now(),
       logBytes: 0,
+      logEvents: 0,
       stepEvents: 0,
       stepBytes: 0,
       logNoticeSent: false,
@@ -250,10 +253,16 @@ export class JobRunner {
       };
     }
     if (result.status === "completed") session.executions++;
-    const normalized = normalize(result, this.elapsed(active));
-    // A pause refused here (schema too large) is no pause: its generator is not kept for a resume.
-    const paused = normalized.status === "awaiting_input" ? job.execution_id : undefined;
-    this.options.pool.release(session, paused);
+    let normalized: ResultEvent;
+    let paused: string | undefined;
+    try {
+      normalized = normalize(result, this.elapsed(active));
+      // A pause refused here (schema too large) is no pause: its generator is not kept for a resume.
+      paused = normalized.status === "awaiting_input" ? job.execution_id : undefined;
+    } finally {
+      // Should normalize throw (the job then fails as internal), the sandbox still goes back: else busy for good.
+      this.options.pool.release(session, paused);
+    }
     this.finish(active, this.stoppedResult(active) ?? normalized);
   }
 
@@ -311,20 +320,29 @@ export class JobRunner {
       this.push(active, { type: "step", step });
       return;
     }
+    if (active.logNoticeSent || !event.text) return; // an empty text shows nothing: not worth a row
+    const at = event.at.length <= 40 && ISO_TIMESTAMP.test(event.at) ? event.at : new Date().toISOString();
+    const perEvent = at.length + LOG_EVENT_OVERHEAD_BYTES;
     const bytes = Buffer.byteLength(event.text);
-    if (active.logBytes + bytes > MAX_LOG_BYTES_PER_JOB) {
-      if (!active.logNoticeSent) {
-        active.logNoticeSent = true;
-        this.push(
-          active,
-          notice(`[sinas] output exceeded ${MAX_LOG_BYTES_PER_JOB} bytes; the rest was dropped`),
-        );
-      }
+    // A text that cannot fit is not cut into chunks first.
+    const chunks =
+      active.logBytes + bytes + perEvent <= MAX_LOG_BYTES_PER_JOB
+        ? chunkUtf8(event.text, LOG_CHUNK_BYTES)
+        : [];
+    const cost = bytes + chunks.length * perEvent;
+    const fits =
+      chunks.length > 0 &&
+      active.logEvents + chunks.length <= MAX_LOG_EVENTS_PER_JOB &&
+      active.logBytes + cost <= MAX_LOG_BYTES_PER_JOB;
+    if (!fits) {
+      active.logNoticeSent = true; // the last log line: nothing is forwarded after it
+      const limits = `${MAX_LOG_BYTES_PER_JOB} bytes or ${MAX_LOG_EVENTS_PER_JOB} log events`;
+      this.push(active, notice(`[sinas] output exceeded ${limits}; the rest was dropped`));
       return;
     }
-    active.logBytes += bytes;
-    const at = truncateText(event.at, MAX_LABEL_BYTES); // not counted above: bounded instead
-    for (const text of chunkUtf8(event.text, LOG_CHUNK_BYTES)) this.push(active, { ...event, at, text });
+    active.logBytes += cost;
+    active.logEvents += chunks.length;
+    for (const text of chunks) this.push(active, { ...event, at, text });
   }
 
   private push(active: ActiveJob, event: ExecutorEvent): void {
@@ -351,7 +369,7 @@ function notice(text: string): ExecutorEvent {
 function normalize(result: ResultEvent, elapsed: number): ResultEvent {
   const duration_ms = typeof result.duration_ms === "number" ? result.duration_ms : elapsed;
   let tooLarge: string | null = null;
-  if (result.status === "completed") tooLarge = resultSizeProblem(result.result);
+  if (result.status === "completed") tooLarge = completedResultProblem(result.result);
   if (result.status === "awaiting_input") tooLarge = schemaSizeProblem(result.schema);
   if (tooLarge) return failed("invalid_result", tooLarge, duration_ms);
   return boundResult({ ...result, duration_ms });

@@ -3,6 +3,7 @@
  * connection, its state (starting / idle / busy / dead) and the job it runs. Launching = make a private
  * socket folder, listen on `runtime.sock`, start the driver, wait for the runtime's `ready`. Any death
  * (process exit, socket closed, protocol violation, kill) ends the session for good; the pool replaces it.
+ * The runtime's socket is read only up to its `ready` and while a job runs (RuntimeConnection.pause).
  */
 import { randomUUID } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -127,6 +128,7 @@ export class SandboxSession {
     if (this.job) return Promise.reject(new Error(`sandbox ${this.id} is already running a job`));
     return new Promise<ResultEvent>((resolve, reject) => {
       this.job = { jobId: message.job_id, onEvent, resolve, reject };
+      this.connection?.resume();
       this.connection?.send(message);
     });
   }
@@ -173,8 +175,10 @@ export class SandboxSession {
 
   private receive(message: RuntimeMessage): void {
     if (message.type === "ready") {
-      this.readyWaiter?.resolve(message);
+      if (!this.readyWaiter) return; // only the first counts: a later one must not pause a running job
+      this.readyWaiter.resolve(message);
       this.readyWaiter = null;
+      this.connection?.pause(); // nothing more is expected before a job (RuntimeConnection.pause)
       return;
     }
     if (message.type === "pong") return;
@@ -182,6 +186,7 @@ export class SandboxSession {
     if (!job || message.job_id !== job.jobId) return; // stale or forged: not the job in flight
     if (message.type === "result") {
       this.job = null;
+      this.connection?.pause();
       const { job_id: _jobId, ...result } = message;
       job.resolve(result);
       return;

@@ -1,7 +1,7 @@
 import { generateKeyPairSync, type KeyObject, randomUUID } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { createSigner } from "../../executor-node/src/auth";
-import { MAX_FIELD_BYTES, TRUNCATED_MARKER } from "../../executor-node/src/event-limits";
+import { MAX_FIELD_BYTES, TOO_DEEP_PREVIEW, TRUNCATED_MARKER } from "../../executor-node/src/event-limits";
 import { JobRunner } from "../../executor-node/src/jobs";
 import type { PackageInstaller } from "../../executor-node/src/packages";
 import type { Pool } from "../../executor-node/src/pool";
@@ -29,6 +29,8 @@ interface Outcome {
   postSizes: number[];
   refused: number;
   pausedExecution: string | undefined;
+  /** How often the sandbox was handed back to the pool. */
+  released: number;
   elapsedMs: number;
 }
 
@@ -48,6 +50,7 @@ async function runScripted(script: Script): Promise<Outcome> {
     postSizes: [],
     refused: 0,
     pausedExecution: undefined,
+    released: 0,
     elapsedMs: 0,
   };
   const session = {
@@ -63,6 +66,7 @@ async function runScripted(script: Script): Promise<Outcome> {
   const pool = {
     acquire: async () => session,
     release: (_session: unknown, pausedExecution?: string) => {
+      outcome.released++;
       outcome.pausedExecution = pausedExecution;
     },
     forgetPaused: () => false,
@@ -234,5 +238,102 @@ describe("job runner: results", () => {
       error_type: "exception",
       duration_ms: 1,
     });
+  });
+});
+
+/** A JSON value nested `depth` arrays deep: JSON.stringify overflows V8's stack on it (about 4000 levels). */
+function nested(depth: number): unknown {
+  let value: unknown = [];
+  for (let level = 0; level < depth; level++) value = [value];
+  return value;
+}
+
+describe("job runner: values nested too deeply to write as JSON", () => {
+  const DEEP = nested(200_000);
+
+  it("fails a result or a pause's schema as invalid_result and hands the sandbox back", async () => {
+    const completed = await runScripted(() => ({
+      type: "result",
+      status: "completed",
+      result: DEEP,
+      duration_ms: 1,
+    }));
+    expect(resultOf(completed)).toMatchObject({ status: "failed", error_type: "invalid_result" });
+    expect((resultOf(completed) as ResultEvent).error).toContain("nested too deeply");
+    expect(completed.released).toBe(1);
+
+    const paused = await runScripted(() => ({
+      type: "result",
+      status: "awaiting_input",
+      prompt: "?",
+      schema: { type: "object", properties: DEEP },
+      duration_ms: 1,
+    }));
+    expect(resultOf(paused)).toMatchObject({ status: "failed", error_type: "invalid_result" });
+    expect((resultOf(paused) as ResultEvent).error).toContain("nested too deeply");
+    expect(paused.released).toBe(1);
+    expect(paused.pausedExecution).toBeUndefined();
+  });
+
+  it("replaces a step's deep input or output by a marker", async () => {
+    const outcome = await runScripted((emit) => {
+      const step: Step = {
+        id: "s",
+        parent_id: null,
+        namespace: "default",
+        name: "f",
+        status: "COMPLETED",
+        input: DEEP,
+        output: { value: DEEP },
+        started_at: "2026-01-01T00:00:00.000000Z",
+      };
+      emit({ type: "step", step });
+      return { type: "result", status: "completed", result: 1, duration_ms: 1 };
+    });
+    expect(resultOf(outcome)).toMatchObject({ status: "completed", result: 1 });
+    const step = outcome.events.find((event) => event.type === "step");
+    const marker = { truncated: true, bytes: null, preview: TOO_DEEP_PREVIEW };
+    expect(step).toMatchObject({ step: { input: marker, output: marker } });
+  });
+});
+
+describe("job runner: log events", () => {
+  const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;
+
+  it("drops empty texts, counts each event's `at` and overhead, and caps the events, with one last notice", async () => {
+    const outcome = await runScripted((emit) => {
+      for (let index = 0; index < 60_000; index++) {
+        emit({ type: "log", stream: "stdout", text: "", at: "2026-01-01T00:00:00.000000Z" });
+      }
+      emit({ type: "log", stream: "stdout", text: "first\n", at: "a".repeat(1000) });
+      for (let index = 0; index < 30_000; index++) {
+        emit({ type: "log", stream: "stdout", text: "x", at: "2026-01-01T00:00:00.000000Z" });
+      }
+      emit({ type: "log", stream: "stderr", text: "late\n", at: "2026-01-01T00:00:00.000000Z" });
+      return { type: "result", status: "completed", result: 1, duration_ms: 1 };
+    });
+    expect(resultOf(outcome)).toMatchObject({ status: "completed", result: 1 });
+    const logs = outcome.events.flatMap((event) => (event.type === "log" ? [event] : []));
+    expect(logs.every((log) => log.text !== "")).toBe(true);
+    expect(logs.every((log) => ISO.test(log.at) && log.at.length <= 40)).toBe(true);
+    expect(logs[0]?.text).toBe("first\n");
+    expect(logs.length).toBeLessThanOrEqual(20_001);
+    expect(logs.at(-1)?.text).toContain("the rest was dropped");
+    expect(logs.filter((log) => log.text.includes("the rest was dropped"))).toHaveLength(1);
+  });
+
+  it("counts 1 KiB timestamps against the byte budget", async () => {
+    const stamp = `2026-01-01T00:00:00.000000Z${" ".repeat(1000)}`;
+    const outcome = await runScripted((emit) => {
+      for (let index = 0; index < 20_000; index++) {
+        emit({ type: "log", stream: "stdout", text: "y".repeat(200), at: stamp });
+      }
+      return { type: "result", status: "completed", result: 1, duration_ms: 1 };
+    });
+    const logs = outcome.events.flatMap((event) => (event.type === "log" ? [event] : []));
+    // A replaced timestamp is the executor's own (24 bytes): 200 + 24 + 64 bytes per event, 4 MiB in all.
+    expect(logs.every((log) => log.at.length <= 40)).toBe(true);
+    const forwarded = logs.reduce((sum, log) => sum + Buffer.byteLength(log.text) + log.at.length + 64, 0);
+    expect(forwarded).toBeLessThanOrEqual(4 * 1024 * 1024 + 200);
   });
 });

@@ -1,5 +1,6 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
+import { performance } from "node:perf_hooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Job, ResultEvent, Step } from "../../workers/lib/executor-protocol";
 import { type Harness, startHarness } from "../helpers/executor-harness";
@@ -9,6 +10,20 @@ import { type Harness, startHarness } from "../helpers/executor-harness";
 // result, with the executor (and the user's next job) unharmed.
 
 const bwrapWorks = spawnSync("bwrap", ["--version"]).status === 0;
+
+/**
+ * User code writing raw lines to the executor's socket (as hostile code can): the runtime's channel, under its
+ * lock so no line of the runtime's own is cut in two. `send(text)` writes `text` as is. It goes after the
+ * job's function: the harness names the job after the code's first `def`.
+ */
+const RAW = `import sys, json, time, threading
+_capture = sys.stdout._capture
+def send(text):
+    with _capture.channel._lock:
+        _capture.channel._sock.sendall(text.encode())
+def line(message):
+    return json.dumps(message) + "\\n"
+`;
 
 /** MAX_FIELD_BYTES (executor-node/src/event-limits.ts), and its marker for cut texts. */
 const FIELD_BYTES = 64 * 1024;
@@ -165,5 +180,82 @@ def fill(input, context):
     expect(list).toMatchObject({ status: "completed" });
     expect((list.result as number[]).length).toBe(1_200_000);
     await nextJobRuns("big-results");
+  });
+
+  // Without the depth bound, the step crashed the executor (JSON.stringify's RangeError thrown from the socket's
+  // data listener) and the deep result left its sandbox busy for good: each waits 15 s at most for its result.
+  it.skipIf(!enabled)("kills a sandbox sending JSON nested too deeply, and serves the next job", async () => {
+    const code = `def deep(input, context):
+    value = "[" * 200_000 + "]" * 200_000
+    job = _capture.job_id
+    if input["what"] == "step":
+        step = '{"id":"s","parent_id":null,"namespace":"default","name":"x","status":"RUNNING","input":%s,"started_at":"t"}'
+        send('{"type":"step","job_id":"%s","step":%s}\\n' % (job, step % value))
+    else:
+        send('{"type":"result","job_id":"%s","status":"completed","result":%s,"duration_ms":1}\\n' % (job, value))
+    time.sleep(30)
+${RAW}`;
+    for (const what of ["step", "result"]) {
+      const result = await h.run(h.job(code, { input: { what }, userId: "deep-json", timeout: 60 }));
+      expect(result).toMatchObject({ status: "failed", error_type: "killed" });
+      expect(result.error).toContain("nested more than 1024 levels deep");
+      await nextJobRuns("deep-json");
+    }
+    // Python's json stops near 1000 levels: what an honest runtime sends stays within the bound.
+    const honest = await h.run(
+      h.job("def f(input, context):\n    v = []\n    for _ in range(900):\n        v = [v]\n    return v\n", {
+        userId: "deep-json",
+      }),
+    );
+    expect(honest).toMatchObject({ status: "completed" });
+  });
+
+  it.skipIf(!enabled)("bounds a flood of empty and tiny log events, with one last notice", async () => {
+    const code = `def flood(input, context):
+    empty = line({"type": "log", "job_id": _capture.job_id, "stream": "stdout", "text": "", "at": "2026-01-01T00:00:00Z"}) * 1000
+    tiny = line({"type": "log", "job_id": _capture.job_id, "stream": "stdout", "text": "x", "at": "not a time"}) * 1000
+    for _ in range(200):
+        send(empty)
+    for _ in range(100):
+        send(tiny)
+    return "done"
+${RAW}`;
+    const job = h.job(code, { userId: "log-flood", timeout: 60 });
+    const result = await h.run(job);
+    expect(result).toMatchObject({ status: "completed", result: "done" });
+    const logs = (h.receiver.events.get(job.execution_id) ?? []).flatMap((event) =>
+      event.type === "log" ? [event] : [],
+    );
+    expect(logs.length).toBeGreaterThan(1000);
+    expect(logs.length).toBeLessThanOrEqual(20_001);
+    expect(logs.some((log) => log.text === "" || log.at === "not a time")).toBe(false);
+    expect(logs.at(-1)?.text).toContain("the rest was dropped");
+    await nextJobRuns("log-flood");
+  });
+
+  // Without the pause, the executor parsed the flood for as long as the sandbox lived: its event loop busy.
+  it.skipIf(!enabled)("does not read a sandbox's socket between jobs", async () => {
+    const leave = `def leave(input, context):
+    stray = line({"type": "log", "job_id": "stray", "stream": "stdout", "text": "x", "at": "2026-01-01T00:00:00Z"}) * 1000
+    def flood():
+        while not getattr(sys, "stop_flood", False):
+            send(stray)
+    threading.Thread(target=flood, daemon=True).start()
+    return "left"
+${RAW}`;
+    expect(await h.run(h.job(leave, { userId: "stray-flood" }))).toMatchObject({ result: "left" });
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const before = performance.eventLoopUtilization();
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(performance.eventLoopUtilization(before).utilization).toBeLessThan(0.3);
+    const stop =
+      "import sys, time\ndef stop(input, context):\n    sys.stop_flood = True\n    time.sleep(0.2)\n    return 5\n";
+    const started = Date.now();
+    expect(await h.run(h.job(stop, { userId: "stray-flood" }))).toMatchObject({
+      status: "completed",
+      result: 5,
+    });
+    expect(Date.now() - started).toBeLessThan(5000);
+    await nextJobRuns("stray-flood");
   });
 });
