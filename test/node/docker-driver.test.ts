@@ -23,6 +23,9 @@ import {
   LABEL_POOL,
   LABEL_SANDBOX,
   LABEL_USER,
+  LOG_MAX_SIZE,
+  type LogTailLimits,
+  readLogTail,
   SANDBOX_UID,
 } from "../../executor-node/src/sandbox/docker";
 import type { SandboxLimits, SandboxSpec } from "../../executor-node/src/sandbox/types";
@@ -72,7 +75,10 @@ const LIMITS: SandboxLimits = {
 const REAL_RUNTIME = existsSync(join(ROOT_DIR, "executor-node/runtime/sinas_runtime.py"));
 const EXECUTOR_ID = `sinas-test-${process.pid}-${randomBytes(3).toString("hex")}`;
 
-/** Test-only: replaces the command of chosen sandboxes (the production API has no such option). */
+/**
+ * Test-only: replaces the command of chosen sandboxes (the production API has no such option), and reads a
+ * container's log tail as the driver does for exit reasons, with other limits.
+ */
 class ProbeDriver extends DockerDriver {
   readonly commands = new Map<string, string[]>();
   protected override createOptions(spec: SandboxSpec): Docker.ContainerCreateOptions {
@@ -81,6 +87,44 @@ class ProbeDriver extends DockerDriver {
     if (command) options.Cmd = command;
     return options;
   }
+  tail(container: Docker.Container, limits: LogTailLimits): Promise<string> {
+    return this.logTail(container, limits);
+  }
+}
+
+/** A container whose engine answers are counted: bytes of buffered answers and of streamed ones. */
+function countingContainer(docker: Docker, id: string): { container: Docker.Container; bytes: () => number } {
+  let bytes = 0;
+  const container = docker.getContainer(id);
+  const modem = container.modem as {
+    dial(options: unknown, callback: (error: unknown, data: unknown) => void): void;
+  };
+  container.modem = Object.create(modem, {
+    dial: {
+      value: (options: unknown, callback: (error: unknown, data: unknown) => void) =>
+        modem.dial(options, (error, data) => {
+          if (Buffer.isBuffer(data)) bytes += data.length;
+          else if (data && typeof (data as NodeJS.ReadableStream).on === "function") {
+            (data as NodeJS.ReadableStream).on("data", (chunk: Buffer) => {
+              bytes += chunk.length;
+            });
+          }
+          callback(error, data);
+        }),
+    },
+  });
+  return { container, bytes: () => bytes };
+}
+
+/** Docker log frames (8-byte header: stream, 0, 0, 0, size BE) to text. */
+function demux(buffer: Buffer): string {
+  const parts: Buffer[] = [];
+  for (let offset = 0; offset + 8 <= buffer.length; ) {
+    const size = buffer.readUInt32BE(offset + 4);
+    parts.push(buffer.subarray(offset + 8, offset + 8 + size));
+    offset += 8 + size;
+  }
+  return Buffer.concat(parts).toString("utf8");
 }
 
 type Message = Record<string, unknown> & { type: string };
@@ -315,6 +359,113 @@ describe.skipIf(apiProblem !== undefined)(
         expect.arrayContaining(["SINAS_RUNTIME_SOCKET=/run/sinas/runtime.sock", "SINAS_EXTRA=1"]),
       );
       await handle.kill();
+    });
+
+    it("caps the container log, so output on the real stderr cannot fill the host's disk", async () => {
+      const flood = `import os, time
+line = b"x" * 99 + b"\\n"
+for _ in range(80_000):  # 8 MB
+    os.write(2, line)
+os.write(2, b"flood-done\\n")
+time.sleep(600)`;
+      const { handle } = await sandbox({ command: ["python3", "-c", flood] });
+      const container = docker.getContainer(handle.containerId);
+      const logConfig = (await container.inspect()).HostConfig.LogConfig;
+      expect(logConfig?.Type).toBe("json-file");
+      if (logConfig?.Config && Object.keys(logConfig.Config).length > 0) {
+        expect(logConfig.Config).toMatchObject({ "max-size": LOG_MAX_SIZE, "max-file": "1" }); // Docker
+      } else {
+        // podman's compatible inspect leaves Config empty; its own API reports the size conmon enforces
+        type Native = { HostConfig: { LogConfig: { Size?: string } } };
+        const native = await new Promise<Native>((resolve, reject) =>
+          docker.modem.dial(
+            {
+              path: `/v4.0.0/libpod/containers/${handle.containerId}/json?`, // podman >= 4
+              method: "GET",
+              statusCodes: { 200: true, 404: "no such container" },
+              options: {},
+            },
+            (error, data) => (error ? reject(error) : resolve(data as Native)),
+          ),
+        );
+        expect(native.HostConfig.LogConfig.Size).toBe("1MB");
+      }
+      let kept = 0;
+      await expect
+        .poll(
+          async () => {
+            const log = demux(await container.logs({ stdout: true, stderr: true, follow: false }));
+            kept = log.length;
+            return log.endsWith("flood-done\n");
+          },
+          { timeout: 30_000, interval: 250 },
+        )
+        .toBe(true);
+      expect(kept).toBeLessThanOrEqual(1024 * 1024); // of 8 MB written
+      await handle.kill();
+    });
+
+    it("reads a container's log only as a bounded tail", async () => {
+      // 500 kB of numbered lines (with the engine's own framing still under its cap), an end marker;
+      // then the container keeps running
+      const writer = `import os, time
+for i in range(5000):
+    os.write(2, b"%05d" % i + b"y" * 94 + b"\\n")
+os.write(2, b"tail-done\\n")
+time.sleep(600)`;
+      const { handle } = await sandbox({ command: ["python3", "-c", writer] });
+      const container = docker.getContainer(handle.containerId);
+      await expect
+        .poll(async () => demux(await container.logs({ stdout: true, stderr: true, follow: false })), {
+          timeout: 30_000,
+          interval: 250,
+        })
+        .toMatch(/tail-done\n$/);
+
+      // the reader stops after maxBytes and holds at most keepBytes, frames removed
+      const limits = { maxBytes: 128 * 1024, keepBytes: 8 * 1024, timeoutMs: 10_000 };
+      const stream = await container.logs({ stdout: true, stderr: true, follow: true });
+      const read = await readLogTail(stream, limits);
+      expect(read.complete).toBe(false);
+      expect(read.bytesRead).toBeGreaterThanOrEqual(limits.maxBytes);
+      expect(read.bytesRead).toBeLessThan(limits.maxBytes + 128 * 1024); // one more chunk at most
+      expect(Buffer.byteLength(read.text)).toBeLessThanOrEqual(limits.keepBytes);
+      expect(read.text).toMatch(/^[\dy\n]+$/); // frame headers removed
+      const numbers = [...read.text.matchAll(/^(\d{5})y+$/gm)].map((match) => Number(match[1]));
+      expect(numbers.length).toBeGreaterThan(50);
+      expect(numbers).toEqual([...numbers].sort((a, b) => a - b)); // the end of what was read, in order
+
+      // a followed log of a running container that says nothing more: the time limit ends the read
+      const began = Date.now();
+      const quiet = await readLogTail(await container.logs({ stdout: true, stderr: true, follow: true }), {
+        maxBytes: 4 * 1024 * 1024,
+        keepBytes: 64,
+        timeoutMs: 1000,
+      });
+      expect(quiet).toMatchObject({ complete: false, text: expect.stringMatching(/tail-done\n$/) });
+      expect(Date.now() - began).toBeLessThan(5000);
+
+      // the driver's own tail, with a read limit the log exceeds: it reads no further, and asks for the
+      // last lines instead
+      const counted = countingContainer(docker, handle.containerId);
+      const tail = await driver.tail(counted.container, limits);
+      expect(tail).toMatch(/^\.\.\..*tail-done$/s);
+      expect(tail.length).toBeLessThanOrEqual(1024 + 3);
+      expect(counted.bytes()).toBeLessThan(limits.maxBytes + 256 * 1024); // of the 500 kB log
+      await handle.kill();
+
+      // and as it does for an exit reason: a crash after a flood of output reports the output's end
+      const { handle: crashed } = await sandbox({
+        command: [
+          "python3",
+          "-c",
+          "import os, sys\nfor _ in range(30_000): os.write(2, b'z' * 99 + b'\\n')\nprint('runtime broke', file=sys.stderr); sys.exit(3)",
+        ],
+      });
+      const exit = await crashed.exited;
+      expect(exit.code).toBe(3);
+      expect(exit.reason).toMatch(/^exited with code 3: \.\.\.[z\n]+runtime broke$/);
+      expect(exit.reason.length).toBeLessThanOrEqual(1100);
     });
 
     describe("inside a sandbox", () => {

@@ -15,9 +15,10 @@
  * verified with kill -9 of the executor). User code runs as uid/gid 65534 inside.
  *
  * Limits actually enforced (measured on Linux 6.18, bwrap 0.8, executor running as root):
- * - memory: RLIMIT_AS (prlimit before exec, re-applied by the runtime): allocations fail with
- *   MemoryError (the runtime reports error_type `memory`); there is no cgroup, so no OOM kill and
- *   `oomKilled` is never true here. RLIMIT_AS counts address space, not resident memory.
+ * - memory: RLIMIT_AS (prlimit before exec, re-applied by the runtime), PER PROCESS: allocations fail
+ *   with MemoryError (the runtime reports error_type `memory`); there is no cgroup, so no OOM kill and
+ *   `oomKilled` is never true here. RLIMIT_AS counts address space, not resident memory. A job that forks
+ *   N children can use up to N + 1 times the limit (N < pids).
  * - file size: RLIMIT_FSIZE; /tmp and /dev/shm size: tmpfs `size=` each; open files: RLIMIT_NOFILE 1024;
  *   no core dumps.
  * - pids (processes and threads): RLIMIT_NPROC. The kernel exempts processes whose real uid is root of
@@ -30,7 +31,9 @@
  *   at 63 processes in the sandbox, and the timeout's kill of bwrap takes the whole pid namespace down.
  *   When the executor is not root, bwrap runs as the executor's uid and RLIMIT_NPROC binds as well (it
  *   then also counts that uid's other processes on the host).
- * - CPU share: not enforced (no cgroup); the timeout bounds CPU time per job.
+ * - CPU share: not enforced (no cgroup); a job's timeout kills the whole sandbox. Processes and threads a
+ *   job leaves running when it returns keep running in the warm sandbox, bounded by neither the timeout nor
+ *   (added up) the memory limit, until the sandbox is reaped: a known gap (README, Sandboxes).
  * - network `bridge` shares the host's network namespace: the sandbox can reach the host's loopback
  *   services. Use docker for real bridged networking.
  */

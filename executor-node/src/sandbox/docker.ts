@@ -13,6 +13,8 @@
  *   `bridge` per spec;
  * - the only host folders visible are `spec.socketDir`, bind-mounted read-write at /run/sinas, and the
  *   sandbox's package folder `spec.packagesDir` (if any), read-only at /opt/sinas/packages;
+ * - the container log (its real stdout/stderr, writable by user code) capped at LOG_MAX_SIZE by the engine,
+ *   and read back only as a bounded tail;
  * - labels `sinas.sandbox=<id>`, `sinas.pool=user|shared`, `sinas.user_id` or `sinas.worker_index`,
  *   and `sinas.executor=<executorId>` (whose sandboxes `removeOrphans` may delete).
  *
@@ -61,6 +63,15 @@ export const LABEL_EXECUTOR = "sinas.executor";
 
 const MIB = 1024 * 1024;
 const PING_TIMEOUT_MS = 2_000;
+/** Largest container log the engine keeps (LogConfig max-size: json-file/k8s-file, one file). */
+export const LOG_MAX_SIZE = "1m";
+/**
+ * How `logTail` reads a container's log: at most `maxBytes` (well above the engine's cap, so only an engine
+ * that ignored it gets there), keeping the last `keepBytes`, for at most `timeoutMs`.
+ */
+export const LOG_TAIL_LIMITS: LogTailLimits = { maxBytes: 4 * MIB, keepBytes: 64 * 1024, timeoutMs: 5_000 };
+/** Lines asked for when a log turned out larger than `LOG_TAIL_LIMITS.maxBytes`. */
+const LOG_FALLBACK_LINES = 100;
 /** Fallback engine sockets when DOCKER_HOST is unset, in order. */
 const DEFAULT_SOCKETS = ["/var/run/docker.sock", "/run/podman/podman.sock"];
 
@@ -124,16 +135,117 @@ function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<
 /** Container names allow [a-zA-Z0-9][a-zA-Z0-9_.-]*. */
 const SANDBOX_ID = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,100}$/;
 
-/** Docker log frames (8-byte header: stream, 0, 0, 0, size BE) to text; raw text when not multiplexed. */
-function demuxLogs(buffer: Buffer): string {
-  const parts: string[] = [];
-  let offset = 0;
-  while (offset + 8 <= buffer.length && buffer[offset + 1] === 0 && buffer[offset + 2] === 0) {
-    const size = buffer.readUInt32BE(offset + 4);
-    parts.push(buffer.subarray(offset + 8, offset + 8 + size).toString("utf8"));
-    offset += 8 + size;
-  }
-  return offset === 0 ? buffer.toString("utf8") : parts.join("");
+export interface LogTailLimits {
+  /** Stop reading after this many bytes of the stream. */
+  maxBytes: number;
+  /** Keep this many bytes of text from the end of what was read. */
+  keepBytes: number;
+  /** Stop reading after this long (a followed log of a running container never ends). */
+  timeoutMs: number;
+}
+
+export interface LogTail {
+  /** The end of the text read (log frames removed), at most `keepBytes`. */
+  text: string;
+  /** The stream ended before a limit was reached: `text` is the log's real end. */
+  complete: boolean;
+  /** Bytes of the stream read. */
+  bytesRead: number;
+}
+
+/**
+ * Reads a container log stream (Docker log frames: 8-byte header stream, 0, 0, 0, size BE; raw text when
+ * not multiplexed) into its last `keepBytes` of text, never holding much more than that, and stops (and
+ * destroys the stream) after `maxBytes` or `timeoutMs`. Never rejects.
+ */
+export function readLogTail(stream: NodeJS.ReadableStream, limits: LogTailLimits): Promise<LogTail> {
+  return new Promise((resolve) => {
+    const kept: Buffer[] = [];
+    let keptBytes = 0;
+    let bytesRead = 0;
+    let mode: "unknown" | "frames" | "raw" = "unknown";
+    let header = Buffer.alloc(0);
+    let remaining = 0; // payload bytes left in the current frame
+    let done = false;
+
+    const keep = (data: Buffer) => {
+      if (data.length === 0) return;
+      kept.push(data);
+      keptBytes += data.length;
+      while (kept.length > 1 && keptBytes - (kept[0] as Buffer).length >= limits.keepBytes) {
+        keptBytes -= (kept.shift() as Buffer).length;
+      }
+    };
+    const onData = (chunk: Buffer | string) => {
+      if (done) return;
+      let data = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
+      bytesRead += data.length;
+      if (mode === "unknown" && data.length > 0) {
+        const framed = (data[0] as number) <= 2 && data.subarray(1, 4).every((byte) => byte === 0);
+        mode = framed ? "frames" : "raw";
+      }
+      if (mode === "raw") keep(data);
+      while (mode === "frames" && data.length > 0) {
+        if (remaining > 0) {
+          const payload = data.subarray(0, remaining);
+          keep(payload);
+          remaining -= payload.length;
+          data = data.subarray(payload.length);
+          continue;
+        }
+        const needed = 8 - header.length;
+        header = Buffer.concat([header, data.subarray(0, needed)]);
+        data = data.subarray(needed);
+        if (header.length < 8) break;
+        remaining = header.readUInt32BE(4);
+        header = Buffer.alloc(0);
+      }
+      if (bytesRead >= limits.maxBytes) finish(false);
+    };
+    const finish = (complete: boolean) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      stream.removeListener("data", onData);
+      (stream as { destroy?: () => void }).destroy?.();
+      const text = Buffer.concat(kept);
+      resolve({
+        text: text.subarray(Math.max(0, text.length - limits.keepBytes)).toString("utf8"),
+        complete,
+        bytesRead,
+      });
+    };
+    const timer = setTimeout(() => finish(false), limits.timeoutMs);
+    stream.on("data", onData);
+    stream.once("end", () => finish(true));
+    stream.once("close", () => finish(false));
+    stream.on("error", () => finish(false));
+  });
+}
+
+/**
+ * A container's log as a stream, without following it (the engine ends it at the log's current end);
+ * `timeoutMs` aborts the request, answered or not.
+ */
+function logStream(
+  container: Docker.Container,
+  timeoutMs: number,
+  tail?: number,
+): Promise<NodeJS.ReadableStream> {
+  // container.logs() buffers the whole log unless it follows; dial the same request as a stream instead.
+  return new Promise((resolve, reject) => {
+    container.modem.dial(
+      {
+        path: `/containers/${container.id}/logs?`,
+        method: "GET",
+        isStream: true,
+        abortSignal: AbortSignal.timeout(timeoutMs),
+        statusCodes: { 200: true, 404: "no such container", 500: "server error" },
+        options: { stdout: true, stderr: true, follow: false, ...(tail === undefined ? {} : { tail }) },
+      },
+      (error: unknown, stream: NodeJS.ReadableStream) => (error ? reject(error) : resolve(stream)),
+    );
+  });
 }
 
 export class DockerDriver implements SandboxDriver {
@@ -308,6 +420,10 @@ export class DockerDriver implements SandboxDriver {
         ShmSize: limits.tmpfsMb * MIB,
         CapDrop: ["ALL"],
         SecurityOpt: ["no-new-privileges"],
+        // User code can write to the container's real stderr (the runtime keeps a copy of it for its own
+        // failures): without a cap the engine's log file grows until the host's disk is full. json-file
+        // with max-size is honoured by Docker and by podman (its k8s-file: conmon truncates the file).
+        LogConfig: { Type: "json-file", Config: { "max-size": LOG_MAX_SIZE, "max-file": "1" } },
         NetworkMode: limits.network,
         Privileged: false,
         RestartPolicy: { Name: "no" },
@@ -526,14 +642,22 @@ export class DockerDriver implements SandboxDriver {
     return this.inferOom;
   }
 
-  /** The container's last output (runtime start-up failures print there), at most 1 KiB. */
-  private async logTail(container: Docker.Container): Promise<string> {
+  /**
+   * The container's last output (runtime start-up failures print there), at most 1 KiB. User code can write
+   * there too, so the log is read as a stream, bounded (LOG_TAIL_LIMITS), never as one buffer.
+   */
+  protected async logTail(container: Docker.Container, limits = LOG_TAIL_LIMITS): Promise<string> {
     try {
-      // No `tail`: podman's compat endpoint then drops partial-line records (print() to an unbuffered
-      // stderr writes the text and the newline separately). The container's own output is tiny anyway:
-      // the runtime sends user output over the socket.
-      const raw = (await container.logs({ stdout: true, stderr: true, follow: false })) as Buffer | string;
-      const text = (typeof raw === "string" ? raw : demuxLogs(raw)).trim();
+      // No `tail` at first: podman's compat endpoint then drops or reorders partial-line records (print()
+      // to an unbuffered stderr writes the text and the newline separately). LogConfig keeps the whole log
+      // far below maxBytes.
+      let read = await readLogTail(await logStream(container, limits.timeoutMs), limits);
+      if (!read.complete && read.bytesRead >= limits.maxBytes) {
+        // An engine that ignored the log cap: its last lines only (possibly garbled by podman, see above).
+        const stream = await logStream(container, limits.timeoutMs, LOG_FALLBACK_LINES);
+        read = await readLogTail(stream, limits);
+      }
+      const text = read.text.trim();
       return text.length > 1024 ? `...${text.slice(-1024)}` : text;
     } catch {
       return "";

@@ -11,7 +11,10 @@
 export type DriverName = "docker" | "bwrap" | "process";
 
 export interface SandboxLimits {
-  /** Memory ceiling; exceeding it kills the sandbox (docker: cgroup; bwrap/process: RLIMIT_AS in the runtime). */
+  /**
+   * Memory ceiling. docker: the whole sandbox (cgroup; exceeding it kills the sandbox). bwrap/process: each
+   * process on its own (RLIMIT_AS; an allocation beyond it fails with MemoryError).
+   */
   memoryMb: number;
   /** CPU share (docker NanoCpus); ignored where unsupported. */
   cpus: number;
