@@ -86,6 +86,24 @@ describe("function management (S10, S11)", () => {
     expect(shared.body).toMatchObject({
       detail: "Not authorized to create shared pool functions (admin only)",
     });
+    // A function an admin put in the shared pool: its owner may not swap what runs there (admin only).
+    expect((await api(stack, alice, "POST", "/api/v1/functions", { ...GREET, name: "pooled" })).status).toBe(
+      200,
+    );
+    const pooled = await api(stack, admin, "PUT", "/api/v1/functions/default/pooled", { shared_pool: true });
+    expect(pooled.status, JSON.stringify(pooled.body)).toBe(200);
+    const swapped = await api(stack, alice, "PUT", "/api/v1/functions/default/pooled", { code: GREET.code });
+    expect(swapped.status).toBe(403);
+    expect((swapped.body as Row).detail).toContain("shared pool function (admin only)");
+    const described = await api(stack, alice, "PUT", "/api/v1/functions/default/pooled", {
+      description: "d",
+    });
+    expect(described.status).toBe(200);
+    const unpooled = await api(stack, alice, "PUT", "/api/v1/functions/default/pooled", {
+      shared_pool: false,
+      code: GREET.code,
+    });
+    expect(unpooled.body).toMatchObject({ shared_pool: false });
     const numpy = await api(stack, alice, "POST", "/api/v1/functions", {
       ...GREET,
       name: "np",

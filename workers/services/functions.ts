@@ -237,6 +237,16 @@ export async function updateFunction(
   if (input.shared_pool && !current.sharedPool) {
     ensureSharedPoolAllowed(principal, "Not authorized to enable shared pool (admin only)");
   }
+  // An admin vetted what runs in the shared pool, beside other users' runs: its code and what it may install or
+  // call change only with the same right (sinas-spec §6.6 checks the flag only; its owner could swap the code).
+  const changesWhatRuns =
+    input.code !== undefined || input.requirements !== undefined || input.enabled_namespaces !== undefined;
+  if (current.sharedPool && input.shared_pool !== false && changesWhatRuns) {
+    ensureSharedPoolAllowed(
+      principal,
+      "Not authorized to change the code, requirements or enabled namespaces of a shared pool function (admin only)",
+    );
+  }
   const namespace = input.namespace ?? current.namespace;
   const name = input.name ?? current.name;
   // Moving a function creates it in the new namespace (as for agents and webhooks).
