@@ -533,6 +533,55 @@ describe("paused executions (§5.5.5)", () => {
     expect(await executionsOf("ask", chat)).toMatchObject([{ status: "COMPLETED" }]);
   });
 
+  it("offers the chat's newest paused runs to continue, not the oldest, when there are more than 10", async () => {
+    await createFunction(
+      stack,
+      admin,
+      pythonFunction(
+        "ask_many",
+        '    answer = yield {"prompt": "More?", "schema": {"type": "object"}}\n    return answer',
+      ),
+    );
+    await createAgent(stack, admin, {
+      name: "many",
+      enabled_functions: ["default/ask_many"],
+      llm_provider_id: providers.openai,
+    });
+    const chat = await createChat(stack, admin, "many");
+    fake.script(
+      { tool_calls: [{ id: "m1", name: "default__ask_many", arguments: "{}" }] },
+      { content: "More?" },
+    );
+    await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "go" });
+    const [live] = await executionsOf("ask_many", chat);
+    expect(live).toMatchObject({ status: "AWAITING_INPUT" });
+    // Eleven older pauses of the chat (as runs left paused a day ago would be).
+    const db = openStackDb(stack);
+    try {
+      for (let index = 0; index < 11; index++) {
+        await db.db.execute(
+          sql`insert into executions (user_id, execution_id, function_name, trigger_type, trigger_id, chat_id,
+                status, input_data, started_at)
+              values (${admin.user.id}, ${`stale-${chat}-${index}`}, 'ask_many', 'AGENT', ${chat}, ${chat},
+                'AWAITING_INPUT', '{}', now() - interval '1 day' - ${index} * interval '1 minute')`,
+        );
+      }
+    } finally {
+      await db.close();
+    }
+    fake.reset();
+    fake.script({ content: "Which one?" });
+    await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "continue" });
+    const offered = (
+      toolParameters(fake.requests[0] as never, "continue_execution") as {
+        properties: { execution_id: { enum: string[] } };
+      }
+    ).properties.execution_id.enum;
+    expect(offered).toHaveLength(10);
+    expect(offered[0]).toBe(live?.execution_id);
+    expect(offered).not.toContain(`stale-${chat}-10`);
+  });
+
   it("stops a turn at once while continue_execution waits for the resumed run", async () => {
     await createFunction(stack, admin, {
       ...pythonFunction(

@@ -7,7 +7,7 @@
  * The kinds live in their own files: state-tools.ts, agent-tools.ts, function-tools.ts; `continue_execution`
  * (§5.5.5) is here.
  */
-import { and, eq, type SQL } from "drizzle-orm";
+import { and, desc, eq, type SQL } from "drizzle-orm";
 import { permissions } from "../auth/catalogue";
 import { checkPermission } from "../auth/permissions";
 import type { ApiKeyCredential } from "../auth/principal";
@@ -252,7 +252,8 @@ async function offerContinueExecution(ctx: ToolContext): Promise<OfferedTool[]> 
     })
     .from(executions)
     .where(and(eq(executions.chatId, ctx.chat.id), eq(executions.status, "AWAITING_INPUT")))
-    .orderBy(executions.startedAt)
+    // The newest: older pauses the user left behind must not crowd out the one the model just asked about.
+    .orderBy(desc(executions.startedAt))
     .limit(MAX_PAUSED_EXECUTIONS);
   if (paused.length === 0) return [];
   return [{ definition: continueExecutionDefinition(paused), kind: "continue" }];
