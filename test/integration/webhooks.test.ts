@@ -820,6 +820,22 @@ describe("async, idempotency and limits", () => {
     expect(await executionsOf(webhook.id)).toHaveLength(2);
   });
 
+  it("runs a body under the limit whose JSON input is larger than a Durable Object's SQLite value (2 MB)", async () => {
+    await createFunction(
+      stack,
+      alice,
+      pythonFunction("measure", '    return {"n": len(input["body"]["raw"])}'),
+    );
+    await createWebhook(alice, { path: "big/measure", function_name: "measure" });
+    // 600 000 control bytes: each is 6 characters as JSON (\u0001), a 3.6 MB input in the run's plan.
+    const run = await call("big/measure", {
+      headers: { ...alice.headers, "content-type": "text/plain" },
+      body: "\u0001".repeat(600_000),
+    });
+    expect(run.status, JSON.stringify(run.body).slice(0, 500)).toBe(200);
+    expect(run.body.result).toEqual({ n: 600_000 });
+  });
+
   it("refuses bodies over the limit with 413 before running", async () => {
     const webhook = await createWebhook(alice, { path: "big/echo", function_name: "echo" });
     const big = await call("big/echo", {
