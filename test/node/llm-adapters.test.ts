@@ -481,6 +481,18 @@ async function eventStreamServer(events: TimedEvent[]): Promise<{ url: string; c
   };
 }
 
+/** What an OpenAI-compatible provider of `type` makes of `events`, streamed by a server of their own. */
+async function drainStreamOf(type: "mistral" | "ollama", events: TimedEvent[]) {
+  const server = await eventStreamServer(events);
+  try {
+    const apiEndpoint = type === "ollama" ? server.url : `${server.url}/v1`;
+    const provider = createOpenAiProvider({ type, apiKey: type === "ollama" ? null : "k", apiEndpoint });
+    return await drain(provider.stream(request()));
+  } finally {
+    server.close();
+  }
+}
+
 /** An OpenAI `chat.completion.chunk` event with one choice. */
 function openAiChunk(delta: Record<string, unknown>, finishReason: string | null = null): TimedEvent {
   return {
@@ -519,44 +531,24 @@ describe("OpenAI-compatible variants and keyless providers", () => {
       type: "function",
       function: { name: "f", arguments: args },
     });
-    const server = await eventStreamServer([
+    const { toolCalls, finishReason } = await drainStreamOf("mistral", [
       openAiChunk({ tool_calls: [call("a", "{}"), call("b", '{"x":1}')] }, "tool_calls"),
       { data: "[DONE]" },
     ]);
-    try {
-      const provider = createOpenAiProvider({
-        type: "mistral",
-        apiKey: "k",
-        apiEndpoint: `${server.url}/v1`,
-      });
-      const { toolCalls, finishReason } = await drain(provider.stream(request()));
-      expect(finishReason).toBe("tool_calls");
-      expect(toolCalls.map((call) => [call.id, call.function.arguments])).toEqual([
-        ["a", "{}"],
-        ["b", '{"x":1}'],
-      ]);
-    } finally {
-      server.close();
-    }
+    expect(finishReason).toBe("tool_calls");
+    expect(toolCalls.map((call) => [call.id, call.function.arguments])).toEqual([
+      ["a", "{}"],
+      ["b", '{"x":1}'],
+    ]);
   });
 
   it("reads Mistral's `model_length` as `length`: the answer was cut off", async () => {
-    const server = await eventStreamServer([
+    const { content, finishReason } = await drainStreamOf("mistral", [
       openAiChunk({ role: "assistant", content: "Part of an ans" }),
       openAiChunk({}, "model_length"),
       { data: "[DONE]" },
     ]);
-    try {
-      const provider = createOpenAiProvider({
-        type: "mistral",
-        apiKey: "k",
-        apiEndpoint: `${server.url}/v1`,
-      });
-      const { content, finishReason } = await drain(provider.stream(request()));
-      expect([content, finishReason]).toEqual(["Part of an ans", "length"]);
-    } finally {
-      server.close();
-    }
+    expect([content, finishReason]).toEqual(["Part of an ans", "length"]);
   });
 
   it("keeps parallel calls apart when each comes whole at index 0 with its own id (Ollama style)", async () => {
@@ -566,24 +558,18 @@ describe("OpenAI-compatible variants and keyless providers", () => {
       type: "function",
       function: { name: "read_file", arguments: args },
     });
-    const server = await eventStreamServer([
+    const { toolCalls, finishReason } = await drainStreamOf("ollama", [
       openAiChunk({ role: "assistant", content: "" }),
       openAiChunk({ tool_calls: [call("call_a", '{"path":"a.txt"}')] }),
       openAiChunk({ tool_calls: [call("call_b", '{"path":"b.txt"}')] }),
       openAiChunk({}, "tool_calls"),
       { data: "[DONE]" },
     ]);
-    try {
-      const provider = createOpenAiProvider({ type: "ollama", apiKey: null, apiEndpoint: server.url });
-      const { toolCalls, finishReason } = await drain(provider.stream(request()));
-      expect(finishReason).toBe("tool_calls");
-      expect(toolCalls).toEqual([
-        { id: "call_a", type: "function", function: { name: "read_file", arguments: '{"path":"a.txt"}' } },
-        { id: "call_b", type: "function", function: { name: "read_file", arguments: '{"path":"b.txt"}' } },
-      ]);
-    } finally {
-      server.close();
-    }
+    expect(finishReason).toBe("tool_calls");
+    expect(toolCalls).toEqual([
+      { id: "call_a", type: "function", function: { name: "read_file", arguments: '{"path":"a.txt"}' } },
+      { id: "call_b", type: "function", function: { name: "read_file", arguments: '{"path":"b.txt"}' } },
+    ]);
   });
 });
 
