@@ -59,6 +59,37 @@ async function toolRound(
   return toolResults(fake.requests[1] as never).at(-1)?.content;
 }
 
+/**
+ * A chat with a new agent offering the generator function `fn` (created from `definition`), which the model ran
+ * once on the chat's first message: its run is paused. Returns the chat and that run's execution id.
+ */
+async function chatWithPausedRun(fn: string, definition: Parameters<typeof createFunction>[2]) {
+  await createFunction(stack, admin, definition);
+  const agent = `${fn}-agent`;
+  await createAgent(stack, admin, {
+    name: agent,
+    enabled_functions: [`default/${fn}`],
+    llm_provider_id: providers.openai,
+  });
+  const chat = await createChat(stack, admin, agent);
+  fake.script(
+    { tool_calls: [{ id: `${fn}-1`, name: `default__${fn}`, arguments: "{}" }] },
+    { content: "Paused" },
+  );
+  await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "go" });
+  const [paused] = await executionsOf(fn, chat);
+  expect(paused).toMatchObject({ status: "AWAITING_INPUT" });
+  return { chat, executionId: String(paused?.execution_id) };
+}
+
+/** The execution ids a model request offered to `continue_execution`. */
+function offeredToContinue(request: unknown): string[] {
+  const parameters = toolParameters(request as never, "continue_execution") as {
+    properties: { execution_id: { enum: string[] } };
+  };
+  return parameters.properties.execution_id.enum;
+}
+
 async function executionsOf(name: string, chat: string) {
   const response = await api(stack, admin, "GET", `/executions?function_name=${name}`);
   return (response.body as Record<string, unknown>[]).filter((row) => row.trigger_id === chat);
@@ -478,28 +509,13 @@ describe("tool rounds", () => {
 
 describe("paused executions (§5.5.5)", () => {
   it("offers continue_execution for the chat's paused function and resumes it", async () => {
-    await createFunction(
-      stack,
-      admin,
+    const { chat, executionId } = await chatWithPausedRun(
+      "ask",
       pythonFunction(
         "ask",
         '    name = yield {"prompt": "Your name?", "schema": {"type": "object", "required": ["name"]}}\n    return {"hello": name["name"]}',
       ),
     );
-    await createAgent(stack, admin, {
-      name: "asker",
-      enabled_functions: ["default/ask"],
-      llm_provider_id: providers.openai,
-    });
-    const chat = await createChat(stack, admin, "asker");
-    fake.script(
-      { tool_calls: [{ id: "a1", name: "default__ask", arguments: "{}" }] },
-      { content: "Your name?" },
-    );
-    await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "greet me" });
-    const [paused] = await executionsOf("ask", chat);
-    expect(paused).toMatchObject({ status: "AWAITING_INPUT" });
-    const executionId = String(paused?.execution_id);
     expect(toolResults(fake.requests[1] as never)[0]?.content).toMatchObject({
       status: "awaiting_input",
       execution_id: executionId,
@@ -522,39 +538,19 @@ describe("paused executions (§5.5.5)", () => {
     const answer = await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "Ada" });
     expect(answer.body).toMatchObject({ content: "Hello Ada" });
     expect(toolNames(fake.requests[0] as never)).toEqual(["default__ask", "continue_execution"]);
-    expect(
-      (
-        toolParameters(fake.requests[0] as never, "continue_execution") as {
-          properties: { execution_id: { enum: string[] } };
-        }
-      ).properties.execution_id.enum,
-    ).toEqual([executionId]);
+    expect(offeredToContinue(fake.requests[0])).toEqual([executionId]);
     expect(toolResults(fake.requests[1] as never).at(-1)?.content).toEqual({ hello: "Ada" });
     expect(await executionsOf("ask", chat)).toMatchObject([{ status: "COMPLETED" }]);
   });
 
   it("offers the chat's newest paused runs to continue, not the oldest, when there are more than 10", async () => {
-    await createFunction(
-      stack,
-      admin,
+    const { chat, executionId: live } = await chatWithPausedRun(
+      "ask_many",
       pythonFunction(
         "ask_many",
         '    answer = yield {"prompt": "More?", "schema": {"type": "object"}}\n    return answer',
       ),
     );
-    await createAgent(stack, admin, {
-      name: "many",
-      enabled_functions: ["default/ask_many"],
-      llm_provider_id: providers.openai,
-    });
-    const chat = await createChat(stack, admin, "many");
-    fake.script(
-      { tool_calls: [{ id: "m1", name: "default__ask_many", arguments: "{}" }] },
-      { content: "More?" },
-    );
-    await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "go" });
-    const [live] = await executionsOf("ask_many", chat);
-    expect(live).toMatchObject({ status: "AWAITING_INPUT" });
     // Eleven older pauses of the chat (as runs left paused a day ago would be).
     const db = openStackDb(stack);
     try {
@@ -572,37 +568,20 @@ describe("paused executions (§5.5.5)", () => {
     fake.reset();
     fake.script({ content: "Which one?" });
     await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "continue" });
-    const offered = (
-      toolParameters(fake.requests[0] as never, "continue_execution") as {
-        properties: { execution_id: { enum: string[] } };
-      }
-    ).properties.execution_id.enum;
+    const offered = offeredToContinue(fake.requests[0]);
     expect(offered).toHaveLength(10);
-    expect(offered[0]).toBe(live?.execution_id);
+    expect(offered[0]).toBe(live);
     expect(offered).not.toContain(`stale-${chat}-10`);
   });
 
   it("stops a turn at once while continue_execution waits for the resumed run", async () => {
-    await createFunction(stack, admin, {
+    const { chat, executionId } = await chatWithPausedRun("slowask", {
       ...pythonFunction(
         "slowask",
         '    answer = yield {"prompt": "Go?"}\n    import time\n    time.sleep(90)\n    return answer',
       ),
       timeout: 120,
     });
-    await createAgent(stack, admin, {
-      name: "slowasker",
-      enabled_functions: ["default/slowask"],
-      llm_provider_id: providers.openai,
-    });
-    const chat = await createChat(stack, admin, "slowasker");
-    fake.script(
-      { tool_calls: [{ id: "s1", name: "default__slowask", arguments: "{}" }] },
-      { content: "Go?" },
-    );
-    await api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "start" });
-    const [paused] = await executionsOf("slowask", chat);
-    const executionId = String(paused?.execution_id);
     const input = JSON.stringify({ execution_id: executionId, input: { go: true } });
     fake.script({ tool_calls: [{ id: "s2", name: "continue_execution", arguments: input }] });
     const sending = api(stack, admin, "POST", `/chats/${chat}/messages`, { content: "yes" });
