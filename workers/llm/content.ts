@@ -74,10 +74,24 @@ const IMAGE_TYPES: Record<LlmProviderType, ReadonlySet<string>> = {
   ollama: new Set(["image/png", "image/jpeg", "image/jpg", "image/webp"]),
 };
 
-/** Whether `provider` takes the image: any http(s) URL, or a data URL of valid base64 in one of its types. */
-function imageTaken(image: string, provider: LlmProviderType): boolean {
+/**
+ * The image as `provider` takes it: by URL, or a data URL's media type (lower case) and base64; null when the
+ * provider refuses it (a type it does not take, data that is not base64). The data URL is read once.
+ */
+function imageFor(
+  image: string,
+  provider: LlmProviderType,
+): { url: string } | { mediaType: string; data: string } | null {
   const inline = inlineImage(image);
-  return inline === null || (inline !== undefined && IMAGE_TYPES[provider].has(inline.mediaType));
+  if (inline === null) return { url: image };
+  return inline && IMAGE_TYPES[provider].has(inline.mediaType) ? inline : null;
+}
+
+/** The URL an OpenAI-compatible provider is sent for the image (a data URL rebuilt in its usual form), or null. */
+function imageUrlFor(image: string, provider: LlmProviderType): string | null {
+  const taken = imageFor(image, provider);
+  if (!taken) return null;
+  return "url" in taken ? taken.url : `data:${taken.mediaType};base64,${taken.data}`;
 }
 
 /** File name extensions by media type, for the name OpenAI requires with `file_data`. */
@@ -112,12 +126,6 @@ export function defaultFilename(mediaType: string): string {
   return `file.${extension}`;
 }
 
-/** An image URL as sent: a data URL rebuilt in its usual form (`data:image/png;base64,`), others as they are. */
-function sentImageUrl(image: string): string {
-  const inline = inlineImage(image);
-  return inline ? `data:${inline.mediaType};base64,${inline.data}` : image;
-}
-
 /** The input_audio formats OpenAI takes; m4a and ogg (§5.9) are refused. */
 const OPENAI_AUDIO_FORMATS = new Set(["wav", "mp3"]);
 
@@ -125,12 +133,10 @@ function toOpenAiPart(part: ContentPart): WirePart | null {
   switch (part.type) {
     case "text":
       return { type: "text", text: part.text };
-    case "image":
-      if (!imageTaken(part.image, "openai")) return null;
-      return {
-        type: "image_url",
-        image_url: { url: sentImageUrl(part.image), detail: part.detail ?? "auto" },
-      };
+    case "image": {
+      const url = imageUrlFor(part.image, "openai");
+      return url ? { type: "image_url", image_url: { url, detail: part.detail ?? "auto" } } : null;
+    }
     case "audio":
       if (!OPENAI_AUDIO_FORMATS.has(part.format) || !decodesAsBase64(part.data)) return null;
       return { type: "input_audio", input_audio: { data: part.data, format: part.format } };
@@ -153,10 +159,10 @@ function toMistralPart(part: ContentPart): WirePart | null {
   switch (part.type) {
     case "text":
       return { type: "text", text: part.text };
-    case "image":
-      return imageTaken(part.image, "mistral")
-        ? { type: "image_url", image_url: sentImageUrl(part.image) }
-        : null;
+    case "image": {
+      const url = imageUrlFor(part.image, "mistral");
+      return url ? { type: "image_url", image_url: url } : null;
+    }
     case "audio":
       return decodesAsBase64(part.data) ? { type: "input_audio", input_audio: part.data } : null;
     case "file":
@@ -217,11 +223,11 @@ export function parseDataUrl(url: string): { mediaType: string; data: string } |
 }
 
 function anthropicImage(part: Extract<ContentPart, { type: "image" }>): WirePart | null {
-  if (!imageTaken(part.image, "anthropic")) return null;
-  const inline = inlineImage(part.image);
-  if (!inline) return { type: "image", source: { type: "url", url: part.image } };
-  const mediaType = inline.mediaType === "image/jpg" ? "image/jpeg" : inline.mediaType;
-  return { type: "image", source: { type: "base64", media_type: mediaType, data: inline.data } };
+  const taken = imageFor(part.image, "anthropic");
+  if (!taken) return null;
+  if ("url" in taken) return { type: "image", source: { type: "url", url: taken.url } };
+  const mediaType = taken.mediaType === "image/jpg" ? "image/jpeg" : taken.mediaType;
+  return { type: "image", source: { type: "base64", media_type: mediaType, data: taken.data } };
 }
 
 function isPdf(part: Extract<ContentPart, { type: "file" }>): boolean {
