@@ -67,6 +67,8 @@ const EnvSchema = z.object({
   POOL_WARM_PER_USER: integer(1, 0, 64),
   POOL_MAX_PER_USER: integer(4, 1, 256),
   POOL_IDLE_SECONDS: integer(600, 1, 86_400 * 7),
+  /** How often idle local sandboxes are checked for CPU use (a job's leftover thread or process); 0: never. */
+  SANDBOX_IDLE_CHECK_MS: integer(5000, 0, 3_600_000),
   SHARED_POOL_SIZE: integer(0, 0, 10),
   EXECUTOR_REDIS_URL: optionalText.pipe(
     z.url({ protocol: /^rediss?$/, error: "must be a redis:// or rediss:// URL" }).optional(),
@@ -113,6 +115,7 @@ export interface ExecutorConfig {
     maxPerUser: number;
     idleSeconds: number;
     sharedSize: number;
+    idleCheckMs: number;
   };
   redisUrl: string | undefined;
   pythonBin: string;
@@ -169,6 +172,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ExecutorConfig
       maxPerUser: e.POOL_MAX_PER_USER,
       idleSeconds: e.POOL_IDLE_SECONDS,
       sharedSize: e.SHARED_POOL_SIZE,
+      idleCheckMs: e.SANDBOX_IDLE_CHECK_MS,
     },
     redisUrl: e.EXECUTOR_REDIS_URL,
     pythonBin: e.PYTHON_BIN,

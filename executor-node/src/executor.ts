@@ -51,6 +51,7 @@ export async function startExecutor(
     maxPerUser: config.pool.maxPerUser,
     idleSeconds: config.pool.idleSeconds,
     sharedSize: config.pool.sharedSize,
+    idleCheckMs: config.pool.idleCheckMs,
     workDir,
     log,
   });

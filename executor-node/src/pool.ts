@@ -18,6 +18,8 @@ export interface PoolOptions {
   maxPerUser: number;
   idleSeconds: number;
   sharedSize: number;
+  /** How often idle sandboxes are checked for CPU use (`checkIdleCpu`); 0 or unset: never. */
+  idleCheckMs?: number;
   readyTimeoutMs?: number;
   /** Parent of the sandboxes' socket folders (default: the system temp folder). */
   workDir?: string;
@@ -31,6 +33,12 @@ export class PoolClosedError extends Error {
   }
 }
 
+/**
+ * CPU share (% of a core) at which an idle sandbox is killed. An idle runtime waits on its socket and uses
+ * none; a thread or process a job left running (`while True: pass`) uses 100.
+ */
+const IDLE_CPU_LIMIT_PERCENT = 20;
+
 interface PausedEntry {
   session: SandboxSession;
   pausedAt: number;
@@ -42,6 +50,7 @@ export class Pool {
   private readonly paused = new Map<string, PausedEntry>();
   private readonly ctx: PoolContext;
   private readonly reaper: NodeJS.Timeout;
+  private readonly idleCheck: NodeJS.Timeout | null;
   private closed = false;
 
   constructor(private readonly options: PoolOptions) {
@@ -70,6 +79,8 @@ export class Pool {
     this.shared = new SharedPool(this.ctx);
     this.reaper = setInterval(() => this.reap(), Math.min(30_000, Math.max(200, idleMs / 4)));
     this.reaper.unref();
+    this.idleCheck = options.idleCheckMs ? setInterval(() => this.checkIdleCpu(), options.idleCheckMs) : null;
+    this.idleCheck?.unref();
   }
 
   get driverName(): SandboxDriver["name"] {
@@ -121,8 +132,17 @@ export class Pool {
     return this.paused.delete(executionId);
   }
 
-  /** Returns a sandbox after its job; `pausedExecution` when the job ended awaiting input. */
+  /**
+   * Returns a sandbox after its job; `pausedExecution` when the job ended awaiting input. A sandbox whose job
+   * left processes running is killed instead (its pool replaces it): they would run on, unbounded, beside the
+   * user's next jobs.
+   */
   release(session: SandboxSession, pausedExecution?: string): void {
+    const leftovers = session.alive ? session.leftovers() : null;
+    if (leftovers) {
+      this.ctx.log(`[pool] sandbox ${session.id} killed: ${leftovers}`);
+      void session.kill(leftovers);
+    }
     if (pausedExecution && session.alive) {
       this.paused.set(pausedExecution, { session, pausedAt: Date.now() });
     }
@@ -195,6 +215,7 @@ export class Pool {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.reaper);
+    if (this.idleCheck) clearInterval(this.idleCheck);
     const pools = [...this.users.values()];
     this.users.clear();
     const ended = [
@@ -222,6 +243,21 @@ export class Pool {
       if (entry.session === session && now - entry.pausedAt < this.ctx.idleMs) return true;
     }
     return false;
+  }
+
+  /** Kills idle sandboxes that use CPU: what their last job left running (bwrap, process; not docker). */
+  private checkIdleCpu(): void {
+    const sessions = [
+      ...[...this.users.values()].flatMap((pool) => [...pool.sessions]),
+      ...this.shared.workers.flatMap(({ session }) => (session ? [session] : [])),
+    ];
+    for (const session of sessions) {
+      const percent = session.alive ? session.idleCpuPercent() : null;
+      if (percent === null || percent < IDLE_CPU_LIMIT_PERCENT) continue;
+      const reason = `used ${Math.round(percent)}% of a core while idle: its last job left a thread or process running`;
+      this.ctx.log(`[pool] sandbox ${session.id} killed: ${reason}`);
+      void session.kill(reason);
+    }
   }
 
   private reap(): void {

@@ -13,6 +13,7 @@ import type { ExecutorEvent, ResultEvent } from "../../workers/lib/executor-prot
 import { NO_PACKAGES, type PackageSet } from "./packages";
 import { RuntimeConnection } from "./runtime-connection";
 import type { JobMessage, RuntimeMessage, RuntimeReady } from "./runtime-protocol";
+import { descendantsOf, runningCount, treeCpuMs } from "./sandbox/process-tree";
 import type { SandboxDriver, SandboxExit, SandboxHandle, SandboxLimits, SandboxSpec } from "./sandbox/types";
 
 export type SessionStatus = "starting" | "idle" | "busy" | "dead";
@@ -63,6 +64,10 @@ export class SandboxSession {
   private connection: RuntimeConnection | null = null;
   private job: RunningJob | null = null;
   private deathReason: SandboxExit | null = null;
+  /** Processes under the sandbox's own once its runtime was ready (bwrap: its init and the runtime). */
+  private baselineProcesses: number | null = null;
+  /** The last idle CPU reading (`idleCpuPercent`). */
+  private idleReading: { at: number; cpuMs: number } | null = null;
 
   constructor(private readonly launch: SessionLaunch) {
     this.ended = new Promise((resolve) => {
@@ -109,6 +114,8 @@ export class SandboxSession {
       });
       this.runtime = await this.waitFor(this.readyMessage(), "announce itself");
       if (!this.alive) throw new SandboxDiedError(this.deathReason ?? deathOf("killed while starting"));
+      const pid = this.handle.localPid?.();
+      this.baselineProcesses = pid ? descendantsOf(pid).length : null;
       this.status = "idle";
       this.lastUsed = Date.now();
     } catch (error) {
@@ -131,6 +138,36 @@ export class SandboxSession {
       this.connection?.resume();
       this.connection?.send(message);
     });
+  }
+
+  /**
+   * Why this sandbox must not take another job: processes its last job started and left running (a warm local
+   * sandbox has no cgroup to bound them). Null when clean, or when the driver cannot tell (docker).
+   */
+  leftovers(): string | null {
+    const pid = this.handle?.localPid?.();
+    if (!pid || this.baselineProcesses === null) return null;
+    const found = descendantsOf(pid);
+    // Zombies (exited, not yet reaped) are harmless; only when there are more processes than at the start.
+    if (found.length <= this.baselineProcesses) return null;
+    const extra = runningCount(found) - this.baselineProcesses;
+    return extra > 0 ? `its job left ${extra} process${extra === 1 ? "" : "es"} running` : null;
+  }
+
+  /**
+   * The share of a core (%) this idle sandbox used since the previous call, or null on the first call, when
+   * a job ran in between, or when the driver cannot tell. An idle runtime waits on its socket and uses none:
+   * CPU now is a thread or process a job left running.
+   */
+  idleCpuPercent(now = Date.now()): number | null {
+    const pid = this.status === "idle" ? this.handle?.localPid?.() : null;
+    const cpuMs = pid ? treeCpuMs(pid) : null;
+    const previous = this.idleReading;
+    this.idleReading = cpuMs === null ? null : { at: now, cpuMs };
+    // A job released since (lastUsed) means the CPU in between was the job's.
+    if (cpuMs === null || !previous || this.lastUsed > previous.at) return null;
+    const elapsed = now - previous.at;
+    return elapsed > 0 ? ((cpuMs - previous.cpuMs) / elapsed) * 100 : null;
   }
 
   /** Kills the sandbox and everything in it; resolves once it is gone and its folder removed. */

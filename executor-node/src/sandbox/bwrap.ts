@@ -31,9 +31,11 @@
  *   at 63 processes in the sandbox, and the timeout's kill of bwrap takes the whole pid namespace down.
  *   When the executor is not root, bwrap runs as the executor's uid and RLIMIT_NPROC binds as well (it
  *   then also counts that uid's other processes on the host).
- * - CPU share: not enforced (no cgroup); a job's timeout kills the whole sandbox. Processes and threads a
- *   job leaves running when it returns keep running in the warm sandbox, bounded by neither the timeout nor
- *   (added up) the memory limit, until the sandbox is reaped: a known gap (README, Sandboxes).
+ * - CPU share: not enforced (no cgroup); a job's timeout kills the whole sandbox. What a job leaves running
+ *   when it returns is bounded by neither the timeout nor (added up) the memory limit, so the pool ends such
+ *   a sandbox (pool.ts): at the job's release when processes remain under bwrap (process-tree.ts), at the
+ *   next idle check (SANDBOX_IDLE_CHECK_MS) when its idle runtime uses CPU (a thread left spinning). A thread
+ *   that sleeps is left: it costs memory only, within the runtime's own RLIMIT_AS.
  * - network `bridge` shares the host's network namespace: the sandbox can reach the host's loopback
  *   services. Use docker for real bridged networking.
  */

@@ -71,5 +71,8 @@ function makeHandle(id: string, child: ChildProcess, exited: Promise<SandboxExit
       }
       await exited;
     },
+    localPid() {
+      return done ? null : (child.pid ?? null);
+    },
   };
 }

@@ -63,6 +63,11 @@ export interface SandboxHandle {
   readonly exited: Promise<SandboxExit>;
   /** Kills the sandbox and everything in it; resolves when it is gone. Idempotent. */
   kill(): Promise<void>;
+  /**
+   * The pid of the sandbox's own host process while it runs (bwrap, process): what a job leaves running under
+   * it is found there (process-tree.ts). Docker's containers have none here: their cgroup bounds leftovers.
+   */
+  localPid?(): number | null;
 }
 
 export interface SandboxDriver {
