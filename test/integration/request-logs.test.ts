@@ -421,6 +421,23 @@ describe("GET /api/v1/request-logs", () => {
     expect((next.body as LogRow[]).map((row) => row.request_id)).toEqual([rows[1]?.request_id]);
   });
 
+  it("orders requests logged in one batch by when each came, not by their ids", async () => {
+    // Six requests one after another, sooner than one batch's flush: one INSERT stores them all.
+    const ids: string[] = [];
+    for (let index = 0; index < 6; index++) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      const response = await stack.fetch(`/api/v1/zz-order-${index}`);
+      ids.push(response.headers.get("x-request-id") as string);
+    }
+    await eventually((rows) => (ids.every((id) => rowWith(id)(rows)) ? true : undefined));
+    const { body } = await api(stack, admin, "GET", "/api/v1/request-logs?path_pattern=/api/v1/zz-order-%25");
+    const rows = body as LogRow[];
+    expect(rows.map((row) => row.path)).toEqual(
+      [5, 4, 3, 2, 1, 0].map((index) => `/api/v1/zz-order-${index}`),
+    );
+    expect(new Set(rows.map((row) => row.timestamp)).size).toBe(6);
+  });
+
   it("matches path_pattern with LIKE, bound as a parameter", async () => {
     const { body } = await api(stack, admin, "GET", "/api/v1/request-logs?path_pattern=/auth/%25");
     const rows = body as LogRow[];

@@ -175,6 +175,9 @@ function describeRequest(c: Context<AppEnv>, startedAt: number): Omit<NewRequest
   const { requestId, clientRequestId } = rowIdentity(c);
   return {
     requestId,
+    // When the request came: rows are inserted in batches (request-log-batches.ts), and Postgres' now() is one
+    // value per statement, which gave a batch's requests one time and an order by their random ids.
+    timestamp: new Date(startedAt),
     userId: caller?.id ?? null,
     userEmail: caller?.email ?? null,
     permissionUsed: permissionUsed?.permission ?? null,
