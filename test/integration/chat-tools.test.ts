@@ -4,6 +4,7 @@
  */
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { encryptText } from "../../workers/lib/crypto";
 import type { FakeLlm } from "../fixtures/fake-llm";
 import { api, type Session } from "../helpers/auth";
 import {
@@ -709,6 +710,93 @@ describe("state tools (S28)", () => {
       }),
     ).toMatchObject({
       error: expect.stringContaining("elsewhere"),
+    });
+  });
+});
+
+describe("state tools: bad arguments and failures", () => {
+  beforeAll(async () => {
+    await createAgent(stack, admin, {
+      name: "guarded",
+      state_namespaces_readwrite: ["guard"],
+      llm_provider_id: providers.openai,
+    });
+  });
+
+  it("refuses a key the column cannot hold, naming the argument, and stores nothing", async () => {
+    const chat = await createChat(stack, admin, "guarded");
+    const save = (id: string, key: string) =>
+      toolRound(chat, "save", {
+        id,
+        name: "save_context",
+        arguments: JSON.stringify({ namespace: "guard", key, value: { card: "4111-secret" } }),
+      });
+    expect(await save("g1", "k".repeat(256))).toEqual({
+      error: "Invalid argument: key must be at most 255 characters",
+    });
+    expect(await save("g2", "a\u0000b")).toEqual({
+      error: "Invalid argument: key must not contain NUL characters",
+    });
+    expect(await save("g3", "k".repeat(255))).toMatchObject({ success: true });
+    expect((await api(stack, admin, "GET", "/states?namespace=guard")).body).toHaveLength(1);
+  });
+
+  it("tells the model only that a tool failed, not the failed query and its parameters", async () => {
+    const chat = await createChat(stack, admin, "guarded");
+    // A NUL in a search term fails the query inside Postgres: not an AppError.
+    const result = await toolRound(chat, "find", {
+      id: "g4",
+      name: "retrieve_context",
+      arguments: JSON.stringify({ namespace: "guard", search: "x\u0000" }),
+    });
+    expect(result).toEqual({ error: "Tool failed: internal error" });
+    const stored = await chatMessages(stack, admin, chat);
+    expect(JSON.stringify(stored)).not.toMatch(/select|params/i);
+  });
+
+  it("returns a value it cannot decrypt marked and empty, and the others as usual", async () => {
+    const sealed = await api(stack, admin, "POST", "/states", {
+      namespace: "guard",
+      key: "rotated",
+      value: { pin: "1234" },
+      encrypted: true,
+    });
+    expect(sealed.status, JSON.stringify(sealed.body)).toBe(200);
+    const kept = await api(stack, admin, "POST", "/states", {
+      namespace: "guard",
+      key: "kept",
+      value: { pin: "5678" },
+      encrypted: true,
+    });
+    expect(kept.status, JSON.stringify(kept.body)).toBe(200);
+    // Sealed under a key the stack does not hold, as a key rotation leaves older rows.
+    const otherKey = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64");
+    const foreign = await encryptText(JSON.stringify({ pin: "1234" }), otherKey);
+    const db = openStackDb(stack);
+    try {
+      await db.db.execute(
+        sql`update states set value_ciphertext = ${foreign} where id = ${(sealed.body as { id: string }).id}`,
+      );
+    } finally {
+      await db.close();
+    }
+    const chat = await createChat(stack, admin, "guarded");
+    const retrieve = (id: string, key?: string) =>
+      toolRound(chat, "recall", {
+        id,
+        name: "retrieve_context",
+        arguments: JSON.stringify({ namespace: "guard", key }),
+      });
+    const all = (await retrieve("g5")) as { success: boolean; contexts: Record<string, unknown>[] };
+    expect(all.success).toBe(true);
+    const byKey = (key: string) => all.contexts.find((context) => context.key === key);
+    expect(byKey("rotated")).toMatchObject({ value: {}, decryption_failed: true });
+    expect(byKey("kept")).toMatchObject({ value: { pin: "5678" } });
+    expect(byKey("kept")).not.toHaveProperty("decryption_failed");
+    expect(await retrieve("g6", "rotated")).toMatchObject({
+      success: true,
+      count: 1,
+      contexts: [{ key: "rotated", value: {}, decryption_failed: true }],
     });
   });
 });

@@ -6,6 +6,7 @@ import { eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DbHandle } from "../../workers/db/client";
 import { groupMembers, groups, states } from "../../workers/db/schema";
+import { encryptText } from "../../workers/lib/crypto";
 import { api, IDENTITY_VARS, login, type Session, SUPERADMIN_EMAIL } from "../helpers/auth";
 import { openStackDb } from "../helpers/db";
 import { startTestStack, type TestStack } from "../helpers/stack";
@@ -366,6 +367,48 @@ describe("encrypted states", () => {
     expect(bodies).not.toContain(rotated);
     expect(bodies).not.toContain(note);
   });
+
+  it("shows a value it cannot decrypt (another key) marked and empty, and every other state as usual", async () => {
+    const vault = await createGroup("Vault", [userU, userV], ["sinas.states.post:group"]);
+    const sealed = await createState(userU, {
+      namespace: "rotated",
+      key: "sealed",
+      value: { pin: "1234" },
+      visibility: "group",
+      group_id: vault,
+      encrypted: true,
+    });
+    const readable = await createState(userU, {
+      namespace: "rotated",
+      key: "readable",
+      value: { pin: "5678" },
+      encrypted: true,
+    });
+    // Sealed under a key the stack does not hold, as a key rotation leaves older rows.
+    const otherKey = Buffer.from(crypto.getRandomValues(new Uint8Array(32))).toString("base64");
+    const foreign = await encryptText(JSON.stringify({ pin: "1234" }), otherKey);
+    await database.db.update(states).set({ valueCiphertext: foreign }).where(eq(states.id, sealed.id));
+    try {
+      const marked = { id: sealed.id, value: {}, encrypted: true, decryption_failed: true };
+      for (const session of [userU, userV, admin]) {
+        const listed = await listStates(session, "?namespace=rotated");
+        expect(listed.find((state) => state.id === sealed.id)).toMatchObject(marked);
+      }
+      const own = await listStates(userU, "?namespace=rotated");
+      const intact = own.find((state) => state.id === readable.id);
+      expect(intact).toMatchObject({ value: { pin: "5678" } });
+      expect(intact).not.toHaveProperty("decryption_failed");
+      const read = await call(userV, "GET", `/states/${sealed.id}`);
+      expect(read.status, JSON.stringify(read.body)).toBe(200);
+      expect(read.body).toMatchObject(marked);
+      // A new value is sealed under the current key, which reads it again.
+      const rewritten = await call(userU, "PUT", `/states/${sealed.id}`, { value: { pin: "9999" } });
+      expect(rewritten.body).toMatchObject({ value: { pin: "9999" } });
+      expect(rewritten.body).not.toHaveProperty("decryption_failed");
+    } finally {
+      await database.db.delete(states).where(eq(states.namespace, "rotated"));
+    }
+  });
 });
 
 describe("TTL", () => {
@@ -444,6 +487,56 @@ describe("bad input", () => {
     expect(await countStates()).toBe(before);
   });
 
+  it("refuses an expires_at whose UTC year is outside 1..9999, which Postgres cannot store", async () => {
+    const before = await countStates();
+    const valid = { namespace: "bad", key: "year", value: {} };
+    for (const expiresAt of [
+      "9999-12-31T23:59:59-05:00",
+      "0000-06-01T00:00:00Z",
+      "0001-01-01T00:30:00+01:00",
+    ]) {
+      const refused = expectFieldError(
+        await call(userU, "POST", "/states", { ...valid, expires_at: expiresAt }),
+        ["body", "expires_at"],
+      );
+      expect(refused.message).toContain("between the years 0001 and 9999");
+    }
+    expect(await countStates()).toBe(before);
+    const state = await createState(userU, { ...valid, expires_at: "9999-12-31T23:59:59Z" });
+    expect(state.expires_at).toBe("9999-12-31T23:59:59.000Z");
+    expectFieldError(
+      await call(userU, "PUT", `/states/${state.id}`, { expires_at: "10000-01-01T00:00:00Z" }),
+      ["body", "expires_at"],
+    );
+    expectFieldError(
+      await call(userU, "PUT", `/states/${state.id}`, { expires_at: "9999-12-31T23:59:59-00:01" }),
+      ["body", "expires_at"],
+    );
+  });
+
+  it("keeps a `__proto__` key of a value, as sent", async () => {
+    const send = async (method: string, path: string, raw?: string) => {
+      const response = await stack.fetch(path, {
+        method,
+        headers: { ...userU.headers, "content-type": "application/json" },
+        body: raw,
+      });
+      return { status: response.status, text: await response.text() };
+    };
+    const created = await send(
+      "POST",
+      "/states",
+      '{"namespace":"bad","key":"proto","value":{"__proto__":{"x":1},"b":2}}',
+    );
+    expect(created.status, created.text).toBe(200);
+    expect(created.text).toContain('"value":{"__proto__":{"x":1},"b":2}');
+    const id = (JSON.parse(created.text) as StateBody).id;
+    expect((await storedState(id))?.value).toContain('"__proto__"');
+    const updated = await send("PUT", `/states/${id}`, '{"value":{"__proto__":{"y":2}}}');
+    expect(updated.status, updated.text).toBe(200);
+    expect((await send("GET", `/states/${id}`)).text).toContain('"value":{"__proto__":{"y":2}}');
+  });
+
   it("refuses unknown fields on update, including group_id, and leaves the row unchanged", async () => {
     const state = await createState(userU, { namespace: "bad", key: "update", value: { a: 1 } });
     const response = await call(userU, "PUT", `/states/${state.id}`, {
@@ -464,6 +557,8 @@ describe("bad input", () => {
     expect(Object.keys(document.components.schemas)).toEqual(
       expect.arrayContaining(["StateCreate", "StateUpdate", "StateResponse"]),
     );
+    const create = document.components.schemas.StateCreate as { properties: Record<string, unknown> };
+    expect(create.properties.value).toMatchObject({ type: "object" });
   });
 });
 

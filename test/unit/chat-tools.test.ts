@@ -506,8 +506,9 @@ describe("tool calls", () => {
     const functionName = functionToolName(fn.namespace, fn.name);
     expect(approvalNeeded(tools, call(functionName, {}))).toEqual({ namespace: "reports", name: fn.name });
     const error = vi.spyOn(console, "error").mockImplementation(() => {});
+    // A failure that is not an AppError (here: no database) reaches the model as a generic message only.
     expect(await runToolCall(context(), tools, call(functionName, {}))).toEqual({
-      error: "no database in unit tests",
+      error: "Tool failed: internal error",
     });
     error.mockRestore();
     const other = "99999999-2222-4333-8444-555555555555";
@@ -527,16 +528,16 @@ describe("tool calls", () => {
       [functionTool(false)],
       call("default__wire", { amount: 10 }),
     );
-    expect(failing).toEqual({ error: "no database in unit tests" });
+    expect(failing).toEqual({ error: "Tool failed: internal error" });
     const viaAgent = await runToolCall(
       context(),
       [agentTool],
       call("call_agent_child", { _agent_id: agentId }),
     );
-    expect(viaAgent).toEqual({ error: "no database in unit tests" });
+    expect(viaAgent).toEqual({ error: "Tool failed: internal error" });
     // `_agent_id` may be left out: the tool names its agent.
     const withoutId = await runToolCall(context(), [agentTool], call("call_agent_child", { prompt: "p" }));
-    expect(withoutId).toEqual({ error: "no database in unit tests" });
+    expect(withoutId).toEqual({ error: "Tool failed: internal error" });
     error.mockRestore();
 
     const controller = new AbortController();

@@ -12,7 +12,7 @@ import { groupMembers, type JsonObject, type State, type StateVisibility, states
 import { requireSecret } from "../env";
 import { encryptText } from "../lib/crypto";
 import type { Services } from "../services/services";
-import { insertState, stateValue } from "../services/states";
+import { insertState, toView } from "../services/states";
 import { visibleStates } from "./prompt";
 import {
   agentNamespaces,
@@ -85,9 +85,33 @@ export async function runStateTool(ctx: ToolContext, tool: string, args: JsonObj
   const key = args.key;
   if (typeof key !== "string" || key === "") return { error: "Missing required argument: key" };
   const address: StateKey = { namespace: String(args.namespace), key };
+  const invalid =
+    storableProblem("namespace", address.namespace, MAX_NAMESPACE_LENGTH) ??
+    storableProblem("key", address.key, MAX_KEY_LENGTH);
+  if (invalid) return { error: invalid };
   if (tool === "save_context") return saveContext(ctx, address, args);
   if (tool === "update_context") return updateContext(ctx, address, args);
   return deleteContext(ctx, address);
+}
+
+/** The lengths of the `states` columns, as the states API checks them. */
+const MAX_NAMESPACE_LENGTH = 100;
+const MAX_KEY_LENGTH = 255;
+
+/** Why the argument cannot be stored in its column, or null: too long, or holding NUL, which Postgres refuses. */
+function storableProblem(name: string, value: string, maxLength: number): string | null {
+  if (value.length > maxLength) return `Invalid argument: ${name} must be at most ${maxLength} characters`;
+  if (value.includes("\u0000")) return `Invalid argument: ${name} must not contain NUL characters`;
+  return null;
+}
+
+/**
+ * A state's value for the model under `field`: the plaintext, or `{}` with `decryption_failed` when the value
+ * cannot be decrypted (toView logs it), so one such state does not fail the whole call.
+ */
+async function shownValue(services: Services, row: State, field: "value" | "existing_value") {
+  const view = await toView(services, row);
+  return view.decryptionFailed ? { [field]: view.value, decryption_failed: true } : { [field]: view.value };
 }
 
 function isStringList(value: unknown): value is string[] {
@@ -141,7 +165,7 @@ async function retrieveContext(ctx: ToolContext, args: JsonObject, readable: str
     rows.map(async (row) => ({
       namespace: row.namespace,
       key: row.key,
-      value: await stateValue(services, row),
+      ...(await shownValue(services, row, "value")),
       description: row.description,
       tags: row.tags,
       visibility: row.visibility,
@@ -176,7 +200,8 @@ async function alreadyExists(ctx: ToolContext, address: StateKey, existing: Stat
   const error = `Context already exists for namespace '${address.namespace}' and key '${address.key}'. Use update_context to modify it.`;
   // A key that may create but not read states learns that the key is taken, not what it holds.
   if (!mayReadOwn(ctx)) return { error };
-  return { error, existing_value: existing ? await stateValue(ctx.services, existing) : null };
+  if (!existing) return { error, existing_value: null };
+  return { error, ...(await shownValue(ctx.services, existing, "existing_value")) };
 }
 
 async function isActiveMember(services: Services, userId: string, groupId: string): Promise<boolean> {
@@ -258,7 +283,7 @@ async function updateContext(ctx: ToolContext, address: StateKey, args: JsonObje
   if (isJsonObject(args.value)) return { success: true, message, value: args.value };
   // Without a new value the reply shows the stored one, only to a credential that may read it.
   if (!mayReadOwn(ctx)) return { success: true, message };
-  return { success: true, message, value: await stateValue(services, row) };
+  return { success: true, message, ...(await shownValue(services, row, "value")) };
 }
 
 async function deleteContext(ctx: ToolContext, address: StateKey): Promise<unknown> {

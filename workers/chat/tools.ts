@@ -14,7 +14,7 @@ import type { ApiKeyCredential } from "../auth/principal";
 import { isJsonObject } from "../db/json";
 import { type Agent, type Chat, type Execution, executions, functions, type JsonObject } from "../db/schema";
 import { untilAborted } from "../lib/abort";
-import { AppError, messageOf } from "../lib/errors";
+import { AppError } from "../lib/errors";
 import type { ToolCall, ToolDefinition } from "../llm/types";
 import { findExecution } from "../services/execution-records";
 import { resumeExecution, timeoutOf, waitForExecution } from "../services/executions";
@@ -169,7 +169,7 @@ function isAbort(error: unknown, signal: AbortSignal | undefined): boolean {
 /**
  * Runs one call of the model and returns its result (any JSON value; see `toolResultContent`). Calls to tools
  * that were not offered get `{"error":"Tool not available: N"}` (D-27). Never throws, except an AbortError when
- * `ctx.signal` aborts: every other failure is returned as `{error: message}`.
+ * `ctx.signal` aborts: every other failure is returned as `{error: message}`, a generic one unless an AppError.
  */
 export async function runToolCall(ctx: ToolContext, tools: OfferedTool[], call: ToolCall): Promise<unknown> {
   ctx.signal?.throwIfAborted();
@@ -183,7 +183,8 @@ export async function runToolCall(ctx: ToolContext, tools: OfferedTool[], call: 
   } catch (error) {
     if (isAbort(error, ctx.signal)) throw error;
     console.error(`chat ${ctx.chat.id}: tool ${name} failed:`, error);
-    return { error: messageOf(error) };
+    // Only an AppError's message is meant for users; any other (a failed query) may hold SQL and its parameters.
+    return { error: error instanceof AppError ? error.message : "Tool failed: internal error" };
   }
 }
 

@@ -285,8 +285,9 @@ export async function runTurn(request: TurnRequest, prepared: PreparedTurn): Pro
         model: llm.model,
         temperature: agent.temperature,
         max_tokens: agent.maxTokens,
-        // Without the system messages: the stored context in them may hold decrypted `encrypted` states, and a
-        // continuation rebuilds the conversation anyway.
+        // Without the system messages: the states injected into them (decrypted `encrypted` ones too) are stored
+        // nowhere else, and a continuation rebuilds them anyway. What the model read through a tool (a
+        // retrieve_context result) is in the chat's messages already (README, States).
         messages: messages.filter((message) => message.role !== "system") as unknown as JsonObject[],
         tools: tools as unknown as JsonObject[],
         round,

@@ -7,10 +7,16 @@ export const EmailSchema = z.email({ error: "must be a valid e-mail address" }).
   example: "alice@acme.io",
 });
 
-/** Any ISO-8601 date-time (D-20) as a Date; one without an offset is read as UTC, not as local time. */
+/**
+ * Any ISO-8601 date-time (D-20) as a Date; one without an offset is read as UTC, not as local time. Its UTC year
+ * must be 1..9999, which Postgres takes (`9999-12-31T23:59:59-05:00` is year 10000 in UTC; a 500 otherwise).
+ */
 export const DateTimeInput = z.iso
   .datetime({ offset: true, local: true })
   .transform((text) => new Date(/(?:[zZ]|[+-]\d{2}:?\d{2})$/.test(text) ? text : `${text}Z`))
+  .refine((date) => date.getUTCFullYear() >= 1 && date.getUTCFullYear() <= 9999, {
+    message: "must be a date-time between the years 0001 and 9999 (UTC)",
+  })
   .openapi({ type: "string", format: "date-time", example: "2030-01-01T00:00:00Z" });
 
 /** Text Postgres can store: without NUL characters, which its text type refuses (a 500 otherwise). */

@@ -6,7 +6,8 @@
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import { STATE_VISIBILITIES } from "../db/schema";
+import { isJsonObject } from "../db/json";
+import { type JsonObject, STATE_VISIBILITIES } from "../db/schema";
 import {
   createState,
   deleteState,
@@ -29,8 +30,13 @@ import {
   UuidSchema,
 } from "./schemas";
 
-/** A JSON object; arrays and scalars are refused (§8.1). */
-const JsonObjectValue = z.record(z.string(), z.unknown()).openapi({ type: "object", example: { a: 1 } });
+/**
+ * A JSON object; arrays and scalars are refused (§8.1). Kept as parsed, not rebuilt by `z.record`, which would
+ * drop a `__proto__` key: the stored value is the one sent.
+ */
+const JsonObjectValue = z
+  .custom<JsonObject>(isJsonObject, { message: "must be a JSON object" })
+  .openapi({ type: "object", example: { a: 1 } });
 const RelevanceScore = z.number().min(0).max(1);
 const Visibility = z.enum(STATE_VISIBILITIES);
 
@@ -95,6 +101,9 @@ const StateResponseSchema = z
     created_at: z.string(),
     updated_at: z.string(),
     encrypted: z.boolean(),
+    decryption_failed: z.literal(true).optional().openapi({
+      description: "SINAS Edge: present when an encrypted value cannot be decrypted; `value` is then `{}`",
+    }),
   })
   .openapi("StateResponse");
 
@@ -116,6 +125,7 @@ function toStateResponse(state: StateView): StateResponse {
     created_at: state.createdAt.toISOString(),
     updated_at: state.updatedAt.toISOString(),
     encrypted: state.encrypted,
+    ...(state.decryptionFailed && { decryption_failed: true }),
   };
 }
 

@@ -59,8 +59,11 @@ export interface StateListQuery {
   limit: number;
 }
 
-/** A state as the API shows it: the plaintext value, never the ciphertext. */
-export type StateView = Omit<State, "valueCiphertext">;
+/**
+ * A state as the API shows it: the plaintext value, never the ciphertext. An encrypted value that cannot be
+ * decrypted (e.g. sealed under a rotated-out key) is shown as `{}` with `decryptionFailed` set.
+ */
+export type StateView = Omit<State, "valueCiphertext"> & { decryptionFailed?: true };
 
 /** The columns of a new state row, as the API and the chat's `save_context` fill them. */
 export type NewStateRow = typeof states.$inferInsert;
@@ -84,17 +87,21 @@ async function sealValue(services: Services, value: JsonObject): Promise<string>
   return encryptText(JSON.stringify(value), requireSecret(services.config, "ENCRYPTION_KEY"));
 }
 
-/** Drops the ciphertext and, for an encrypted state, puts the decrypted value in its place. */
-async function toView(services: Services, row: State): Promise<StateView> {
+/**
+ * Drops the ciphertext and, for an encrypted state, puts the decrypted value in its place (the API, the LLM
+ * state tools). A value that cannot be decrypted is logged and marked instead: one such row must not fail
+ * every list that holds it.
+ */
+export async function toView(services: Services, row: State): Promise<StateView> {
   const { valueCiphertext, ...view } = row;
   if (!row.encrypted || valueCiphertext === null) return view;
-  const plaintext = await decryptText(valueCiphertext, requireSecret(services.config, "ENCRYPTION_KEY"));
-  return { ...view, value: JSON.parse(plaintext) as JsonObject };
-}
-
-/** The plaintext value of a state row: decrypted when the state is encrypted (the LLM state tools, context). */
-export async function stateValue(services: Services, row: State): Promise<JsonObject> {
-  return (await toView(services, row)).value;
+  const secret = requireSecret(services.config, "ENCRYPTION_KEY");
+  try {
+    return { ...view, value: JSON.parse(await decryptText(valueCiphertext, secret)) as JsonObject };
+  } catch (error) {
+    console.error(`State ${row.id} (${row.namespace}/${row.key}) could not be decrypted: ${String(error)}`);
+    return { ...view, value: {}, decryptionFailed: true };
+  }
 }
 
 /** The scope under which the caller may act on `row`; group scope only counts for group-visible rows. */
