@@ -255,13 +255,23 @@ export class JobRunner {
     if (result.status === "completed") session.executions++;
     let normalized: ResultEvent;
     let paused: string | undefined;
+    let pauseKept = true;
     try {
       normalized = normalize(result, this.elapsed(active));
       // A pause refused here (schema too large) is no pause: its generator is not kept for a resume.
       paused = normalized.status === "awaiting_input" ? job.execution_id : undefined;
     } finally {
       // Should normalize throw (the job then fails as internal), the sandbox still goes back: else busy for good.
-      this.options.pool.release(session, paused);
+      pauseKept = this.options.pool.release(session, paused);
+    }
+    // A sandbox retired as the job paused (a reload, a memory error, a shrunk shared pool) takes the generator
+    // with it: asking for input nobody could resume would only fail the continue later.
+    if (!pauseKept) {
+      normalized = failed(
+        "killed",
+        "The sandbox holding the paused generator was replaced",
+        this.elapsed(active),
+      );
     }
     this.finish(active, this.stoppedResult(active) ?? normalized);
   }

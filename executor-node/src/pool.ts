@@ -133,12 +133,14 @@ export class Pool {
   }
 
   /**
-   * Returns a sandbox after its job; `pausedExecution` when the job ended awaiting input. A sandbox whose job
-   * left processes running is killed instead (its pool replaces it): they would run on, unbounded, beside the
-   * user's next jobs.
+   * Returns a sandbox after its job; `pausedExecution` when the job ended awaiting input. A sandbox whose
+   * finished job left processes running is killed instead (its pool replaces it): they would run on, unbounded,
+   * beside the user's next jobs. A paused generator may keep its helpers until it is resumed (what spins then
+   * is the idle check's). False when the pause could not be kept (the sandbox was retired or its pool stopped):
+   * nobody could resume it.
    */
-  release(session: SandboxSession, pausedExecution?: string): void {
-    const leftovers = session.alive ? session.leftovers() : null;
+  release(session: SandboxSession, pausedExecution?: string): boolean {
+    const leftovers = session.alive && !pausedExecution ? session.leftovers() : null;
     if (leftovers) {
       this.ctx.log(`[pool] sandbox ${session.id} killed: ${leftovers}`);
       void session.kill(leftovers);
@@ -148,11 +150,12 @@ export class Pool {
     }
     if (session.pool.kind === "shared") {
       this.shared.release(session);
-      return;
+    } else {
+      const pool = this.users.get(session.pool.userId);
+      if (pool?.sessions.has(session)) pool.release(session);
+      else void session.kill("its pool was stopped");
     }
-    const pool = this.users.get(session.pool.userId);
-    if (pool?.sessions.has(session)) pool.release(session);
-    else void session.kill("its pool was stopped");
+    return !pausedExecution || (session.alive && this.paused.get(pausedExecution)?.session === session);
   }
 
   scaleShared(target: number): Promise<ScaleResult> {

@@ -27,6 +27,21 @@ const SPINS = job(
   "spins",
   "    threading.Thread(target=lambda: [None for _ in iter(int, 1)], daemon=True).start()\n    time.sleep(0.05)",
 );
+/** A generator keeping a helper process across its pause: not a leftover, the function has not returned. */
+const GENERATOR_WITH_HELPER = `import os, subprocess
+def helper_gen(input, context):
+    helper = subprocess.Popen(['sleep', '60'])
+    answer = yield {"prompt": "go on?"}
+    helper.kill()
+    helper.wait()
+    return {"got": answer, "sandbox": os.environ["SINAS_SANDBOX_ID"]}
+`;
+const SLOW_GENERATOR = `import time
+def slow_gen(input, context):
+    time.sleep(1.5)
+    answer = yield {"prompt": "go on?"}
+    return {"got": answer}
+`;
 const IDLE_CHECK_MS = 400;
 
 describe.each([
@@ -75,6 +90,45 @@ describe.each([
     async () => {
       const first = await sandboxOf(DAEMON, "daemon-user");
       expect(await sandboxOf(CLEAN, "daemon-user")).not.toBe(first);
+    },
+  );
+
+  /** Resumes the paused run of `first` and returns the resume's result. */
+  const resumeOf = async (first: ReturnType<Harness["job"]>) => {
+    h.receiver.newJob(first.execution_id);
+    expect((await h.send("POST", "/v1/jobs", { ...first, kind: "resume", input: { ok: 1 } })).status).toBe(
+      202,
+    );
+    const events = await h.receiver.waitFor(first.execution_id, (list) =>
+      list.some((event) => event.type === "result" && event.status !== "awaiting_input"),
+    );
+    return events.filter((event) => event.type === "result").pop();
+  };
+
+  it.skipIf(!enabled)(
+    "keeps a paused generator's sandbox, helper process and all, for its resume",
+    async () => {
+      const first = h.job(GENERATOR_WITH_HELPER, { userId: "generator-user" });
+      expect(await h.run(first)).toMatchObject({ status: "awaiting_input" });
+      expect(await resumeOf(first)).toMatchObject({ status: "completed", result: { got: { ok: 1 } } });
+    },
+  );
+
+  it.skipIf(!enabled)(
+    "fails a run whose sandbox was replaced as it paused, instead of asking for input",
+    async () => {
+      const userId = "reloaded-user";
+      const first = h.job(SLOW_GENERATOR, { userId });
+      expect((await h.send("POST", "/v1/jobs", first)).status).toBe(202);
+      await h.receiver.waitFor(first.execution_id, (events) =>
+        events.some((event) => event.type === "started"),
+      );
+      expect((await h.send("POST", `/v1/pools/users/${userId}/reload`, {})).status).toBe(200);
+      expect(await h.receiver.result(first.execution_id)).toMatchObject({
+        status: "failed",
+        error_type: "killed",
+        error: "The sandbox holding the paused generator was replaced",
+      });
     },
   );
 
