@@ -35,6 +35,78 @@ describe("bad input runs nothing", () => {
   });
 });
 
+describe("input nested past MAX_JSON_DEPTH (256 levels) is refused before it reaches anything recursive", () => {
+  /** `depth` levels of arrays: `[[...]]`. */
+  const nested = (depth: number) => `${"[".repeat(depth)}${"]".repeat(depth)}`;
+  const TOO_DEEP = {
+    loc: ["body", "input"],
+    msg: "must not nest arrays and objects more than 256 levels deep",
+  };
+
+  it("answers 422 naming body.input to execute, running and recording nothing; 256 levels run", async () => {
+    await createFunction(stack, alice, pythonFunction("nested", "    return {}"));
+    // The input object is level 1, so `{"a": <n - 1 levels>}` is n levels deep.
+    for (const depth of [257, 5_000, 100_000]) {
+      const response = await api(
+        stack,
+        alice,
+        "POST",
+        "/functions/default/nested/execute",
+        `{"input": {"a": ${nested(depth - 1)}}}`,
+      );
+      expect(response.status, `${depth}: ${JSON.stringify(response.body).slice(0, 300)}`).toBe(422);
+      expect((response.body as { detail: unknown[] }).detail).toEqual([expect.objectContaining(TOO_DEEP)]);
+    }
+    const fits = await api(
+      stack,
+      alice,
+      "POST",
+      "/functions/default/nested/execute",
+      `{"input": {"a": ${nested(255)}}}`,
+    );
+    expect(fits.status, JSON.stringify(fits.body).slice(0, 300)).toBe(200);
+    expect(fits.body).toMatchObject({ success: true, result: {} });
+    const rows = (await api(stack, alice, "GET", "/executions?function_name=nested")).body as Row[];
+    expect(rows).toHaveLength(1);
+  });
+
+  it("answers 422 naming body.input to continue, leaving the run paused", async () => {
+    await createFunction(
+      stack,
+      alice,
+      pythonFunction(
+        "nested_gen",
+        '    answer = yield {"prompt": "More?", "schema": {}}\n    return {"ok": True}',
+      ),
+    );
+    const run = await execute(stack, alice, { name: "nested_gen" });
+    expect(run.body).toMatchObject({ status: "awaiting_input" });
+    const id = (run.body as { execution_id: string }).execution_id;
+    for (const depth of [257, 5_000]) {
+      const response = await api(
+        stack,
+        alice,
+        "POST",
+        `/executions/${id}/continue`,
+        `{"input": ${nested(depth)}}`,
+      );
+      expect(response.status, `${depth}: ${JSON.stringify(response.body).slice(0, 300)}`).toBe(422);
+      expect((response.body as { detail: unknown[] }).detail).toEqual([expect.objectContaining(TOO_DEEP)]);
+    }
+    expect((await api(stack, alice, "GET", `/executions/${id}`)).body).toMatchObject({
+      status: "AWAITING_INPUT",
+    });
+    const resumed = await api(
+      stack,
+      alice,
+      "POST",
+      `/executions/${id}/continue`,
+      `{"input": ${nested(256)}}`,
+    );
+    expect(resumed.body).toMatchObject({ status: "COMPLETED", output_data: { ok: true } });
+  });
+});
+
 describe("containment (docker and bwrap drivers)", () => {
   it("fails a memory bomb with a clear reason; the next run works", async (context) => {
     if (!isolated()) context.skip(`the ${driver} driver does not contain memory`);

@@ -99,6 +99,21 @@ describe("function management (S10, S11)", () => {
       description: "d",
     });
     expect(described.status).toBe(200);
+    // Moving it widens what it may call (its own namespace), renaming it swaps what the admin vetted: admin only.
+    for (const change of [{ namespace: "elsewhere" }, { name: "pooled_renamed" }]) {
+      const moved = await api(stack, alice, "PUT", "/api/v1/functions/default/pooled", change);
+      expect(moved.status, JSON.stringify(moved.body)).toBe(403);
+      expect((moved.body as Row).detail).toBe(
+        "Not authorized to change the code, requirements, enabled namespaces, namespace or name of a shared pool function (admin only)",
+      );
+    }
+    expect((await api(stack, alice, "GET", "/api/v1/functions/default/pooled")).status).toBe(200);
+    const restated = await api(stack, alice, "PUT", "/api/v1/functions/default/pooled", {
+      namespace: "default",
+      name: "pooled",
+      description: "e",
+    });
+    expect(restated.status, JSON.stringify(restated.body)).toBe(200);
     const unpooled = await api(stack, alice, "PUT", "/api/v1/functions/default/pooled", {
       shared_pool: false,
       code: GREET.code,
@@ -347,7 +362,24 @@ describe("running functions", () => {
     expect((await api(stack, alice, "GET", "/executions/nope")).body).toMatchObject({
       detail: "Execution not found",
     });
-    expect((await execute(stack, bob, { name: "greet" }, { body: { name: "x" } })).status).toBe(403);
+    expect((await execute(stack, bob, { name: "greet" }, { body: { name: "x" } })).status).toBe(404);
+  });
+
+  it("answers a function the caller may neither run nor see with the 404 of a missing one", async () => {
+    await createFunction(stack, alice, pythonFunction("secret_fn", "    return {}"));
+    const other = await execute(stack, bob, { name: "secret_fn" });
+    expect(other.status).toBe(404);
+    expect(other.body).toMatchObject({ code: "NOT_FOUND", detail: "Function 'default/secret_fn' not found" });
+    expect((await execute(stack, bob, { name: "no_such_fn" })).body).toMatchObject({
+      code: "NOT_FOUND",
+      detail: "Function 'default/no_such_fn' not found",
+    });
+    // Who may see it (its owner, here through a key that may not run it) learns why: 403.
+    const created = await api(stack, alice, "POST", "/api/v1/api-keys", { name: "no_run", permissions: {} });
+    const bare = { headers: { "x-api-key": (created.body as { key: string }).key } };
+    const mine = await execute(stack, bare, { name: "secret_fn" });
+    expect(mine.status).toBe(403);
+    expect(mine.body).toMatchObject({ detail: "Not authorized to execute function 'default/secret_fn'" });
   });
 
   it("tracks nested calls as a step tree; a failing callee fails its callers (S17, D-34)", async () => {
@@ -521,6 +553,47 @@ describe("running functions", () => {
       input: { name: "Ada" },
     });
     expect(resumed.body).toMatchObject({ status: "COMPLETED", output_data: { hello: "Ada" } });
+  });
+
+  it("refuses to continue a paused run whose function is inactive, deleted or created anew (§6.2 step 3)", async () => {
+    const GEN =
+      '    answer = yield {"prompt": "Go on?", "schema": {"type": "object"}}\n    return {"resumed": True}';
+    const paused = async (name: string) => {
+      const run = await execute(stack, alice, { name });
+      expect(run.body).toMatchObject({ status: "awaiting_input" });
+      return (run.body as { execution_id: string }).execution_id;
+    };
+    const gone = (name: string) => ({
+      code: "NOT_FOUND",
+      detail: `Function 'default/${name}' not found or inactive`,
+    });
+
+    await createFunction(stack, alice, pythonFunction("gen_off", GEN));
+    const offId = await paused("gen_off");
+    const off = await api(stack, alice, "PUT", "/api/v1/functions/default/gen_off", { is_active: false });
+    expect(off.body).toMatchObject({ is_active: false });
+    const refused = await api(stack, alice, "POST", `/executions/${offId}/continue`, { input: {} });
+    expect(refused.status).toBe(404);
+    expect(refused.body).toMatchObject(gone("gen_off"));
+    // Nothing ran: the run is still paused, and continues once its function is active again.
+    expect((await api(stack, alice, "GET", `/executions/${offId}`)).body).toMatchObject({
+      status: "AWAITING_INPUT",
+    });
+    await api(stack, alice, "PUT", "/api/v1/functions/default/gen_off", { is_active: true });
+    const resumed = await api(stack, alice, "POST", `/executions/${offId}/continue`, { input: {} });
+    expect(resumed.body).toMatchObject({ status: "COMPLETED", output_data: { resumed: true } });
+
+    await createFunction(stack, alice, pythonFunction("gen_del", GEN));
+    const delId = await paused("gen_del");
+    expect((await api(stack, alice, "DELETE", "/api/v1/functions/default/gen_del")).status).toBe(200);
+    const deleted = await api(stack, alice, "POST", `/executions/${delId}/continue`, { input: {} });
+    expect(deleted.status).toBe(404);
+    expect(deleted.body).toMatchObject(gone("gen_del"));
+    // A function created anew under the name is another function (here another user's): still refused.
+    await createFunction(stack, bob, pythonFunction("gen_del", GEN));
+    const recreated = await api(stack, alice, "POST", `/executions/${delId}/continue`, { input: {} });
+    expect(recreated.status).toBe(404);
+    expect(recreated.body).toMatchObject(gone("gen_del"));
   });
 
   it("streams the function's output as SSE with resumable ids", async () => {

@@ -662,6 +662,20 @@ describe("validation: 4xx naming the field, nothing stored", () => {
     expect(await stored()).toBe(0);
   });
 
+  it("rejects input_data nested more than 256 levels deep, naming it", async () => {
+    const nested = (depth: number): unknown => (depth <= 1 ? {} : { a: nested(depth - 1) });
+    const response = await api(stack, alice, "POST", "/api/v1/schedules", {
+      ...base,
+      input_data: nested(257),
+    });
+    expect(response.status).toBe(422);
+    expect((response.body as { detail: { loc: string[]; msg: string }[] }).detail[0]).toMatchObject({
+      loc: ["body", "input_data"],
+      msg: "must not nest arrays and objects more than 256 levels deep",
+    });
+    expect(await stored()).toBe(0);
+  });
+
   it("treats an unknown namespace as an unknown function; a bad PATCH changes nothing", async () => {
     const guest = await api(stack, alice, "POST", "/api/v1/schedules", {
       ...base,

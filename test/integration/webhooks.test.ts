@@ -851,6 +851,42 @@ describe("async, idempotency and limits", () => {
     expect(fits.status, JSON.stringify(fits.body).slice(0, 500)).toBe(200);
   });
 
+  it("refuses a body nested past 256 levels with 422 naming the body, running and recording nothing", async () => {
+    // A public webhook: anyone could otherwise kill its owner's sandboxes with a deep body.
+    await createFunction(stack, alice, pythonFunction("deep_ok", '    return {"ok": True}'));
+    const webhook = await createWebhook(alice, {
+      path: "deep/ok",
+      function_name: "deep_ok",
+      requires_auth: false,
+    });
+    const nested = (depth: number) => `${"[".repeat(depth)}${"]".repeat(depth)}`;
+    for (const depth of [257, 5_000, 100_000]) {
+      const refused = await call("deep/ok", { headers: json(null), body: nested(depth) });
+      expect(refused.status, `${depth}: ${JSON.stringify(refused.body).slice(0, 300)}`).toBe(422);
+      expect(refused.body.detail).toEqual([
+        expect.objectContaining({
+          loc: ["body"],
+          msg: "must not nest arrays and objects more than 256 levels deep",
+        }),
+      ]);
+    }
+    expect(await executionsOf(webhook.id)).toHaveLength(0);
+    // The same for default_values, which become part of every run's input.
+    const deepDefaults = await api(stack, alice, "POST", "/api/v1/webhooks", {
+      path: "deep/defaults",
+      function_name: "deep_ok",
+      default_values: JSON.parse(`{"a":${nested(256)}}`),
+    });
+    expect(deepDefaults.status).toBe(422);
+    expect((deepDefaults.body as { detail: { loc: string[] }[] }).detail[0]?.loc).toEqual([
+      "body",
+      "default_values",
+    ]);
+    const fits = await call("deep/ok", { headers: json(null), body: nested(256) });
+    expect(fits.status, JSON.stringify(fits.body).slice(0, 300)).toBe(200);
+    expect(fits.body.result).toEqual({ ok: true });
+  });
+
   it("applies the webhook's own rate limit with 429 and Retry-After", async () => {
     const webhook = await createWebhook(alice, {
       path: "limited",

@@ -4,11 +4,12 @@
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
-import { accessScope } from "../auth/access";
+import { accessScope, can } from "../auth/access";
 import { permissions } from "../auth/catalogue";
 import type { Execution, StepExecution } from "../db/schema";
 import { executionStatus } from "../db/schema";
 import { AppError } from "../lib/errors";
+import { exceedsJsonDepth, JSON_DEPTH_MESSAGE } from "../lib/json-depth";
 import { executionRunFor } from "../services/execution-shards";
 import {
   findActiveFunction,
@@ -24,7 +25,7 @@ import { authenticate, principalOf, recordPermission } from "./auth";
 import { IdentifierSchema } from "./functions";
 import { createRouter, errorResponse } from "./router";
 import { runReply } from "./run-reply";
-import { jsonBody, jsonResponse, PageQuerySchema } from "./schemas";
+import { jsonBody, jsonResponse, PageQuerySchema, RunInputObject } from "./schemas";
 
 /** Largest request body of a run (its input); larger ones are refused with 413 before anything runs. */
 export const MAX_INPUT_BYTES = 1024 * 1024;
@@ -195,7 +196,10 @@ const continueRoute = createRoute({
     body: jsonBody(
       z
         .object({
-          input: z.unknown().refine((value) => value !== undefined, { message: "Field required" }),
+          input: z
+            .unknown()
+            .refine((value) => value !== undefined, { message: "Field required" })
+            .refine((value) => !exceedsJsonDepth(value), { message: JSON_DEPTH_MESSAGE }),
         })
         .strict()
         .openapi("ContinueRequest"),
@@ -214,7 +218,8 @@ const continueRoute = createRoute({
     ),
     400: errorResponse("Not awaiting input"),
     403: errorResponse("Not yours"),
-    404: errorResponse("Unknown"),
+    404: errorResponse("Unknown, or its function is deleted or inactive (the run stays paused)"),
+    422: errorResponse("Input does not match the prompt's schema, or nests too deeply"),
   },
 });
 const executeRoute = createRoute({
@@ -230,7 +235,7 @@ const executeRoute = createRoute({
     query: z.object({ async: z.enum(["true", "false"]).default("false") }),
     body: jsonBody(
       z
-        .object({ input: z.record(z.string(), z.unknown()).default({}) })
+        .object({ input: RunInputObject.default({}) })
         .strict()
         .openapi("ExecuteRequest"),
     ),
@@ -241,9 +246,9 @@ const executeRoute = createRoute({
       "Completed (or paused for input: `status: awaiting_input`)",
     ),
     202: jsonResponse(z.object({ execution_id: z.string() }), "Started"),
-    403: errorResponse("Not allowed"),
-    404: errorResponse("Unknown function"),
-    422: errorResponse("Input does not match the function's input_schema"),
+    403: errorResponse("Not allowed (for a function you could see: yours, or with its namespace's get:all)"),
+    404: errorResponse("Unknown function, or one you may neither run nor see"),
+    422: errorResponse("Input does not match the function's input_schema, or nests too deeply"),
     500: errorResponse("The function failed"),
   },
 });
@@ -334,7 +339,15 @@ executionsRouter
       permissions.functionExecute(namespace, name, scope);
     const scope = accessScope(principal, permission, { userId: fn.userId, groupId: fn.groupId });
     recordPermission(c, permission(scope ?? "own"), scope !== null);
-    if (!scope) throw new AppError("FORBIDDEN", `Not authorized to execute function '${namespace}/${name}'`);
+    if (!scope) {
+      // As the management GET (D-50): only who may see the function learns it exists; others get the 404 of a
+      // missing one, so that function names do not leak.
+      const visible =
+        fn.userId === principal.user.id ||
+        can(principal, permissions.functionsNamespace(namespace, "get", "all"));
+      if (!visible) throw new AppError("NOT_FOUND", `Function '${namespace}/${name}' not found`);
+      throw new AppError("FORBIDDEN", `Not authorized to execute function '${namespace}/${name}'`);
+    }
     const executionId = await startExecution(services, {
       fn,
       runAs: principal.user,

@@ -4,8 +4,9 @@
  * OpenAPI as the plain `{path}`.
  *
  * Order of checks: body size (413), the webhook (404), the caller (401/403; the secret or signature of a
- * webhook without auth), the rate limit (429), then the run. Sync answers as the direct trigger does;
- * `?async=true` or an async webhook answers 202 `{execution_id}`. An `Idempotency-Key` repeat runs nothing.
+ * webhook without auth), the rate limit (429), a body nested too deeply (422, webhook-envelope.ts), then the
+ * run. Sync answers as the direct trigger does; `?async=true` or an async webhook answers 202
+ * `{execution_id}`. An `Idempotency-Key` repeat runs nothing.
  */
 import { z } from "@hono/zod-openapi";
 import type { Context } from "hono";
@@ -14,6 +15,7 @@ import type { User } from "../db/schema";
 import { httpMethod } from "../db/schema";
 import { AppError } from "../lib/errors";
 import { idempotencyKeyError } from "../lib/idempotency";
+import { MAX_JSON_DEPTH } from "../lib/json-depth";
 import { readBounded } from "../lib/read-bounded";
 import { runKeyRevokedError } from "../services/api-keys";
 import { recordFailedAttempt, startExecution, timeoutOf, waitForExecution } from "../services/executions";
@@ -182,6 +184,9 @@ for (const method of METHODS) {
       403: errorResponse("Not allowed to execute the function"),
       404: errorResponse("No active webhook with this path and method"),
       413: errorResponse("Body larger than WEBHOOK_MAX_BODY_BYTES"),
+      422: errorResponse(
+        `A malformed Idempotency-Key, or a body nesting arrays and objects over ${MAX_JSON_DEPTH} levels deep`,
+      ),
       429: errorResponse("The webhook's rate limit was reached (see Retry-After)"),
       500: errorResponse("Function execution failed: <error> (with execution_id)"),
     },

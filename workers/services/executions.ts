@@ -3,7 +3,7 @@
  * function and of everything it may call), hands it to the execution's ExecutionRun Durable Object, and
  * reads executions back for the API (§1.4).
  */
-import { and, desc, eq, inArray, type SQL } from "drizzle-orm";
+import { and, desc, eq, inArray, lte, type SQL } from "drizzle-orm";
 import type { RunPlan, RunState } from "../../durable-objects/execution-run";
 import { can } from "../auth/access";
 import type { Principal } from "../auth/principal";
@@ -290,6 +290,29 @@ export async function listExecutions(
 }
 
 /**
+ * 404 unless the function of a paused run is still there and active (sinas-spec §6.2 step 3 reloads it on
+ * resume): a deactivated or deleted function runs no more code. The execution keeps neither the function's id
+ * nor its owner (the run-as user may be another, D-27), so the function must predate the run: one deleted and
+ * created again under its name, by anyone, is another function. The run stays paused until its pause expires.
+ */
+async function ensureFunctionStillRuns(db: Database, execution: Execution): Promise<void> {
+  const { functionNamespace: namespace, functionName: name } = execution;
+  const [fn] = await db
+    .select({ id: functions.id })
+    .from(functions)
+    .where(
+      and(
+        eq(functions.namespace, namespace),
+        eq(functions.name, name),
+        eq(functions.isActive, true),
+        lte(functions.createdAt, execution.startedAt),
+      ),
+    )
+    .limit(1);
+  if (!fn) throw new AppError("NOT_FOUND", `Function '${namespace}/${name}' not found or inactive`);
+}
+
+/**
  * Sends `input` into a paused run. The resumed run acts with the API key it was continued with when that key
  * is the run's user's, else with the credential that started it (ExecutionRun.resume).
  */
@@ -301,6 +324,7 @@ export async function resumeExecution(
 ): Promise<RunState> {
   if (execution.status !== "AWAITING_INPUT")
     throw new AppError("BAD_REQUEST", "Execution is not awaiting input");
+  await ensureFunctionStillRuns(services.db(), execution);
   const problems = validateAgainstSchema(execution.inputSchema, input);
   if (problems.length > 0) {
     throw validationError(

@@ -237,18 +237,23 @@ export async function updateFunction(
   if (input.shared_pool && !current.sharedPool) {
     ensureSharedPoolAllowed(principal, "Not authorized to enable shared pool (admin only)");
   }
+  const namespace = input.namespace ?? current.namespace;
+  const name = input.name ?? current.name;
   // An admin vetted what runs in the shared pool, beside other users' runs: its code and what it may install or
   // call change only with the same right (sinas-spec §6.6 checks the flag only; its owner could swap the code).
+  // Its namespace is part of what it may call (callable-scope.ts); its name is what the admin vetted.
   const changesWhatRuns =
-    input.code !== undefined || input.requirements !== undefined || input.enabled_namespaces !== undefined;
+    input.code !== undefined ||
+    input.requirements !== undefined ||
+    input.enabled_namespaces !== undefined ||
+    namespace !== current.namespace ||
+    name !== current.name;
   if (current.sharedPool && input.shared_pool !== false && changesWhatRuns) {
     ensureSharedPoolAllowed(
       principal,
-      "Not authorized to change the code, requirements or enabled namespaces of a shared pool function (admin only)",
+      "Not authorized to change the code, requirements, enabled namespaces, namespace or name of a shared pool function (admin only)",
     );
   }
-  const namespace = input.namespace ?? current.namespace;
-  const name = input.name ?? current.name;
   // Moving a function creates it in the new namespace (as for agents and webhooks).
   if (
     namespace !== current.namespace &&
@@ -263,8 +268,12 @@ export async function updateFunction(
       const [updated] = await tx
         .update(functions)
         .set({
-          namespace,
-          name,
+          // Keeps the set non-empty for a body naming no field (drizzle refuses an empty one).
+          updatedAt: new Date(),
+          // Written only when asked for: a concurrent update of other fields, which read the function before
+          // a rename committed, must not write the old namespace and name back.
+          ...(input.namespace !== undefined && { namespace: input.namespace }),
+          ...(input.name !== undefined && { name: input.name }),
           ...(input.description !== undefined && { description: input.description }),
           ...(input.code !== undefined && { code: input.code }),
           ...(input.input_schema !== undefined && { inputSchema: input.input_schema }),

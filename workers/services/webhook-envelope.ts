@@ -4,6 +4,8 @@
  * Credentials never reach the function: they are dropped from `headers` here.
  */
 import type { JsonObject } from "../db/schema";
+import { validationError } from "../lib/errors";
+import { exceedsJsonDepth, JSON_DEPTH_MESSAGE } from "../lib/json-depth";
 import { SECRET_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER } from "../lib/webhook-signature";
 
 /** As SINAS: headers whose lower-cased name starts with one of these are left out. */
@@ -67,12 +69,20 @@ export function webhookHeaders(headers: Headers): Record<string, string> {
   return result;
 }
 
-/** `{...defaultValues, ...envelope}`: the envelope wins on a shared key. */
+/**
+ * `{...defaultValues, ...envelope}`: the envelope wins on a shared key. A body nested deeper than MAX_JSON_DEPTH
+ * is a 422 naming the body, thrown before anything walks it recursively (the run's structured clone into its
+ * Durable Object, the Python runtime's json parser); such an attempt is not recorded.
+ */
 export function webhookInput(request: WebhookRequest, defaultValues: JsonObject | null): JsonObject {
   const url = new URL(request.url);
+  const body = parseWebhookBody(request.headers.get("content-type"), request.body);
+  if (exceedsJsonDepth(body)) {
+    throw validationError([{ loc: ["body"], msg: JSON_DEPTH_MESSAGE, type: "json_depth" }]);
+  }
   return {
     ...(defaultValues ?? {}),
-    body: parseWebhookBody(request.headers.get("content-type"), request.body),
+    body,
     headers: webhookHeaders(request.headers),
     query: lastValueWins(url.searchParams),
     path_params: { path: request.path },
