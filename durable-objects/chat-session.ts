@@ -19,6 +19,7 @@ import {
   type TurnResult,
   type TurnSetup,
 } from "../workers/chat/turn";
+import type { Message } from "../workers/db/schema";
 import type { Env } from "../workers/env";
 import { AppError } from "../workers/lib/errors";
 import { ensureInputRenders, toMessageResponse } from "../workers/services/chats";
@@ -26,6 +27,7 @@ import { createServices, type Services } from "../workers/services/services";
 import { type Decision, decisionAnswer, recordDecisions } from "./chat-approvals";
 import { ChunkCoalescer } from "./chat-coalescer";
 import { ChatLog, type TurnStatus } from "./chat-log";
+import { type AnswerRef, beginRegenerateRecord } from "./chat-regenerate";
 import {
   type Answered,
   type ApprovalAnswer,
@@ -46,6 +48,12 @@ import { ChatViewers } from "./chat-viewers";
 const HEARTBEAT_MS = 30_000;
 /** How long a viewer waits for a claimed turn to be logged (normally a few Postgres round trips). */
 const VIEWER_WAIT_MS = 10_000;
+
+/** How a turn's start is recorded: its user message and subjects, and the history to answer (read beside). */
+type StartRecord = (
+  services: Services,
+  history: ChatHistory,
+) => Promise<{ subjects: TurnSubjects; message: Message; stored: Promise<Message[]> }>;
 
 /** A decision that completed its message: the turn goes on, followed from `started`. */
 type Continued = { started: Started; ended: Promise<TurnOutcome> };
@@ -103,7 +111,56 @@ export class ChatSession extends DurableObject<Env> {
     };
   }
 
-  async #begin(request: SendRequest): Promise<{ started: Started | Failure; ended: Promise<TurnOutcome> }> {
+  /**
+   * useChat's `regenerate()`: drops the chat's latest answer and answers its last user message again, streamed
+   * (chat-regenerate.ts). `answerId` is the client's `messageId`: that answer's UI message (a turn id) or
+   * stored message id, or null for the latest.
+   */
+  async regenerateTurnStream(
+    request: Omit<SendRequest, "mode" | "content">,
+    answerId: string | null,
+    format: StreamFormat,
+  ): Promise<Failure | Response> {
+    const answer = this.#answerRef(answerId);
+    const { started } = await this.#begin(
+      { ...request, content: "", mode: "stream" },
+      async (services, history) => {
+        const record = await beginRegenerateRecord(services, request, answer);
+        history.forgetAfter(record.message.sequence);
+        return { ...record, stored: history.read(services.statementDb()) };
+      },
+    );
+    if (!started.ok) return started;
+    return this.#viewers.streamTurn(started.turnId, started.afterSeq, format);
+  }
+
+  /** What a useChat `messageId` names: a turn of this log (known by its user message), else a stored message. */
+  #answerRef(answerId: string | null): AnswerRef {
+    if (answerId === null) return null;
+    const turn = this.#log.turn(answerId);
+    const first = turn ? this.#log.eventAt(turn.firstSeq)?.event : undefined;
+    if (first?.type === "turn_start" && first.message_id) return { userMessageId: first.message_id };
+    return { messageId: answerId };
+  }
+
+  /**
+   * Stores the user message (§5.3 step C) and reads the turn's subjects in one statement, with the history read
+   * beside it: a sent turn's start.
+   */
+  #sendRecord(request: SendRequest): StartRecord {
+    return async (services, history) => {
+      const stored = history.read(services.statementDb());
+      stored.catch(() => undefined); // awaited later; a refused send must not leave it unhandled
+      const record = await beginTurnRecord(services, request);
+      history.remember(record.message);
+      return { ...record, stored };
+    };
+  }
+
+  async #begin(
+    request: SendRequest,
+    record: StartRecord = this.#sendRecord(request),
+  ): Promise<{ started: Started | Failure; ended: Promise<TurnOutcome> }> {
     if (this.#slot.turnId) {
       // Only the chat's sender learns that it is busy: anyone else gets the refusal they would get anyway.
       const refused = await this.#senderRefusal(request);
@@ -116,15 +173,10 @@ export class ChatSession extends DurableObject<Env> {
     try {
       const services = this.#services();
       // §5.3 step C: the user message is committed before the model is called, so it survives a failure. It is
-      // stored only for the chat's owner while the agent is active, in the statement that reads chat, agent and
-      // provider; the history is read beside it.
-      const { chatId, userId, content } = request;
-      const history = this.#historyOf(chatId);
-      const stored = history.read(services.statementDb());
-      stored.catch(() => undefined); // awaited below; a refused send must not leave it unhandled
-      const { subjects, message: userMessage } = await beginTurnRecord(services, { chatId, userId, content });
+      // stored only for the chat's owner while the agent is active (a regenerated turn's is there already).
+      const history = this.#historyOf(request.chatId);
+      const { subjects, message: userMessage, stored } = await record(services, history);
       userMessageId = userMessage.id;
-      history.remember(userMessage);
       const setup = this.#setup(services, subjects, request, controller);
       const prepared = await prepareTurn(setup, { stored, added: Promise.resolve(userMessage) });
       startFirstCall(setup, prepared);

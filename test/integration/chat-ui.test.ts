@@ -2,7 +2,8 @@
  * useChat against the real stack, driven by the `ai` package's own Chat logic (AbstractChat with an in-memory
  * state, as `@ai-sdk/react` keeps it in React): tool approvals resubmitted by
  * `lastAssistantMessageIsCompleteWithApprovalResponses` when the paused round also has a call needing no
- * approval, and regenerate / message edits, which the server refuses (its history is the chat's).
+ * approval, regenerate (the server drops its latest answer and answers again), and message edits, which the server
+ * refuses (its history is the chat's).
  */
 import {
   AbstractChat,
@@ -189,7 +190,125 @@ describe("useChat tool approvals", () => {
 });
 
 describe("useChat regenerate and edits", () => {
-  it("refuses regenerate() and an edited message with 422 naming the field, and changes nothing", async () => {
+  /** The texts of the messages the model was sent in request `index`, by role. */
+  const sentTexts = (index: number) =>
+    (
+      (ctx.fake.requests[index]?.body as { messages: { role: string; content: unknown }[] }).messages ?? []
+    ).map((message) => `${message.role}: ${typeof message.content === "string" ? message.content : ""}`);
+
+  it("regenerates the latest answer: dropped from the history, the user message answered again", async () => {
+    const { stack, admin, fake } = ctx;
+    const chatId = await createChat(stack, admin, "mixer");
+    const chat = uiChat(chatId);
+    fake.script({ content: "First answer" });
+    await chat.sendMessage({ text: "hello" });
+    expect(texts(chat.lastMessage)).toEqual(["First answer"]);
+
+    fake.script({ content: "Second answer" });
+    await chat.regenerate();
+    expect(chat.status, chat.error?.message).toBe("ready");
+    expect(chat.messages.map((message) => [message.role, texts(message)])).toEqual([
+      ["user", ["hello"]],
+      ["assistant", ["Second answer"]],
+    ]);
+    // The model saw the question again, not the dropped answer; the server's history is the client's.
+    expect(sentTexts(1).filter((text) => !text.startsWith("system"))).toEqual(["user: hello"]);
+    expect(
+      (await chatMessages(stack, admin, chatId)).map((message) => [message.role, message.content]),
+    ).toEqual([
+      ["user", "hello"],
+      ["assistant", "Second answer"],
+    ]);
+
+    // The next turn follows the regenerated answer.
+    fake.script({ content: "Third" });
+    await chat.sendMessage({ text: "and?" });
+    expect(sentTexts(2).filter((text) => !text.startsWith("system"))).toEqual([
+      "user: hello",
+      "assistant: Second answer",
+      "user: and?",
+    ]);
+  });
+
+  it("regenerates an answer paused for approval: its pending call goes with it", async () => {
+    const { stack, admin, fake } = ctx;
+    const chatId = await createChat(stack, admin, "mixer");
+    const chat = uiChat(chatId);
+    fake.script({ tool_calls: [{ id: "call_g", name: "default__pay", arguments: '{"amount":7}' }] });
+    await chat.sendMessage({ text: "pay 7" });
+    expect(toolStates(chat.lastMessage)).toEqual([{ toolCallId: "call_g", state: "approval-requested" }]);
+
+    fake.script({ content: "On second thought, no." });
+    await chat.regenerate();
+    expect(chat.status, chat.error?.message).toBe("ready");
+    expect(texts(chat.lastMessage)).toEqual(["On second thought, no."]);
+    expect(toolStates(chat.lastMessage)).toEqual([]);
+    const approve = await api(stack, admin, "POST", `/chats/${chatId}/approve-tool/call_g`, {
+      approved: true,
+    });
+    expect(approve.status).toBe(404);
+    expect(sentTexts(1).filter((text) => !text.startsWith("system"))).toEqual(["user: pay 7"]);
+  });
+
+  it("refuses to regenerate another than the latest answer, or in a chat without a user message (422)", async () => {
+    const { stack, admin, fake } = ctx;
+    const chatId = await createChat(stack, admin, "mixer");
+    const chat = uiChat(chatId);
+    fake.script({ content: "One" });
+    await chat.sendMessage({ text: "first" });
+    const firstAnswer = chat.lastMessage as UIMessage;
+    fake.script({ content: "Two" });
+    await chat.sendMessage({ text: "second" });
+    const before = await chatMessages(stack, admin, chatId);
+
+    await chat.regenerate({ messageId: firstAnswer.id });
+    expect(chat.status).toBe("error");
+    expect(chat.error?.message).toContain("body.messageId: must be the chat's latest answer");
+    const storedFirst = before.find((message) => message.content === "One")?.id as string;
+    const byStoredId = await api(stack, admin, "POST", "/ui/chats", {
+      id: chatId,
+      messages: [{ id: "u", role: "user", parts: [{ type: "text", text: "first" }] }],
+      trigger: "regenerate-message",
+      messageId: storedFirst,
+    });
+    expect(byStoredId.status).toBe(422);
+    expect(byStoredId.body).toMatchObject({ code: "VALIDATION_FAILED" });
+    expect(fake.requests).toHaveLength(2);
+    expect(await chatMessages(stack, admin, chatId)).toEqual(before);
+
+    // The latest answer named by its stored id is fine.
+    const storedLatest = before.find((message) => message.content === "Two")?.id as string;
+    fake.script({ content: "Two again" });
+    const latest = await stack.fetch("/ui/chats", {
+      method: "POST",
+      headers: admin.headers,
+      body: JSON.stringify({
+        id: chatId,
+        messages: [{ id: "u", role: "user", parts: [{ type: "text", text: "second" }] }],
+        trigger: "regenerate-message",
+        messageId: storedLatest,
+      }),
+    });
+    expect(latest.status).toBe(200);
+    await latest.text();
+    expect((await chatMessages(stack, admin, chatId)).map((message) => message.content)).toEqual([
+      "first",
+      "One",
+      "second",
+      "Two again",
+    ]);
+
+    const empty = await createChat(stack, admin, "mixer");
+    const none = await api(stack, admin, "POST", "/ui/chats", {
+      id: empty,
+      messages: [{ id: "u", role: "user", parts: [{ type: "text", text: "hi" }] }],
+      trigger: "regenerate-message",
+    });
+    expect(none.status).toBe(422);
+    expect(none.body).toMatchObject({ message: expect.stringContaining("no user message") });
+  });
+
+  it("refuses an edited message with 422 naming the field, and changes nothing", async () => {
     const { stack, admin, fake } = ctx;
     const chatId = await createChat(stack, admin, "mixer");
     const chat = uiChat(chatId);
@@ -199,24 +318,9 @@ describe("useChat regenerate and edits", () => {
     const user = chat.messages[0] as UIMessage;
     const before = await chatMessages(stack, admin, chatId);
 
-    await chat.regenerate();
-    expect(chat.status).toBe("error");
-    expect(chat.error?.message).toContain("body.trigger");
     await chat.sendMessage({ text: "pay 8", messageId: user.id });
     expect(chat.status).toBe("error");
     expect(chat.error?.message).toContain("body.messageId");
-
-    const regenerate = await api(stack, admin, "POST", "/ui/chats", {
-      id: chatId,
-      messages: [user],
-      trigger: "regenerate-message",
-    });
-    expect(regenerate.status).toBe(422);
-    expect(regenerate.body).toMatchObject({
-      code: "VALIDATION_FAILED",
-      message: expect.stringContaining("body.trigger"),
-      detail: [expect.objectContaining({ loc: ["body", "trigger"] })],
-    });
     const edit = await api(stack, admin, "POST", "/ui/chats", {
       id: chatId,
       messages: [{ ...user, parts: [{ type: "text", text: "pay 8" }] }],
@@ -227,6 +331,15 @@ describe("useChat regenerate and edits", () => {
     expect(edit.body).toMatchObject({
       code: "VALIDATION_FAILED",
       detail: [expect.objectContaining({ loc: ["body", "messageId"] })],
+    });
+    const badTrigger = await api(stack, admin, "POST", "/ui/chats", {
+      id: chatId,
+      messages: [user],
+      trigger: "resend",
+    });
+    expect(badTrigger.status).toBe(422);
+    expect(badTrigger.body).toMatchObject({
+      detail: [expect.objectContaining({ loc: ["body", "trigger"] })],
     });
 
     // Nothing changed: no model call, the same history, and the approval still pending.

@@ -4,8 +4,9 @@
  * missed), so a long chat no longer costs every model call a read and a mapping of its whole history.
  *
  * Safe because the chat's object is the only writer of its messages once the chat exists: turns, approvals and
- * interrupted-turn recovery all run in it, and messages are never edited. Anything unexpected (a count that does
- * not add up) reloads the whole history.
+ * interrupted-turn recovery all run in it, and messages are never edited (a regenerated answer's are deleted
+ * there, and forgotten here: `forgetAfter`). Anything unexpected (a count that does not add up) reloads the whole
+ * history.
  */
 import type { Database } from "../db/client";
 import type { Message } from "../db/schema";
@@ -43,6 +44,13 @@ export class ChatHistory {
    */
   remember(message: Message): void {
     if (message.chatId === this.chatId) this.#insert(message);
+  }
+
+  /** Forgets the messages after `sequence`, deleted by this object (a regenerated answer). */
+  forgetAfter(sequence: number): void {
+    const kept = this.#messages.filter((message) => message.sequence <= sequence);
+    this.#clear();
+    for (const message of kept) this.#insert(message);
   }
 
   /** Drops what is held (before a full read, or when it grew too large). */

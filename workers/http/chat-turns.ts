@@ -170,13 +170,15 @@ const uiChatRoute = createRoute({
   tags,
   security,
   summary:
-    "Vercel AI SDK `useChat` endpoint: body `{id: <chat id>, messages: UIMessage[]}`; the last user message is sent and the turn streams as a UI-message stream (v1). When the last message is the assistant's with answered tool approvals (`addToolApprovalResponse`), those decisions are recorded and the continued turn streams",
+    "Vercel AI SDK `useChat` endpoint: body `{id: <chat id>, messages: UIMessage[]}`; the last user message is sent and the turn streams as a UI-message stream (v1). When the last message is the assistant's with answered tool approvals (`addToolApprovalResponse`), those decisions are recorded and the continued turn streams. `trigger: regenerate-message` (`regenerate()`) drops the chat's latest answer and streams a new one to its last user message",
   request: { body: jsonBody(UiChatRequestSchema) },
   responses: {
     200: sseResponse("UI-message stream (`x-vercel-ai-ui-message-stream: v1`)"),
     404: errorResponse("No such chat"),
     409: errorResponse("A turn is already running"),
-    422: errorResponse("No user message to send, or a regenerate or edit (`trigger`, `messageId`): refused"),
+    422: errorResponse(
+      "No user message to send, an edit of a sent message (`messageId`), or a regenerate of another than the latest answer",
+    ),
   },
 });
 
@@ -330,6 +332,15 @@ chatTurnsRouter
     const userId = senderIdOf(c);
     const apiKey = apiKeyOf(c);
     const session = chatSession(c, body.id);
+    if (body.trigger === "regenerate-message") {
+      const stream = await session.regenerateTurnStream(
+        { chatId: body.id, userId, apiKey },
+        body.messageId ?? null,
+        "ui",
+      );
+      if (!(stream instanceof Response)) raise(stream);
+      return stream as never;
+    }
     const decisions = approvalDecisionsOf(body.messages);
     if (decisions.length > 0) {
       // As for approve-tool: only the chat's owner decides (recording comes before the turn's own check).

@@ -33,33 +33,41 @@ const UiMessageSchema = z
   .passthrough();
 
 /**
- * The chat's history lives on the server, where a sent message stays: useChat's `regenerate()` and a
- * `sendMessage` editing a message (`messageId`) would store the user message again, answer it again and
- * auto-reject the pending tool approvals. Both are refused before anything happens.
+ * The chat's history lives on the server, where a sent message stays: a `sendMessage` editing a message
+ * (`messageId` with a user message last) would store the user message again, answer it again and auto-reject
+ * the pending tool approvals, so it is refused before anything happens. `regenerate()` is served: the server
+ * drops its latest answer and answers the last user message again (durable-objects/chat-regenerate.ts).
  */
-const SERVER_HISTORY = "the chat's history lives on the server; send a new message instead";
-const NO_REGENERATE = `must be "submit-message": regenerating an answer is not supported (${SERVER_HISTORY})`;
-const NO_EDIT = `must be left out after a user message: editing or resending it is not supported (${SERVER_HISTORY})`;
+const NO_EDIT =
+  "must be left out after a user message: editing or resending it is not supported (the chat's history lives on the server; send a new message instead)";
 
 export const UiChatRequestSchema = z
   .object({
     id: z.uuid({ error: "must be the chat id (a UUID)" }),
     messages: z.array(UiMessageSchema).min(1, "must hold the user message to send"),
     trigger: z
-      .literal("submit-message", { error: NO_REGENERATE })
+      .enum(["submit-message", "regenerate-message"], {
+        error: 'must be "submit-message" or "regenerate-message"',
+      })
       .optional()
-      .openapi({ description: "Only `submit-message`: useChat's `regenerate()` is refused (422)" }),
+      .openapi({
+        description:
+          "`regenerate-message` (useChat's `regenerate()`): the chat's latest answer is dropped and its last user message answered again",
+      }),
     messageId: z.string().nullish().openapi({
       description:
-        "Only after the assistant's message with answered approvals: editing a sent user message is refused (422)",
+        "With `regenerate-message`: the answer to regenerate (only the latest may be). Else only after the assistant's message with answered approvals: editing a sent user message is refused (422)",
     }),
   })
   .passthrough()
-  // useChat sets messageId with a user message last only to edit (or resend) that message.
-  .refine((body) => body.messageId == null || body.messages.at(-1)?.role !== "user", {
-    path: ["messageId"],
-    error: NO_EDIT,
-  })
+  // useChat sets messageId with a user message last only to edit (or resend) that message, or to regenerate.
+  .refine(
+    (body) =>
+      body.trigger === "regenerate-message" ||
+      body.messageId == null ||
+      body.messages.at(-1)?.role !== "user",
+    { path: ["messageId"], error: NO_EDIT },
+  )
   .openapi("UiChatRequest");
 
 type UiMessage = z.infer<typeof UiMessageSchema>;
