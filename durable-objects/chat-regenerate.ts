@@ -10,6 +10,7 @@ import type { DbOrTx } from "../workers/db/client";
 import { chats, type Message, messages } from "../workers/db/schema";
 import { validationError } from "../workers/lib/errors";
 import type { Services } from "../workers/services/services";
+import type { ChatLog } from "./chat-log";
 import { loadTurnSubjects, type TurnSubjects } from "./chat-turn-data";
 
 /**
@@ -18,6 +19,15 @@ import { loadTurnSubjects, type TurnSubjects } from "./chat-turn-data";
  * (the latest answer).
  */
 export type AnswerRef = { userMessageId: string } | { messageId: string } | null;
+
+/** What a useChat `messageId` names: a turn of the chat's log (known by its user message), else a stored message. */
+export function answerRefOf(log: ChatLog, answerId: string | null): AnswerRef {
+  if (answerId === null) return null;
+  const turn = log.turn(answerId);
+  const first = turn ? log.eventAt(turn.firstSeq)?.event : undefined;
+  if (first?.type === "turn_start" && first.message_id) return { userMessageId: first.message_id };
+  return { messageId: answerId };
+}
 
 function notRegenerable(why: string) {
   return validationError([{ loc: ["body", "messageId"], msg: why, type: "value_error" }]);

@@ -27,7 +27,7 @@ import { createServices, type Services } from "../workers/services/services";
 import { type Decision, decisionAnswer, recordDecisions } from "./chat-approvals";
 import { ChunkCoalescer } from "./chat-coalescer";
 import { ChatLog, type TurnStatus } from "./chat-log";
-import { type AnswerRef, beginRegenerateRecord } from "./chat-regenerate";
+import { answerRefOf, beginRegenerateRecord } from "./chat-regenerate";
 import {
   type Answered,
   type ApprovalAnswer,
@@ -121,7 +121,7 @@ export class ChatSession extends DurableObject<Env> {
     answerId: string | null,
     format: StreamFormat,
   ): Promise<Failure | Response> {
-    const answer = this.#answerRef(answerId);
+    const answer = answerRefOf(this.#log, answerId);
     const { started } = await this.#begin(
       { ...request, content: "", mode: "stream" },
       async (services, history) => {
@@ -132,15 +132,6 @@ export class ChatSession extends DurableObject<Env> {
     );
     if (!started.ok) return started;
     return this.#viewers.streamTurn(started.turnId, started.afterSeq, format);
-  }
-
-  /** What a useChat `messageId` names: a turn of this log (known by its user message), else a stored message. */
-  #answerRef(answerId: string | null): AnswerRef {
-    if (answerId === null) return null;
-    const turn = this.#log.turn(answerId);
-    const first = turn ? this.#log.eventAt(turn.firstSeq)?.event : undefined;
-    if (first?.type === "turn_start" && first.message_id) return { userMessageId: first.message_id };
-    return { messageId: answerId };
   }
 
   /**
