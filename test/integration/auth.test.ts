@@ -269,3 +269,67 @@ describe("check-permissions", () => {
     expect(badLogic.status).toBe(422);
   });
 });
+
+describe("API key revocation", () => {
+  it("revokes the keys a key made, at any depth, also those made with a run's context token naming it", async () => {
+    const owner = await login(stack, "keys@acme.io");
+    const viaKey = (key: string) => ({ headers: { "x-api-key": key } });
+    const permissions = { "sinas.users.get:own": true };
+    const create = async (session: Pick<Session, "headers">, name: string) => {
+      const created = await api(stack, session, "POST", "/api/v1/api-keys", { name, permissions });
+      expect(created.status).toBe(201);
+      return created.body as { id: string; key: string };
+    };
+    const works = async (key: string) => (await api(stack, viaKey(key), "GET", "/auth/me")).status === 200;
+
+    const k1 = await create(owner, "k1");
+    const k2 = await create(viaKey(k1.key), "k2");
+    const k3 = await create(viaKey(k2.key), "k3");
+    // A run started with k1 gets a context token naming k1 (workers/auth/tokens.ts); it may mint keys too.
+    const now = Math.floor(Date.now() / 1000);
+    const contextToken = await new SignJWT({ email: owner.user.email, akid: k1.id })
+      .setProtectedHeader({ alg: "HS256", typ: "JWT" })
+      .setSubject(owner.user.id)
+      .setIssuedAt(now)
+      .setExpirationTime(now + 600)
+      .sign(secretKey());
+    const fromRun = await create(bearer(contextToken), "from-run");
+    const sibling = await create(owner, "sibling");
+
+    // Revoking k2 takes k3 with it, not its parent k1.
+    expect((await api(stack, owner, "DELETE", `/api/v1/api-keys/${k2.id}`)).status).toBe(204);
+    expect([await works(k1.key), await works(k2.key), await works(k3.key)]).toEqual([true, false, false]);
+
+    expect((await api(stack, owner, "DELETE", `/api/v1/api-keys/${k1.id}`)).status).toBe(204);
+    expect([await works(k1.key), await works(fromRun.key), await works(sibling.key)]).toEqual([
+      false,
+      false,
+      true,
+    ]);
+    const listed = (await api(stack, owner, "GET", "/api/v1/api-keys")).body as {
+      name: string;
+      is_active: boolean;
+      revoked_at: string | null;
+    }[];
+    expect(Object.fromEntries(listed.map((key) => [key.name, key.is_active]))).toEqual({
+      k1: false,
+      k2: false,
+      k3: false,
+      "from-run": false,
+      sibling: true,
+    });
+    expect((await api(stack, bearer(contextToken), "GET", "/auth/me")).status).toBe(401);
+  });
+});
+
+describe("external auth", () => {
+  it("answers 503 as SINAS does with OIDC disabled, and is documented", async () => {
+    const response = await api(stack, null, "POST", "/auth/external-auth", { token: "x" });
+    expect(response.status).toBe(503);
+    expect(response.body).toMatchObject({ detail: "External authentication not configured" });
+    const document = (await api(stack, null, "GET", "/openapi.json")).body as {
+      paths: Record<string, unknown>;
+    };
+    expect(document.paths).toHaveProperty(["/auth/external-auth", "post"]);
+  });
+});

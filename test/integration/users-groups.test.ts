@@ -186,6 +186,28 @@ describe("API keys (S6, D-12, D-14)", () => {
     });
     expect(past.status).toBe(400);
   });
+  it("reads an expires_at without a zone as UTC (D-20)", async () => {
+    const naive = await api(stack, alice, "POST", "/api/v1/api-keys", {
+      name: "naive",
+      expires_at: "2030-01-01T00:00:00",
+    });
+    expect(naive.status).toBe(201);
+    expect((naive.body as Row).expires_at).toBe("2030-01-01T00:00:00.000Z");
+  });
+
+  it("takes permission keys by the group grants' rule, spaces in agent names included", async () => {
+    const spaced = await api(stack, admin, "POST", "/api/v1/api-keys", {
+      name: "bot",
+      permissions: { "sinas.agents.default.Support Bot.read:group": true },
+    });
+    expect(spaced.status).toBe(201);
+    const bad = await api(stack, admin, "POST", "/api/v1/api-keys", {
+      name: "bad",
+      permissions: { "sinas.agents..read:all": true },
+    });
+    expect(bad.status).toBe(422);
+    expect((bad.body as Row).message).toContain("permissions");
+  });
 });
 
 describe("groups (S8)", () => {
@@ -309,6 +331,58 @@ describe("groups (S8)", () => {
     } finally {
       await handle.close();
     }
+  });
+
+  it("grants agents whose names hold spaces; refuses blank segments, no scope, control characters", async () => {
+    expect((await api(stack, admin, "POST", "/api/v1/groups", { name: "Support" })).status).toBe(200);
+    const grant = await api(stack, admin, "POST", "/api/v1/groups/Support/permissions", {
+      permission_key: "sinas.agents.default.Support Bot.read:group",
+      permission_value: true,
+    });
+    expect(grant.status).toBe(200);
+    expect(grant.body).toMatchObject({ permission_key: "sinas.agents.default.Support Bot.read:group" });
+    // The last one would backtrack exponentially under a careless pattern; it must answer at once.
+    for (const key of [
+      "sinas.agents. .read:all",
+      "sinas..read:all",
+      "sinas.agents.default.Support Bot.read",
+      "sinas.agents.Support\tBot.read:all",
+      "sinas.agents.default.Support Bot.read: group",
+      `sinas${".a a".repeat(60)}!`,
+    ]) {
+      const refused = await api(stack, admin, "POST", "/api/v1/groups/Support/permissions", {
+        permission_key: key,
+        permission_value: true,
+      });
+      expect(refused.status, key).toBe(422);
+      expect((refused.body as Row).message, key).toContain("permission_key");
+    }
+  });
+
+  it("names external_group_id, not the name, when that is what is taken", async () => {
+    const first = await api(stack, admin, "POST", "/api/v1/groups", {
+      name: "Ext1",
+      external_group_id: "ext1",
+    });
+    expect(first.status).toBe(200);
+    const created = await api(stack, admin, "POST", "/api/v1/groups", {
+      name: "Ext2",
+      external_group_id: "ext1",
+    });
+    expect(created).toMatchObject({
+      status: 400,
+      body: { detail: "Group with external_group_id 'ext1' already exists" },
+    });
+    expect((await api(stack, admin, "POST", "/api/v1/groups", { name: "Ext2" })).status).toBe(200);
+    const patched = await api(stack, admin, "PATCH", "/api/v1/groups/Ext2", { external_group_id: "ext1" });
+    expect(patched).toMatchObject({
+      status: 400,
+      body: { detail: "Group with external_group_id 'ext1' already exists" },
+    });
+    const renamed = await api(stack, admin, "PATCH", "/api/v1/groups/Ext2", { name: "Ext1" });
+    expect(renamed).toMatchObject({ status: 400, body: { detail: "Group name 'Ext1' already exists" } });
+    const dupName = await api(stack, admin, "POST", "/api/v1/groups", { name: "Ext1" });
+    expect(dupName).toMatchObject({ status: 400, body: { detail: "Group 'Ext1' already exists" } });
   });
 });
 

@@ -247,9 +247,11 @@ export const apiKeys = pgTable(
     revokedAt: timestamptz("revoked_at"),
     createdBy: userRef("created_by"),
     revokedBy: userRef("revoked_by"),
+    /** The key this one was made with (null: made with a login); revoking a key revokes the keys it made. */
+    parentKeyId: uuid("parent_key_id").references((): AnyPgColumn => apiKeys.id, { onDelete: "cascade" }),
     createdAt: createdAt(),
   },
-  (t) => [index("api_keys_user_id_idx").on(t.userId)],
+  (t) => [index("api_keys_user_id_idx").on(t.userId), index("api_keys_parent_key_id_idx").on(t.parentKeyId)],
 );
 
 export const refreshTokens = pgTable(

@@ -5,8 +5,9 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { permissions } from "../auth/catalogue";
 import { createApiKey, getApiKey, listApiKeys, revokeApiKey } from "../services/api-keys";
 import { authenticate, principalOf, recordPermission } from "./auth";
+import { PermissionKeySchema } from "./groups";
 import { createRouter, errorResponse } from "./router";
-import { jsonBody, jsonResponse, PermissionMapSchema, UuidSchema } from "./schemas";
+import { DateTimeInput, jsonBody, jsonResponse, PermissionMapSchema, UuidSchema } from "./schemas";
 
 const security = [{ bearerAuth: [] }];
 const tags = ["API keys"];
@@ -53,8 +54,12 @@ const createKeyRoute = createRoute({
       z
         .object({
           name: z.string().trim().min(1).max(255),
-          permissions: PermissionMapSchema.default({}),
-          expires_at: z.iso.datetime({ offset: true }).nullable().optional(),
+          // Keys follow the group grants' rule: a key can only hold what a group can grant.
+          permissions: z
+            .record(PermissionKeySchema, z.boolean())
+            .default({})
+            .openapi({ example: { "sinas.functions.*.get:own": true } }),
+          expires_at: DateTimeInput.nullable().optional(),
         })
         .strict()
         .openapi("APIKeyCreate"),
@@ -103,7 +108,7 @@ apiKeysRouter
     const created = await createApiKey(c.get("services").db(), principalOf(c), {
       name: body.name,
       permissions: body.permissions,
-      expires_at: body.expires_at ? new Date(body.expires_at) : null,
+      expires_at: body.expires_at ?? null,
     });
     return c.json(created, 201);
   })

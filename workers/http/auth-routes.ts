@@ -3,6 +3,7 @@
  */
 import { createRoute, z } from "@hono/zod-openapi";
 import { checkPermission } from "../auth/permissions";
+import { AppError } from "../lib/errors";
 import { startLogin, verifyLogin } from "../services/login";
 import { logout, refreshSession } from "../services/sessions";
 import { toUserResponse } from "../services/users";
@@ -76,6 +77,24 @@ const logoutRoute = createRoute({
   responses: { 204: { description: "Logged out" }, 404: errorResponse("Refresh token not found") },
 });
 
+const externalAuthRoute = createRoute({
+  method: "post",
+  path: "/auth/external-auth",
+  tags: ["Authentication"],
+  summary: "Exchange an OIDC token for tokens: not built, so always 503",
+  description:
+    "External (OIDC) authentication (sinas-spec §4.7) is not implemented; the route answers as SINAS does with it disabled.",
+  request: {
+    body: jsonBody(
+      z
+        .object({ token: z.string().min(1) })
+        .strict()
+        .openapi("ExternalAuthRequest"),
+    ),
+  },
+  responses: { 503: errorResponse("External authentication not configured") },
+});
+
 const meRoute = createRoute({
   method: "get",
   path: "/auth/me",
@@ -143,6 +162,9 @@ export const authRouter = createRouter()
   .openapi(logoutRoute, async (c) => {
     await logout(c.get("services").db(), c.req.valid("json").refresh_token);
     return c.body(null, 204);
+  })
+  .openapi(externalAuthRoute, () => {
+    throw new AppError("UNAVAILABLE", "External authentication not configured");
   })
   .openapi(meRoute, (c) => {
     recordPermission(c, "sinas.users.get:own");

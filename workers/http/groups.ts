@@ -75,14 +75,25 @@ const GroupPermissionSchema = z
   })
   .openapi("GroupPermission");
 
-/** `prefix.segment...:scope`; the engine treats anything else as never matching, so refuse it early. */
-const PermissionKeySchema = z
+/**
+ * A segment after the prefix: agent names hold spaces (`Support Bot`), so spaces are allowed, a blank segment
+ * not. Written so that a string matches one way only: overlapping classes would backtrack exponentially.
+ */
+const WORD = "[A-Za-z0-9_*{}/-]+";
+const SEGMENT = ` *${WORD}(?: +${WORD})* *`;
+const PERMISSION_KEY = new RegExp(`^[A-Za-z0-9_*-]+(\\.${SEGMENT})*:[A-Za-z0-9_*-]+$`);
+
+/**
+ * `prefix.segment...:scope`, for group grants and API keys alike; the engine treats anything else as never
+ * matching, so refuse it early.
+ */
+export const PermissionKeySchema = z
   .string()
   .min(3)
   .max(255)
   .regex(
-    /^[A-Za-z0-9_*-]+(\.[A-Za-z0-9_*{}/-]+)*:[A-Za-z0-9_*-]+$/,
-    "must look like sinas.resource.action:scope",
+    PERMISSION_KEY,
+    "must look like sinas.resource.action:scope (no empty segment, no control characters)",
   );
 
 const route = <T extends Parameters<typeof createRoute>[0]>(config: T) =>

@@ -2,11 +2,11 @@
  * @module API keys (sinas-spec §1.15, §4.4, D-12, D-14): random, shown once, stored hashed, holding a
  * subset of the creator's own group permissions (and, when created with an API key, of that key's).
  */
-import { type AnyColumn, and, desc, eq, type SQL, sql } from "drizzle-orm";
+import { type AnyColumn, and, desc, eq, gt, isNull, or, type SQL, sql } from "drizzle-orm";
 import { validatePermissionSubset } from "../auth/permissions";
 import type { Principal } from "../auth/principal";
 import { newOpaqueSecret } from "../auth/tokens";
-import type { Database } from "../db/client";
+import type { Database, DbTransaction } from "../db/client";
 import { type ApiKey, apiKeys, type PermissionMap } from "../db/schema";
 import { AppError } from "../lib/errors";
 import { loadUserGrants } from "./grants";
@@ -48,20 +48,11 @@ export function runKeyRevokedError(trigger: "webhook" | "schedule"): AppError {
 
 /**
  * A key made with a key lives no longer than it: without `expires_at` it expires with the creating key, and a
- * later one is refused (else a leaked key with an expiry could mint itself a key without one).
+ * later one is refused (else a leaked key with an expiry could mint itself a key without one). Revocation
+ * reaches it too (`revokeApiKey`).
  */
-async function expiryWithin(
-  db: Database,
-  principal: Principal,
-  requested: Date | null,
-): Promise<Date | null> {
-  if (principal.method !== "api_key" || !principal.apiKeyId) return requested;
-  const [creator] = await db
-    .select({ expiresAt: apiKeys.expiresAt })
-    .from(apiKeys)
-    .where(eq(apiKeys.id, principal.apiKeyId))
-    .limit(1);
-  const limit = creator?.expiresAt ?? null;
+function expiryWithin(creator: ApiKey, requested: Date | null): Date | null {
+  const limit = creator.expiresAt;
   if (!limit) return requested;
   if (!requested) return limit;
   if (requested > limit)
@@ -70,6 +61,55 @@ async function expiryWithin(
       `expires_at must not be later than the expiry of the API key creating it (${limit.toISOString()})`,
     );
   return requested;
+}
+
+/**
+ * Serializes the key writes of one user (a key's descendants are all its owner's): a key minted with a key
+ * while that key is being revoked is either in the tree the revocation reads or refused, never missed.
+ */
+async function lockUserKeys(tx: DbTransaction, userId: string): Promise<void> {
+  await tx.execute(sql`select pg_advisory_xact_lock(hashtextextended(${`api_keys:${userId}`}, 0))`);
+}
+
+type NewKey = Omit<typeof apiKeys.$inferInsert, "expiresAt" | "parentKeyId">;
+
+async function insertKey(db: Database, values: NewKey, expiresAt: Date | null): Promise<ApiKey> {
+  const [key] = await db
+    .insert(apiKeys)
+    .values({ ...values, expiresAt })
+    .returning();
+  if (!key) throw new Error("insert returned no row");
+  return key;
+}
+
+/** Inserts a key made with the key `parentId` if that key is still live, read under `lockUserKeys`. */
+async function insertChildKey(
+  db: Database,
+  values: NewKey,
+  parentId: string,
+  requestedExpiry: Date | null,
+): Promise<ApiKey> {
+  return db.transaction(async (tx) => {
+    await lockUserKeys(tx, values.userId);
+    const [creator] = await tx
+      .select()
+      .from(apiKeys)
+      .where(
+        and(
+          eq(apiKeys.id, parentId),
+          eq(apiKeys.isActive, true),
+          or(isNull(apiKeys.expiresAt), gt(apiKeys.expiresAt, sql`now()`)),
+        ),
+      )
+      .limit(1);
+    if (!creator) throw new AppError("UNAUTHORIZED", "The API key creating this key is revoked or expired");
+    const [key] = await tx
+      .insert(apiKeys)
+      .values({ ...values, expiresAt: expiryWithin(creator, requestedExpiry), parentKeyId: creator.id })
+      .returning();
+    if (!key) throw new Error("insert returned no row");
+    return key;
+  });
 }
 
 /** Creates a key for the caller; a key can never hold more than the caller does (D-12). */
@@ -93,21 +133,20 @@ export async function createApiKey(
       `API key permissions exceed user's group permissions. Violations: ${[...violations].join(", ")}`,
     );
   }
-  const expiresAt = await expiryWithin(db, principal, input.expires_at ?? null);
   const secret = await newOpaqueSecret();
-  const [key] = await db
-    .insert(apiKeys)
-    .values({
-      userId: principal.user.id,
-      name: input.name,
-      keyHash: secret.hash,
-      keyPrefix: secret.prefix,
-      permissions: input.permissions,
-      expiresAt,
-      createdBy: principal.user.id,
-    })
-    .returning();
-  if (!key) throw new Error("insert returned no row");
+  const values: NewKey = {
+    userId: principal.user.id,
+    name: input.name,
+    keyHash: secret.hash,
+    keyPrefix: secret.prefix,
+    permissions: input.permissions,
+    createdBy: principal.user.id,
+  };
+  // A key made with a key (or with a run's context token naming one) records it, so revocation reaches it.
+  const parentId = principal.method === "api_key" ? principal.apiKeyId : undefined;
+  const key = parentId
+    ? await insertChildKey(db, values, parentId, input.expires_at ?? null)
+    : await insertKey(db, values, input.expires_at ?? null);
   return {
     id: key.id,
     name: key.name,
@@ -140,15 +179,27 @@ export async function getApiKey(db: Database, principal: Principal, keyId: strin
   return toApiKeyResponse(key);
 }
 
+/**
+ * Revokes one of the caller's keys and every key made with it, at any depth (`parent_key_id`), in one
+ * statement: a leaked key's offspring go with it, and authentication keeps reading only each key's own row.
+ */
 export async function revokeApiKey(db: Database, principal: Principal, keyId: string): Promise<void> {
-  const revoked = await db
-    .update(apiKeys)
-    .set({
-      isActive: false,
-      revokedAt: sql`coalesce(${apiKeys.revokedAt}, now())`,
-      revokedBy: sql`coalesce(${apiKeys.revokedBy}, ${principal.user.id}::uuid)`,
-    })
-    .where(and(eq(apiKeys.id, keyId), eq(apiKeys.userId, principal.user.id)))
-    .returning({ id: apiKeys.id });
+  const tree = sql`with recursive tree(id) as (
+      select k.id from ${apiKeys} k where k.id = ${keyId}::uuid and k.user_id = ${principal.user.id}::uuid
+      union
+      select child.id from ${apiKeys} child join tree on child.parent_key_id = tree.id
+    ) select id from tree`;
+  const revoked = await db.transaction(async (tx) => {
+    await lockUserKeys(tx, principal.user.id);
+    return tx
+      .update(apiKeys)
+      .set({
+        isActive: false,
+        revokedAt: sql`coalesce(${apiKeys.revokedAt}, now())`,
+        revokedBy: sql`coalesce(${apiKeys.revokedBy}, ${principal.user.id}::uuid)`,
+      })
+      .where(sql`${apiKeys.id} in (${tree})`)
+      .returning({ id: apiKeys.id });
+  });
   if (revoked.length === 0) throw new AppError("NOT_FOUND", "API key not found");
 }

@@ -77,6 +77,24 @@ export async function findReadableGroup(db: Database, principal: Principal, name
   return group;
 }
 
+/** The unique constraint on `groups.external_group_id` (migrations/0000_init.sql); the other one is the name's. */
+const EXTERNAL_ID_UNIQUE = "groups_external_group_id_unique";
+
+/** The constraint a Postgres error names, read through drizzle's wrapper (`cause`) as db/errors.ts does. */
+function violatedConstraint(error: unknown): string | undefined {
+  let current: unknown = error;
+  for (let depth = 0; depth < 4 && current; depth++) {
+    const constraint = (current as { constraint?: unknown }).constraint;
+    if (typeof constraint === "string") return constraint;
+    current = (current as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+function externalIdTaken(externalGroupId: string | null | undefined): AppError {
+  return new AppError("BAD_REQUEST", `Group with external_group_id '${externalGroupId}' already exists`);
+}
+
 export async function createGroup(db: Database, principal: Principal, input: GroupInput): Promise<Group> {
   try {
     return await db.transaction(async (tx) => {
@@ -99,8 +117,9 @@ export async function createGroup(db: Database, principal: Principal, input: Gro
       return group;
     });
   } catch (error) {
-    if (isUniqueViolation(error)) throw new AppError("BAD_REQUEST", `Group '${input.name}' already exists`);
-    throw error;
+    if (!isUniqueViolation(error)) throw error;
+    if (violatedConstraint(error) === EXTERNAL_ID_UNIQUE) throw externalIdTaken(input.external_group_id);
+    throw new AppError("BAD_REQUEST", `Group '${input.name}' already exists`);
   }
 }
 
@@ -141,11 +160,9 @@ export async function updateGroup(db: Database, name: string, input: Partial<Gro
       .returning();
     return updated ?? group;
   } catch (error) {
-    if (isUniqueViolation(error)) {
-      const taken = input.name && input.name !== group.name ? input.name : input.external_group_id;
-      throw new AppError("BAD_REQUEST", `Group name '${taken}' already exists`);
-    }
-    throw error;
+    if (!isUniqueViolation(error)) throw error;
+    if (violatedConstraint(error) === EXTERNAL_ID_UNIQUE) throw externalIdTaken(input.external_group_id);
+    throw new AppError("BAD_REQUEST", `Group name '${input.name}' already exists`);
   }
 }
 
