@@ -65,9 +65,11 @@ async function runScripted(script: Script): Promise<Outcome> {
   };
   const pool = {
     acquire: async () => session,
-    release: (_session: unknown, pausedExecution?: string) => {
+    // As Pool.release: true, the pause (if any) kept.
+    release: (_session: unknown, pausedExecution?: string): boolean => {
       outcome.released++;
       outcome.pausedExecution = pausedExecution;
+      return true;
     },
     forgetPaused: () => false,
   };
