@@ -185,7 +185,10 @@ export class JobRunner {
     if (job.kind === "run" && job.requirements.length > 0) {
       try {
         // The install goes on when this job stops waiting (timeout, cancel): the next job with the set gains.
-        packages = await untilAborted(this.options.packages.ensure(job.requirements), active.abort.signal);
+        packages = await untilAborted(
+          this.options.packages.ensure(job.requirements, job.user.id),
+          active.abort.signal,
+        );
       } catch (error) {
         this.finish(active, this.stoppedResult(active) ?? installFailure(error, this.elapsed(active)));
         return;

@@ -4,7 +4,10 @@
  * content-addressed folder `<root>/<sha256 of the sorted specs>`, from PIP_INDEX_URL and/or PIP_FIND_LINKS.
  * Sandboxes get that folder read-only (SandboxSpec.packagesDir) and the runtime puts it on sys.path after
  * the standard library. Concurrent jobs needing the same set wait for one install; a failed install is
- * remembered for FAILURE_TTL_MS so a broken spec does not start pip for every job.
+ * remembered for FAILURE_TTL_MS so a broken spec does not start pip for every job. At most
+ * MAX_RUNNING_INSTALLS pip runs at once (the rest queue, first come first served), and a user may have
+ * at most MAX_PENDING_PER_USER installs of distinct sets queued or running: a job starting another fails
+ * at once (a burst of jobs with varied requirements would otherwise run one pip per set on this host).
  *
  * pip runs on the executor's host, with a clean environment (never the executor's: it holds the callback
  * key), `--only-binary=:all:` unless PIP_ALLOW_SOURCE_BUILDS=true (building an sdist runs its build scripts
@@ -47,6 +50,8 @@ export class PackageInstallError extends Error {
 }
 
 const INSTALL_TIMEOUT_MS = 300_000;
+const MAX_RUNNING_INSTALLS = 2;
+const MAX_PENDING_PER_USER = 4;
 const FAILURE_TTL_MS = 30_000;
 const OUTPUT_TAIL_CHARS = 16 * 1024;
 const ERROR_LINES = 15;
@@ -71,12 +76,20 @@ const PASSED_ENV = [
 
 export class PackageInstaller {
   private readonly installs = new Map<string, Promise<string>>();
+  /** Per user, the keys of the installs they started that are queued or running. */
+  private readonly pending = new Map<string, Set<string>>();
+  /** Installs waiting for one of the MAX_RUNNING_INSTALLS turns, oldest first. */
+  private readonly queue: Array<() => void> = [];
+  private running = 0;
   private pipPython: Promise<string> | null = null;
 
   constructor(private readonly options: PackageInstallerOptions) {}
 
-  /** The folder holding `requirements`, installed if needed; NO_PACKAGES for an empty list. */
-  async ensure(requirements: readonly string[]): Promise<PackageSet> {
+  /**
+   * The folder holding `requirements`, installed if needed; NO_PACKAGES for an empty list. Joining an
+   * install already under way is always allowed; starting one counts against `userId`'s pending installs.
+   */
+  async ensure(requirements: readonly string[], userId: string): Promise<PackageSet> {
     const specs = normalize(requirements);
     if (specs.length === 0) return NO_PACKAGES;
     const invalid = specs.find((spec) => !REQUIREMENT_SPEC.test(spec));
@@ -88,8 +101,21 @@ export class PackageInstaller {
     const key = createHash("sha256").update(specs.join("\n")).digest("hex");
     let install = this.installs.get(key);
     if (!install) {
+      const mine = this.pending.get(userId) ?? new Set<string>();
+      if (mine.size >= MAX_PENDING_PER_USER) {
+        throw new PackageInstallError(
+          `Too many package installs pending for this user (${mine.size} requirement sets are queued or installing); retry when they finish`,
+        );
+      }
       install = this.install(key, specs);
       this.installs.set(key, install);
+      mine.add(key);
+      this.pending.set(userId, mine);
+      const settled = () => {
+        mine.delete(key);
+        if (mine.size === 0 && this.pending.get(userId) === mine) this.pending.delete(userId);
+      };
+      install.then(settled, settled);
       install.catch(() => {
         setTimeout(() => {
           if (this.installs.get(key) === install) this.installs.delete(key);
@@ -99,10 +125,35 @@ export class PackageInstaller {
     return { key, dir: await install };
   }
 
+  /** Waits for one of the MAX_RUNNING_INSTALLS turns; the caller must call the returned release once. */
+  private async turn(): Promise<() => void> {
+    if (this.running >= MAX_RUNNING_INSTALLS) {
+      await new Promise<void>((resolve) => this.queue.push(resolve));
+    } else {
+      this.running++;
+    }
+    return () => {
+      const next = this.queue.shift();
+      if (next)
+        next(); // the turn passes on: `running` stays
+      else this.running--;
+    };
+  }
+
   private async install(key: string, specs: string[]): Promise<string> {
-    const { root } = this.options;
-    const final = join(root, key);
+    const final = join(this.options.root, key);
     if (await exists(final)) return final;
+    const release = await this.turn();
+    try {
+      await this.pipInstall(key, specs, final);
+    } finally {
+      release();
+    }
+    return final;
+  }
+
+  private async pipInstall(key: string, specs: string[], final: string): Promise<void> {
+    const { root } = this.options;
     await mkdir(root, { recursive: true, mode: 0o711 });
     const python = await this.python();
     const tmp = join(root, `.tmp-${key.slice(0, 16)}-${randomBytes(4).toString("hex")}`);
@@ -119,7 +170,6 @@ export class PackageInstaller {
     this.options.log?.(
       `installed packages ${specs.join(" ")} in ${Math.round(performance.now() - started)} ms (${key.slice(0, 12)})`,
     );
-    return final;
   }
 
   private pipArgs(target: string, specs: string[]): string[] {

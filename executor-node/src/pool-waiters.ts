@@ -2,15 +2,29 @@
  * @module The queue of jobs waiting for a sandbox, shared by the user pools and the shared pool. A waiter
  * wants any idle sandbox of its pool with its package set, or one given sandbox (the resume of a paused
  * generator); it leaves the queue when served, failed, or when its AbortSignal fires (timeout, cancel).
+ *
+ * Fairness: a sandbox goes to the oldest waiter wanting its package set, so a stream of younger jobs for
+ * one set could starve an older job for another. The queue counts how often its oldest generic waiter was
+ * passed over; once `starved()` reports it, the pool restarts an idle sandbox with its set.
  */
 import { NO_PACKAGES, type PackageSet } from "./packages";
 import type { SandboxSession } from "./sandbox-session";
+
+/**
+ * How many younger jobs may be served while the oldest waiter waits before a sandbox is taken for it.
+ * Taking one costs a sandbox start, and maybe another later to bring the younger jobs' set back, so it
+ * happens only after this many went first: at most one forced restart per FAIR_PASSES jobs served, and
+ * a job waits behind at most FAIR_PASSES younger ones per older waiter.
+ */
+export const FAIR_PASSES = 4;
 
 export interface Waiter {
   /** Only this sandbox will do (it holds the paused generator to resume). */
   sandboxId: string | undefined;
   /** The package set a sandbox must have to serve this waiter (ignored with `sandboxId`). */
   packages: PackageSet;
+  /** Younger generic waiters served while this one was the oldest. */
+  passedOver: number;
   resolve(session: SandboxSession): void;
   reject(error: Error): void;
 }
@@ -52,6 +66,7 @@ export class WaiterQueue {
       const waiter: Waiter = {
         sandboxId,
         packages,
+        passedOver: 0,
         resolve: (session) => {
           signal?.removeEventListener("abort", onAbort);
           resolve(session);
@@ -71,16 +86,33 @@ export class WaiterQueue {
    * wanting the session's package set.
    */
   takeFor(session: SandboxSession): Waiter | undefined {
-    let index = this.waiters.findIndex((waiter) => waiter.sandboxId === session.id);
-    if (index === -1) index = this.genericIndex(session.packages.key);
-    if (index === -1) return undefined;
-    return this.waiters.splice(index, 1)[0];
+    const resume = this.waiters.findIndex((waiter) => waiter.sandboxId === session.id);
+    if (resume !== -1) return this.waiters.splice(resume, 1)[0];
+    const oldest = this.oldestGeneric();
+    const taken = this.takeGeneric(session.packages.key);
+    if (taken && oldest && taken !== oldest) oldest.passedOver++;
+    return taken;
   }
 
   /** Takes the oldest waiter that accepts any sandbox with this package set. */
   takeGeneric(packagesKey: string): Waiter | undefined {
     const index = this.genericIndex(packagesKey);
     return index === -1 ? undefined : this.waiters.splice(index, 1)[0];
+  }
+
+  /** Whether a waiter accepts any sandbox with this package set. */
+  wants(packagesKey: string): boolean {
+    return this.genericIndex(packagesKey) !== -1;
+  }
+
+  /** The oldest generic waiter once FAIR_PASSES younger ones were served before it. */
+  starved(): Waiter | undefined {
+    const oldest = this.oldestGeneric();
+    return oldest && oldest.passedOver >= FAIR_PASSES ? oldest : undefined;
+  }
+
+  private oldestGeneric(): Waiter | undefined {
+    return this.waiters.find((waiter) => waiter.sandboxId === undefined);
   }
 
   private genericIndex(packagesKey: string): number {

@@ -3,7 +3,10 @@
  * serving `shared_pool` functions of every user, picked round robin, scaled within 0..10. A dead worker is
  * restarted in its slot (with backoff when starts fail); scaling down removes the last workers, a busy
  * one after its job. A worker has one package set (executor-node/src/packages.ts) for life; when jobs wait
- * for a set no worker has, an idle worker whose set nobody waits for is restarted in its slot with theirs.
+ * for a set no worker has, an idle worker whose set nobody waits for is restarted in its slot with theirs,
+ * and once younger jobs were served FAIR_PASSES times before the oldest waiter, an idle worker is restarted
+ * with the oldest waiter's set even if others want its own. A set whose sandbox cannot start fails its
+ * oldest job with the start error, and the slot goes back to no packages once nobody waits for that set.
  */
 
 import { NO_PACKAGES, type PackageSet } from "./packages";
@@ -142,6 +145,7 @@ export class SharedPool {
 
   /** Hands idle workers to waiters, round robin from the worker after the last one used. */
   private dispatch(): void {
+    this.claimForOldest();
     let served = true;
     while (served && this.waiters.length > 0 && this.slots.length > 0) {
       served = false;
@@ -160,6 +164,26 @@ export class SharedPool {
       }
     }
     this.repurpose();
+  }
+
+  /**
+   * Restarts an idle worker with the oldest waiter's set once younger jobs were served FAIR_PASSES times
+   * before it (pool-waiters.ts), unless a worker with that set is on its way or about to serve it.
+   */
+  private claimForOldest(): void {
+    const oldest = this.waiters.starved();
+    if (!oldest) return;
+    const { key } = oldest.packages;
+    if (this.slots.some((slot) => slot.packages.key === key && slot.session?.status !== "busy")) return;
+    const slot = this.slots.find(
+      (candidate) =>
+        candidate.session?.status === "idle" &&
+        !candidate.session.retire &&
+        !this.ctx.hasYoungPause(candidate.session),
+    );
+    if (!slot) return;
+    slot.packages = oldest.packages;
+    void slot.session?.kill("restarted with other packages"); // onDeath starts the slot's next sandbox
   }
 
   /** Restarts an idle worker whose package set nobody waits for with the set of waiters no worker has. */
@@ -191,6 +215,15 @@ export class SharedPool {
       slot.failures++;
       const reason = error instanceof Error ? error.message : String(error);
       this.ctx.log(`shared worker-${slot.index + 1} failed to start: ${reason}`);
+      // A job waiting for this set fails with the start error rather than at its timeout (as in the user
+      // pools), unless the slot was scaled away or another live worker with the set can serve it.
+      const { key } = slot.packages;
+      const servedElsewhere = this.slots.some(
+        (other) => other !== slot && other.packages.key === key && other.session?.alive,
+      );
+      if (this.slots.includes(slot) && !servedElsewhere) {
+        this.waiters.takeGeneric(key)?.reject(error instanceof Error ? error : new Error(reason));
+      }
     }
     // Watched only once start() settled, so the restart backoff sees this start's failure count.
     void session.ended.then(() => this.onDeath(slot, session));
@@ -205,11 +238,26 @@ export class SharedPool {
     if (slot.session !== session) return; // removed by a scale down, or already replaced
     slot.session = null;
     if (this.closed || !this.slots.includes(slot)) return;
+    this.dropFailedSet(slot);
     const delay = slot.failures === 0 ? 0 : Math.min(MAX_BACKOFF_MS, 500 * 2 ** (slot.failures - 1));
     slot.restartTimer = setTimeout(() => {
       slot.restartTimer = null;
-      if (!this.closed && this.slots.includes(slot) && !slot.session) void this.startSlot(slot);
+      if (this.closed || !this.slots.includes(slot) || slot.session) return;
+      this.dropFailedSet(slot); // its last waiter may have left during the backoff
+      void this.startSlot(slot);
     }, delay);
     slot.restartTimer.unref();
+  }
+
+  /**
+   * A slot whose start failed with a package set nobody waits for any more goes back to no packages, so a
+   * set that cannot start does not hold a worker for good. Its failures were the set's: the backoff
+   * starts over.
+   */
+  private dropFailedSet(slot: Slot): void {
+    const { key } = slot.packages;
+    if (slot.failures === 0 || key === NO_PACKAGES.key || this.waiters.wants(key)) return;
+    slot.packages = NO_PACKAGES;
+    slot.failures = 0;
   }
 }

@@ -7,6 +7,8 @@
  * Package sets: a sandbox has one for life (the job's `requirements`, executor-node/src/packages.ts), and a
  * job runs only in a sandbox with its set. Sandboxes for another set are started within the same per-user
  * maximum; at the maximum an idle sandbox of another set is replaced. Warm sandboxes have no packages.
+ * A released sandbox goes to the oldest job wanting its set, but once younger jobs were served FAIR_PASSES
+ * times before the oldest one, an idle sandbox is replaced for the oldest job's set instead.
  */
 import { NO_PACKAGES, type PackageSet } from "./packages";
 import { WaiterQueue } from "./pool-waiters";
@@ -135,6 +137,7 @@ export class UserPool {
   }
 
   private dispatch(): void {
+    this.makeRoomForOldest();
     const idle = [...this.sessions]
       .filter((session) => session.status === "idle" && !session.retire)
       .sort((a, b) => b.lastUsed - a.lastUsed); // most recent first: extras stay idle and get reaped
@@ -146,6 +149,26 @@ export class UserPool {
       session.lastUsed = Date.now();
       waiter.resolve(session);
     }
+  }
+
+  /**
+   * At the maximum, once younger jobs were served FAIR_PASSES times before the oldest waiter
+   * (pool-waiters.ts), kills an idle sandbox of another set even if younger waiters want it: ensureCapacity
+   * gives the room to the oldest waiter's set first. Nothing is killed while a sandbox with that set is
+   * starting or idle, or one is dying (its room comes).
+   */
+  private makeRoomForOldest(): void {
+    const oldest = this.waiters.starved();
+    if (!oldest || this.sessions.size < this.ctx.max) return; // below the maximum ensureCapacity starts one
+    const { key } = oldest.packages;
+    const coming = [...this.sessions].some(
+      (session) => !session.alive || (session.packages.key === key && session.status !== "busy"),
+    );
+    if (coming) return;
+    const victim = [...this.sessions]
+      .filter((session) => session.status === "idle" && !session.retire && !this.ctx.hasYoungPause(session))
+      .sort((a, b) => a.lastUsed - b.lastUsed)[0];
+    void victim?.kill("replaced by a sandbox for an older job's packages");
   }
 
   /**
