@@ -27,7 +27,7 @@ import { createServices, type Services } from "../workers/services/services";
 import { type Decision, decisionAnswer, recordDecisions } from "./chat-approvals";
 import { ChunkCoalescer } from "./chat-coalescer";
 import { ChatLog, type TurnStatus } from "./chat-log";
-import { answerRefOf, beginRegenerateRecord } from "./chat-regenerate";
+import { type AnswerRef, answerRefOf, dropAnswerTo, findRegenerable } from "./chat-regenerate";
 import {
   type Answered,
   type ApprovalAnswer,
@@ -49,11 +49,20 @@ const HEARTBEAT_MS = 30_000;
 /** How long a viewer waits for a claimed turn to be logged (normally a few Postgres round trips). */
 const VIEWER_WAIT_MS = 10_000;
 
-/** How a turn's start is recorded: its user message and subjects, and the history to answer (read beside). */
+/**
+ * How a turn's start is recorded: its user message and subjects, the history to answer (read beside), and what
+ * to write once the turn is prepared, just before its first model call (a regenerate drops the old answer then:
+ * a turn that cannot start leaves it).
+ */
 type StartRecord = (
   services: Services,
   history: ChatHistory,
-) => Promise<{ subjects: TurnSubjects; message: Message; stored: Promise<Message[]> }>;
+) => Promise<{
+  subjects: TurnSubjects;
+  message: Message;
+  stored: Promise<Message[]>;
+  commit?: () => Promise<void>;
+}>;
 
 /** A decision that completed its message: the turn goes on, followed from `started`. */
 type Continued = { started: Started; ended: Promise<TurnOutcome> };
@@ -112,22 +121,32 @@ export class ChatSession extends DurableObject<Env> {
   }
 
   /**
-   * useChat's `regenerate()`: drops the chat's latest answer and answers its last user message again, streamed
-   * (chat-regenerate.ts). `answerId` is the client's `messageId`: that answer's UI message (a turn id) or
-   * stored message id, or null for the latest.
+   * useChat's `regenerate()`: answers the chat's last user message again, streamed, and drops its latest answer
+   * once the new turn is ready to start (chat-regenerate.ts). `target` is what the client's `messageId` names:
+   * an answer (a UI message's turn id or a stored message id; null: the latest), or the user message sent last
+   * (`question`, its content).
    */
   async regenerateTurnStream(
     request: Omit<SendRequest, "mode" | "content">,
-    answerId: string | null,
+    target: { answerId: string | null; question: string | null },
     format: StreamFormat,
   ): Promise<Failure | Response> {
-    const answer = answerRefOf(this.#log, answerId);
+    const answer: AnswerRef =
+      target.question !== null
+        ? { kind: "question", content: target.question }
+        : target.answerId === null
+          ? { kind: "latest" }
+          : answerRefOf(this.#log, target.answerId);
     const { started } = await this.#begin(
       { ...request, content: "", mode: "stream" },
       async (services, history) => {
-        const record = await beginRegenerateRecord(services, request, answer);
-        history.forgetAfter(record.message.sequence);
-        return { ...record, stored: history.read(services.statementDb()) };
+        const { subjects, message } = await findRegenerable(services, request, answer);
+        const upToQuestion = (all: Message[]) => all.filter((stored) => stored.sequence <= message.sequence);
+        const commit = async () => {
+          await dropAnswerTo(services, message);
+          history.forgetAfter(message.sequence);
+        };
+        return { subjects, message, stored: history.read(services.statementDb()).then(upToQuestion), commit };
       },
     );
     if (!started.ok) return started;
@@ -166,10 +185,11 @@ export class ChatSession extends DurableObject<Env> {
       // §5.3 step C: the user message is committed before the model is called, so it survives a failure. It is
       // stored only for the chat's owner while the agent is active (a regenerated turn's is there already).
       const history = this.#historyOf(request.chatId);
-      const { subjects, message: userMessage, stored } = await record(services, history);
+      const { subjects, message: userMessage, stored, commit } = await record(services, history);
       userMessageId = userMessage.id;
       const setup = this.#setup(services, subjects, request, controller);
       const prepared = await prepareTurn(setup, { stored, added: Promise.resolve(userMessage) });
+      await commit?.();
       startFirstCall(setup, prepared);
       const first = this.#startLogged(turnId, request.chatId, request.mode, userMessageId);
       void this.#run(setup, prepared, turnId).then(settle);

@@ -18,6 +18,7 @@
  */
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import { chmod, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { compactRequirement, REQUIREMENT_SPEC } from "../../workers/lib/executor-protocol";
@@ -101,6 +102,10 @@ export class PackageInstaller {
     const key = createHash("sha256").update(specs.join("\n")).digest("hex");
     let install = this.installs.get(key);
     if (!install) {
+      // Installed already (by an earlier run of this executor: folders appear only complete, by rename): no pip
+      // runs, so nothing counts against the user's pending installs.
+      const installed = join(this.options.root, key);
+      if (existsSync(installed)) return { key, dir: installed };
       const mine = this.pending.get(userId) ?? new Set<string>();
       if (mine.size >= MAX_PENDING_PER_USER) {
         throw new PackageInstallError(

@@ -135,12 +135,13 @@ export class Pool {
   /**
    * Returns a sandbox after its job; `pausedExecution` when the job ended awaiting input. A sandbox whose
    * finished job left processes running is killed instead (its pool replaces it): they would run on, unbounded,
-   * beside the user's next jobs. A paused generator may keep its helpers until it is resumed (what spins then
-   * is the idle check's). False when the pause could not be kept (the sandbox was retired or its pool stopped):
-   * nobody could resume it.
+   * beside the user's next jobs. Not while the sandbox holds a paused generator, which may keep its helpers
+   * until it is resumed (whichever job's process spins meanwhile, the idle check finds it). False when the
+   * pause could not be kept (the sandbox was retired or its pool stopped): nobody could resume it.
    */
   release(session: SandboxSession, pausedExecution?: string): boolean {
-    const leftovers = session.alive && !pausedExecution ? session.leftovers() : null;
+    const checked = session.alive && !pausedExecution && !this.holdsPauseIn(session);
+    const leftovers = checked ? session.leftovers() : null;
     if (leftovers) {
       this.ctx.log(`[pool] sandbox ${session.id} killed: ${leftovers}`);
       void session.kill(leftovers);
@@ -239,6 +240,11 @@ export class Pool {
       this.users.set(userId, pool);
     }
     return pool;
+  }
+
+  private holdsPauseIn(session: SandboxSession): boolean {
+    for (const entry of this.paused.values()) if (entry.session === session) return true;
+    return false;
   }
 
   private hasYoungPause(session: SandboxSession, now: number): boolean {

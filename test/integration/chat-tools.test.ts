@@ -377,6 +377,19 @@ describe("tool rounds", () => {
     expect(JSON.stringify(messages)).not.toContain("r10a");
   });
 
+  it("gives the model a refusal, not a run, for tool arguments nested past 256 levels", async () => {
+    await createAgent(stack, admin, {
+      name: "deep-args",
+      enabled_functions: ["default/note"],
+      llm_provider_id: providers.openai,
+    });
+    const chat = await createChat(stack, admin, "deep-args");
+    const deep = `{"a":${"[".repeat(300)}${"]".repeat(300)}}`;
+    const result = await toolRound(chat, "deep", { id: "d1", name: "default__note", arguments: deep });
+    expect(result).toEqual({ error: "body.input: must not nest arrays and objects more than 256 levels deep" });
+    expect(await executionsOf("note", chat)).toHaveLength(0);
+  });
+
   it("counts an approved turn's rounds on from the round that paused: one cap per turn", async () => {
     await createAgent(stack, admin, {
       name: "pauser",

@@ -308,6 +308,65 @@ describe("useChat regenerate and edits", () => {
     expect(none.body).toMatchObject({ message: expect.stringContaining("no user message") });
   });
 
+  it("regenerates by the user message's id (useChat keeps that message), and refuses an unknown id (422)", async () => {
+    const { stack, admin, fake } = ctx;
+    const chatId = await createChat(stack, admin, "mixer");
+    const chat = uiChat(chatId);
+    fake.script({ content: "Answer" });
+    await chat.sendMessage({ text: "question" });
+    const user = chat.messages[0] as UIMessage;
+
+    fake.script({ content: "Answer again" });
+    await chat.regenerate({ messageId: user.id });
+    expect(chat.status, chat.error?.message).toBe("ready");
+    expect((await chatMessages(stack, admin, chatId)).map((message) => message.content)).toEqual([
+      "question",
+      "Answer again",
+    ]);
+
+    const before = await chatMessages(stack, admin, chatId);
+    const unknown = await api(stack, admin, "POST", "/ui/chats", {
+      id: chatId,
+      messages: [{ id: "u-other", role: "user", parts: [{ type: "text", text: "question" }] }],
+      trigger: "regenerate-message",
+      messageId: "Xk3mP9qRt2LwZ8aB",
+    });
+    expect(unknown.status).toBe(422);
+    expect(unknown.body).toMatchObject({
+      code: "VALIDATION_FAILED",
+      message: expect.stringContaining("body.messageId"),
+    });
+    // The user message sent last, named by its id, must be the chat's last one: an older one is refused.
+    const older = await api(stack, admin, "POST", "/ui/chats", {
+      id: chatId,
+      messages: [{ id: "u-old", role: "user", parts: [{ type: "text", text: "an older question" }] }],
+      trigger: "regenerate-message",
+      messageId: "u-old",
+    });
+    expect(older.status).toBe(422);
+    expect(await chatMessages(stack, admin, chatId)).toEqual(before);
+  });
+
+  it("keeps the answer when the new turn cannot start (its provider is off), with the error in the stream", async () => {
+    const { stack, admin, fake, providers } = ctx;
+    const chatId = await createChat(stack, admin, "mixer");
+    const chat = uiChat(chatId);
+    fake.script({ content: "Good answer" });
+    await chat.sendMessage({ text: "hello" });
+    const before = await chatMessages(stack, admin, chatId);
+    const setActive = (isActive: boolean) =>
+      api(stack, admin, "PATCH", `/api/v1/llm-providers/${providers.openai}`, { is_active: isActive });
+    expect((await setActive(false)).status).toBe(200);
+    try {
+      await chat.regenerate();
+      expect(chat.status).toBe("error");
+      expect(fake.requests).toHaveLength(1);
+      expect(await chatMessages(stack, admin, chatId)).toEqual(before);
+    } finally {
+      expect((await setActive(true)).status).toBe(200);
+    }
+  });
+
   it("refuses an edited message with 422 naming the field, and changes nothing", async () => {
     const { stack, admin, fake } = ctx;
     const chatId = await createChat(stack, admin, "mixer");

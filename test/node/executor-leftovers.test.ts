@@ -110,6 +110,8 @@ describe.each([
     async () => {
       const first = h.job(GENERATOR_WITH_HELPER, { userId: "generator-user" });
       expect(await h.run(first)).toMatchObject({ status: "awaiting_input" });
+      // Another job of the user runs in that sandbox (its only one) meanwhile: the helper is not its leftover.
+      await sandboxOf(CLEAN, "generator-user");
       expect(await resumeOf(first)).toMatchObject({ status: "completed", result: { got: { ok: 1 } } });
     },
   );

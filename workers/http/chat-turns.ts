@@ -19,7 +19,12 @@ import { MessageResponseSchema } from "./chats";
 import { MessageContentSchema } from "./message-content";
 import { createRouter, errorResponse } from "./router";
 import { jsonBody, jsonResponse } from "./schemas";
-import { approvalDecisionsOf, messageContentOfUiMessages, UiChatRequestSchema } from "./ui-chat";
+import {
+  approvalDecisionsOf,
+  messageContentOfUiMessages,
+  regenerateTargetOf,
+  UiChatRequestSchema,
+} from "./ui-chat";
 
 const security = [{ bearerAuth: [] }];
 const tags = ["Chats"];
@@ -333,11 +338,8 @@ chatTurnsRouter
     const apiKey = apiKeyOf(c);
     const session = chatSession(c, body.id);
     if (body.trigger === "regenerate-message") {
-      const stream = await session.regenerateTurnStream(
-        { chatId: body.id, userId, apiKey },
-        body.messageId ?? null,
-        "ui",
-      );
+      const request = { chatId: body.id, userId, apiKey };
+      const stream = await session.regenerateTurnStream(request, regenerateTargetOf(body), "ui");
       if (!(stream instanceof Response)) raise(stream);
       return stream as never;
     }

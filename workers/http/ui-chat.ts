@@ -73,6 +73,23 @@ export const UiChatRequestSchema = z
 type UiMessage = z.infer<typeof UiMessageSchema>;
 
 /**
+ * What a regenerate's `messageId` names: an answer (`answerId`; null: the latest), or, when it is the id of the
+ * user message sent last (useChat keeps a user message it regenerates the answer of), that message's content
+ * (`question`), as the server stores it: the client's ids are not the server's.
+ */
+export function regenerateTargetOf(body: z.infer<typeof UiChatRequestSchema>): {
+  answerId: string | null;
+  question: string | null;
+} {
+  const last = body.messages[body.messages.length - 1];
+  if (body.messageId == null) return { answerId: null, question: null };
+  if (last?.role === "user" && last.id === body.messageId) {
+    return { answerId: null, question: messageContentOfUiMessages(body.messages) };
+  }
+  return { answerId: body.messageId, question: null };
+}
+
+/**
  * The tool approvals a client answered (`addToolApprovalResponse`): when the last message is the assistant's,
  * its tool parts in state `approval-responded` carry the decisions. Empty for a new user message.
  */

@@ -11,18 +11,37 @@ export const MAX_JSON_DEPTH = 256;
 export const JSON_DEPTH_MESSAGE = `must not nest arrays and objects more than ${MAX_JSON_DEPTH} levels deep`;
 
 /**
- * Whether `value` nests arrays and objects more than `maxDepth` levels deep. Iterative (an explicit stack),
- * so any depth is measured safely; stops at the first path found too deep.
+ * Whether `value` nests arrays and objects more than `maxDepth` levels deep. Iterative (an explicit stack of
+ * containers only: scalars are never pushed, so a large flat array costs one pass), so any depth is measured
+ * safely; stops at the first container found too deep. It runs on every webhook body and run input.
  *
  * @example exceedsJsonDepth({ a: [[1]] }, 2) // true: the object, its array and the inner array are 3 levels
  */
 export function exceedsJsonDepth(value: unknown, maxDepth = MAX_JSON_DEPTH): boolean {
-  const pending: { node: unknown; depth: number }[] = [{ node: value, depth: 1 }];
-  for (let next = pending.pop(); next; next = pending.pop()) {
-    const { node, depth } = next;
-    if (node === null || typeof node !== "object") continue;
+  if (value === null || typeof value !== "object") return false;
+  const nodes: object[] = [value];
+  const depths: number[] = [1];
+  while (nodes.length > 0) {
+    const node = nodes.pop() as object;
+    const depth = depths.pop() as number;
     if (depth > maxDepth) return true;
-    for (const child of Object.values(node)) pending.push({ node: child, depth: depth + 1 });
+    if (Array.isArray(node)) {
+      for (let index = 0; index < node.length; index++) {
+        const child: unknown = node[index];
+        if (child !== null && typeof child === "object") {
+          nodes.push(child);
+          depths.push(depth + 1);
+        }
+      }
+      continue;
+    }
+    for (const key in node) {
+      const child: unknown = (node as Record<string, unknown>)[key];
+      if (child !== null && typeof child === "object") {
+        nodes.push(child);
+        depths.push(depth + 1);
+      }
+    }
   }
   return false;
 }

@@ -23,6 +23,7 @@ import {
 import { sha256Hex } from "../lib/crypto";
 import { AppError, validationError } from "../lib/errors";
 import { isInstallableRequirement } from "../lib/executor-protocol";
+import { exceedsJsonDepth, JSON_DEPTH_MESSAGE } from "../lib/json-depth";
 import { describeSchemaProblems, validateAgainstSchema } from "../lib/json-schema";
 import { type CallableRow, callableScopeOf, readCallableRows } from "./callable-scope";
 import { contextToken } from "./context-token";
@@ -113,6 +114,9 @@ export async function startExecution(services: Services, request: ExecutionReque
  * refused the job or could not be reached (the execution is then FAILED already; nothing throws).
  */
 export async function startExecutionRun(services: Services, request: ExecutionRequest): Promise<RunState> {
+  // Every trigger's input (a chat's tool arguments too): the run's structured clone and the runtime's json parser
+  // would fail on it later (routes refuse it earlier, naming their own field).
+  refuseDeepInput(request.input);
   const problems = validateAgainstSchema(request.fn.inputSchema, request.input);
   if (problems.length > 0 && request.invalidInput === "record") {
     throw await recordRejectedInput(services, request, describeSchemaProblems(problems));
@@ -171,6 +175,13 @@ export async function startExecutionRun(services: Services, request: ExecutionRe
     },
   };
   return (await executionRunFor(services.env, executionId).start(plan)) as RunState;
+}
+
+/** 422 for an input nested past MAX_JSON_DEPTH (json-depth.ts). */
+function refuseDeepInput(input: unknown): void {
+  if (exceedsJsonDepth(input)) {
+    throw validationError([{ loc: ["body", "input"], msg: JSON_DEPTH_MESSAGE, type: "json_depth" }]);
+  }
 }
 
 /** Stores the attempt as a FAILED execution without running it; returns the error to throw. */
@@ -324,6 +335,7 @@ export async function resumeExecution(
 ): Promise<RunState> {
   if (execution.status !== "AWAITING_INPUT")
     throw new AppError("BAD_REQUEST", "Execution is not awaiting input");
+  refuseDeepInput(input);
   await ensureFunctionStillRuns(services.db(), execution);
   const problems = validateAgainstSchema(execution.inputSchema, input);
   if (problems.length > 0) {
