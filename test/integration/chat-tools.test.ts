@@ -386,7 +386,9 @@ describe("tool rounds", () => {
     const chat = await createChat(stack, admin, "deep-args");
     const deep = `{"a":${"[".repeat(300)}${"]".repeat(300)}}`;
     const result = await toolRound(chat, "deep", { id: "d1", name: "default__note", arguments: deep });
-    expect(result).toEqual({ error: "body.input: must not nest arrays and objects more than 256 levels deep" });
+    expect(result).toEqual({
+      error: "body.input: must not nest arrays and objects more than 256 levels deep",
+    });
     expect(await executionsOf("note", chat)).toHaveLength(0);
   });
 

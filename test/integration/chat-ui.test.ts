@@ -193,7 +193,8 @@ describe("useChat regenerate and edits", () => {
   /** The texts of the messages the model was sent in request `index`, by role. */
   const sentTexts = (index: number) =>
     (
-      (ctx.fake.requests[index]?.body as { messages: { role: string; content: unknown }[] }).messages ?? []
+      (ctx.fake.requests[index]?.body as { messages?: { role: string; content: unknown }[] } | undefined)
+        ?.messages ?? []
     ).map((message) => `${message.role}: ${typeof message.content === "string" ? message.content : ""}`);
 
   it("regenerates the latest answer: dropped from the history, the user message answered again", async () => {
