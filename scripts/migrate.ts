@@ -6,6 +6,7 @@
  */
 
 import { runMigrations } from "./lib/migrate";
+import { describeError } from "./lib/printable";
 import { startWsProxy } from "./ws-proxy";
 
 const LOOPBACK = new Set(["127.0.0.1", "localhost", "[::1]"]);
@@ -29,6 +30,6 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  console.error("Migration failed:", error instanceof Error ? error.message : error);
+  console.error("Migration failed:", describeError(error));
   process.exit(1);
 });

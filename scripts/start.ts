@@ -10,6 +10,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { DEFAULT_FAKE_LLM_PORT, describeFakeLlm } from "./fake-llm";
+import { withoutPassword } from "./lib/printable";
 import { type ExternalSmtp, ROOT_DIR, type Stack, type StackPorts, startStack } from "./lib/stack";
 
 const { values: flags } = parseArgs({
@@ -106,7 +107,7 @@ function printSummary(stack: Stack): void {
   const redis =
     stack.redisMode === "memory"
       ? "in memory (set REDIS_URL to use a Redis server)"
-      : `Redis (${env.REDIS_URL})`;
+      : `Redis (${withoutPassword(env.REDIS_URL ?? "")})`;
   const mail = stack.mailUrl
     ? `SMTP sink on ${stack.smtp.host}:${stack.smtp.port}: every mail is printed here and listed at ${stack.mailUrl}/mails`
     : `SMTP server ${stack.smtp.host}:${stack.smtp.port}`;
@@ -132,10 +133,12 @@ async function main(): Promise<void> {
   const releaseLock = acquireLock();
   let stack: Stack | undefined;
   let stopping = false;
+  let stopCode = 0;
   const startup = new AbortController();
   const stop = async (code: number) => {
     if (stopping) return;
     stopping = true;
+    stopCode = code;
     if (!flags.quiet) console.log("Stopping SINAS Edge...");
     if (!stack) {
       // Still starting: startStack stops what it started and rejects; the catch below exits.
@@ -187,6 +190,13 @@ async function main(): Promise<void> {
     console.error(error instanceof Error ? error.message : error);
     releaseLock();
     process.exit(startup.signal.aborted ? 0 : 1);
+  }
+  if (stopping) {
+    // A stop came while the last start-up step (the API's first health check) was under way: it was only
+    // noted then (`startup.abort()`), so the stack closes now instead of announcing itself.
+    await stack.close();
+    releaseLock();
+    process.exit(stopCode);
   }
   if (flags.json) {
     const { close: _close, ...info } = stack;

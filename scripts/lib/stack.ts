@@ -6,12 +6,11 @@
  * Redis bridge -> SMTP sink, then both health checks. Every piece that starts is stopped by `close()`,
  * also when a later piece fails to start.
  */
-import { execFile, spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
 import { startLocalFakeLlm } from "../fake-llm";
 import { startRedisBridge } from "../redis-bridge";
 import { startSmtpSink } from "../smtp-sink";
@@ -19,10 +18,10 @@ import { startWsProxy } from "../ws-proxy";
 import { ManagedChild } from "./child";
 import { createDatabase, dropDatabase, MIGRATIONS_FOLDER, runMigrations, withDatabaseName } from "./migrate";
 import { findPort } from "./ports";
+import { describeError } from "./printable";
 import { waitForHttp, waitForPort, withinTime } from "./wait";
 import { loadDevSecrets, PASS_THROUGH_VARS, writeEnvFile } from "./worker-vars";
 
-const execFileAsync = promisify(execFile);
 /** Creating the database or applying the migrations takes seconds; past this the start fails, naming the step. */
 const DATABASE_STEP_MS = 60_000;
 
@@ -136,20 +135,47 @@ export function describeExit(child: ManagedChild, code: number | null, signal: s
  * ~70 ms), so the docker driver never runs stale runtime code. Without podman/docker nothing happens and
  * the executor picks bwrap or the process driver.
  */
-async function ensureRuntimeImage(log: (line: string) => void): Promise<void> {
+async function ensureRuntimeImage(log: (line: string) => void, signal: AbortSignal): Promise<void> {
   const engine = ["podman", "docker"].find(
     (name) => spawnSync(name, ["--version"], { stdio: "ignore" }).status === 0,
   );
   if (!engine) return;
-  try {
-    await execFileAsync("bash", [join(ROOT_DIR, "scripts/build-runtime-image.sh")], { encoding: "utf8" });
-  } catch (error) {
-    const { stdout = "", stderr = "" } = error as { stdout?: string; stderr?: string };
-    const tail = `${stdout}${stderr}`.trim().split("\n").slice(-5).join("\n    ");
-    log(
-      `could not build the sandbox runtime image with ${engine}; the executor will fall back:\n    ${tail}`,
-    );
-  }
+  const { ok, output } = await runImageBuild(signal);
+  if (ok || signal.aborted) return;
+  const tail = output.trim().split("\n").slice(-5).join("\n    ");
+  log(`could not build the sandbox runtime image with ${engine}; the executor will fall back:\n    ${tail}`);
+}
+
+/**
+ * scripts/build-runtime-image.sh in its own process group, killed whole (its podman or docker commands too)
+ * when `signal` aborts: a failed or stopped start leaves no build running. The output's end, for errors.
+ */
+function runImageBuild(signal: AbortSignal): Promise<{ ok: boolean; output: string }> {
+  return new Promise((resolve) => {
+    const child = spawn("bash", [join(ROOT_DIR, "scripts/build-runtime-image.sh")], {
+      detached: true,
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    const keep = (data: Buffer) => {
+      output = (output + data.toString("utf8")).slice(-4096);
+    };
+    child.stdout.on("data", keep);
+    child.stderr.on("data", keep);
+    const kill = () => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    };
+    signal.addEventListener("abort", kill, { once: true });
+    child.once("error", (error) => resolve({ ok: false, output: error.message }));
+    child.once("close", (code) => {
+      signal.removeEventListener("abort", kill);
+      resolve({ ok: code === 0, output });
+    });
+  });
 }
 
 /**
@@ -255,7 +281,9 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     launch();
     (stopFirst ? firstCleanups : cleanups).push(() => current.stop());
   };
+  const imageBuild = new AbortController();
   const close = async () => {
+    imageBuild.abort();
     for (const cleanup of [...firstCleanups.reverse(), ...cleanups.reverse()])
       await cleanup().catch((error) => log(`cleanup failed: ${error}`));
     firstCleanups.length = 0;
@@ -330,7 +358,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
       { WRANGLER_SEND_METRICS: "false", NO_COLOR: "1", FORCE_COLOR: "0" },
       { stopFirst: true },
     );
-    const executorSpawned = ensureRuntimeImage(log).then(() =>
+    const executorSpawned = ensureRuntimeImage(log, imageBuild.signal).then(() =>
       spawnChild(
         "executor",
         process.execPath,
@@ -443,7 +471,7 @@ export async function startStack(options: StackOptions): Promise<Stack> {
     };
   } catch (error) {
     await close();
-    const reason = startupFailure ?? (error instanceof Error ? error.message : String(error));
+    const reason = startupFailure ?? describeError(error);
     throw new Error(`The stack failed to start: ${reason}`, { cause: error });
   }
 }

@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
@@ -93,6 +94,37 @@ describe("npm start (the launcher)", () => {
       blocker.close();
     }
   }, 150_000);
+
+  it("stops with every child when `npm start` itself gets SIGTERM (npm's shell execs the launcher)", async () => {
+    const npmDataDir = mkdtempSync(join(tmpdir(), "sinas-npm-start-"));
+    const npm = spawn("npm", ["start"], {
+      env: { ...process.env, SINAS_DATA_DIR: npmDataDir, SINAS_DEVTOOLS: "false" },
+      stdio: "ignore",
+    });
+    const npmPid = npm.pid as number;
+    let tree: { pid: number; command: string }[] = [];
+    try {
+      // The node process (a shell's command line names the script too).
+      const launcherOf = () =>
+        descendants(npmPid).find(
+          (child) => /^\S*node /.test(child.command) && child.command.includes("scripts/start.ts"),
+        );
+      expect(await waitUntil(() => launcherOf() !== undefined, 30_000)).toBe(true);
+      const launcher = launcherOf() as { pid: number; ppid: number; command: string };
+      // No shell in between, which would take npm's SIGTERM and leave the launcher running.
+      expect(launcher.ppid).toBe(npmPid);
+      expect(await waitUntil(() => descendants(launcher.pid).length >= 3, 30_000)).toBe(true);
+      tree = [launcher, ...descendants(launcher.pid)];
+      npm.kill("SIGTERM");
+      const survivors = () => tree.filter((child) => isAlive(child.pid)).map((child) => child.command);
+      expect(await waitUntil(() => survivors().length === 0, 30_000), survivors().join("\n")).toBe(true);
+    } finally {
+      for (const child of [...tree, ...descendants(npmPid)])
+        if (isAlive(child.pid)) process.kill(child.pid, "SIGKILL");
+      npm.kill("SIGKILL");
+      rmSync(npmDataDir, { recursive: true, force: true });
+    }
+  }, 120_000);
 
   it("restarts the executor when it dies, reporting its last lines; a dying API stops everything", async () => {
     const stack = await startTestStack();
