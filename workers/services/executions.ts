@@ -23,7 +23,7 @@ import {
 import { sha256Hex } from "../lib/crypto";
 import { AppError, validationError } from "../lib/errors";
 import { isInstallableRequirement } from "../lib/executor-protocol";
-import { exceedsJsonDepth, JSON_DEPTH_MESSAGE } from "../lib/json-depth";
+import { exceedsJsonDepth, JSON_DEPTH_MESSAGE, MAX_JSON_DEPTH } from "../lib/json-depth";
 import { describeSchemaProblems, validateAgainstSchema } from "../lib/json-schema";
 import { type CallableRow, callableScopeOf, readCallableRows } from "./callable-scope";
 import { contextToken } from "./context-token";
@@ -115,8 +115,9 @@ export async function startExecution(services: Services, request: ExecutionReque
  */
 export async function startExecutionRun(services: Services, request: ExecutionRequest): Promise<RunState> {
   // Every trigger's input (a chat's tool arguments too): the run's structured clone and the runtime's json parser
-  // would fail on it later (routes refuse it earlier, naming their own field).
-  refuseDeepInput(request.input);
+  // would fail on it later (routes refuse it earlier, naming their own field). A webhook's input is an envelope
+  // around its body, whose own depth was checked: one level more.
+  refuseDeepInput(request.input, request.triggerType === "WEBHOOK" ? MAX_JSON_DEPTH + 1 : MAX_JSON_DEPTH);
   const problems = validateAgainstSchema(request.fn.inputSchema, request.input);
   if (problems.length > 0 && request.invalidInput === "record") {
     throw await recordRejectedInput(services, request, describeSchemaProblems(problems));
@@ -177,9 +178,9 @@ export async function startExecutionRun(services: Services, request: ExecutionRe
   return (await executionRunFor(services.env, executionId).start(plan)) as RunState;
 }
 
-/** 422 for an input nested past MAX_JSON_DEPTH (json-depth.ts). */
-function refuseDeepInput(input: unknown): void {
-  if (exceedsJsonDepth(input)) {
+/** 422 for an input nested past `maxDepth` (json-depth.ts). */
+function refuseDeepInput(input: unknown, maxDepth = MAX_JSON_DEPTH): void {
+  if (exceedsJsonDepth(input, maxDepth)) {
     throw validationError([{ loc: ["body", "input"], msg: JSON_DEPTH_MESSAGE, type: "json_depth" }]);
   }
 }
