@@ -5,7 +5,8 @@
 
 import type { ApiKeyCredential } from "../workers/auth/principal";
 import type { TakeAgentCall } from "../workers/chat/agent-tools";
-import { AppError, type ErrorCode } from "../workers/lib/errors";
+import { toAppError } from "../workers/http/fallbacks";
+import type { ErrorCode } from "../workers/lib/errors";
 import type { toMessageResponse } from "../workers/services/chats";
 
 export type MessageView = ReturnType<typeof toMessageResponse>;
@@ -43,8 +44,11 @@ export function failure(code: ErrorCode, message: string): Failure {
 
 /** A thrown error as a failure: app errors keep their code, provider errors become PROVIDER_ERROR. */
 export function failureOf(error: unknown): Failure {
-  if (error instanceof AppError) return { ok: false, code: error.code, message: error.message };
   if (error instanceof Error && error.name === "LlmError")
     return { ok: false, code: "PROVIDER_ERROR", message: error.message };
-  return { ok: false, code: "INTERNAL", message: error instanceof Error ? error.message : String(error) };
+  // As the Worker answers a thrown error (a NUL Postgres refused is a 422): anything unexpected is only
+  // "Internal server error", its text (a failed query's SQL and parameters) in the log, not in the answer.
+  const mapped = toAppError(error);
+  if (mapped.code === "INTERNAL" && mapped !== error) console.error("chat turn failed:", error);
+  return { ok: false, code: mapped.code, message: mapped.message };
 }

@@ -19,6 +19,7 @@ import { functionsRouter } from "./http/functions";
 import { groupsRouter } from "./http/groups";
 import { healthRouter } from "./http/health";
 import { internalRouter } from "./http/internal";
+import { jsonBodyGuard } from "./http/json-body-guard";
 import { llmProvidersRouter } from "./http/llm-providers";
 import {
   completeOpenApiDocument,
@@ -147,6 +148,7 @@ export function createApp() {
     if (c.req.path.includes("\u0000")) throw new AppError("NOT_FOUND", "Not Found");
     await next();
   });
+  app.use(jsonBodyGuard);
 
   for (const router of runtimeRouters) app.route("/", router);
   app.route(MANAGEMENT_PREFIX, createManagementApp());

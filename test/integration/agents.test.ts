@@ -245,6 +245,13 @@ describe("agent CRUD (S20)", () => {
   });
 });
 
+/** `{"a": {"a": ... {}}}`, `depth` objects deep, built without recursion. */
+function nested(depth: number): Record<string, unknown> {
+  let value: Record<string, unknown> = {};
+  for (let level = 1; level < depth; level++) value = { a: value };
+  return value;
+}
+
 describe("agent fields", () => {
   it("stores temperature 0 (D-19) and every reference as given (D-16)", async () => {
     const childId = randomUUID();
@@ -316,6 +323,17 @@ describe("agent fields", () => {
     ],
     ["a bad namespace", { namespace: "has space" }, "body.namespace"],
     ["an unknown field", { colour: "blue" }, "body"],
+    // A recursive walk of the templates overflowed: 500.
+    [
+      "parameters nested 2,000 deep",
+      { function_parameters: { "default/add": nested(2_000) } },
+      "body.function_parameters",
+    ],
+    [
+      "an initial message with a NUL",
+      { initial_messages: [{ role: "user", content: "a\u0000" }] },
+      "body.initial_messages.0.content",
+    ],
   ])("answers 422 naming the field for %s", async (_label, fields, field) => {
     const response = await api(stack, alice, "POST", "/api/v1/agents", {
       name: `bad${randomUUID().slice(0, 8)}`,

@@ -402,10 +402,21 @@ describe("bad input", () => {
   });
 
   it("rejects empty content, bad parts and oversized messages before saving anything", async () => {
-    for (const content of ["", "   ", [], [{ type: "image", image: "ftp://x" }], [{ type: "nope" }]]) {
+    const withNul = [{ type: "text", text: "a\u0000b" }];
+    for (const content of [
+      "",
+      "   ",
+      [],
+      [{ type: "image", image: "ftp://x" }],
+      [{ type: "nope" }],
+      "a\u0000b",
+      withNul,
+    ]) {
       const response = await api(stack, admin, "POST", `/chats/${chat}/messages`, { content });
       expect(response.status, JSON.stringify(content)).toBe(422);
       expect(JSON.stringify(response.body)).toContain("content");
+      // A NUL, which Postgres refuses, was a 500 quoting the failed query (its SQL and parameters).
+      expect(JSON.stringify(response.body)).not.toContain("Failed query");
     }
     const huge = await api(stack, admin, "POST", `/chats/${chat}/messages`, {
       content: "x".repeat(3 * 1024 * 1024),

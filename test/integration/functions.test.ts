@@ -67,6 +67,8 @@ describe("function management (S10, S11)", () => {
         "not a valid regular expression",
       ],
       [{ type: "object", $ref: "#/$defs/missing" }, "does not resolve"],
+      // A broken %-escape in the pointer was a URIError: 500.
+      [{ type: "object", $ref: "#/%" }, "does not resolve"],
     ] as const) {
       const refused = await api(stack, alice, "POST", "/api/v1/functions", {
         ...pythonFunction("unusable", "    return {}"),

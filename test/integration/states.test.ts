@@ -487,6 +487,50 @@ describe("bad input", () => {
     expect(await countStates()).toBe(before);
   });
 
+  it("refuses a value nested past 256 levels, unpaired surrogates, NUL and 1e309 anywhere in the body (422)", async () => {
+    const before = await countStates();
+    const raw = async (body: string) => {
+      const response = await stack.fetch("/states", {
+        method: "POST",
+        headers: { ...userU.headers, "content-type": "application/json" },
+        body,
+      });
+      return { status: response.status, body: (await response.json()) as unknown };
+    };
+    const deep = (depth: number) => `${'{"a":'.repeat(depth - 1)}{}${"}".repeat(depth - 1)}`;
+    // 10,000 levels stored in a json column hung embedded PGlite for every request after it.
+    for (const depth of [257, 10_000]) {
+      const refused = expectFieldError(
+        await raw(`{"namespace":"d","key":"k${depth}","value":${deep(depth)}}`),
+        ["body", "value"],
+      );
+      expect(refused.message).toContain("more than 256 levels deep");
+    }
+    expect((await raw(`{"namespace":"d","key":"fits","value":${deep(256)}}`)).status).toBe(200);
+    // A tag with an unpaired surrogate was stored, then broke every `tags=` search (a cast to jsonb) with 500s.
+    expectFieldError(await raw('{"namespace":"d","key":"t","value":{},"tags":["a\\ud800b"]}'), [
+      "body",
+      "tags",
+      0,
+    ]);
+    expectFieldError(await raw('{"namespace":"d","key":"s","value":{"x":{"\\udc00":1}}}'), [
+      "body",
+      "value",
+      "x",
+    ]);
+    expectFieldError(await raw('{"namespace":"d","key":"n","value":{"x":["a\\u0000"]}}'), [
+      "body",
+      "value",
+      "x",
+      0,
+    ]);
+    expectFieldError(await raw('{"namespace":"d","key":"i","value":{"x":1e309}}'), ["body", "value", "x"]);
+    // A valid pair (an emoji) is fine.
+    expect((await raw('{"namespace":"d","key":"e","value":{"x":"\\ud83d\\ude00"}}')).status).toBe(200);
+    expect(await countStates()).toBe(before + 2);
+    expect((await call(userU, "GET", "/states?tags=x")).status).toBe(200);
+  });
+
   it("refuses an expires_at whose UTC year is outside 1..9999, which Postgres cannot store", async () => {
     const before = await countStates();
     const valid = { namespace: "bad", key: "year", value: {} };

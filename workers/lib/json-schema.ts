@@ -32,7 +32,13 @@ function resolveLocalRef(root: unknown, ref: string): unknown {
   if (!ref.startsWith("#/")) return undefined;
   let node: unknown = root;
   for (const raw of ref.slice(2).split("/")) {
-    const key = decodeURIComponent(raw).replaceAll("~1", "/").replaceAll("~0", "~");
+    let decoded: string;
+    try {
+      decoded = decodeURIComponent(raw);
+    } catch {
+      return undefined; // a broken %-escape (`#/%`): unresolvable, as any other bad pointer
+    }
+    const key = decoded.replaceAll("~1", "/").replaceAll("~0", "~");
     if (node === null || typeof node !== "object" || !Object.hasOwn(node, key)) return undefined;
     node = (node as Record<string, unknown>)[key];
   }

@@ -1,0 +1,90 @@
+/**
+ * @module One check of every JSON request body before any route reads it: values nested past MAX_JSON_DEPTH,
+ * NUL characters, unpaired surrogates (in values and keys) and numbers JSON cannot carry (`1e309` parses as
+ * Infinity) are refused with 422 naming the first place found. Postgres refuses NUL and unpaired surrogates
+ * (text, jsonb: a `json` column keeps them until a cast to jsonb fails on every later read), a deep value
+ * hung embedded PGlite and overflows recursive walks, and Infinity would be stored as null. Fields checked by
+ * their route say the same for themselves; this covers every free-form one (a state's value, an agent's
+ * parameters, a chat's input, a provider's config...).
+ *
+ * Webhooks and the executor's callbacks read their raw bytes themselves (signatures), so they are left alone.
+ */
+import type { MiddlewareHandler } from "hono";
+import type { FieldIssue } from "../lib/errors";
+import { validationError } from "../lib/errors";
+import { JSON_DEPTH_MESSAGE, MAX_JSON_DEPTH } from "../lib/json-depth";
+
+const RAW_BODY_PATHS = ["/webhooks/", "/internal/"];
+const BODY_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);
+/** A lone surrogate: in a `u` regex a valid pair is one code point, so only unpaired halves match. */
+const UNPAIRED_SURROGATE = /\p{Cs}/u;
+
+interface Container {
+  value: object;
+  depth: number;
+  parent: Container | null;
+  key: string | number | null;
+}
+
+function pathOf(container: Container | null, key?: string | number): (string | number)[] {
+  const keys: (string | number)[] = key === undefined ? [] : [key];
+  for (let at = container; at && at.key !== null; at = at.parent) keys.push(at.key);
+  return keys.reverse();
+}
+
+function textProblem(text: string): string | null {
+  if (text.includes("\u0000")) return "must not contain NUL characters";
+  if (UNPAIRED_SURROGATE.test(text)) return "must not contain unpaired surrogates (invalid Unicode)";
+  return null;
+}
+
+function scalarProblem(value: unknown): string | null {
+  if (typeof value === "string") return textProblem(value);
+  if (typeof value === "number" && !Number.isFinite(value)) return "must be a finite number";
+  return null;
+}
+
+/** The first problem of a parsed body, or null. Iterative: any depth is walked safely. */
+export function jsonBodyProblem(body: unknown): FieldIssue | null {
+  const rootProblem = scalarProblem(body);
+  if (rootProblem) return { loc: ["body"], msg: rootProblem, type: "value_error" };
+  if (body === null || typeof body !== "object") return null;
+  const stack: Container[] = [{ value: body, depth: 1, parent: null, key: null }];
+  while (stack.length > 0) {
+    const container = stack.pop() as Container;
+    // The body object itself is one level above its fields, whose own limit is MAX_JSON_DEPTH.
+    if (container.depth > MAX_JSON_DEPTH + 1) {
+      return { loc: ["body", ...pathOf(container).slice(0, 1)], msg: JSON_DEPTH_MESSAGE, type: "json_depth" };
+    }
+    const entries: [string | number, unknown][] = Array.isArray(container.value)
+      ? container.value.map((child, index) => [index, child])
+      : Object.entries(container.value);
+    for (const [key, child] of entries) {
+      const keyProblem = typeof key === "string" ? textProblem(key) : null;
+      // Named by the object holding it: the key itself is what cannot be shown.
+      if (keyProblem)
+        return { loc: ["body", ...pathOf(container)], msg: `a key ${keyProblem}`, type: "value_error" };
+      const problem = scalarProblem(child);
+      if (problem) return { loc: ["body", ...pathOf(container, key)], msg: problem, type: "value_error" };
+      if (child !== null && typeof child === "object") {
+        stack.push({ value: child, depth: container.depth + 1, parent: container, key });
+      }
+    }
+  }
+  return null;
+}
+
+/** The middleware: a JSON body with a problem is a 422; a body that is not JSON is left to the route (400). */
+export const jsonBodyGuard: MiddlewareHandler = async (c, next) => {
+  const { method } = c.req;
+  if (
+    BODY_METHODS.has(method) &&
+    c.req.header("content-type")?.toLowerCase().includes("application/json") &&
+    !RAW_BODY_PATHS.some((prefix) => c.req.path.startsWith(prefix))
+  ) {
+    const body: unknown = await c.req.json().catch(() => undefined);
+    const problem = body === undefined ? null : jsonBodyProblem(body);
+    if (problem) throw validationError([problem]);
+  }
+  await next();
+};
