@@ -185,10 +185,21 @@ describe("validation and permissions", () => {
       { name: "bad", provider_type: "openai", surprise: true },
       { name: "", provider_type: "openai" },
       { provider_type: "openai" },
+      // A key is sent as a header: a pasted newline failed every later call ("Invalid header value").
+      { name: "bad", provider_type: "openai", api_key: "sk-abc\n" },
+      { name: "bad", provider_type: "openai", config: { timeout: -1 } },
+      { name: "bad", provider_type: "openai", config: { timeout: "abc" } },
+      { name: "bad", provider_type: "openai", config: { timeout: 1e20 } },
     ]) {
       const response = await api(stack, admin, "POST", "/api/v1/llm-providers", body);
       expect(response.status, JSON.stringify(body)).toBe(422);
     }
+    const withOtherConfig = await api(stack, admin, "POST", "/api/v1/llm-providers", {
+      name: "configured",
+      provider_type: "openai",
+      config: { timeout: 30, organization: "acme" },
+    });
+    expect(withOtherConfig.status, JSON.stringify(withOtherConfig.body)).toBe(201);
     const badType = await api(stack, admin, "POST", "/api/v1/llm-providers", {
       name: "b",
       provider_type: "gemini",

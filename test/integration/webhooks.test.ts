@@ -384,6 +384,8 @@ describe("webhook routing, activation and auth (S14)", () => {
       [{ path: "bad-fn", function_name: "bad-name" }, "function_name"],
       [{ path: "bad-limit", function_name: "greet", rate_limit: "lots" }, "rate_limit"],
       [{ path: "long-limit", function_name: "greet", rate_limit: "1/99999999999999999999s" }, "rate_limit"],
+      // 0 per window refused every call for good.
+      [{ path: "zero-limit", function_name: "greet", rate_limit: "0/1m" }, "rate_limit"],
       [{ path: "bad-verification", function_name: "greet", verification: "md5" }, "verification"],
       [{ path: "bad-extra", function_name: "greet", surprise: 1 }, ""],
     ];

@@ -30,6 +30,11 @@ const ProviderFields = {
   api_key: z
     .string()
     .max(10_000)
+    // Sent as an HTTP header: a control character (a pasted newline) failed every later call of the provider.
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused here
+    .refine((key) => !/[\x00-\x1f\x7f]/.test(key), {
+      message: "must not contain control characters (newlines, tabs, NUL)",
+    })
     .nullable()
     .optional()
     .openapi({ description: "Stored encrypted; never returned" }),
@@ -41,7 +46,14 @@ const ProviderFields = {
     .openapi({ example: "https://api.openai.com/v1" }),
   default_model: z.string().trim().min(1).max(100).nullable().optional().openapi({ example: "gpt-4o-mini" }),
   config: z
-    .record(z.string(), z.unknown())
+    .object({
+      timeout: z
+        .number({ error: "must be a number of seconds" })
+        .positive({ error: "must be > 0" })
+        .max(3600, { error: "must be <= 3600" })
+        .optional(),
+    })
+    .catchall(z.unknown())
     .optional()
     .openapi({ description: "Free-form; `timeout` (seconds) bounds each call, 120 by default" }),
 };
