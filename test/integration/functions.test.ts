@@ -69,6 +69,9 @@ describe("function management (S10, S11)", () => {
       [{ type: "object", $ref: "#/$defs/missing" }, "does not resolve"],
       // A broken %-escape in the pointer was a URIError: 500.
       [{ type: "object", $ref: "#/%" }, "does not resolve"],
+      // Saved, then every run failed: "The schema cannot be applied: required2 is not iterable".
+      [{ type: "object", dependentRequired: { a: 5 } }, "'dependentRequired' must map property names"],
+      [{ type: -1 }, "'type' must be a JSON type name"],
     ] as const) {
       const refused = await api(stack, alice, "POST", "/api/v1/functions", {
         ...pythonFunction("unusable", "    return {}"),

@@ -3,6 +3,7 @@
  * @cfworker/json-schema, drafts 4 to 2020-12.
  */
 import { type Schema, Validator } from "@cfworker/json-schema";
+import { keywordShapeDefect } from "./json-schema-shape";
 
 export interface SchemaProblem {
   /** JSON pointer of the offending value, e.g. `#/body/name`. */
@@ -50,6 +51,8 @@ function resolveLocalRef(root: unknown, ref: string): unknown {
  * an unresolvable `$ref`), so that a schema is refused when saved instead of failing every later run.
  */
 export function schemaDefect(schema: object): string | null {
+  const shape = keywordShapeDefect(schema);
+  if (shape) return shape;
   const visit = (node: unknown, path: string, depth: number): string | null => {
     if (depth > MAX_SCHEMA_DEPTH) return `${path || "/"}: nested too deeply`;
     if (node === null || typeof node !== "object") return null;
