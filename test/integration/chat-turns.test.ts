@@ -426,6 +426,26 @@ describe("bad input", () => {
     expect(fake.requests).toEqual([]);
   });
 
+  it("takes a message sent in chunks (no Content-Length) through the route's own size limit", async () => {
+    const chunkedChat = await createChat(stack, admin, "helper-openai", { input: { customer: "X" } });
+    fake.script({ content: "chunked ok" });
+    const response = await stack.fetch(`/chats/${chunkedChat}/messages`, {
+      method: "POST",
+      headers: { ...admin.headers, "content-type": "application/json" },
+      body: new Blob([JSON.stringify({ content: "in chunks" })]).stream(),
+      duplex: "half",
+    } as RequestInit);
+    expect(response.status, await response.clone().text()).toBe(200);
+    expect(await response.json()).toMatchObject({ role: "assistant", content: "chunked ok" });
+    const huge = await stack.fetch(`/chats/${chunkedChat}/messages`, {
+      method: "POST",
+      headers: { ...admin.headers, "content-type": "application/json" },
+      body: new Blob([JSON.stringify({ content: "x".repeat(3 * 1024 * 1024) })]).stream(),
+      duplex: "half",
+    } as RequestInit);
+    expect(huge.status).toBe(413);
+  });
+
   it("answers 404 for unknown or malformed chats and 422 for a missing body", async () => {
     const unknown = await api(stack, admin, "POST", `/chats/${crypto.randomUUID()}/messages`, {
       content: "x",

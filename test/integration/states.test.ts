@@ -527,7 +527,20 @@ describe("bad input", () => {
     expectFieldError(await raw('{"namespace":"d","key":"i","value":{"x":1e309}}'), ["body", "value", "x"]);
     // A valid pair (an emoji) is fine.
     expect((await raw('{"namespace":"d","key":"e","value":{"x":"\\ud83d\\ude00"}}')).status).toBe(200);
-    expect(await countStates()).toBe(before + 2);
+    // Sent in chunks (no Content-Length): the same check; above 4 MiB, 413 before any route reads it.
+    const chunked = (text: string) =>
+      stack.fetch("/states", {
+        method: "POST",
+        headers: { ...userU.headers, "content-type": "application/json" },
+        body: new Blob([text]).stream(),
+        duplex: "half",
+      } as RequestInit);
+    expect((await chunked(`{"namespace":"d","key":"c","value":${deep(10_000)}}`)).status).toBe(422);
+    expect((await chunked(`{"namespace":"d","key":"c","value":{}}`)).status).toBe(200);
+    expect(
+      (await chunked(`{"namespace":"d","key":"big","value":{"s":"${"x".repeat(4 * 1024 * 1024)}"}}`)).status,
+    ).toBe(413);
+    expect(await countStates()).toBe(before + 3);
     expect((await call(userU, "GET", "/states?tags=x")).status).toBe(200);
   });
 

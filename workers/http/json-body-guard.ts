@@ -11,10 +11,13 @@
  */
 import type { MiddlewareHandler } from "hono";
 import type { FieldIssue } from "../lib/errors";
-import { validationError } from "../lib/errors";
+import { AppError, validationError } from "../lib/errors";
 import { JSON_DEPTH_MESSAGE, MAX_JSON_DEPTH } from "../lib/json-depth";
+import { readBounded } from "../lib/read-bounded";
 
 const RAW_BODY_PATHS = ["/webhooks/", "/internal/"];
+/** Above every route's own limit (a chat message's 2 MiB is the largest). */
+export const JSON_BODY_MAX_BYTES = 4 * 1024 * 1024;
 const BODY_METHODS = new Set(["POST", "PUT", "PATCH", "DELETE"]);
 /** A lone surrogate: in a `u` regex a valid pair is one code point, so only unpaired halves match. */
 const UNPAIRED_SURROGATE = /\p{Cs}/u;
@@ -74,17 +77,35 @@ export function jsonBodyProblem(body: unknown): FieldIssue | null {
   return null;
 }
 
-/** The middleware: a JSON body with a problem is a 422; a body that is not JSON is left to the route (400). */
+/**
+ * The middleware: a JSON body with a problem is a 422; one above JSON_BODY_MAX_BYTES a 413 (no route takes that
+ * much: their own limits are lower); a body that is not JSON is left to the route (400). The body is read here
+ * with a bound, then handed on as a new request, as hono's bodyLimit does: a route's own limit then reads it
+ * again (a chunked body has no length to compare), which it could not from a consumed stream.
+ */
 export const jsonBodyGuard: MiddlewareHandler = async (c, next) => {
-  const { method } = c.req;
+  const raw = c.req.raw;
   if (
-    BODY_METHODS.has(method) &&
-    c.req.header("content-type")?.toLowerCase().includes("application/json") &&
-    !RAW_BODY_PATHS.some((prefix) => c.req.path.startsWith(prefix))
+    !raw.body ||
+    !BODY_METHODS.has(raw.method) ||
+    !c.req.header("content-type")?.toLowerCase().includes("application/json") ||
+    RAW_BODY_PATHS.some((prefix) => c.req.path.startsWith(prefix))
   ) {
-    const body: unknown = await c.req.json().catch(() => undefined);
-    const problem = body === undefined ? null : jsonBodyProblem(body);
-    if (problem) throw validationError([problem]);
+    return next();
   }
-  await next();
+  const tooLarge = () =>
+    new AppError("PAYLOAD_TOO_LARGE", `The request body exceeds the limit of ${JSON_BODY_MAX_BYTES} bytes`);
+  if (Number(c.req.header("content-length") ?? 0) > JSON_BODY_MAX_BYTES) throw tooLarge();
+  const bytes = await readBounded(raw.body, JSON_BODY_MAX_BYTES);
+  if (!bytes) throw tooLarge();
+  c.req.raw = new Request(raw, { body: bytes });
+  let body: unknown;
+  try {
+    body = JSON.parse(new TextDecoder().decode(bytes));
+  } catch {
+    return next(); // the route's validator says what is wrong with it (400)
+  }
+  const problem = jsonBodyProblem(body);
+  if (problem) throw validationError([problem]);
+  return next();
 };
