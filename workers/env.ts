@@ -77,13 +77,12 @@ export function parseRateLimit(value: string): RateLimitSetting | null {
   const unitSeconds = { s: 1, m: 60, h: 3600 }[match[3] as "s" | "m" | "h"];
   const limit = Number(match[1]);
   const windowSeconds = Number(match[2]) * unitSeconds;
-  // 0 per window would refuse every call: a webhook that should not run is deactivated instead.
-  if (!Number.isSafeInteger(limit) || limit < 1 || windowSeconds > MAX_RATE_WINDOW_SECONDS) return null;
+  if (!Number.isSafeInteger(limit) || windowSeconds > MAX_RATE_WINDOW_SECONDS) return null;
   return { limit, windowSeconds };
 }
 
 export const RATE_LIMIT_FORMAT_MESSAGE =
-  "must look like 5/10m (at least 1 request per window in s, m or h; the window at most 24h)";
+  "must look like 5/10m (requests per window in s, m or h; the window at most 24h)";
 
 const rateLimitVar = (fallback: string) =>
   z

@@ -542,6 +542,13 @@ describe("bad input", () => {
     ).toBe(413);
     expect(await countStates()).toBe(before + 3);
     expect((await call(userU, "GET", "/states?tags=x")).status).toBe(200);
+    // Without credentials the route's 401 comes first: the body is not read for nothing.
+    const anonymous = await stack.fetch("/states", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: `{"namespace":"d","key":"x","value":${deep(10_000)}}`,
+    });
+    expect(anonymous.status).toBe(401);
   });
 
   it("refuses an expires_at whose UTC year is outside 1..9999, which Postgres cannot store", async () => {

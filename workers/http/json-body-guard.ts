@@ -78,6 +78,14 @@ export function jsonBodyProblem(body: unknown): FieldIssue | null {
 }
 
 /**
+ * Whether the body is read here: with credentials (checked by the route, after this), or on the auth routes that
+ * take none. A request without any gets its route's 401 first, without its body read and walked for nothing.
+ */
+function mayReadBody(path: string, headers: Headers): boolean {
+  return path.startsWith("/auth/") || headers.has("authorization") || headers.has("x-api-key");
+}
+
+/**
  * The middleware: a JSON body with a problem is a 422; one above JSON_BODY_MAX_BYTES a 413 (no route takes that
  * much: their own limits are lower); a body that is not JSON is left to the route (400). The body is read here
  * with a bound, then handed on as a new request, as hono's bodyLimit does: a route's own limit then reads it
@@ -87,6 +95,7 @@ export const jsonBodyGuard: MiddlewareHandler = async (c, next) => {
   const raw = c.req.raw;
   if (
     !raw.body ||
+    !mayReadBody(c.req.path, raw.headers) ||
     !BODY_METHODS.has(raw.method) ||
     !c.req.header("content-type")?.toLowerCase().includes("application/json") ||
     RAW_BODY_PATHS.some((prefix) => c.req.path.startsWith(prefix))
@@ -96,7 +105,9 @@ export const jsonBodyGuard: MiddlewareHandler = async (c, next) => {
   const tooLarge = () =>
     new AppError("PAYLOAD_TOO_LARGE", `The request body exceeds the limit of ${JSON_BODY_MAX_BYTES} bytes`);
   if (Number(c.req.header("content-length") ?? 0) > JSON_BODY_MAX_BYTES) throw tooLarge();
-  const bytes = await readBounded(raw.body, JSON_BODY_MAX_BYTES);
+  const bytes = await readBounded(raw.body, JSON_BODY_MAX_BYTES).catch(() => {
+    throw new AppError("BAD_REQUEST", "The request body could not be read (the connection ended)");
+  });
   if (!bytes) throw tooLarge();
   c.req.raw = new Request(raw, { body: bytes });
   let body: unknown;

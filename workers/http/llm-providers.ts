@@ -51,7 +51,7 @@ const ProviderFields = {
         .number({ error: "must be a number of seconds" })
         .positive({ error: "must be > 0" })
         .max(3600, { error: "must be <= 3600" })
-        .optional(),
+        .nullish(),
     })
     .catchall(z.unknown())
     .optional()

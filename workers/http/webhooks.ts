@@ -37,6 +37,11 @@ const RateLimitSchema = z
   .string()
   .max(32)
   .refine((value) => parseRateLimit(value) !== null, { message: RATE_LIMIT_FORMAT_MESSAGE })
+  // 0 per window refuses every call for good: a webhook that should not run is deactivated instead. (A 0 saved
+  // before this check, or WEBHOOK_RATE_LIMIT=0/..., still refuses every call, as it always did.)
+  .refine((value) => (parseRateLimit(value)?.limit ?? 1) > 0, {
+    message: "must allow at least 1 call per window",
+  })
   .nullable()
   .optional()
   .openapi({ example: "60/1m", description: "Overrides WEBHOOK_RATE_LIMIT for this webhook; null uses it" });

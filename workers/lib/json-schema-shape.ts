@@ -60,7 +60,10 @@ function ownKeywordDefect(schema: Record<string, unknown>): string | null {
     return "'dependentRequired' must map property names to lists of property names";
   }
   for (const key of NUMBERS) {
-    if (schema[key] !== undefined && typeof schema[key] !== "number") return `'${key}' must be a number`;
+    // Draft-04's boolean exclusiveMinimum/Maximum is not 2020-12's, the draft the validator applies.
+    if (schema[key] !== undefined && typeof schema[key] !== "number") {
+      return `'${key}' must be a number (JSON Schema 2020-12)`;
+    }
   }
   if (schema.multipleOf !== undefined && !(typeof schema.multipleOf === "number" && schema.multipleOf > 0)) {
     return "'multipleOf' must be a number above 0";
