@@ -9,7 +9,6 @@ import { permissions } from "../auth/catalogue";
 import type { Execution, StepExecution } from "../db/schema";
 import { executionStatus } from "../db/schema";
 import { AppError } from "../lib/errors";
-import { exceedsJsonDepth, JSON_DEPTH_MESSAGE } from "../lib/json-depth";
 import { executionRunFor } from "../services/execution-shards";
 import {
   findActiveFunction,
@@ -25,7 +24,7 @@ import { authenticate, principalOf, recordPermission } from "./auth";
 import { IdentifierSchema } from "./functions";
 import { createRouter, errorResponse } from "./router";
 import { runReply } from "./run-reply";
-import { jsonBody, jsonResponse, PageQuerySchema, RunInputObject } from "./schemas";
+import { jsonBody, jsonResponse, PageQuerySchema } from "./schemas";
 
 /** Largest request body of a run (its input); larger ones are refused with 413 before anything runs. */
 export const MAX_INPUT_BYTES = 1024 * 1024;
@@ -196,10 +195,7 @@ const continueRoute = createRoute({
     body: jsonBody(
       z
         .object({
-          input: z
-            .unknown()
-            .refine((value) => value !== undefined, { message: "Field required" })
-            .refine((value) => !exceedsJsonDepth(value), { message: JSON_DEPTH_MESSAGE }),
+          input: z.unknown().refine((value) => value !== undefined, { message: "Field required" }),
         })
         .strict()
         .openapi("ContinueRequest"),
@@ -235,7 +231,7 @@ const executeRoute = createRoute({
     query: z.object({ async: z.enum(["true", "false"]).default("false") }),
     body: jsonBody(
       z
-        .object({ input: RunInputObject.default({}) })
+        .object({ input: JsonRecord.default({}) })
         .strict()
         .openapi("ExecuteRequest"),
     ),

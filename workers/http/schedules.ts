@@ -18,7 +18,7 @@ import {
 import { authenticate, principalOf, recordPermission, requirePermission } from "./auth";
 import { IdentifierSchema } from "./functions";
 import { createRouter, errorResponse } from "./router";
-import { jsonBody, jsonResponse, MessageSchema, PageQuerySchema, RunInputObject } from "./schemas";
+import { jsonBody, jsonResponse, MessageSchema, PageQuerySchema } from "./schemas";
 
 const security = [{ bearerAuth: [] }];
 const tags = ["Schedules"];
@@ -62,7 +62,7 @@ const TimeZoneSchema = z
   })
   .openapi({ type: "string", example: "America/New_York", description: "IANA time zone name" });
 
-const InputDataSchema = RunInputObject.openapi({ type: "object", example: { n: 1 } });
+const InputDataSchema = z.record(z.string(), z.unknown()).openapi({ type: "object", example: { n: 1 } });
 
 const ScheduleCreateSchema = z
   .object({

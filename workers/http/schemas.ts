@@ -2,7 +2,6 @@
  * @module zod schemas shared by several routers (one schema per payload; each feeds validation and OpenAPI).
  */
 import { z } from "@hono/zod-openapi";
-import { exceedsJsonDepth, JSON_DEPTH_MESSAGE } from "../lib/json-depth";
 
 export const EmailSchema = z.email({ error: "must be a valid e-mail address" }).max(255).openapi({
   example: "alice@acme.io",
@@ -19,15 +18,6 @@ export const DateTimeInput = z.iso
     message: "must be a date-time between the years 0001 and 9999 (UTC)",
   })
   .openapi({ type: "string", format: "date-time", example: "2030-01-01T00:00:00Z" });
-
-/**
- * A JSON object that becomes a run's input or part of it (execute, schedules' input_data, webhooks'
- * default_values), refused (422) past MAX_JSON_DEPTH levels before anything walks it recursively.
- */
-export const RunInputObject = z
-  .record(z.string(), z.unknown())
-  .refine((value) => !exceedsJsonDepth(value), { message: JSON_DEPTH_MESSAGE })
-  .openapi({ type: "object" });
 
 /** Text Postgres can store: without NUL characters, which its text type refuses (a 500 otherwise). */
 export function storableText(schema: z.ZodString = z.string()) {

@@ -17,7 +17,7 @@ import {
 import { authenticate, principalOf, recordPermission, requirePermission } from "./auth";
 import { IdentifierSchema } from "./functions";
 import { createRouter, errorResponse, slashParamRoute } from "./router";
-import { jsonBody, jsonResponse, MessageSchema, PageQuerySchema, RunInputObject } from "./schemas";
+import { jsonBody, jsonResponse, MessageSchema, PageQuerySchema } from "./schemas";
 
 const security = [{ bearerAuth: [] }];
 const tags = ["Webhooks"];
@@ -58,7 +58,7 @@ const WebhookCreateSchema = z
     function_name: IdentifierSchema,
     http_method: MethodSchema.default("POST"),
     description: z.string().max(10_000).nullable().optional(),
-    default_values: RunInputObject.optional(),
+    default_values: JsonObjectSchema.optional(),
     requires_auth: z.boolean().default(true),
     async: z.boolean().default(false),
     rate_limit: RateLimitSchema,
@@ -73,7 +73,7 @@ const WebhookUpdateSchema = z
     function_name: IdentifierSchema.optional(),
     http_method: MethodSchema.optional(),
     description: z.string().max(10_000).nullable().optional(),
-    default_values: RunInputObject.optional(),
+    default_values: JsonObjectSchema.optional(),
     is_active: z.boolean().optional(),
     requires_auth: z.boolean().optional(),
     async: z.boolean().optional(),
